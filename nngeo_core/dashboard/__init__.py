@@ -1,0 +1,5 @@
+"""Helpers behind the Streamlit pages: plain functions of the store, specs and job API.
+
+Everything here is testable without a browser. ``widgets`` is the one module that uses
+Streamlit itself (shared page pieces: run picker, figure with downloads, not-available box).
+"""

@@ -1,0 +1,58 @@
+"""The per-run figures the Compare page can put side by side: which analysis each one reads and
+which pure figure builder draws it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import pandas as pd
+import plotly.graph_objects as go
+
+
+@dataclass(frozen=True)
+class PerRunFigure:
+    method: str                                  # the analysis whose stored table it draws
+    what: str                                    # words for buttons and messages
+    draw: Callable[[pd.DataFrame], go.Figure]
+    params: dict | None = None                   # None: accept the newest result whatever its params
+
+
+def _np(df):
+    from ..figures.persistence import np_per_layer
+
+    return np_per_layer(df)
+
+
+def _eta(df):
+    from ..figures.persistence import eta_per_layer
+
+    return eta_per_layer(df)
+
+
+def _overlap(df):
+    from ..figures.persistence import mst_overlap
+
+    return mst_overlap(df)
+
+
+def _curv_hist(df):
+    from ..figures.curvature import curvature_histogram
+
+    return curvature_histogram(df)
+
+
+def _volume(df):
+    from ..figures.volume import geometry_heatmap
+
+    if "epoch" in df.columns and df["epoch"].nunique() > 1:
+        df = df[df["epoch"] == df["epoch"].max()]
+    return geometry_heatmap(df, value="log_volume")
+
+
+PER_RUN_FIGURES: dict[str, PerRunFigure] = {
+    "neural persistence per layer": PerRunFigure("persistence", "neural persistence", _np),
+    "critical compression η_τ": PerRunFigure("critical_compression", "critical compression", _eta),
+    "MST overlap": PerRunFigure("mst_overlap", "MST overlap", _overlap),
+    "curvature histogram": PerRunFigure("curvature_weights", "weight curvature", _curv_hist),
+    "volume element (2-D)": PerRunFigure("volume", "volume element", _volume),
+}

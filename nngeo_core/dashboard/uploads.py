@@ -1,0 +1,131 @@
+"""Checkpoint uploads: validate the bytes, store them as a run under their content hash.
+
+Nothing from an uploaded file is executed: ``checkpoint.load`` reads safetensors, or torch files
+with ``weights_only=True``, and builds the architecture itself from our zoo. The browser-sent file
+name is only shown (cleaned) as a label; the result is stored under the hash of a spec holding the
+file's sha256, so the same bytes always land on the same key and can never replace another run.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ..errors import NNGeoError
+from ..runs import CHECKPOINT
+from ..specs import DataSpec, spec_hash, to_dict
+from ..store import Store
+
+UPLOAD_KIND = "upload"
+DEFAULT_MAX_MB = 200   # same as server.maxUploadSize in .streamlit/config.toml
+
+
+@dataclass
+class UploadResult:
+    key: str
+    created: bool                      # False: these bytes were already stored
+    model: str
+    source: str                        # nngeo | zoo-state-dict | linear-stack
+    n_params: int
+    layers: pd.DataFrame = field(repr=False)
+    note: str = ""
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def display_name(name: str | None) -> str:
+    """The browser-sent file name cut to a harmless label: last path part, printable, <= 80 chars."""
+    base = re.split(r"[\\/]", str(name or ""))[-1]
+    base = re.sub(r"[^\w.\- ]", "_", base).strip(" .")
+    return (base or "checkpoint")[:80]
+
+
+def upload_spec(sha256: str, data_spec: DataSpec | None = None) -> dict:
+    """The spec an upload is stored under: its content hash (and the data it is analysed with)."""
+    spec = {"kind": UPLOAD_KIND, "sha256": sha256}
+    if data_spec is not None:
+        spec["data"] = to_dict(data_spec)
+    return spec
+
+
+def upload_key(data: bytes, data_spec: DataSpec | None = None) -> str:
+    return spec_hash(upload_spec(content_hash(data), data_spec))
+
+
+def layer_table(model) -> pd.DataFrame:
+    """One row per prunable layer: name, kind, weight shape, weight count."""
+    from ..models import prunable_layers
+
+    rows = [{"layer": li.name, "kind": li.kind, "weight_shape": "×".join(map(str, li.weight_shape)),
+             "n_weights": int(li.n_weights)} for li in prunable_layers(model)]
+    return pd.DataFrame(rows, columns=["layer", "kind", "weight_shape", "n_weights"])
+
+
+def validate_checkpoint(data: bytes, max_bytes: int | None = None):
+    """Load the bytes as a checkpoint (never unpickling objects); one-line ``NNGeoError`` if bad."""
+    from .. import checkpoint
+
+    if data is None or len(data) == 0:
+        raise NNGeoError("the uploaded file is empty")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise NNGeoError(f"the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
+    try:
+        return checkpoint.load(bytes(data))
+    except NNGeoError:
+        raise
+    except Exception as exc:  # anything else a hostile or broken file provokes: still one line
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise NNGeoError(f"not a usable checkpoint ({type(exc).__name__}: {first})") from None
+
+
+def store_upload(data: bytes, *, name: str | None = None, store: Store | None = None,
+                 data_spec: DataSpec | None = None, max_bytes: int | None = None) -> UploadResult:
+    """Validate and store an uploaded checkpoint; returns its key (its content-hash spec's hash).
+
+    ``data_spec`` names the dataset the model is analysed with when the file does not say
+    (foreign state_dicts); a file in our format keeps its own unless one is given.
+    """
+    from .. import checkpoint
+    from ..store import default_store
+
+    store = store or default_store()
+    ckpt = validate_checkpoint(data, max_bytes)
+    data_spec = data_spec or ckpt.data_spec
+    _check_data_fits(ckpt.model, data_spec)
+    spec = upload_spec(content_hash(data), data_spec)
+    key = spec_hash(spec)
+    layers = layer_table(ckpt.model)
+    n_params = int(sum(p.numel() for p in ckpt.model.parameters()))
+    note = str(ckpt.meta.get("inferred", "")) if isinstance(ckpt.meta, dict) else ""
+    result = UploadResult(key=key, created=False, model=ckpt.model_spec.name, source=ckpt.source,
+                          n_params=n_params, layers=layers, note=note)
+    if store.exists(key):
+        return result
+    blob = checkpoint.to_bytes(ckpt.model, model_spec=ckpt.model_spec, data_spec=data_spec,
+                               run_spec=ckpt.run_spec, history=ckpt.history, masks=ckpt.masks,
+                               extra={"uploaded_as": display_name(name), "source": ckpt.source})
+    attrs = dict(model=ckpt.model_spec.name, data=data_spec.name if data_spec else None, method="upload",
+                 label=f"upload: {display_name(name)}", source=ckpt.source, n_params=n_params,
+                 sha256=spec["sha256"])
+    store.put(UPLOAD_KIND, spec, layers, artifacts={CHECKPOINT: blob}, attrs=attrs, key=key)
+    result.created = True
+    return result
+
+
+def _check_data_fits(model, data_spec: DataSpec | None) -> None:
+    """Refuse a dataset whose input shape the model cannot take (caught now, not in a job)."""
+    if data_spec is None:
+        return
+    from math import prod
+
+    from ..data import dataset_info
+
+    info = dataset_info(data_spec.name, **dict(data_spec.params))
+    want = tuple(getattr(model, "input_shape", ()) or ())
+    if want and prod(want) != prod(info.input_shape):
+        raise NNGeoError(f"the model takes inputs of shape {want} but {data_spec.name} has {tuple(info.input_shape)}; "
+                         "pick a matching dataset")

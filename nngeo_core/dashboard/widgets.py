@@ -1,0 +1,224 @@
+"""Streamlit pieces shared by the pages (the only module here that imports streamlit).
+
+Pages stay thin: they pick a run, build a spec, call ``submit_job`` or read a result, and show
+it with ``show_figure`` / ``show_table``, which add the downloads every figure and table gets.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from ..errors import NNGeoError
+from ..store import Store, default_store
+from . import jobs_view
+from .downloads import figure_html, plotly_config, safe_filename, table_bytes
+from .results import model_runs, run_label
+
+CURRENT_RUN = "nngeo_current_run"      # session key: the run opened on the Runs page
+SUBMITTED = "nngeo_submitted_jobs"     # session key: job ids submitted from this session
+
+
+def get_store() -> Store:
+    return default_store()
+
+
+def optional_module(name: str):
+    """The module, or None when this build lacks it (a capability not installed yet)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            return None
+        raise
+
+
+def not_available(what: str, why: str = "") -> None:
+    st.info(f"{what} is not available in this build." + (f" {why}" if why else ""), icon=":material/info:")
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _read_result(root: str, key: str) -> pd.DataFrame:
+    # results are content-addressed: one key always names the same table
+    return Store(root).get(key)
+
+
+def read_result(store: Store, key: str) -> pd.DataFrame:
+    return _read_result(store.root, key).copy()
+
+
+def show_figure(fig: go.Figure, name: str, *, key: str | None = None) -> None:
+    """The figure (PNG from plotly's toolbar camera) and a standalone-HTML download button."""
+    st.plotly_chart(fig, config=plotly_config(name), key=f"chart-{key or name}")
+    st.download_button("Download HTML", data=lambda: figure_html(fig), file_name=f"{safe_filename(name)}.html",
+                       mime="text/html", key=f"html-{key or name}", on_click="ignore",
+                       icon=":material/download:")
+
+
+def show_table(df: pd.DataFrame, name: str, *, key: str | None = None, **dataframe_kwargs: Any) -> None:
+    """The table (sortable by clicking headers) with CSV and Parquet downloads."""
+    st.dataframe(df, hide_index=True, **dataframe_kwargs)
+    table_downloads(df, name, key=key)
+
+
+def table_downloads(df: pd.DataFrame, name: str, *, key: str | None = None) -> None:
+    c1, c2, _ = st.columns([1, 1, 4])
+    fname = safe_filename(name)
+    c1.download_button("CSV", data=lambda: table_bytes(df, "csv"), file_name=f"{fname}.csv", mime="text/csv",
+                       key=f"csv-{key or name}", on_click="ignore", icon=":material/download:")
+    c2.download_button("Parquet", data=lambda: table_bytes(df, "parquet"), file_name=f"{fname}.parquet",
+                       mime="application/octet-stream", key=f"pq-{key or name}", on_click="ignore",
+                       icon=":material/download:")
+
+
+def pick_run(store: Store, *, label: str = "Run", key: str = "run", kinds: Iterable[str] | None = None,
+             where: Callable[[pd.Series], bool] | None = None) -> str | None:
+    """A run picker over stored models; starts at the run opened on the Runs page."""
+    runs = model_runs(store)
+    if kinds:
+        runs = runs[runs["kind"].isin(list(kinds))]
+    if where is not None and len(runs):
+        runs = runs[[bool(where(r)) for _, r in runs.iterrows()]]
+    if not len(runs):
+        st.info("No trained or uploaded models in the store yet: train one on the **Train** page or "
+                "upload one on the **Upload** page.", icon=":material/info:")
+        return None
+    keys = list(runs["key"])
+    labels = {r["key"]: run_label(r) for _, r in runs.iterrows()}
+    current = st.session_state.get(CURRENT_RUN)
+    index = keys.index(current) if current in keys else 0
+    chosen = st.selectbox(label, keys, index=index, format_func=labels.get, key=key)
+    return chosen
+
+
+def pick_epoch(store: Store, run: str, *, key: str, label: str = "Training snapshot") -> int | None:
+    """None (final model) or one of the run's kept snapshot epochs."""
+    from ..runs import snapshot_epochs
+
+    epochs = snapshot_epochs(run, store=store)
+    if not epochs:
+        return None
+    options = ["final", *epochs]
+    value = st.select_slider(label, options=options, value="final", key=key,
+                             format_func=lambda e: "final model" if e == "final" else f"epoch {e}")
+    return None if value == "final" else int(value)
+
+
+def submit_job(spec: Any, what: str) -> dict | None:
+    """Submit a job; remember it in this session; one clear line on failure."""
+    try:
+        row = jobs_view.submit(spec)
+    except NNGeoError as exc:
+        st.error(str(exc), icon=":material/error:")
+        return None
+    st.session_state.setdefault(SUBMITTED, []).append(row["id"])
+    st.toast(f"{what}: job {row['id'][:8]} queued", icon=":material/schedule:")
+    return row
+
+
+def pending_job(kind: str, match: Callable[[dict], bool]) -> dict | None:
+    """An active job of ``kind`` that ``match`` accepts (to say 'computing…' instead of offering
+    the button again)."""
+    for row in jobs_view.list_jobs(limit=100):
+        if jobs_view.is_active(row) and (not kind or row["kind"] == kind) and match(row):
+            return row
+    return None
+
+
+def error_box(exc: BaseException) -> None:
+    """One line for a user error; never a traceback."""
+    msg = str(exc) if isinstance(exc, NNGeoError) else f"{type(exc).__name__}: {exc}"
+    st.error(msg.splitlines()[0] if msg else type(exc).__name__, icon=":material/error:")
+
+
+def param_inputs(params: dict, choices: dict | None = None, *, key: str, skip: Iterable[str] = ()) -> dict:
+    """One widget per constructor/loader parameter, typed by its default; returns the values."""
+    from .forms import param_text, parse_param
+
+    choices = choices or {}
+    out: dict = {}
+    names = [n for n in params if n not in set(skip)]
+    cols = st.columns(min(3, max(1, len(names)))) if names else []
+    for i, name in enumerate(names):
+        default = params[name]
+        col = cols[i % len(cols)]
+        k = f"{key}-{name}"
+        if name in choices:
+            opts = list(choices[name])
+            out[name] = col.selectbox(name, opts, index=opts.index(default) if default in opts else 0, key=k)
+        elif isinstance(default, bool):
+            out[name] = col.checkbox(name, value=default, key=k)
+        elif isinstance(default, int):
+            out[name] = int(col.number_input(name, value=default, step=1, key=k))
+        elif isinstance(default, float):
+            out[name] = float(col.number_input(name, value=default, format="%.4g", key=k))
+        else:
+            text = col.text_input(name, value=param_text(default), key=k,
+                                  help="comma-separated numbers" if isinstance(default, (tuple, list)) else
+                                  "leave empty for the default")
+            out[name] = parse_param(text, default)
+    return out
+
+
+def analysis_available(method: str) -> bool:
+    from ..analyses import ANALYSES, _load_all
+
+    _load_all()
+    return method in ANALYSES
+
+
+def analysis_result(store: Store, run: str, method: str, *, what: str, epoch: int | None = None,
+                    params: dict | None = None, key: str, any_params: bool = False) -> pd.DataFrame | None:
+    """The stored table of ``method`` on ``run`` (at ``epoch``), or a button that submits the
+    ``analyse`` job, or a progress line while it runs. ``any_params`` accepts a stored result
+    computed with other params (the newest)."""
+    from ..specs import AnalysisSpec
+    from .results import find_analysis
+
+    params = dict(params or {})
+    found = find_analysis(store, run, method, epoch=epoch, params=params)
+    if found is None and any_params:
+        found = find_analysis(store, run, method, epoch=epoch)
+    if found is not None:
+        return read_result(store, found)
+    if not analysis_available(method):
+        not_available(what, f"(the `{method}` analysis is not registered)")
+        return None
+    spec = AnalysisSpec(run=run, method=method, params=params, epoch=epoch)
+    running = jobs_view.active_job_for(spec.hash)
+    when = "the final model" if epoch is None else f"epoch {epoch}"
+    if running is not None:
+        st.progress(running["fraction"], text=f"computing {what} of {when} · {jobs_view.progress_text(running)}")
+    elif st.button(f"Compute {what} ({when})", key=key, icon=":material/calculate:"):
+        if submit_job(spec, what) is not None:
+            st.info(f"Queued: {what} of {when}. It appears here when the job is done.", icon=":material/schedule:")
+    else:
+        st.caption(f"No {what} stored for {when} yet.")
+    return None
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _training_points(data_json: str, n: int) -> pd.DataFrame:
+    from ..specs import spec_from_dict
+    from .datapoints import training_points as points
+
+    return points(spec_from_dict(data_json), n)
+
+
+def training_points(data, n: int = 400) -> pd.DataFrame:
+    return _training_points(data.to_json(), n)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def _chosen_inputs(data_json: str, indices: tuple) -> list:
+    from ..specs import spec_from_dict
+    from .datapoints import chosen_inputs as inputs
+
+    return inputs(spec_from_dict(data_json), list(indices))
+
+
+def chosen_inputs(data, indices) -> list:
+    return _chosen_inputs(data.to_json(), tuple(int(i) for i in indices))

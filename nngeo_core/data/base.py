@@ -1,0 +1,41 @@
+"""The dataset record every loader returns, and the registry of loaders."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..errors import NNGeoError
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: torch.Tensor            # float32, shape (N, *input_shape)
+    y_train: torch.Tensor            # int64 class labels, shape (N,)
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    input_shape: tuple[int, ...]     # without batch dimension: (2,) or (C, H, W)
+    num_classes: int
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_2d(self) -> bool:
+        return self.input_shape == (2,)
+
+
+# name -> loader(seed: int, **params) -> Dataset
+DATASETS: dict[str, Callable[..., Dataset]] = {}
+
+
+def register_dataset(name: str):
+    def deco(fn):
+        DATASETS[name] = fn
+        return fn
+    return deco
+
+
+def unknown_dataset(name: str) -> NNGeoError:
+    return NNGeoError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}, "
+                      "permuted:<base>:<seed>, split:<base>:<classes>")

@@ -1,0 +1,148 @@
+"""Curvature of the layer graph: edges coloured by Ollivier-Ricci curvature on a diverging scale
+centred at 0, neurons coloured by node curvature, and per-layer curvature histograms.
+
+Edge tables have ``layer``, ``curvature`` and the endpoints as ``src``/``dst`` (neuron index in
+the layer's input and output), optionally ``weight``. Layers are drawn left to right in the
+order they first appear in the table; layer k joins column k (its inputs) to column k+1.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .common import DIVERGING, empty_figure, finish, require_columns
+
+ENDPOINT_NAMES = (("src", "dst"), ("source", "target"), ("i", "j"), ("in", "out"), ("u", "v"))
+N_COLOR_BINS = 11
+
+
+def endpoint_columns(edges: pd.DataFrame) -> tuple[str, str]:
+    for a, b in ENDPOINT_NAMES:
+        if a in edges.columns and b in edges.columns:
+            return a, b
+    raise_cols = ", ".join(f"{a}/{b}" for a, b in ENDPOINT_NAMES)
+    from ..errors import NNGeoError
+
+    raise NNGeoError(f"the curvature table names no edge endpoints (expected one of {raise_cols})")
+
+
+def top_edges(edges: pd.DataFrame, k: int, by: str = "curvature") -> pd.DataFrame:
+    """The ``k`` edges of each layer with the largest |curvature| (or |weight|)."""
+    require_columns(edges, ["layer", by], "top_edges")
+    if k <= 0:
+        return edges.iloc[:0]
+    ranked = edges.assign(_key=edges[by].abs()).sort_values("_key", ascending=False, kind="stable")
+    return ranked.groupby("layer", sort=False).head(int(k)).drop(columns="_key")
+
+
+def node_curvature_from_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """Mean curvature of the edges at each neuron: columns ``column``, ``node``, ``curvature``."""
+    src, dst = endpoint_columns(edges)
+    col = _layer_columns(edges)
+    c = edges["layer"].astype(str).map(col).to_numpy()
+    both = pd.DataFrame({"column": np.concatenate([c, c + 1]),
+                         "node": np.concatenate([edges[src].to_numpy(), edges[dst].to_numpy()]),
+                         "curvature": np.concatenate([edges["curvature"].to_numpy()] * 2)})
+    return both.groupby(["column", "node"], as_index=False)["curvature"].mean()
+
+
+def _layer_columns(edges: pd.DataFrame) -> dict[str, int]:
+    return {name: i for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str)))}
+
+
+def _symmetric_limit(values: np.ndarray) -> float:
+    finite = np.abs(values[np.isfinite(values)])
+    return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
+
+
+def layer_graph(edges: pd.DataFrame, *, nodes: pd.DataFrame | None = None, shown: pd.DataFrame | None = None,
+                title: str | None = None) -> go.Figure:
+    """The layered network with edges coloured by curvature (RdBu, white at 0) and neurons by node
+    curvature. ``nodes`` (column, node, curvature) defaults to the mean over all edges at a neuron;
+    ``shown`` is the subset of edges to draw (e.g. ``top_edges``), all by default. Hovering an
+    edge's midpoint shows layer, endpoints, weight and curvature."""
+    if edges is None or len(edges) == 0:
+        return empty_figure("no curvature computed yet", title)
+    require_columns(edges, ["layer", "curvature"], "layer_graph")
+    src, dst = endpoint_columns(edges)
+    cols = _layer_columns(edges)
+    shown = edges if shown is None else shown
+    nodes = node_curvature_from_edges(edges) if nodes is None else nodes
+
+    # neuron positions: column = layer slot, y spread over [0, 1] by index within the column
+    sizes = {}
+    for name, c in cols.items():
+        e = edges[edges["layer"].astype(str) == name]
+        sizes[c] = max(sizes.get(c, 0), int(e[src].max()) + 1)
+        sizes[c + 1] = max(sizes.get(c + 1, 0), int(e[dst].max()) + 1)
+
+    size_of = np.array([sizes.get(c, 1) for c in range(len(cols) + 1)], dtype=float)
+
+    def ypos(column: np.ndarray, index: np.ndarray) -> np.ndarray:
+        n = size_of[np.asarray(column, dtype=int)]
+        return np.where(n > 1, index / np.maximum(n - 1, 1), 0.5)
+
+    c = shown["layer"].astype(str).map(cols).to_numpy()
+    x0, x1 = c.astype(float), c + 1.0
+    y0, y1 = ypos(c, shown[src].to_numpy()), ypos(c + 1, shown[dst].to_numpy())
+    curv = shown["curvature"].to_numpy(dtype=float)
+    lim = _symmetric_limit(edges["curvature"].to_numpy(dtype=float))
+    # plotly lines take one colour per trace: bin edges by curvature, one trace per bin
+    bins = np.clip(((curv + lim) / (2 * lim) * N_COLOR_BINS).astype(int), 0, N_COLOR_BINS - 1)
+    from plotly.colors import sample_colorscale
+
+    palette = sample_colorscale(DIVERGING, [(b + 0.5) / N_COLOR_BINS for b in range(N_COLOR_BINS)])
+    fig = go.Figure()
+    width = 1.5 if len(shown) <= 500 else 0.7
+    for b in np.unique(bins):
+        sel = bins == b
+        n = int(sel.sum())
+        xs = np.column_stack([x0[sel], x1[sel], np.full(n, np.nan)]).ravel()
+        ys = np.column_stack([y0[sel], y1[sel], np.full(n, np.nan)]).ravel()
+        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=palette[b], width=width),
+                                 hoverinfo="skip", showlegend=False, connectgaps=False))
+    weight = shown["weight"].to_numpy(dtype=float) if "weight" in shown.columns else np.full(len(shown), np.nan)
+    fig.add_trace(go.Scatter(
+        x=(x0 + x1) / 2, y=(y0 + y1) / 2, mode="markers", name="edges",
+        marker=dict(size=6, color=curv, colorscale=DIVERGING, cmin=-lim, cmax=lim, cmid=0.0, opacity=0.9,
+                    colorbar=dict(title=dict(text="edge<br>curvature"), x=1.02, len=0.45, y=0.75)),
+        customdata=np.column_stack([shown["layer"].astype(str).to_numpy(), shown[src].to_numpy(),
+                                    shown[dst].to_numpy(), weight, curv]),
+        hovertemplate=("layer %{customdata[0]}<br>edge %{customdata[1]} → %{customdata[2]}"
+                       "<br>weight %{customdata[3]:.4f}<br>curvature %{customdata[4]:.4f}<extra></extra>"),
+        showlegend=False))
+    nc = nodes["column"].to_numpy()
+    nlim = _symmetric_limit(nodes["curvature"].to_numpy(dtype=float))
+    fig.add_trace(go.Scatter(
+        x=nc, y=ypos(nc, nodes["node"].to_numpy()), mode="markers", name="neurons",
+        marker=dict(size=9, color=nodes["curvature"], colorscale=DIVERGING, cmin=-nlim, cmax=nlim, cmid=0.0,
+                    line=dict(color="#333333", width=0.8),
+                    colorbar=dict(title=dict(text="node<br>curvature"), x=1.02, len=0.45, y=0.22)),
+        customdata=np.column_stack([nc, nodes["node"].to_numpy(), nodes["curvature"].to_numpy()]),
+        hovertemplate="column %{customdata[0]} neuron %{customdata[1]}<br>node curvature %{customdata[2]:.4f}<extra></extra>",
+        showlegend=False))
+    names = list(cols)
+    fig.update_xaxes(tickvals=[i + 0.5 for i in range(len(names))], ticktext=[f"layer {n}" for n in names],
+                     showgrid=False, zeroline=False, range=[-0.2, len(names) + 0.2])
+    fig.update_yaxes(visible=False, range=[-0.05, 1.05])
+    return finish(fig, title, height=560)
+
+
+def curvature_histogram(edges: pd.DataFrame, *, bins: int = 40, title: str | None = None) -> go.Figure:
+    """Distribution of edge curvature per layer (overlaid, one colour per layer), 0 marked."""
+    if edges is None or len(edges) == 0:
+        return empty_figure("no curvature computed yet", title)
+    require_columns(edges, ["layer", "curvature"], "curvature_histogram")
+    from .persistence import layer_color
+
+    fig = go.Figure()
+    for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str))):
+        v = edges.loc[edges["layer"].astype(str) == name, "curvature"]
+        fig.add_trace(go.Histogram(x=v, name=f"layer {name}", nbinsx=bins, opacity=0.6,
+                                   marker_color=layer_color(i)))
+    fig.add_vline(x=0, line=dict(color="#000000", width=1, dash="dot"))
+    fig.update_layout(barmode="overlay")
+    fig.update_xaxes(title_text="Ollivier-Ricci curvature")
+    fig.update_yaxes(title_text="edges")
+    return finish(fig, title, height=360)

@@ -1,0 +1,110 @@
+"""Input-space geometry: log10 √det g and Ricci-scalar heatmaps with data and decision boundary,
+and the plane / line through chosen inputs of an image model."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .common import DIVERGING, SEQUENTIAL, empty_figure, finish, require_columns
+
+CLASS_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
+                "#000000", "#882255", "#44AA99")
+
+QUANTITY_LABELS = {"log_volume": "log10 √det g", "ricci": "Ricci scalar R"}
+
+
+def grid_matrix(grid: pd.DataFrame, value: str, x: str = "x", y: str = "y"
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(xs, ys, Z) with Z[i, j] the value at (xs[j], ys[i]) from a long grid table."""
+    require_columns(grid, [x, y, value], "grid_matrix")
+    table = grid.pivot_table(index=y, columns=x, values=value, aggfunc="first", dropna=False)
+    table = table.sort_index().sort_index(axis=1)
+    return table.columns.to_numpy(dtype=float), table.index.to_numpy(dtype=float), table.to_numpy(dtype=float)
+
+
+def geometry_heatmap(grid: pd.DataFrame, *, value: str = "log_volume", points: pd.DataFrame | None = None,
+                     boundary: bool = True, title: str | None = None) -> go.Figure:
+    """Heatmap of ``value`` over a 2-D grid (columns x, y, value; optional margin/pred for the boundary).
+
+    ``points`` (columns x, y, label) are drawn on top, coloured by class. The decision boundary is
+    the zero contour of ``margin`` for two classes and the class-change lines of ``pred`` otherwise.
+    A signed quantity (the Ricci scalar) uses a diverging scale centred at 0.
+    """
+    if grid is None or len(grid) == 0:
+        return empty_figure("no geometry computed yet", title)
+    xs, ys, z = grid_matrix(grid, value)
+    label = QUANTITY_LABELS.get(value, value)
+    fig = go.Figure()
+    heat = dict(x=xs, y=ys, z=z, colorbar=dict(title=dict(text=label), x=1.02),
+                hovertemplate=f"x %{{x:.3f}}<br>y %{{y:.3f}}<br>{label} %{{z:.4g}}<extra></extra>")
+    if value == "ricci":
+        finite = np.abs(z[np.isfinite(z)])
+        # clip the colour range at the 98th percentile: R blows up near singular points
+        lim = float(np.percentile(finite, 98)) if finite.size else 1.0
+        fig.add_trace(go.Heatmap(colorscale=DIVERGING, zmid=0.0, zmin=-lim or -1, zmax=lim or 1, **heat))
+    else:
+        fig.add_trace(go.Heatmap(colorscale=SEQUENTIAL, **heat))
+    if boundary:
+        _add_boundary(fig, grid)
+    if points is not None and len(points):
+        require_columns(points, ["x", "y"], "geometry_heatmap points")
+        labels = points["label"].to_numpy() if "label" in points.columns else np.zeros(len(points), int)
+        for cls in np.unique(labels):
+            sel = points[labels == cls]
+            fig.add_trace(go.Scatter(
+                x=sel["x"], y=sel["y"], mode="markers", name=f"class {cls}", legendgroup="data",
+                marker=dict(size=5, color=CLASS_COLORS[int(cls) % len(CLASS_COLORS)],
+                            line=dict(color="white", width=0.5)),
+                hovertemplate=f"class {cls}<br>x %{{x:.3f}}<br>y %{{y:.3f}}<extra></extra>"))
+    fig.update_xaxes(range=[xs.min(), xs.max()], title_text="x₁", constrain="domain")
+    fig.update_yaxes(range=[ys.min(), ys.max()], title_text="x₂", scaleanchor="x", scaleratio=1)
+    fig.update_layout(legend=dict(orientation="h", y=-0.15))
+    return finish(fig, title, height=520)
+
+
+def _add_boundary(fig: go.Figure, grid: pd.DataFrame) -> None:
+    style = dict(showscale=False, hoverinfo="skip", name="decision boundary", showlegend=True,
+                 line=dict(color="white", width=2.5), colorscale=[[0, "white"], [1, "white"]])
+    if "margin" in grid.columns and (grid["margin"] < 0).any():
+        xs, ys, m = grid_matrix(grid, "margin")
+        fig.add_trace(go.Contour(x=xs, y=ys, z=m, contours=dict(start=0, end=0, size=1, coloring="lines"), **style))
+    elif "pred" in grid.columns and grid["pred"].nunique() > 1:
+        xs, ys, p = grid_matrix(grid, "pred")
+        lo, hi = float(np.nanmin(p)), float(np.nanmax(p))
+        fig.add_trace(go.Contour(x=xs, y=ys, z=p, contours=dict(start=lo + 0.5, end=hi - 0.5, size=1,
+                                                                coloring="lines"), **style))
+
+
+def plane_heatmap(plane: pd.DataFrame, *, value: str = "log_volume", anchors: pd.DataFrame | None = None,
+                  a: str = "a", b: str = "b", title: str | None = None) -> go.Figure:
+    """Heatmap over the plane through three inputs, in plane coordinates (a, b).
+
+    ``anchors`` (columns a, b and optionally name) marks the three chosen inputs.
+    """
+    if plane is None or len(plane) == 0:
+        return empty_figure("no plane computed yet", title)
+    grid = plane.rename(columns={a: "x", b: "y"})
+    fig = geometry_heatmap(grid, value=value, boundary=True, title=title)
+    if anchors is not None and len(anchors):
+        names = anchors["name"].astype(str) if "name" in anchors.columns else [f"input {i}" for i in range(len(anchors))]
+        fig.add_trace(go.Scatter(x=anchors[a], y=anchors[b], mode="markers+text", text=list(names),
+                                 textposition="top center", name="chosen inputs",
+                                 marker=dict(symbol="star", size=14, color="#F0E442", line=dict(color="black", width=1))))
+    fig.update_xaxes(title_text="plane coordinate a")
+    fig.update_yaxes(title_text="plane coordinate b")
+    return fig
+
+
+def line_profile(line: pd.DataFrame, *, t: str = "t", values: tuple[str, ...] = ("log_volume",),
+                 title: str | None = None) -> go.Figure:
+    """Quantities along the straight line between two inputs (t = 0 at the first, 1 at the second)."""
+    if line is None or len(line) == 0:
+        return empty_figure("no line computed yet", title)
+    require_columns(line, [t], "line_profile")
+    fig = go.Figure()
+    for i, v in enumerate(c for c in values if c in line.columns):
+        fig.add_trace(go.Scatter(x=line[t], y=line[v], mode="lines", name=QUANTITY_LABELS.get(v, v),
+                                 line=dict(color=CLASS_COLORS[i % len(CLASS_COLORS)])))
+    fig.update_xaxes(title_text="t (0 = first input, 1 = second)")
+    return finish(fig, title, height=320)

@@ -1,0 +1,210 @@
+"""Feature maps Φ(x) = a hidden layer's post-activation output, for any model.
+
+"Hidden layer k" is defined by the order of calls in the forward pass: a call of an activation
+module counts as a hidden layer when a Linear or Conv2d module was called since the previous
+counted activation. For ``Sequential(Flatten, Linear, act, Linear, act, ..., Linear)`` these are
+exactly the outputs after each activation that follows a Linear; ``layer=-1`` is the last one.
+``layer="output"`` takes the model's own output (logits) as Φ.
+
+The feature map runs on a private float64 copy of the model with forward hooks: the hook of the
+chosen activation call stops the forward pass, so layers after it are never computed and the
+function works under ``torch.func`` transforms (vmap, jacfwd, jacrev).
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..errors import NNGeoError
+from ..settings import pick_device
+
+_ACTIVATION_TYPES = (
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
+    nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.Hardswish,
+    nn.Hardsigmoid, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink,
+)
+# custom activation modules (e.g. an Erf module in the zoo) are recognised by their class name
+_ACTIVATION_NAME_PARTS = ("erf", "relu", "tanh", "sigmoid", "gelu", "softplus", "swish", "activation")
+
+
+def is_activation(module: nn.Module) -> bool:
+    if isinstance(module, _ACTIVATION_TYPES):
+        return True
+    if any(True for _ in module.children()) or any(True for _ in module.parameters(recurse=False)):
+        return False
+    name = type(module).__name__.lower()
+    return any(part in name for part in _ACTIVATION_NAME_PARTS)
+
+
+def _is_affine(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+
+
+class _StopForward(Exception):
+    """Raised by the hook of the chosen layer to end the forward pass early."""
+
+    def __init__(self, value: torch.Tensor):
+        super().__init__("feature reached")
+        self.value = value
+
+
+def working_device(device: str = "auto") -> torch.device:
+    """The device for float64 geometry: CUDA when present; MPS has no float64, so it means CPU."""
+    dev = pick_device(device)
+    return torch.device("cpu" if dev == "mps" else dev)
+
+
+def float64_copy(model: nn.Module, device: str | torch.device = "auto") -> nn.Module:
+    """A private float64 copy in eval mode (the caller's model is never changed)."""
+    if not isinstance(model, nn.Module):
+        raise NNGeoError(f"expected a torch nn.Module, got {type(model).__name__}")
+    dev = device if isinstance(device, torch.device) else working_device(device)
+    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
+        if p.is_floating_point() and not torch.isfinite(p).all():
+            raise NNGeoError(f"the model's {name} holds NaN or infinite values; retrain or reload it")
+    copied = copy.deepcopy(model).to(device=dev, dtype=torch.float64).eval()
+    for m in copied.modules():
+        if getattr(m, "inplace", False) is True:
+            m.inplace = False  # in-place activations do not mix with torch.func transforms
+    for p in copied.parameters():
+        p.requires_grad_(False)
+    return copied
+
+
+def input_shape_of(model: nn.Module, points: torch.Tensor | None = None) -> tuple[int, ...]:
+    shape = getattr(model, "input_shape", None)
+    if shape is not None:
+        return tuple(int(s) for s in shape)
+    if points is not None:
+        return tuple(points.shape[1:])
+    raise NNGeoError("the model does not say its input shape; set model.input_shape = (d,) or (C, H, W)")
+
+
+@dataclass
+class FeatureMap:
+    """Φ for one sample: ``fn(x)`` maps an input of ``input_shape`` to a flat vector of ``width``."""
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    model: nn.Module              # the float64 copy that ``fn`` runs
+    layer: int | str              # resolved index (0-based) or "output"
+    n_layers: int                 # number of hidden layers found
+    width: int                    # n, the number of features
+    input_shape: tuple[int, ...]
+    device: torch.device
+    # modules up to the layer when Taylor jets can run through them (see jets.py), else None
+    jet_modules: list[nn.Module] | None = None
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def _hidden_layer_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, int, torch.Size]]:
+    """(activation module, its call number, output shape) of each hidden layer, in forward order."""
+    found: list[tuple[nn.Module, int, torch.Size]] = []
+    calls: dict[nn.Module, int] = {}
+    state = {"affine_seen": False}
+
+    def on_affine(mod, inputs, output):
+        state["affine_seen"] = True
+
+    def on_activation(mod, inputs, output):
+        k = calls.get(mod, 0)
+        calls[mod] = k + 1
+        if state["affine_seen"]:
+            found.append((mod, k, output.shape))
+            state["affine_seen"] = False
+
+    handles = []
+    for m in model.modules():
+        if _is_affine(m):
+            handles.append(m.register_forward_hook(on_affine))
+        elif is_activation(m):
+            handles.append(m.register_forward_hook(on_activation))
+    try:
+        with torch.no_grad():
+            model(x)
+    except Exception as exc:
+        raise NNGeoError(f"the model does not accept inputs of shape {tuple(x.shape[1:])}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    finally:
+        for h in handles:
+            h.remove()
+    return found
+
+
+def count_hidden_layers(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> int:
+    shape = input_shape or input_shape_of(model)
+    param = next(iter(model.parameters()), None)
+    dtype = param.dtype if param is not None else torch.float32
+    device = param.device if param is not None else "cpu"
+    was_training = model.training
+    model.eval()
+    try:
+        return len(_hidden_layer_calls(model, torch.zeros((1, *shape), dtype=dtype, device=device)))
+    finally:
+        model.train(was_training)
+
+
+def feature_map(model: nn.Module, layer: int | str = -1, *, input_shape: tuple[int, ...] | None = None,
+                device: str | torch.device = "auto") -> FeatureMap:
+    """Φ = the post-activation output of hidden layer ``layer`` (negative counts from the end).
+
+    Returns a ``FeatureMap`` whose ``fn`` takes ONE input (no batch dimension) and returns the
+    flattened features in float64; wrap it in ``torch.func.vmap`` for batches.
+    """
+    work = float64_copy(model, device)
+    dev = next(work.parameters()).device if any(True for _ in work.parameters()) else working_device(device)
+    shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
+    probe = torch.zeros((1, *shape), dtype=torch.float64, device=dev)
+    calls = _hidden_layer_calls(work, probe)
+
+    if layer == "output":
+        with torch.no_grad():
+            width = int(work(probe)[0].numel())
+
+        def fn(x: torch.Tensor) -> torch.Tensor:
+            return work(x.unsqueeze(0)).reshape(-1)
+
+        return FeatureMap(fn, work, "output", len(calls), width, shape, dev, _jets(work, "output", shape))
+
+    if isinstance(layer, bool) or not isinstance(layer, int):
+        raise NNGeoError(f"layer must be an integer hidden-layer index or 'output', got {layer!r}")
+    if not calls:
+        raise NNGeoError("the model has no hidden activation layer after a Linear/Conv layer; "
+                         "use layer='output' to analyse the model's output")
+    if not -len(calls) <= layer < len(calls):
+        raise NNGeoError(f"layer {layer} does not exist: the model has {len(calls)} hidden layers "
+                         f"(use 0..{len(calls) - 1} or -1 for the last)")
+    index = layer % len(calls)
+    target, target_call, out_shape = calls[index]
+    width = int(torch.Size(out_shape[1:]).numel())
+
+    counter = {"n": 0}
+
+    def stop_hook(mod, inputs, output):
+        if counter["n"] == target_call:
+            raise _StopForward(output)
+        counter["n"] += 1
+
+    target.register_forward_hook(stop_hook)  # lives on the private copy only
+
+    def fn(x: torch.Tensor) -> torch.Tensor:
+        counter["n"] = 0
+        try:
+            work(x.unsqueeze(0))
+        except _StopForward as stop:
+            return stop.value.reshape(-1)
+        raise NNGeoError("the chosen hidden layer was not reached in the forward pass")
+
+    return FeatureMap(fn, work, index, len(calls), width, shape, dev, _jets(work, index, shape))
+
+
+def _jets(work: nn.Module, index: int | str, shape: tuple[int, ...]) -> list[nn.Module] | None:
+    from .jets import JET_MAX_DIM, jet_modules
+
+    if len(shape) != 1 or shape[0] > JET_MAX_DIM:
+        return None
+    return jet_modules(work, index, shape[0])

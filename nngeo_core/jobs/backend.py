@@ -1,0 +1,193 @@
+"""The job backend interface (submit, status, progress, cancel, list, logs) and what every backend
+shares: dedupe against the store and against active jobs, the job table, job info records.
+
+A backend only has to say how a job id reaches a worker (``_enqueue``) and how a queued delivery
+is withdrawn (``_revoke``); the job table is the single source of truth for job state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+from ..errors import NNGeoError
+from ..settings import get_settings
+from ..specs import to_dict
+from .registry import kind_for_spec
+from .runner import one_line, stamp
+from .table import ACTIVE_STATES, DONE, FAILED, FINAL_STATES, QUEUED, JobTable
+
+
+@dataclass
+class JobInfo:
+    """What the dashboard and the CLI show about one job."""
+
+    id: str
+    kind: str
+    state: str                      # queued | running | done | failed | cancelled
+    progress: float = 0.0           # 0..1
+    phase: str = ""
+    metrics: dict = field(default_factory=dict)
+    started: float | None = None    # unix times
+    ended: float | None = None
+    device: str | None = None
+    error: str | None = None        # one line, on failure
+    cached: bool = False            # the result was already in the store; nothing ran
+    existing: bool = False          # an identical job was already queued or running: this is it
+    result: str | None = None       # store key of the result, once done
+    submitted: float | None = None
+    label: str = ""
+    spec_hash: str = ""
+    worker: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    attempts: int = 0
+    cancel_requested: bool = False
+    store: str | None = None
+
+    @classmethod
+    def from_row(cls, row: dict, cached: bool | None = None) -> "JobInfo":
+        try:
+            metrics = json.loads(row.get("metrics") or "{}")
+        except ValueError:
+            metrics = {}
+        return cls(id=row["id"], kind=row["kind"], state=row["state"], progress=float(row["progress"] or 0.0),
+                   phase=row["phase"] or "", metrics=metrics, started=row["started"], ended=row["ended"],
+                   device=row["device"], error=row["error"],
+                   cached=bool(row["cached"]) if cached is None else cached, result=row["result"],
+                   submitted=row["submitted"], label=row["label"] or "", spec_hash=row["spec_hash"],
+                   worker=row["worker"], host=row["host"], pid=row["pid"], attempts=int(row["attempts"] or 0),
+                   cancel_requested=bool(row["cancel_requested"]), store=row["store"])
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def finished(self) -> bool:
+        return self.state in FINAL_STATES
+
+    @property
+    def elapsed(self) -> float | None:
+        if self.started is None:
+            return None
+        return (self.ended or time.time()) - self.started
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+class JobBackend(ABC):
+    """Submit, follow and cancel jobs. Subclasses say how a job id reaches a worker."""
+
+    name = "abstract"
+    spawns_workers = False   # whether `ensure_worker` should start a worker process for it
+
+    def __init__(self, table: JobTable):
+        self.table = table
+
+    # -- transport ---------------------------------------------------------------------------
+    @abstractmethod
+    def _enqueue(self, job_id: str) -> None:
+        """Hand a queued job to the workers."""
+
+    def _revoke(self, job_id: str) -> None:
+        """Withdraw a queued delivery (best effort: claiming checks the table anyway)."""
+
+    # -- API ---------------------------------------------------------------------------------
+    def submit(self, spec: Any, *, store=None) -> JobInfo:
+        """Queue ``spec``. Served from the store at once when its result exists (``cached=True``);
+        an identical queued or running job is returned instead of a duplicate."""
+        from ..store import Store
+
+        kind = kind_for_spec(spec)
+        store = store if store is not None else Store(get_settings().store)
+        if kind.normalize is not None:
+            spec = kind.normalize(spec, store)
+        root = store.path if store.local else store.root
+        key, spec_hash = kind.key_for(spec), spec.hash
+        now = time.time()
+        base = dict(kind=kind.name, spec_hash=spec_hash, spec=json.dumps(to_dict(spec), sort_keys=True),
+                     store=root, label=kind.label_for(spec)[:200], submitted=now)
+        if store.exists(key):
+            last = self.table.latest(spec_hash, root)
+            if last is not None and last["state"] == DONE and last["result"] == key:
+                return JobInfo.from_row(last, cached=True)
+            row, _ = self.table.create(dict(base, id=new_job_id(), state=DONE, cached=1, result=key, started=now,
+                                            ended=now, progress=1.0, phase="done (found in store)"))
+            return JobInfo.from_row(row, cached=True)
+        row, created = self.table.create(dict(base, id=new_job_id(), state=QUEUED, phase="queued"))
+        if created:
+            self.table.append_logs(row["id"], [f"{stamp(now)} queued by {socket.gethostname()}:{os.getpid()} "
+                                               f"({row['label']}, spec {spec_hash})"])
+            try:
+                self._enqueue(row["id"])
+            except Exception as exc:
+                error = f"could not queue the job ({self.name} queue): {one_line(exc)}"
+                self.table.transition(row["id"], [QUEUED], {"state": FAILED, "ended": time.time(), "error": error,
+                                                            "phase": "failed"})
+                raise NNGeoError(error) from None
+        info = JobInfo.from_row(row, cached=False)
+        info.existing = not created
+        return info
+
+    def status(self, job_id: str) -> JobInfo:
+        row = self.table.get(self.table.resolve(job_id))
+        if row is None:
+            raise NNGeoError(f"job {job_id} disappeared from the job table")
+        return JobInfo.from_row(row)
+
+    def progress(self, job_id: str) -> tuple[float, str, dict]:
+        """(fraction done, phase, last metrics): the cheap poll for progress bars."""
+        info = self.status(job_id)
+        return info.progress, info.phase, info.metrics
+
+    def cancel(self, job_id: str) -> JobInfo:
+        """Cancel a job: a queued one at once, a running one at its next progress check (within
+        seconds). Cancelling a finished job changes nothing."""
+        job_id = self.table.resolve(job_id)
+        self.table.request_cancel(job_id)
+        info = self.status(job_id)
+        if info.state == "cancelled" and info.started is None:
+            try:
+                self._revoke(job_id)
+            except Exception:
+                pass  # the claim refuses a cancelled job anyway
+        return info
+
+    def list(self, state: str | list[str] | None = None, kind: str | None = None, limit: int | None = 50) -> list[JobInfo]:
+        states = [state] if isinstance(state, str) else state
+        return [JobInfo.from_row(r) for r in self.table.list(states, kind, limit)]
+
+    def logs(self, job_id: str, start: int = 0) -> list[str]:
+        return self.table.logs(self.table.resolve(job_id), start)
+
+    def workers(self) -> list[dict]:
+        """Live workers of this queue (recent heartbeat, process alive)."""
+        from .worker import live_workers
+
+        return live_workers(self.table)
+
+    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2,
+             on_update: Callable[[JobInfo], None] | None = None) -> JobInfo:
+        """Block until the job has finished (or ``timeout`` seconds passed); returns its info."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            info = self.status(job_id)
+            if on_update is not None:
+                on_update(info)
+            if info.finished or (deadline is not None and time.monotonic() >= deadline):
+                return info
+            time.sleep(poll)
+
+    def close(self) -> None:
+        self.table.close()

@@ -1,0 +1,102 @@
+"""Job kinds: what a worker can compute. A kind is a plain function of its spec,
+
+    fn(spec, *, store: Store, progress: Progress) -> result key
+
+so it runs the same from a worker, from the CLI and from Python. The kind name is the spec's
+``kind`` field (``RunSpec.kind == "train"``, ``AnalysisSpec.kind == "analyse"``). Built-in kinds
+(train, analyse, health) live in ``nngeo_core.jobs.kinds``; other capabilities register theirs
+with ``register_job_kind`` when imported (``nngeo_core.pruning`` is imported on demand, so its
+``prune-sweep`` kind is found without anyone importing it first).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from ..errors import NNGeoError
+
+# modules imported on first lookup; each registers kinds at import time
+KIND_MODULES = ("nngeo_core.jobs.kinds", "nngeo_core.pruning")
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    spec_type: type
+    fn: Callable[..., str]
+    describe: Callable[[Any], str] | None = None           # spec -> short label for lists
+    normalize: Callable[[Any, Any], Any] | None = None     # (spec, store) -> canonical spec
+    result_key: Callable[[Any], str] | None = None         # spec -> key its result is stored under
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None  # `nngeo jobs submit KIND` flags
+    spec_from_args: Callable[[argparse.Namespace], Any] | None = None
+
+    def key_for(self, spec: Any) -> str:
+        return self.result_key(spec) if self.result_key else spec.hash
+
+    def label_for(self, spec: Any) -> str:
+        if self.describe is not None:
+            try:
+                return str(self.describe(spec))
+            except Exception:  # a label must never stop a submission
+                pass
+        return f"{self.name} {spec.hash[:8]}"
+
+
+JOB_KINDS: dict[str, JobKind] = {}
+_loaded = False
+
+
+def register_job_kind(kind: str, spec_type: type, fn: Callable[..., str], *,
+                      describe: Callable[[Any], str] | None = None,
+                      normalize: Callable[[Any, Any], Any] | None = None,
+                      result_key: Callable[[Any], str] | None = None,
+                      add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+                      spec_from_args: Callable[[argparse.Namespace], Any] | None = None) -> Callable[..., str]:
+    """Register ``fn(spec, *, store, progress) -> result key`` for specs of ``spec_type`` whose
+    ``kind`` field is ``kind``. The result key defaults to ``spec.hash``: a submission whose key is
+    already in the store is served from there without running. ``add_arguments`` and
+    ``spec_from_args`` give the kind a `nngeo jobs submit KIND` command line. Returns ``fn``."""
+    if not kind or not isinstance(kind, str):
+        raise NNGeoError("a job kind needs a non-empty name")
+    JOB_KINDS[kind] = JobKind(kind, spec_type, fn, describe, normalize, result_key, add_arguments, spec_from_args)
+    return fn
+
+
+def _load_kind_modules() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for mod in KIND_MODULES:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if exc.name and mod.startswith(exc.name):
+                continue  # capability not present in this build
+            raise
+
+
+def get_job_kind(kind: str) -> JobKind:
+    if kind not in JOB_KINDS:
+        _load_kind_modules()
+    if kind not in JOB_KINDS:
+        raise NNGeoError(f"unknown job kind {kind!r}; known: {', '.join(job_kinds()) or 'none'}")
+    return JOB_KINDS[kind]
+
+
+def job_kinds() -> list[str]:
+    _load_kind_modules()
+    return sorted(JOB_KINDS)
+
+
+def kind_for_spec(spec: Any) -> JobKind:
+    """The registered kind of a spec (its ``kind`` field), checking the spec's type."""
+    name = getattr(spec, "kind", None)
+    if not isinstance(name, str):
+        raise NNGeoError(f"a {type(spec).__name__} is not a job spec (it has no 'kind' field)")
+    kind = get_job_kind(name)
+    if not isinstance(spec, kind.spec_type):
+        raise NNGeoError(f"job kind {name!r} takes a {kind.spec_type.__name__}, got a {type(spec).__name__}")
+    return kind

@@ -1,0 +1,143 @@
+"""The model zoo: a registry of named architectures and ``build`` to make a fresh one.
+
+``build(name, input_shape=..., num_classes=..., **params)`` returns a new ``nn.Module`` (every zoo
+model is a ``FeedForward`` ``nn.Sequential``, see ``mlp.py``) carrying ``.input_shape`` (no batch
+dimension), ``.num_classes``, ``.zoo_name`` and ``.zoo_params`` (every parameter used, defaults
+included), so ``build(m.zoo_name, input_shape=m.input_shape, num_classes=m.num_classes,
+**m.zoo_params)`` rebuilds the same architecture. Weights come from torch's generator: seed it
+with ``torch.manual_seed`` before ``build`` for a reproducible initialisation.
+"""
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from torch import nn
+
+from ..errors import NNGeoError
+from ..specs import ModelSpec
+from .base import LayerInfo, get_layer, layer_io, layer_weights, model_input_shape, prunable_layers
+from .cnn import build_cnn_mnist
+from .fcn import build_fcn_mnist
+from .lenet import build_lenet5
+from .mlp import ACTIVATIONS, FeedForward, check_positive_int, build_mlp
+from .resnet import build_resnet20
+from .vgg import build_vgg11
+
+__all__ = [
+    "MODELS", "ModelEntry", "register_model", "build", "list_models", "model_info",
+    "FeedForward", "ACTIVATIONS",
+    "LayerInfo", "prunable_layers", "get_layer", "layer_weights", "layer_io", "model_input_shape",
+]
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    # builder(input_shape, num_classes, **params) -> (module, params actually used)
+    builder: Callable[..., tuple[nn.Module, dict]]
+    description: str
+    default_input_shape: tuple[int, ...]
+    default_num_classes: int
+    image: bool                          # needs (C, H, W) input; otherwise any shape, flattened
+    params: Mapping[str, Any]            # parameter -> default (the builder's keyword-only arguments)
+    choices: Mapping[str, tuple] = field(default_factory=dict)  # parameter -> allowed values
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(name: str, *, description: str, default_input_shape: Iterable[int], image: bool,
+                   default_num_classes: int = 10, choices: Mapping[str, Iterable] | None = None):
+    """Decorator: add ``builder(input_shape, num_classes, *, param=default, ...)`` to the zoo.
+
+    The builder checks its parameters (raising ``NNGeoError``) and returns the module and the dict
+    of parameters it used. Its keyword-only arguments and their defaults are the model's parameters.
+    """
+    def deco(builder):
+        params = {p.name: p.default for p in inspect.signature(builder).parameters.values()
+                  if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        MODELS[name] = ModelEntry(
+            name=name, builder=builder, description=description,
+            default_input_shape=tuple(int(s) for s in default_input_shape),
+            default_num_classes=int(default_num_classes), image=bool(image), params=params,
+            choices={k: tuple(v) for k, v in (choices or {}).items()})
+        return builder
+    return deco
+
+
+def list_models() -> list[str]:
+    """Names of the registered models, in registration order."""
+    return list(MODELS)
+
+
+def _entry(name: str) -> ModelEntry:
+    entry = MODELS.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise NNGeoError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+    return entry
+
+
+def model_info(name: str) -> dict:
+    """What a picker needs: description, parameters with defaults, allowed values, default shapes."""
+    entry = _entry(name)
+    return {"name": entry.name, "description": entry.description, "params": dict(entry.params),
+            "choices": dict(entry.choices), "default_input_shape": entry.default_input_shape,
+            "default_num_classes": entry.default_num_classes, "image": entry.image}
+
+
+def _check_input_shape(model: str, shape: Any) -> tuple[int, ...]:
+    if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
+        raise NNGeoError(f"{model}: input_shape must be a tuple of positive whole numbers, got {shape!r}")
+    dims = tuple(shape)
+    if not dims or any(isinstance(d, bool) or not isinstance(d, numbers.Real) or not math.isfinite(d)
+                       or not float(d).is_integer() or d < 1 for d in dims):
+        raise NNGeoError(f"{model}: input_shape must be a tuple of positive whole numbers "
+                         f"(no batch dimension), got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def build(name: str | ModelSpec, *, input_shape: Iterable[int] | None = None,
+          num_classes: int | None = None, **params) -> nn.Module:
+    """A freshly initialised zoo model. ``name`` may be a ``ModelSpec`` (its params, then ``params``)."""
+    if isinstance(name, ModelSpec):
+        params = {**name.params, **params}
+        name = name.name
+    entry = _entry(name)
+    unknown = sorted(set(params) - set(entry.params))
+    if unknown:
+        known = ", ".join(entry.params) or "none"
+        raise NNGeoError(f"{name} has no parameter {unknown[0]!r}; its parameters: {known}")
+    shape = _check_input_shape(name, entry.default_input_shape if input_shape is None else input_shape)
+    classes = check_positive_int(name, "num_classes",
+                                 entry.default_num_classes if num_classes is None else num_classes)
+    model, used = entry.builder(shape, classes, **{**entry.params, **params})
+    model.input_shape = shape
+    model.num_classes = classes
+    model.zoo_name = name
+    model.zoo_params = dict(used)
+    return model
+
+
+register_model("mlp", description="Fully connected net on the flattened input: hidden layers of the "
+               "given widths, one activation, a linear output layer.",
+               default_input_shape=(2,), default_num_classes=2, image=False,
+               choices={"activation": tuple(ACTIVATIONS), "bias": (True, False)})(build_mlp)
+register_model("fcn_mnist", description="784-100-100-100-100-100-10 ReLU net (SynFlow / topological IMP "
+               "papers); the first layer adapts to the input size.",
+               default_input_shape=(1, 28, 28), image=False)(build_fcn_mnist)
+register_model("lenet5", description="LeNet-5: conv 6@5x5 pad 2, max-pool, conv 16@5x5, max-pool, "
+               "fc 120, fc 84, output; ReLU.",
+               default_input_shape=(1, 28, 28), image=True)(build_lenet5)
+register_model("cnn_mnist", description="Two 32-channel 3x3 convs (padding 1) with ReLU, then one dense "
+               "layer (25,088 -> 10 on 28x28).",
+               default_input_shape=(1, 28, 28), image=True)(build_cnn_mnist)
+register_model("vgg11", description="CIFAR VGG-11 with batch norm and a linear classifier; width "
+               "multiplies the channels. Needs images of at least 32x32.",
+               default_input_shape=(3, 32, 32), image=True)(build_vgg11)
+register_model("resnet20", description="CIFAR ResNet-20 (He et al. 2016), 16/32/64 channels, option-A "
+               "shortcuts; width multiplies the channels.",
+               default_input_shape=(3, 32, 32), image=True)(build_resnet20)

@@ -1,0 +1,208 @@
+"""`nngeo prune` (run sweeps, one per strategy) and `nngeo compare` (print the comparison table).
+
+One rule for image models on the offline digits data: when ``--data digits`` is given without a
+``resize`` parameter and the model's default input is 28×28 (fcn_mnist, lenet5, cnn_mnist), the
+CLI adds ``resize=28`` (and says so on stderr), so MNIST architectures run at their own size.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..errors import NNGeoError
+
+MNIST_SIDE = 28
+
+
+def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> None:
+    from ..cli import add_run_arguments
+
+    add_run_arguments(p)
+    g = p.add_argument_group("pruning")
+    g.add_argument("--strategy", default="magnitude",
+                   help="strategy name" + (" or a comma-separated list (one sweep each)" if many else ""))
+    levels = g.add_mutually_exclusive_group()
+    levels.add_argument("--sparsity", help="comma-separated sparsities in [0, 1), e.g. 0.5,0.8,0.9")
+    levels.add_argument("--compression", help="comma-separated compression ratios >= 1, e.g. 2,4,8,16")
+    levels.add_argument("--levels", type=int, help="N levels at compression 2, 4, ..., 2^N (default 6)")
+    g.add_argument("--seeds", type=int, default=1, help="number of seeds: --seed, --seed+1, ... (default 1)")
+    g.add_argument("--finetune-epochs", type=int, default=0, help="fine-tuning epochs per level (0 = none)")
+    g.add_argument("--finetune-lr", type=float, help="fine-tuning learning rate (default: the run's)")
+    g.add_argument("--scope", choices=["global", "layer"], default="global")
+    g.add_argument("--exclude-last", action="store_true", help="never prune the last (output) layer")
+    g.add_argument("--strategy-param", action="append", metavar="[STRATEGY.]K=V",
+                   help="strategy parameter, e.g. imp.rewind_epoch=0 or samples=64 (repeatable)")
+    g.add_argument("--analyses", help="per-level analyses: persistence, eta_floor, mst_overlap (comma-separated)")
+
+
+def _levels(a) -> tuple[float, ...]:
+    from ..cli import parse_value
+    from .specs import compression_levels, compression_to_sparsity
+
+    def as_list(text):
+        v = parse_value(text)
+        vals = v if isinstance(v, tuple) else (v,)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in vals):
+            raise NNGeoError(f"expected comma-separated numbers, got {text!r}")
+        return vals
+
+    if a.sparsity:
+        return tuple(float(s) for s in as_list(a.sparsity))
+    if a.compression:
+        return tuple(compression_to_sparsity(float(c)) for c in as_list(a.compression))
+    return compression_levels(a.levels if a.levels is not None else 6)
+
+
+def strategy_params(items, strategies: list[str]) -> dict[str, dict]:
+    """Split --strategy-param values by strategy: 'imp.rate=0.1' for one, 'samples=64' for all that have it."""
+    from ..cli import parse_value
+    from .strategies import get_strategy
+
+    out = {s: {} for s in strategies}
+    for item in items or []:
+        if "=" not in item:
+            raise NNGeoError(f"expected [STRATEGY.]KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        k, value = k.strip(), parse_value(v)
+        if "." in k:
+            s, k = k.split(".", 1)
+            if s not in out:
+                raise NNGeoError(f"--strategy-param {item!r} names strategy {s!r}, which is not being run")
+            out[s][k] = value
+            continue
+        takers = [s for s in strategies if k in get_strategy(s).params]
+        if not takers:
+            raise NNGeoError(f"no strategy being run has a parameter {k!r}")
+        for s in takers:
+            out[s][k] = value
+    return out
+
+
+def resize_rule(run_spec):
+    """digits + a model built for 28×28 inputs -> resize=28 (the one rule; see the module docstring)."""
+    from ..models import model_info
+
+    if run_spec.data.name != "digits" or "resize" in run_spec.data.params:
+        return run_spec, False
+    try:
+        shape = tuple(model_info(run_spec.model.name)["default_input_shape"])
+    except NNGeoError:
+        return run_spec, False
+    if shape[-2:] != (MNIST_SIDE, MNIST_SIDE):
+        return run_spec, False
+    data = run_spec.data.replace(params={**run_spec.data.params, "resize": MNIST_SIDE})
+    return run_spec.replace(data=data), True
+
+
+def sweep_specs_from_args(a, *, note=None) -> list:
+    from ..cli import run_spec_from_args
+    from .specs import SweepSpec
+    from .strategies import get_strategy
+
+    run = run_spec_from_args(a)
+    run, resized = resize_rule(run)
+    if resized and note is not None:
+        note(f"note: digits resized to {MNIST_SIDE}x{MNIST_SIDE} for {run.model.name} "
+             "(give --data-param resize=N to choose another size)")
+    strategies = [s.strip() for s in str(a.strategy).split(",") if s.strip()]
+    if not strategies:
+        raise NNGeoError("give at least one --strategy")
+    for s in strategies:
+        get_strategy(s)
+    if a.seeds < 1:
+        raise NNGeoError("--seeds must be at least 1")
+    params = strategy_params(a.strategy_param, strategies)
+    analyses = tuple(x.strip() for x in (a.analyses or "").split(",") if x.strip())
+    levels = _levels(a)
+    specs = []
+    for s in strategies:
+        spec = SweepSpec(run=run, strategy=s, params=params[s], sparsities=levels,
+                         seeds=tuple(range(a.seed, a.seed + a.seeds)), finetune_epochs=a.finetune_epochs,
+                         scope=a.scope, exclude_last=a.exclude_last, finetune_lr=a.finetune_lr, analyses=analyses)
+        specs.append(spec.validate())
+    return specs
+
+
+ROW_COLUMNS = ["strategy", "seed", "sparsity_requested", "sparsity_achieved", "accuracy_pruned", "accuracy",
+               "flops_fraction"]
+
+
+def cmd_prune(a) -> int:
+    from ..cli import print_json, print_table, progress_for
+    from ..store import Store, default_store
+    from .sweep import run_sweep
+
+    store = Store(a.store) if a.store else default_store()
+    quiet = a.json or a.quiet
+    specs = sweep_specs_from_args(a, note=None if quiet else (lambda m: print(m, file=sys.stderr)))
+    out_rows, keys = [], []
+    for spec in specs:
+        cached = store.exists(spec.hash)
+        progress, bar = progress_for(f"prune {spec.strategy}", quiet or cached)
+        try:
+            key = run_sweep(spec, store=store, progress=progress)
+        finally:
+            bar.close()
+        keys.append(key)
+        table = store.get(key)
+        if a.json:
+            for r in table.to_dict("records"):
+                r["layer_sparsity"] = json.loads(r["layer_sparsity"])
+                out_rows.append(r)
+        else:
+            word = "found in store" if cached else "computed"
+            print(f"{spec.strategy}: sweep {key} ({word})")
+            print_table(table[ROW_COLUMNS].round(4))
+    if a.json:
+        print_json(out_rows)
+    else:
+        print(f"compare with: nngeo compare {' '.join(k[:12] for k in keys)}")
+    return 0
+
+
+def cmd_compare(a) -> int:
+    from ..cli import print_json, print_table
+    from ..store import Store, default_store
+    from .compare import compare
+
+    store = Store(a.store) if a.store else default_store()
+    keys = list(a.runs)
+    if not keys:
+        cat = store.catalog(kind="prune-sweep", model=a.model_filter, data=a.data_filter)
+        keys = list(cat["key"])
+        if not keys:
+            raise NNGeoError("no prune-sweep results in the store; run `nngeo prune` first or give keys")
+    if a.delta < 0:
+        raise NNGeoError("--delta must be >= 0 (accuracy points)")
+    result = compare(keys, store=store, delta=a.delta / 100.0)
+    if a.json:
+        print_json(result.to_dict())
+        return 0
+    n = sorted(set(int(x) for x in result.table["n"])) if len(result.table) else []
+    print(f"accuracy after fine-tuning, mean ± std over {'/'.join(map(str, n))} seed(s), by requested sparsity")
+    print_table(result.accuracy_pivot())
+    print(f"\nhighest sparsity within {a.delta:g} accuracy point(s) of dense")
+    print_table(result.within_delta.round(4))
+    print("\nPareto frontier (mean sparsity achieved vs mean accuracy)")
+    print_table(result.pareto.round(4))
+    if not result.settings.empty and len(result.settings.columns) > 2:
+        print("\nsettings that differ")
+        print_table(result.settings)
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("prune", help="prune a trained run with one or more strategies over sparsities and seeds")
+    add_sweep_arguments(p)
+    p.add_argument("--json", action="store_true", help="print the result rows as JSON")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_prune)
+
+    c = sub.add_parser("compare", help="compare stored pruning sweeps (accuracy vs sparsity over seeds)")
+    c.add_argument("runs", nargs="*", help="prune-sweep keys (default: all, filtered by --model/--data)")
+    c.add_argument("--model", dest="model_filter")
+    c.add_argument("--data", dest="data_filter")
+    c.add_argument("--delta", type=float, default=1.0, help="accuracy points below dense still counted (default 1)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_compare)

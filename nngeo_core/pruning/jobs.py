@@ -1,0 +1,39 @@
+"""Registers the "prune-sweep" job kind with the worker's registry (imported by
+``nngeo_core.pruning``; the registry imports that package on demand)."""
+from __future__ import annotations
+
+from ..errors import NNGeoError
+from .specs import SweepSpec
+from .sweep import run_sweep
+
+
+def describe(spec: SweepSpec) -> str:
+    return (f"prune {spec.strategy} {spec.run.model.name}/{spec.run.data.name} "
+            f"{len(spec.sparsities)} levels x {len(spec.seeds)} seeds")
+
+
+def add_arguments(p) -> None:
+    from .cli import add_sweep_arguments
+
+    add_sweep_arguments(p, many=False)
+
+
+def spec_from_args(a) -> SweepSpec:
+    from .cli import sweep_specs_from_args
+
+    specs = sweep_specs_from_args(a)
+    if len(specs) != 1:
+        raise NNGeoError("a prune-sweep job takes one --strategy; submit one job per strategy")
+    return specs[0]
+
+
+def register() -> bool:
+    try:
+        from ..jobs.registry import register_job_kind
+    except ModuleNotFoundError as exc:
+        if exc.name and "nngeo_core.jobs".startswith(exc.name):
+            return False  # no job system in this build: sweeps still run from Python and the CLI
+        raise
+    register_job_kind("prune-sweep", SweepSpec, run_sweep, describe=describe, add_arguments=add_arguments,
+                      spec_from_args=spec_from_args)
+    return True

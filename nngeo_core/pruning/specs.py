@@ -1,0 +1,95 @@
+"""The spec of a pruning sweep: one dense training run, one strategy, its settings, a list of
+sparsities and a list of seeds. Its hash names the stored result, so the same request is computed
+once. Budgets (dense training, fine-tuning) are fields of the spec shared by every strategy.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from ..errors import NNGeoError
+from ..specs import RunSpec, SpecBase, register_spec
+from .masks import check_scope, check_sparsity_value
+
+ANALYSES = ("persistence", "eta_floor", "mst_overlap")
+
+
+def compression_levels(n: int = 6, *, base: float = 2.0, start: float = 2.0) -> tuple[float, ...]:
+    """Sparsities for ``n`` compression ratios on a log scale: start, start·base, start·base², ...
+
+    Compression c (dense weights / kept weights) is sparsity 1 − 1/c; ShrinkBench recommends
+    reporting levels evenly spaced in log compression (e.g. 2, 4, 8, ... or 10^x with base=10**0.5).
+    """
+    if n < 1 or start < 1 or base <= 1 or not (math.isfinite(base) and math.isfinite(start)):
+        raise NNGeoError("compression levels need n >= 1, start >= 1 and base > 1")
+    return tuple(1.0 - 1.0 / (start * base ** i) for i in range(int(n)))
+
+
+def compression_to_sparsity(c: float) -> float:
+    if not (math.isfinite(c) and c >= 1):
+        raise NNGeoError(f"a compression ratio must be a number >= 1, got {c!r}")
+    return 1.0 - 1.0 / c
+
+
+def sparsity_to_compression(s: float) -> float:
+    return 1.0 / (1.0 - check_sparsity_value(s))
+
+
+@register_spec
+@dataclass(frozen=True, eq=True)
+class SweepSpec(SpecBase):
+    """Prune the trained ``run`` (one per seed; the run's own seed is replaced by each of ``seeds``)
+    with ``strategy`` at each of ``sparsities``, fine-tune for ``finetune_epochs`` (0 = post-training
+    comparison), evaluate, and optionally compute ``analyses`` (persistence, eta_floor, mst_overlap)."""
+
+    run: RunSpec = field(default_factory=RunSpec)
+    strategy: str = "magnitude"
+    params: Mapping[str, Any] = field(default_factory=dict)
+    sparsities: tuple = (0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375)
+    seeds: tuple = (0,)
+    finetune_epochs: int = 0
+    scope: str = "global"
+    exclude_last: bool = False
+    finetune_lr: float | None = None       # None: the run's learning rate
+    analyses: tuple = ()
+    kind: str = "prune-sweep"
+
+    def __post_init__(self):
+        super().__post_init__()
+        # canonical form: the same request always hashes the same (levels/seeds sorted, the run's
+        # seed fixed since each seed replaces it, the strategy's defaults filled in)
+        object.__setattr__(self, "sparsities", tuple(sorted({float(s) for s in self.sparsities})))
+        object.__setattr__(self, "seeds", tuple(sorted({int(s) for s in self.seeds})))
+        object.__setattr__(self, "analyses", tuple(sorted(set(self.analyses))))
+        if self.run.train.seed != 0:
+            object.__setattr__(self, "run", self.run.replace(train=self.run.train.replace(seed=0)))
+        try:
+            from .strategies import STRATEGIES, resolve_params
+
+            if self.strategy in STRATEGIES:
+                object.__setattr__(self, "params", type(self.params)(resolve_params(self.strategy, self.params)))
+        except NNGeoError:
+            pass  # unknown parameters are reported by validate(), when the sweep runs
+
+    def validate(self) -> "SweepSpec":
+        from .strategies import get_strategy, resolve_params
+
+        get_strategy(self.strategy)
+        resolve_params(self.strategy, self.params)
+        if not self.sparsities:
+            raise NNGeoError("a sweep needs at least one sparsity")
+        for s in self.sparsities:
+            check_sparsity_value(s)
+        if not self.seeds:
+            raise NNGeoError("a sweep needs at least one seed")
+        if isinstance(self.finetune_epochs, bool) or int(self.finetune_epochs) != self.finetune_epochs \
+                or self.finetune_epochs < 0:
+            raise NNGeoError(f"finetune_epochs must be a whole number >= 0, got {self.finetune_epochs!r}")
+        check_scope(self.scope)
+        unknown = [a for a in self.analyses if a not in ANALYSES]
+        if unknown:
+            raise NNGeoError(f"unknown sweep analysis {unknown[0]!r}; choose from {', '.join(ANALYSES)}")
+        if self.finetune_lr is not None and not (self.finetune_lr > 0 and math.isfinite(self.finetune_lr)):
+            raise NNGeoError("finetune_lr must be a positive number")
+        return self

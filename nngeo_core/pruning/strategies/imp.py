@@ -1,0 +1,84 @@
+"""``imp``: iterative magnitude pruning (Frankle & Carbin 2019; rewinding: Frankle et al. 2020).
+
+Each round prunes ``rate`` (20%) of the remaining weights by magnitude, rewinds the survivors to
+their values at epoch ``rewind_epoch`` of the dense run (0 = initialisation; None = no rewinding,
+keep training from the current weights, i.e. the fine-tuning variant) and trains for
+``round_epochs`` with the pruned weights held at zero. The last round lands exactly on the
+requested sparsity. The returned weights are the trained sparse network.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable
+
+import torch
+
+from ...errors import NNGeoError
+from ..masks import sparsity as mask_sparsity
+from . import register_strategy
+from .base import PruneResult, magnitude_scores, select_masks
+
+IMP_PARAMS = {"rate": 0.2, "rewind_epoch": 1, "round_epochs": None}
+
+
+def imp_schedule(start: float, target: float, rate: float) -> list[float]:
+    """Sparsities after each round: each round prunes ``rate`` of what remains; the last hits ``target``."""
+    if not (0 < rate < 1):
+        raise NNGeoError(f"the IMP pruning rate must lie in (0, 1), got {rate!r}")
+    levels, s = [], start
+    while s < target - 1e-12:
+        s = 1 - (1 - s) * (1 - rate)
+        if s >= target - 1e-9:
+            s = target
+        levels.append(s)
+    return levels
+
+
+def iterative_magnitude(model, masks, data, settings, *, name: str,
+                        keep_fn: Callable | None = None) -> PruneResult:
+    p = settings.params
+    rate = float(p["rate"])
+    dataset = data.require_dataset(name)
+    train = data.require_train(name)
+    epochs = train.epochs if p["round_epochs"] is None else p["round_epochs"]
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise NNGeoError(f"{name}: round_epochs must be a whole number >= 0, got {p['round_epochs']!r}")
+    rewind_epoch = p["rewind_epoch"]
+    if rewind_epoch is not None and (isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int)
+                                     or rewind_epoch < 0):
+        raise NNGeoError(f"{name}: rewind_epoch must be a whole number >= 0 or none, got {rewind_epoch!r}")
+    rewind = data.rewind_state(rewind_epoch, name) if rewind_epoch is not None else None
+    levels = imp_schedule(mask_sparsity(masks), settings.sparsity, rate)
+    if not levels:
+        return PruneResult(dict(masks), info={"rounds": 0})
+
+    from ...train import fit  # lazy: training pulls in the data registry
+
+    work = copy.deepcopy(model)
+    current = dict(masks)
+    modules = dict(work.named_modules())
+    for i, level in enumerate(levels):
+        data.progress.check()
+        keep = keep_fn(work, current) if keep_fn is not None else None
+        current = select_masks(magnitude_scores(work, current), current, level, settings.scope, keep=keep,
+                               strategy=name)
+        if rewind is not None:
+            work.load_state_dict({k: v.to(next(work.parameters()).device) for k, v in rewind.items()})
+        with torch.no_grad():
+            for n, m in current.items():
+                modules[n].weight.mul_(m.to(modules[n].weight.dtype))
+        round_spec = train.replace(epochs=epochs, snapshots=(), seed=int(settings.seed) * 1009 + i + 1)
+        if epochs > 0:
+            fit(work, dataset, round_spec, masks=current,
+                progress=data.progress.sub(i / len(levels), (i + 1) / len(levels)))
+        data.progress.update((i + 1) / len(levels), f"{name} round {i + 1}/{len(levels)}", sparsity=level)
+    state = {k: v.detach().clone() for k, v in work.state_dict().items()}
+    return PruneResult(current, state_dict=state, info={"rounds": len(levels), "levels": levels})
+
+
+@register_strategy("imp", description="Iterative magnitude pruning: prune 20% of the remaining weights per "
+                   "round, rewind to an early epoch (or init), retrain.", params=IMP_PARAMS,
+                   iterative=True, needs_data=True, trains=True, changes_weights=True)
+def imp(model, masks, data, settings) -> PruneResult:
+    return iterative_magnitude(model, masks, data, settings, name="imp")
+

@@ -1,0 +1,223 @@
+"""Pruning sweeps: one strategy at several sparsities and seeds on one trained run, stored once.
+
+For every seed the dense run (the spec's run with that seed) comes from ``runs.train_run``, so it
+is trained once and shared by every strategy and sweep that asks for it. Levels run in increasing
+sparsity. One-shot strategies prune the dense model at every level; iterative ones (IMP, T-IMP,
+SynFlow) continue from the previous level's masks and weights, so their masks are nested. After
+pruning, each level is evaluated, fine-tuned for ``finetune_epochs`` (same budget for every
+strategy; 0 = post-training comparison) and evaluated again. One row per (seed, level).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import NNGeoError
+from ..models import LayerInfo, get_layer, prunable_layers
+from ..progress import Progress
+from ..specs import RunSpec
+from ..store import Store, default_store
+from .masks import counts, layer_sparsity, plain_copy, pruned_model, sparsity as mask_sparsity
+from .specs import SweepSpec
+from .strategies import PruneData, get_strategy, prune
+
+# epochs every sweep's dense run keeps, so IMP's default rewind point (epoch 1) and init (0) are
+# always there and all strategies share one dense run per seed
+DEFAULT_SNAPSHOTS = (0, 1)
+TRAIN_SHARE = 0.15          # progress share of the dense training within one seed
+
+
+def dense_run_spec(spec: SweepSpec, seed: int) -> RunSpec:
+    """The training run a sweep prunes for one seed (the spec's run, that seed, kept snapshots)."""
+    t = spec.run.train
+    snaps = {int(e) for e in t.snapshots} | {e for e in DEFAULT_SNAPSHOTS if e <= t.epochs}
+    rewind = spec.params.get("rewind_epoch") if get_strategy(spec.strategy).trains else None
+    if rewind is not None:
+        if isinstance(rewind, bool) or not isinstance(rewind, int) or not 0 <= rewind <= t.epochs:
+            raise NNGeoError(f"rewind_epoch must be a whole number in 0..{t.epochs} (the run's epochs) "
+                             f"or none, got {rewind!r}")
+        snaps.add(rewind)
+    return spec.run.replace(train=t.replace(seed=int(seed), snapshots=tuple(sorted(snaps))))
+
+
+def effective_weight(module: nn.Module) -> torch.Tensor:
+    """The weight as the forward pass uses it (mask applied for pruned layers)."""
+    if hasattr(module, "weight_orig") and isinstance(getattr(module, "weight_mask", None), torch.Tensor):
+        return (module.weight_orig * module.weight_mask).detach()
+    return module.weight.detach()
+
+
+def cost_of(model: nn.Module, infos: list[LayerInfo]) -> dict[str, Any]:
+    """Nonzero weights and theoretical FLOPs (multiply-accumulates per sample) of the dense/conv layers.
+
+    Dense: one MAC per nonzero weight. Conv: one MAC per nonzero kernel weight per output position.
+    """
+    nonzero, flops, total = {}, {}, {}
+    for info in infos:
+        w = effective_weight(get_layer(model, info.name))
+        nnz = int(torch.count_nonzero(w))
+        positions = math.prod(info.output_size) if info.kind == "conv" else 1
+        nonzero[info.name], flops[info.name], total[info.name] = nnz, nnz * positions, w.numel()
+    params = 0
+    for name, p in model.named_parameters():
+        if name.endswith("_orig"):
+            mod = get_layer(model, name.rsplit(".", 1)[0]) if "." in name else model
+            params += int(torch.count_nonzero(effective_weight(mod)))
+        else:
+            params += int(torch.count_nonzero(p.detach()))
+    return {"nonzero_weights": sum(nonzero.values()), "total_weights": sum(total.values()),
+            "flops": sum(flops.values()), "nonzero_params": params,
+            "total_params": sum(p.numel() for p in model.parameters())}
+
+
+def run_sweep(spec: SweepSpec, *, store: Store | None = None, progress: Progress | None = None) -> str:
+    """Compute and store the sweep unless the store has it; returns its key (the spec hash)."""
+    spec.validate()
+    store = store or default_store()
+    progress = progress or Progress()
+    key = spec.hash
+    if store.exists(key):
+        return key
+    from ..data import load as load_data
+
+    dataset = load_data(spec.run.data)
+    rows: list[dict] = []
+    timing = {"train": 0.0, "prune": 0.0, "finetune": 0.0, "evaluate": 0.0, "analyses": 0.0}
+    run_keys = []
+    n = len(spec.seeds)
+    for i, seed in enumerate(spec.seeds):
+        part = progress.sub(i / n, (i + 1) / n)
+        seed_rows, run_key = sweep_seed(spec, seed, dataset, store=store, progress=part, timing=timing)
+        rows += [{**r, "sweep": key} for r in seed_rows]
+        run_keys.append(run_key)
+    table = pd.DataFrame(rows)
+    last = table[table["sparsity_requested"] == max(spec.sparsities)]
+    attrs = dict(model=spec.run.model.name, data=spec.run.data.name, method="prune-sweep",
+                 strategy=spec.strategy, sparsity=max(spec.sparsities), seed=spec.seeds[0], run=run_keys[0],
+                 label=f"{spec.strategy} on {spec.run.model.name}/{spec.run.data.name}",
+                 metric=float(last["accuracy"].mean()), seeds=list(spec.seeds), runs=run_keys,
+                 levels=list(spec.sparsities), finetune_epochs=spec.finetune_epochs, scope=spec.scope,
+                 seconds={k: round(v, 3) for k, v in timing.items()})
+    progress.update(1.0, "stored", force=True)
+    return store.put("prune-sweep", spec, table, attrs=attrs)
+
+
+def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: Progress,
+               timing: dict[str, float]) -> tuple[list[dict], str]:
+    """All levels of one seed: rows and the dense run's key."""
+    from ..runs import load_run, train_run
+    from ..settings import pick_device
+    from ..train import evaluate, fit
+
+    entry = get_strategy(spec.strategy)
+    run_spec = dense_run_spec(spec, seed)
+    clock = time.perf_counter()
+    run_key = train_run(run_spec, store=store, progress=progress.sub(0.0, TRAIN_SHARE))
+    dense = load_run(run_key, store=store).model
+    timing["train"] += time.perf_counter() - clock
+    device = pick_device(run_spec.train.device)
+    dense = dense.to(device).eval()
+    rewind = {}
+    if entry.trains and spec.params.get("rewind_epoch") is not None:
+        epoch = int(spec.params["rewind_epoch"])
+        rewind[epoch] = {k: v.to(device) for k, v in load_run(run_key, store=store, epoch=epoch).model.state_dict().items()}
+    x_test, y_test = dataset.x_test, dataset.y_test
+    dense_loss, dense_acc = evaluate(dense, x_test, y_test)
+    infos = prunable_layers(dense)
+    dense_cost = cost_of(dense, infos)
+    ft_train = run_spec.train.replace(epochs=int(spec.finetune_epochs), snapshots=(), seed=int(seed) + 7,
+                                      **({"lr": spec.finetune_lr} if spec.finetune_lr is not None else {}))
+    analysis_ctx = AnalysisContext(spec.analyses, dense) if spec.analyses else None
+    prev_model, prev_masks = dense, None
+    rows = []
+    levels = spec.sparsities
+    for j, level in enumerate(levels):
+        progress.check()
+        lo = TRAIN_SHARE + (1 - TRAIN_SHARE) * j / len(levels)
+        hi = TRAIN_SHARE + (1 - TRAIN_SHARE) * (j + 1) / len(levels)
+        step = progress.sub(lo, hi)
+        base_model, base_masks = (prev_model, prev_masks) if entry.iterative else (dense, None)
+        data = PruneData(dataset=dataset, train=run_spec.train, rewind=rewind, progress=step.sub(0.0, 0.7))
+        clock = time.perf_counter()
+        result = prune(base_model, spec.strategy, level, masks=base_masks, data=data, scope=spec.scope,
+                       exclude_last=spec.exclude_last, seed=seed, params=spec.params)
+        pruned = pruned_model(base_model, result.masks, result.state_dict)
+        prune_seconds = time.perf_counter() - clock
+        clock = time.perf_counter()
+        loss_pruned, acc_pruned = evaluate(pruned, x_test, y_test)
+        eval_seconds = time.perf_counter() - clock
+        clock = time.perf_counter()
+        if spec.finetune_epochs > 0:
+            # fine-tune a plain copy (pruned weights stored as zeros, held there by fit's masks)
+            tuned = plain_copy(pruned)
+            fit(tuned, dataset, ft_train, masks=result.masks, progress=step.sub(0.7, 0.95))
+            loss, acc = evaluate(tuned, x_test, y_test)
+        else:
+            tuned, loss, acc = pruned, loss_pruned, acc_pruned
+        ft_seconds = time.perf_counter() - clock
+        cost = cost_of(tuned, infos)
+        c = counts(result.masks)
+        row = dict(strategy=spec.strategy, seed=int(seed), level=j, sparsity_requested=float(level),
+                   sparsity_achieved=mask_sparsity(result.masks),
+                   sparsity_overall=1 - cost["nonzero_weights"] / cost["total_weights"],
+                   compression=cost["total_weights"] / max(cost["nonzero_weights"], 1),
+                   accuracy_pruned=acc_pruned, loss_pruned=loss_pruned, accuracy=acc, loss=loss,
+                   dense_accuracy=dense_acc, dense_loss=dense_loss, **cost,
+                   dense_flops=dense_cost["flops"], flops_fraction=cost["flops"] / max(dense_cost["flops"], 1),
+                   pruned_weights=sum(p for p, _ in c.values()),
+                   layer_sparsity=json.dumps(layer_sparsity(result.masks), sort_keys=True),
+                   finetune_epochs=int(spec.finetune_epochs), scope=spec.scope, run=run_key,
+                   prune_seconds=prune_seconds, finetune_seconds=ft_seconds, eval_seconds=eval_seconds)
+        timing["prune"] += prune_seconds
+        timing["finetune"] += ft_seconds
+        timing["evaluate"] += eval_seconds
+        if analysis_ctx is not None:
+            clock = time.perf_counter()
+            row.update(analysis_ctx.level(tuned, result.masks))
+            timing["analyses"] += time.perf_counter() - clock
+        rows.append(row)
+        step.update(1.0, f"{spec.strategy} seed {seed} sparsity {level:.4g}", force=True, sparsity=level,
+                    accuracy=acc)
+        if entry.iterative:
+            prev_model, prev_masks = pruned, result.masks
+    return rows, run_key
+
+
+class AnalysisContext:
+    """Per-level analyses on request: neural persistence per layer, the η_τ floor, MST overlap."""
+
+    def __init__(self, names, dense: nn.Module):
+        self.names = tuple(names)
+        self.dense_mst = None
+        if "mst_overlap" in self.names:
+            from ..topology import mst_mask
+
+            self.dense_mst = {k: v.bool().cpu() for k, v in mst_mask(dense).items()}
+
+    def level(self, model: nn.Module, masks) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        plain = plain_copy(model).cpu()
+        if "persistence" in self.names:
+            from ..topology import neural_persistence
+
+            table = neural_persistence(plain)
+            out["np_layers"] = table.to_json(orient="records")
+            col = "np_normalized" if "np_normalized" in table.columns else table.columns[-1]
+            out["np_normalized_mean"] = float(np.mean(table[col])) if len(table) else float("nan")
+        if "eta_floor" in self.names:
+            from ..topology import eta_floor
+
+            out["eta_floor"] = float(eta_floor(plain))
+        if self.dense_mst is not None:
+            kept = sum(int((self.dense_mst[n] & masks[n].cpu()).sum()) for n in masks if n in self.dense_mst)
+            total = sum(int(self.dense_mst[n].sum()) for n in masks if n in self.dense_mst)
+            out["mst_overlap"] = kept / total if total else float("nan")
+        return out

@@ -1,0 +1,75 @@
+"""Persistence: diagrams and barcodes per layer, NP per layer and over training, η_τ, MST overlap."""
+import streamlit as st
+
+from nngeo_core.dashboard import widgets as w
+from nngeo_core.dashboard.results import analyses_over_epochs
+from nngeo_core.figures import persistence as pf
+from nngeo_core.runs import snapshot_epochs
+
+st.title("Neural persistence")
+store = w.get_store()
+if w.optional_module("nngeo_core.topology") is None:
+    w.not_available("Topology (neural persistence)", "Install the topology capability.")
+    st.stop()
+run = w.pick_run(store, key="pers-run")
+if run is None:
+    st.stop()
+epoch = w.pick_epoch(store, run, key="pers-epoch")
+
+tab_np, tab_diag, tab_train, tab_eta, tab_mst = st.tabs(
+    ["NP per layer", "Diagrams & barcodes", "NP over training", "η_τ (critical compression)", "MST overlap"])
+
+with tab_np:
+    np_table = w.analysis_result(store, run, "persistence", what="neural persistence", epoch=epoch,
+                                 key="pers-np-go")
+    if np_table is not None:
+        st.caption("NP = p-norm of each layer's 0-dim persistence diagram; normalised NP divides by "
+                   "(|V|−1)^(1/p). Network NP: "
+                   f"**{np_table['np'].sum():.4f}**, mean normalised NP: **{np_table['np_normalized'].mean():.4f}**")
+        w.show_figure(pf.np_per_layer(np_table), f"{run}-np", key="pers-np")
+        w.show_table(np_table, f"{run}-np", key="pers-np-table")
+
+with tab_diag:
+    diagrams = w.analysis_result(store, run, "persistence_diagrams", what="persistence diagrams", epoch=epoch,
+                                 key="pers-diag-go")
+    if diagrams is not None and len(diagrams):
+        w.show_figure(pf.persistence_diagrams(diagrams), f"{run}-diagrams", key="pers-diagrams")
+        layers = list(dict.fromkeys(diagrams["layer"].astype(str)))
+        layer = st.selectbox("Barcode of layer", layers, key="pers-barcode-layer")
+        max_bars = st.slider("bars shown (longest first)", 20, 2000, 300, step=20, key="pers-bars")
+        w.show_figure(pf.barcode(diagrams, layer, max_bars=max_bars), f"{run}-barcode-{layer}", key="pers-barcode")
+        w.table_downloads(diagrams, f"{run}-diagrams", key="pers-diag-table")
+
+with tab_train:
+    epochs = snapshot_epochs(run, store=store)
+    if not epochs:
+        st.info("This run kept no training snapshots; train with snapshots on the **Train** page to see NP "
+                "over training.", icon=":material/info:")
+    else:
+        over = analyses_over_epochs(store, run, "persistence", params={})
+        done = set(over["epoch"].unique()) if len(over) else set()
+        missing = [e for e in epochs if e not in done]
+        if missing and w.analysis_available("persistence"):
+            if st.button(f"Compute NP for {len(missing)} snapshot(s)", key="pers-train-go", icon=":material/calculate:"):
+                from nngeo_core.specs import AnalysisSpec
+
+                for e in missing:
+                    w.submit_job(AnalysisSpec(run=run, method="persistence", params={}, epoch=e), f"NP epoch {e}")
+        if len(over):
+            value = st.radio("value", ["np_normalized", "np"], horizontal=True, key="pers-train-value",
+                             format_func={"np_normalized": "normalised NP", "np": "NP"}.get)
+            w.show_figure(pf.np_over_epochs(over, value=value), f"{run}-np-over-training", key="pers-train")
+            w.table_downloads(over, f"{run}-np-over-training", key="pers-train-table")
+
+with tab_eta:
+    eta = w.analysis_result(store, run, "critical_compression", what="critical compression", epoch=epoch,
+                            key="pers-eta-go")
+    if eta is not None:
+        w.show_figure(pf.eta_per_layer(eta), f"{run}-eta", key="pers-eta")
+        w.show_table(eta, f"{run}-eta", key="pers-eta-table")
+
+with tab_mst:
+    overlap = w.analysis_result(store, run, "mst_overlap", what="MST overlap", epoch=epoch, key="pers-mst-go")
+    if overlap is not None:
+        w.show_figure(pf.mst_overlap(overlap), f"{run}-mst-overlap", key="pers-mst")
+        w.show_table(overlap, f"{run}-mst-overlap", key="pers-mst-table")

@@ -1,0 +1,97 @@
+"""Volume element: log10 √det g (and the Ricci scalar) of the pullback metric in input space.
+
+2-D tasks: a heatmap over the input plane with the training points and the decision boundary,
+one per training snapshot. Image models: the plane through three chosen inputs and the line
+between two of them.
+"""
+import streamlit as st
+
+from nngeo_core.dashboard import widgets as w
+from nngeo_core.dashboard.datapoints import thumbnail
+from nngeo_core.dashboard.results import analysis_epochs, data_spec_of, input_shape_of
+from nngeo_core.figures.volume import QUANTITY_LABELS, geometry_heatmap, line_profile, plane_heatmap
+from nngeo_core.runs import snapshot_epochs
+from nngeo_core.specs import AnalysisSpec
+
+st.title("Volume element")
+store = w.get_store()
+if w.optional_module("nngeo_core.geometry") is None:
+    w.not_available("Input-space geometry", "Install the geometry capability.")
+    st.stop()
+run = w.pick_run(store, key="vol-run")
+if run is None:
+    st.stop()
+data = data_spec_of(store, run)
+if data is None:
+    st.info("This model records no dataset, so its input space is unknown. Upload it again and pick the "
+            "dataset it was trained on.", icon=":material/info:")
+    st.stop()
+shape = input_shape_of(store, run)
+
+if shape == (2,):
+    c1, c2 = st.columns(2)
+    quantity = c1.radio("Quantity", ["log_volume", "ricci"], format_func=QUANTITY_LABELS.get, horizontal=True,
+                        key="vol-quantity")
+    resolution = c2.select_slider("Grid resolution", [40, 60, 80, 100, 150], value=60, key="vol-res")
+    params = {"resolution": int(resolution)}
+    epochs = snapshot_epochs(run, store=store)
+    stored = [e for e in analysis_epochs(store, run, "volume")]
+    missing = [e for e in [None, *epochs] if e not in stored]
+    if missing and w.analysis_available("volume"):
+        if st.button(f"Compute for {len(missing)} model(s) (final + snapshots)", key="vol-go",
+                     icon=":material/calculate:"):
+            for e in missing:
+                w.submit_job(AnalysisSpec(run=run, method="volume", params=params, epoch=e),
+                             "volume element" + (f" epoch {e}" if e is not None else ""))
+            st.info("Queued; the heatmaps appear here when the jobs are done.", icon=":material/schedule:")
+    elif not w.analysis_available("volume"):
+        w.not_available("The volume analysis", "(`volume` is not registered)")
+    if stored:
+        if len(stored) > 1:
+            epoch = st.select_slider("Training snapshot", options=stored, value=stored[0], key="vol-epoch",
+                                     format_func=lambda e: "final model" if e is None else f"epoch {e}")
+        else:
+            epoch = stored[0]
+        grid = w.analysis_result(store, run, "volume", what="volume element", epoch=epoch, key="vol-one",
+                                 any_params=True)
+        if grid is not None:
+            if quantity == "ricci" and "ricci" not in grid.columns:
+                st.info("This result has no Ricci scalar; recompute with Ricci enabled.", icon=":material/info:")
+            else:
+                points = w.training_points(data)
+                when = "final model" if epoch is None else f"epoch {epoch}"
+                w.show_figure(geometry_heatmap(grid, value=quantity, points=points,
+                                               title=f"{QUANTITY_LABELS[quantity]} · {when}"),
+                              f"{run}-{quantity}-{when}", key="vol-heat")
+                w.table_downloads(grid, f"{run}-volume-{when}", key="vol-table")
+else:
+    st.caption(f"{data.name}: inputs of shape {shape}. Pick three test inputs: the plane through them "
+               "and the line from the first to the second.")
+    cols = st.columns(3)
+    picks = [int(c.number_input(f"test input {i + 1}", min_value=0, value=i, step=1, key=f"vol-idx-{i}"))
+             for i, c in enumerate(cols)]
+    try:
+        inputs = w.chosen_inputs(data, picks)
+    except Exception as exc:
+        w.error_box(exc)
+        st.stop()
+    for c, i, (x, label) in zip(cols, picks, inputs):
+        c.image(thumbnail(x), caption=f"#{i} · class {label}", width=112)
+    epoch = w.pick_epoch(store, run, key="vol-img-epoch")
+    resolution = st.select_slider("Plane resolution", [20, 30, 40, 60], value=30, key="vol-img-res")
+    quantity = st.radio("Quantity", ["log_volume", "ricci"], format_func=QUANTITY_LABELS.get, horizontal=True,
+                        key="vol-img-quantity")
+    plane = w.analysis_result(store, run, "volume", what="plane through the three inputs", epoch=epoch,
+                              params={"mode": "plane", "indices": picks, "resolution": int(resolution)},
+                              key="vol-plane-go")
+    if plane is not None and len(plane):
+        anchors = plane.attrs.get("anchors") if hasattr(plane, "attrs") else None
+        value = quantity if quantity in plane.columns else "log_volume"
+        w.show_figure(plane_heatmap(plane, value=value, anchors=anchors), f"{run}-plane", key="vol-plane")
+        w.table_downloads(plane, f"{run}-plane", key="vol-plane-table")
+    line = w.analysis_result(store, run, "volume", what="line between inputs 1 and 2", epoch=epoch,
+                             params={"mode": "line", "indices": picks[:2]}, key="vol-line-go")
+    if line is not None and len(line):
+        w.show_figure(line_profile(line, values=tuple(c for c in ("log_volume", "ricci") if c in line.columns)),
+                      f"{run}-line", key="vol-line")
+        w.table_downloads(line, f"{run}-line", key="vol-line-table")

@@ -1,0 +1,18 @@
+"""Every test runs against its own nngeo home: store, queue and data dir under tmp_path,
+downloads off, no embedded worker. Nothing touches ~/.nngeo or the network."""
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def nngeo_home(tmp_path, monkeypatch):
+    home = tmp_path / "nngeo-home"
+    home.mkdir()
+    monkeypatch.setenv("NNGEO_HOME", str(home))
+    monkeypatch.setenv("NNGEO_STORE", str(home / "store"))
+    monkeypatch.setenv("NNGEO_QUEUE", str(home / "queue.db"))
+    monkeypatch.setenv("NNGEO_DATA_DIR", str(home / "data"))
+    monkeypatch.setenv("NNGEO_DOWNLOAD", "0")
+    monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "0")
+    return home
