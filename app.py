@@ -59,16 +59,19 @@ def _cancel(job_id: str) -> None:
 def jobs_panel() -> None:
     """The job queue, refreshed every 2 s; a whole-app rerun when a watched job finishes, so the
     page shows its new result."""
+    worker = jobs_view.worker_status()
+    st.caption(f"Worker: {':green[●]' if worker['alive'] else ':gray[○]'} {worker['text']}")
+    st.subheader("Jobs", divider="gray")
     rows = jobs_view.list_jobs(limit=12)
     # jobs this session waits for: those seen active before, and those submitted since
     watched = set(st.session_state.get("nngeo_watched_jobs", set())) | set(st.session_state.pop(SUBMITTED, []))
-    active_ids = {r["id"] for r in jobs_view.list_jobs(limit=1000) if jobs_view.is_active(r)}
+    active_ids = {r["id"] for r in rows if jobs_view.is_active(r)}   # list_jobs returns every active job
     finished = watched - active_ids
     st.session_state["nngeo_watched_jobs"] = watched & active_ids
     if not rows:
         st.caption("no jobs yet")
     for r in rows:
-        title = f"**{r['kind'] or 'job'}** {r['label'] or r['id'][:8]}"
+        title = f"**{r['label'] or r['kind'] + ' ' + r['id'][:8]}**"
         if jobs_view.is_active(r):
             st.progress(r["fraction"], text=f"{title} · {jobs_view.progress_text(r)}")
             st.button("Cancel", key=f"cancel-{r['id']}", on_click=_cancel, args=(r["id"],),
@@ -86,11 +89,8 @@ def jobs_panel() -> None:
 with st.sidebar:
     settings = get_settings()
     st.caption(f"Store: `{settings.store}`")
-    worker = jobs_view.worker_status()
-    st.caption(f"Worker: {'🟢' if worker['alive'] else '⚪'} {worker['text']}")
-    st.subheader("Jobs", divider="gray")
     if jobs_view.jobs_module() is None:
-        st.caption("no job queue in this build")
+        st.caption("Worker: no job queue in this build")
     else:
         jobs_panel()
 

@@ -11,46 +11,54 @@ st.title("Compare")
 store = w.get_store()
 pruning = w.optional_module("nngeo_core.pruning")
 
-st.header("Pruning sweeps", divider="gray")
-sweeps = store.catalog(kind="prune-sweep")
-if pruning is None:
-    w.not_available("Pruning comparison", "Install the pruning capability.")
-elif not len(sweeps):
-    st.info("No pruning sweeps stored yet: run some on the **Pruning** page.", icon=":material/info:")
-else:
+
+def sweeps_section() -> None:
+    sweeps = store.catalog(kind="prune-sweep")
+    if pruning is None:
+        w.not_available("Pruning comparison", "Install the pruning capability.")
+        return
+    if not len(sweeps):
+        st.info("No pruning sweeps stored yet: run some on the **Pruning** page.", icon=":material/info:")
+        return
+    from nngeo_core.pruning.compare import load_sweeps
+
     groups = sorted({f"{m} on {d}" for m, d in zip(sweeps["model"], sweeps["data"])})
     group = st.selectbox("Model and data", groups, key="cmp-group")
     in_group = sweeps[[f"{m} on {d}" == group for m, d in zip(sweeps["model"], sweeps["data"])]]
     labels = {r["key"]: f"{r['strategy']} · {r['key'][:8]} · {r['label']}" for _, r in in_group.iterrows()}
     keys = st.multiselect("Sweeps", list(labels), default=list(labels), format_func=labels.get, key="cmp-sweeps")
     delta = st.slider("Δ: accuracy drop allowed (points)", 0.0, 10.0, 1.0, 0.5, key="cmp-delta") / 100
-    if keys:
-        from nngeo_core.pruning.compare import load_sweeps
+    if not keys:
+        return
+    try:
+        comparison = pruning.compare(keys, store=store, delta=delta)
+        rows, _ = load_sweeps(keys, store)
+    except Exception as exc:
+        w.error_box(exc)
+        return
+    rows = rows.assign(label=rows["sweep"].map(comparison.labels))
+    one_run = "run" in rows and rows["run"].nunique() == 1
+    dense = float(rows["dense_accuracy"].mean()) if "dense_accuracy" in rows and one_run else None
+    w.show_figure(accuracy_vs_sparsity(rows, group="label", title=f"accuracy vs compression · {group}",
+                                       dense_accuracy=dense), "accuracy-vs-sparsity", key="cmp-acc")
+    c1, c2 = st.columns(2)
+    with c1:
+        st.subheader(f"Highest sparsity within Δ = {delta * 100:.1f} points of dense")
+        w.show_table(comparison.within_delta, "within-delta", key="cmp-within")
+    with c2:
+        st.subheader("Pareto frontier (sparsity, accuracy)")
+        w.show_table(comparison.pareto, "pareto", key="cmp-pareto")
+    st.subheader("Mean ± std over seeds")
+    w.show_table(comparison.table, "sweep-summary", key="cmp-table")
+    st.subheader("Settings that differ")
+    if len(comparison.settings.columns) > 2:
+        w.show_table(comparison.settings, "settings-diff", key="cmp-settings")
+    else:
+        st.caption("the sweeps differ only in strategy" if len(keys) > 1 else "one sweep")
 
-        try:
-            comparison = pruning.compare(keys, store=store, delta=delta)
-            rows, _ = load_sweeps(keys, store)
-        except Exception as exc:
-            w.error_box(exc)
-            st.stop()
-        rows = rows.assign(label=rows["sweep"].map(comparison.labels))
-        dense = float(rows["dense_accuracy"].mean()) if "dense_accuracy" in rows and rows["run"].nunique() == 1 else None
-        w.show_figure(accuracy_vs_sparsity(rows, group="label", title=f"accuracy vs compression · {group}",
-                                           dense_accuracy=dense), "accuracy-vs-sparsity", key="cmp-acc")
-        c1, c2 = st.columns(2)
-        with c1:
-            st.subheader(f"Highest sparsity within Δ = {delta * 100:.1f} points of dense")
-            w.show_table(comparison.within_delta, "within-delta", key="cmp-within")
-        with c2:
-            st.subheader("Pareto frontier (sparsity, accuracy)")
-            w.show_table(comparison.pareto, "pareto", key="cmp-pareto")
-        st.subheader("Mean ± std over seeds")
-        w.show_table(comparison.table, "sweep-summary", key="cmp-table")
-        st.subheader("Settings that differ")
-        if len(comparison.settings.columns) > 2:
-            w.show_table(comparison.settings, "settings-diff", key="cmp-settings")
-        else:
-            st.caption("the sweeps differ only in strategy" if len(keys) > 1 else "one sweep")
+
+st.header("Pruning sweeps", divider="gray")
+sweeps_section()
 
 st.header("Runs side by side", divider="gray")
 runs = model_runs(store)

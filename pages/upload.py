@@ -24,7 +24,7 @@ def report(result) -> None:
         st.caption(result.note)
     st.session_state[w.CURRENT_RUN] = result.key
     st.caption("It is now the selected run on the analysis pages.")
-    st.dataframe(result.layers, hide_index=True)
+    w.show_table(result.layers, f"{result.key}-layers", key="upload-layers")
 
 
 datasets = ["(from the file, or none)", *list_datasets()]

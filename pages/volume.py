@@ -8,6 +8,7 @@ import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.datapoints import thumbnail
+from nngeo_core.dashboard.planes import line_from_plane
 from nngeo_core.dashboard.results import analysis_epochs, data_spec_of, input_shape_of
 from nngeo_core.figures.volume import QUANTITY_LABELS, geometry_heatmap, line_profile, plane_heatmap
 from nngeo_core.runs import snapshot_epochs
@@ -32,7 +33,7 @@ if shape == (2,):
     c1, c2 = st.columns(2)
     quantity = c1.radio("Quantity", ["log_volume", "ricci"], format_func=QUANTITY_LABELS.get, horizontal=True,
                         key="vol-quantity")
-    resolution = c2.select_slider("Grid resolution", [40, 60, 80, 100, 150], value=60, key="vol-res")
+    resolution = c2.select_slider("Grid resolution", [40, 60, 80, 100, 150], value=80, key="vol-res")
     params = {"resolution": int(resolution)}
     epochs = snapshot_epochs(run, store=store)
     stored = [e for e in analysis_epochs(store, run, "volume")]
@@ -65,7 +66,7 @@ if shape == (2,):
                               f"{run}-{quantity}-{when}", key="vol-heat")
                 w.table_downloads(grid, f"{run}-volume-{when}", key="vol-table")
 else:
-    st.caption(f"{data.name}: inputs of shape {shape}. Pick three test inputs: the plane through them "
+    st.caption(f"{data.name}: inputs of shape {shape}. Pick three test inputs: the plane through them, "
                "and the line from the first to the second.")
     cols = st.columns(3)
     picks = [int(c.number_input(f"test input {i + 1}", min_value=0, value=i, step=1, key=f"vol-idx-{i}"))
@@ -79,19 +80,19 @@ else:
         c.image(thumbnail(x), caption=f"#{i} · class {label}", width=112)
     epoch = w.pick_epoch(store, run, key="vol-img-epoch")
     resolution = st.select_slider("Plane resolution", [20, 30, 40, 60], value=30, key="vol-img-res")
-    quantity = st.radio("Quantity", ["log_volume", "ricci"], format_func=QUANTITY_LABELS.get, horizontal=True,
-                        key="vol-img-quantity")
     plane = w.analysis_result(store, run, "volume", what="plane through the three inputs", epoch=epoch,
-                              params={"mode": "plane", "indices": picks, "resolution": int(resolution)},
-                              key="vol-plane-go")
+                              params={"indices": picks, "resolution": int(resolution)}, key="vol-plane-go")
     if plane is not None and len(plane):
-        anchors = plane.attrs.get("anchors") if hasattr(plane, "attrs") else None
-        value = quantity if quantity in plane.columns else "log_volume"
-        w.show_figure(plane_heatmap(plane, value=value, anchors=anchors), f"{run}-plane", key="vol-plane")
+        quantity = st.radio("Quantity", [q for q in ("log_volume", "log_area") if q in plane.columns],
+                            format_func=QUANTITY_LABELS.get, horizontal=True, key="vol-img-quantity")
+        names = [f"#{i} (class {label})" for i, (_, label) in zip(picks, inputs)]
+        w.show_figure(plane_heatmap(plane, value=quantity, names=names,
+                                    title=f"{QUANTITY_LABELS[quantity]} on the plane through the three inputs"),
+                      f"{run}-plane", key="vol-plane")
         w.table_downloads(plane, f"{run}-plane", key="vol-plane-table")
-    line = w.analysis_result(store, run, "volume", what="line between inputs 1 and 2", epoch=epoch,
-                             params={"mode": "line", "indices": picks[:2]}, key="vol-line-go")
-    if line is not None and len(line):
-        w.show_figure(line_profile(line, values=tuple(c for c in ("log_volume", "ricci") if c in line.columns)),
-                      f"{run}-line", key="vol-line")
+        line = line_from_plane(plane, 0, 1)
+        st.caption("Along the segment from input 1 to input 2 (both lie in the plane; values interpolated "
+                   "from the plane's grid).")
+        w.show_figure(line_profile(line, values=tuple(c for c in ("log_volume", "log_area") if c in line.columns),
+                                   title=f"from #{picks[0]} to #{picks[1]}"), f"{run}-line", key="vol-line")
         w.table_downloads(line, f"{run}-line", key="vol-line-table")

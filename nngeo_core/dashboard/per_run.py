@@ -42,10 +42,14 @@ def _curv_hist(df):
 
 
 def _volume(df):
-    from ..figures.volume import geometry_heatmap
+    from ..figures.volume import geometry_heatmap, line_profile, plane_heatmap
 
     if "epoch" in df.columns and df["epoch"].nunique() > 1:
         df = df[df["epoch"] == df["epoch"].max()]
+    if {"u", "v"} <= set(df.columns):
+        return plane_heatmap(df)
+    if "t" in df.columns:
+        return line_profile(df)
     return geometry_heatmap(df, value="log_volume")
 
 
@@ -54,5 +58,5 @@ PER_RUN_FIGURES: dict[str, PerRunFigure] = {
     "critical compression η_τ": PerRunFigure("critical_compression", "critical compression", _eta),
     "MST overlap": PerRunFigure("mst_overlap", "MST overlap", _overlap),
     "curvature histogram": PerRunFigure("curvature_weights", "weight curvature", _curv_hist),
-    "volume element (2-D)": PerRunFigure("volume", "volume element", _volume),
+    "volume element": PerRunFigure("volume", "volume element", _volume),
 }

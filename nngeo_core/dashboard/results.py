@@ -78,7 +78,9 @@ def analyses_of(store: Store, run: str, method: str | Iterable[str] | None = Non
     methods = [method] if isinstance(method, str) else (list(method) if method is not None else None)
     df = store.catalog(kind="analyse", run=run, method=methods)
     specs = [json.loads(s) for s in df["spec"]] if len(df) else []
-    df = df.assign(epoch=[s.get("epoch") for s in specs],
+    # object column: None (the final model) must not turn into NaN
+    df = df.assign(epoch=pd.Series([None if s.get("epoch") is None else int(s["epoch"]) for s in specs],
+                                   index=df.index, dtype=object),
                    params=[json.dumps(s.get("params") or {}, sort_keys=True) for s in specs])
     return df
 

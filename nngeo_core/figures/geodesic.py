@@ -7,7 +7,7 @@ from plotly.subplots import make_subplots
 
 from .common import empty_figure, finish
 
-X_CANDIDATES = ("t", "step", "position", "arc_length", "sparsity")
+X_CANDIDATES = ("t", "path_length", "step", "position", "arc_length", "sparsity")
 TASK_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
 
 

@@ -60,9 +60,9 @@ def barcode(diagrams: pd.DataFrame, layer: str, *, max_bars: int = 300, title: s
     d = diagrams[diagrams["layer"].astype(str) == str(layer)]
     d = d.assign(_p=(d["birth"] - d["death"]).abs()).sort_values("_p", ascending=False)
     shown = d.head(max_bars)
-    lo = np.minimum(shown["birth"], shown["death"]).to_numpy()
+    lo = np.minimum(shown["birth"].to_numpy(dtype=float), shown["death"].to_numpy(dtype=float))
     fig = go.Figure(go.Bar(
-        x=shown["_p"].to_numpy(), base=lo, y=np.arange(len(shown)), orientation="h",
+        x=shown["_p"].to_numpy(dtype=float), base=lo, y=np.arange(len(shown)), orientation="h",
         marker=dict(color="#0072B2"), customdata=np.stack([shown["birth"], shown["death"]], 1),
         hovertemplate="birth %{customdata[0]:.4f}<br>death %{customdata[1]:.4f}<br>persistence %{x:.4f}<extra></extra>"))
     more = f" (longest {len(shown)} of {len(d)})" if len(d) > len(shown) else ""

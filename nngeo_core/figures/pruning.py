@@ -20,11 +20,13 @@ def sparsity_summary(df: pd.DataFrame, *, accuracy: str = "accuracy", level: str
     n, compression = 1 / (1 - sparsity).
     """
     require_columns(df, [group, strategy, level, accuracy], "sparsity_summary")
-    d = df.assign(_x=df[achieved] if achieved and achieved in df.columns else df[level])
-    out = (d.groupby([group, level], sort=True)
-           .agg(strategy=(strategy, "first"), sparsity=("_x", "mean"), mean=(accuracy, "mean"),
-                std=(accuracy, "std"), n=(accuracy, "count"))
-           .reset_index().rename(columns={group: "group", level: "level"}))
+    d = pd.DataFrame({"group": df[group].astype(str), "level": df[level], "_strategy": df[strategy].astype(str),
+                      "_x": df[achieved] if achieved and achieved in df.columns else df[level],
+                      "_acc": df[accuracy]})
+    out = (d.groupby(["group", "level"], sort=True)
+           .agg(strategy=("_strategy", "first"), sparsity=("_x", "mean"), mean=("_acc", "mean"),
+                std=("_acc", "std"), n=("_acc", "count"))
+           .reset_index())
     out["std"] = out["std"].fillna(0.0)  # one seed: no spread
     s = out["sparsity"].to_numpy(dtype=float)
     out["compression"] = np.where(s < 1.0, 1.0 / np.clip(1.0 - s, 1e-12, None), np.inf)

@@ -11,7 +11,8 @@ from .common import DIVERGING, SEQUENTIAL, empty_figure, finish, require_columns
 CLASS_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442",
                 "#000000", "#882255", "#44AA99")
 
-QUANTITY_LABELS = {"log_volume": "log10 √det g", "ricci": "Ricci scalar R"}
+QUANTITY_LABELS = {"log_volume": "log10 √det g", "ricci": "Ricci scalar R",
+                   "log_area": "log10 area element of the plane"}
 
 
 def grid_matrix(grid: pd.DataFrame, value: str, x: str = "x", y: str = "y"
@@ -77,22 +78,28 @@ def _add_boundary(fig: go.Figure, grid: pd.DataFrame) -> None:
 
 
 def plane_heatmap(plane: pd.DataFrame, *, value: str = "log_volume", anchors: pd.DataFrame | None = None,
-                  a: str = "a", b: str = "b", title: str | None = None) -> go.Figure:
-    """Heatmap over the plane through three inputs, in plane coordinates (a, b).
+                  a: str = "u", b: str = "v", names: list[str] | None = None, title: str | None = None) -> go.Figure:
+    """Heatmap over the plane through three inputs, in plane coordinates (u, v).
 
-    ``anchors`` (columns a, b and optionally name) marks the three chosen inputs.
+    Rows with ``anchor`` >= 0 (as ``geometry.image_plane`` appends them) are the three chosen
+    inputs: they are marked with stars, not drawn into the grid. ``anchors`` (columns u, v) may
+    be given instead; ``names`` labels them.
     """
     if plane is None or len(plane) == 0:
         return empty_figure("no plane computed yet", title)
-    grid = plane.rename(columns={a: "x", b: "y"})
-    fig = geometry_heatmap(grid, value=value, boundary=True, title=title)
+    require_columns(plane, [a, b, value], "plane_heatmap")
+    if "anchor" in plane.columns:
+        if anchors is None:
+            anchors = plane[plane["anchor"] >= 0].sort_values("anchor")
+        plane = plane[plane["anchor"] < 0]
+    fig = geometry_heatmap(plane.rename(columns={a: "x", b: "y"}), value=value, boundary=True, title=title)
     if anchors is not None and len(anchors):
-        names = anchors["name"].astype(str) if "name" in anchors.columns else [f"input {i}" for i in range(len(anchors))]
-        fig.add_trace(go.Scatter(x=anchors[a], y=anchors[b], mode="markers+text", text=list(names),
+        labels = list(names) if names else [f"input {i + 1}" for i in range(len(anchors))]
+        fig.add_trace(go.Scatter(x=anchors[a], y=anchors[b], mode="markers+text", text=labels,
                                  textposition="top center", name="chosen inputs",
                                  marker=dict(symbol="star", size=14, color="#F0E442", line=dict(color="black", width=1))))
-    fig.update_xaxes(title_text="plane coordinate a")
-    fig.update_yaxes(title_text="plane coordinate b")
+    fig.update_xaxes(title_text=f"plane coordinate {a}")
+    fig.update_yaxes(title_text=f"plane coordinate {b}")
     return fig
 
 

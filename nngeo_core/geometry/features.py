@@ -96,42 +96,76 @@ class FeatureMap:
     device: torch.device
     # modules up to the layer when Taylor jets can run through them (see jets.py), else None
     jet_modules: list[nn.Module] | None = None
+    # floats in all module outputs of one forward pass up to the layer (memory planning)
+    activation_numel: int = 0
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x)
 
 
-def _hidden_layer_calls(model: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, int, torch.Size]]:
-    """(activation module, its call number, output shape) of each hidden layer, in forward order."""
-    found: list[tuple[nn.Module, int, torch.Size]] = []
-    calls: dict[nn.Module, int] = {}
-    state = {"affine_seen": False}
+@dataclass
+class _Call:
+    module: nn.Module
+    call_no: int          # how many times this module was called before this call
+    shape: torch.Size     # output shape (with the batch dimension)
+    numel_so_far: int     # floats in all leaf-module outputs up to and including this call
 
-    def on_affine(mod, inputs, output):
-        state["affine_seen"] = True
 
-    def on_activation(mod, inputs, output):
-        k = calls.get(mod, 0)
-        calls[mod] = k + 1
-        if state["affine_seen"]:
-            found.append((mod, k, output.shape))
-            state["affine_seen"] = False
+def _trace(model: nn.Module, x: torch.Tensor) -> list[_Call]:
+    """Every call of a leaf module (and of the model's own children) in forward order."""
+    calls: list[_Call] = []
+    counts: dict[nn.Module, int] = {}
+    state = {"numel": 0}
+    children = set(model.children())
 
-    handles = []
-    for m in model.modules():
-        if _is_affine(m):
-            handles.append(m.register_forward_hook(on_affine))
-        elif is_activation(m):
-            handles.append(m.register_forward_hook(on_activation))
+    def hook(mod, inputs, output):
+        if not isinstance(output, torch.Tensor):
+            return
+        leaf = not any(True for _ in mod.children())
+        if leaf:
+            state["numel"] += output[0].numel()
+        k = counts.get(mod, 0)
+        counts[mod] = k + 1
+        calls.append(_Call(mod, k, output.shape, state["numel"]))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if m is not model and (m in children or not any(True for _ in m.children()))]
     try:
         with torch.no_grad():
-            model(x)
+            out = model(x)
     except Exception as exc:
         raise NNGeoError(f"the model does not accept inputs of shape {tuple(x.shape[1:])}: "
                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     finally:
         for h in handles:
             h.remove()
+    if isinstance(out, torch.Tensor):
+        calls.append(_Call(model, 0, out.shape, state["numel"]))
+    return calls
+
+
+def hidden_layer_calls(model: nn.Module, x: torch.Tensor) -> list[_Call]:
+    """The calls whose outputs are the hidden layers, in forward order.
+
+    Zoo models (``hidden_activation_indices``) use the zoo's own definition, so every nngeo
+    capability agrees on what "hidden layer k" is; any other model uses the generic rule: an
+    activation call counts when a Linear/Conv call happened since the previous counted one.
+    """
+    calls = _trace(model, x)
+    indices = getattr(model, "hidden_activation_indices", None)
+    if isinstance(model, nn.Sequential) and indices is not None:
+        children = list(model)
+        wanted = {(children[i], sum(1 for c in children[:i] if c is children[i])) for i in indices}
+        return [c for c in calls if (c.module, c.call_no) in wanted]
+    found, affine_seen = [], False
+    for c in calls:
+        if c.module is model:
+            continue
+        if _is_affine(c.module):
+            affine_seen = True
+        elif is_activation(c.module) and affine_seen:
+            found.append(c)
+            affine_seen = False
     return found
 
 
@@ -143,14 +177,15 @@ def count_hidden_layers(model: nn.Module, input_shape: tuple[int, ...] | None = 
     was_training = model.training
     model.eval()
     try:
-        return len(_hidden_layer_calls(model, torch.zeros((1, *shape), dtype=dtype, device=device)))
+        return len(hidden_layer_calls(model, torch.zeros((1, *shape), dtype=dtype, device=device)))
     finally:
         model.train(was_training)
 
 
 def feature_map(model: nn.Module, layer: int | str = -1, *, input_shape: tuple[int, ...] | None = None,
                 device: str | torch.device = "auto") -> FeatureMap:
-    """Φ = the post-activation output of hidden layer ``layer`` (negative counts from the end).
+    """Φ = the post-activation output of hidden layer ``layer`` (negative counts from the end),
+    or the model's output for ``layer="output"``.
 
     Returns a ``FeatureMap`` whose ``fn`` takes ONE input (no batch dimension) and returns the
     flattened features in float64; wrap it in ``torch.func.vmap`` for batches.
@@ -159,52 +194,58 @@ def feature_map(model: nn.Module, layer: int | str = -1, *, input_shape: tuple[i
     dev = next(work.parameters()).device if any(True for _ in work.parameters()) else working_device(device)
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     probe = torch.zeros((1, *shape), dtype=torch.float64, device=dev)
-    calls = _hidden_layer_calls(work, probe)
+    hidden = hidden_layer_calls(work, probe)
 
     if layer == "output":
-        with torch.no_grad():
-            width = int(work(probe)[0].numel())
+        last = _trace(work, probe)[-1]
+        width = int(torch.Size(last.shape[1:]).numel())
 
         def fn(x: torch.Tensor) -> torch.Tensor:
             return work(x.unsqueeze(0)).reshape(-1)
 
-        return FeatureMap(fn, work, "output", len(calls), width, shape, dev, _jets(work, "output", shape))
+        return FeatureMap(fn, work, "output", len(hidden), width, shape, dev,
+                          _jets(work, None, shape), last.numel_so_far)
 
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise NNGeoError(f"layer must be an integer hidden-layer index or 'output', got {layer!r}")
-    if not calls:
+    if not hidden:
         raise NNGeoError("the model has no hidden activation layer after a Linear/Conv layer; "
                          "use layer='output' to analyse the model's output")
-    if not -len(calls) <= layer < len(calls):
-        raise NNGeoError(f"layer {layer} does not exist: the model has {len(calls)} hidden layers "
-                         f"(use 0..{len(calls) - 1} or -1 for the last)")
-    index = layer % len(calls)
-    target, target_call, out_shape = calls[index]
-    width = int(torch.Size(out_shape[1:]).numel())
-
-    counter = {"n": 0}
+    if not -len(hidden) <= layer < len(hidden):
+        raise NNGeoError(f"layer {layer} does not exist: the model has {len(hidden)} hidden layers "
+                         f"(use 0..{len(hidden) - 1} or -1 for the last)")
+    index = layer % len(hidden)
+    target = hidden[index]
+    width = int(torch.Size(target.shape[1:]).numel())
+    # the hook only acts inside fn, so FeatureMap.model still runs the whole network
+    counter = {"n": 0, "active": False}
 
     def stop_hook(mod, inputs, output):
-        if counter["n"] == target_call:
+        if not counter["active"]:
+            return
+        if counter["n"] == target.call_no:
             raise _StopForward(output)
         counter["n"] += 1
 
-    target.register_forward_hook(stop_hook)  # lives on the private copy only
+    target.module.register_forward_hook(stop_hook)  # lives on the private copy only
 
     def fn(x: torch.Tensor) -> torch.Tensor:
-        counter["n"] = 0
+        counter["n"], counter["active"] = 0, True
         try:
             work(x.unsqueeze(0))
         except _StopForward as stop:
             return stop.value.reshape(-1)
+        finally:
+            counter["active"] = False
         raise NNGeoError("the chosen hidden layer was not reached in the forward pass")
 
-    return FeatureMap(fn, work, index, len(calls), width, shape, dev, _jets(work, index, shape))
+    return FeatureMap(fn, work, index, len(hidden), width, shape, dev,
+                      _jets(work, (target.module, target.call_no), shape), target.numel_so_far)
 
 
-def _jets(work: nn.Module, index: int | str, shape: tuple[int, ...]) -> list[nn.Module] | None:
+def _jets(work: nn.Module, target: tuple[nn.Module, int] | None, shape: tuple[int, ...]) -> list[nn.Module] | None:
     from .jets import JET_MAX_DIM, jet_modules
 
     if len(shape) != 1 or shape[0] > JET_MAX_DIM:
         return None
-    return jet_modules(work, index, shape[0])
+    return jet_modules(work, target, shape[0])

@@ -19,6 +19,7 @@ elementwise activation gets them from nested ``torch.func.jvp`` of the module it
 from __future__ import annotations
 
 import itertools
+import math
 from functools import lru_cache
 from typing import Callable
 
@@ -62,39 +63,29 @@ def _is_elementwise(module: nn.Module, width: int, dtype, device) -> bool:
     return bool(torch.count_nonzero(J - torch.diag(torch.diagonal(J))) == 0)
 
 
-def jet_modules(model: nn.Module, hidden_index: int | str, input_dim: int) -> list[nn.Module] | None:
-    """Modules from the input up to (and including) the chosen layer, if jets can go through them.
-
-    ``hidden_index`` counts hidden layers as in ``features.feature_map``; "output" = all modules.
-    """
+def jet_modules(model: nn.Module, target: tuple[nn.Module, int] | None, input_dim: int) -> list[nn.Module] | None:
+    """Modules from the input up to (and including) call ``target`` = (module, call number), or all
+    modules when ``target`` is None, if jets can go through every one of them; else None."""
     mods = flatten_sequential(model)
     param = next(iter(model.parameters()), None)
     if mods is None or param is None:
         return None
     chosen: list[nn.Module] = []
-    affine_seen = False
-    count = -1
+    seen: dict[nn.Module, int] = {}
     width = input_dim
     for m in mods:
-        counted = False
         if isinstance(m, nn.Linear):
             if m.in_features != width:
                 return None
             width = m.out_features
-            affine_seen = True
-        elif isinstance(m, _PASSTHROUGH):
-            pass
-        elif _is_elementwise(m, width, param.dtype, param.device):
-            if affine_seen:
-                count += 1
-                affine_seen = False
-                counted = True
-        else:
+        elif not isinstance(m, _PASSTHROUGH) and not _is_elementwise(m, width, param.dtype, param.device):
             return None
         chosen.append(m)
-        if hidden_index != "output" and counted and count == hidden_index:
+        k = seen.get(m, 0)
+        seen[m] = k + 1
+        if target is not None and m is target[0] and k == target[1]:
             return chosen
-    return chosen if hidden_index == "output" else None
+    return chosen if target is None else None
 
 
 def multi_indices(d: int, order: int) -> list[tuple[int, ...]]:
@@ -123,38 +114,69 @@ def _partitions(k: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
 # ---------------------------------------------------------------- σ and its derivatives
 
 def activation_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[torch.Tensor]:
-    """[σ(z), σ'(z), ..., σ^(order)(z)] for an elementwise activation, order ≤ 3."""
-    if type(act) is nn.Tanh:
+    """[σ(z), σ'(z), ..., σ^(order)(z)] for an elementwise activation, order ≤ 3.
+
+    Closed forms for tanh, sigmoid, softplus and the ReLU family, written to touch memory few
+    times (this is the hot loop of the grid computations); nested jvp for anything else.
+    """
+    kind = type(act)
+    if kind is nn.Tanh:
+        # d1 = 1 - t^2, d2 = -2 t d1, d3 = d1 (6 t^2 - 2); in place where a buffer is free
         t = torch.tanh(z)
-        s1 = 1.0 - t * t
-        s2 = -2.0 * t * s1
-        s3 = -2.0 * (s1 * s1 + t * s2)
-        return [t, s1, s2, s3][: order + 1]
-    if type(act) is nn.Sigmoid:
+        t2 = t * t
+        s1 = torch.rsub(t2, 1.0)
+        out = [t, s1]
+        if order >= 2:
+            out.append((t * s1).mul_(-2.0))
+            if order >= 3:
+                out.append(t2.mul_(6.0).sub_(2.0).mul_(s1))
+        return out[: order + 1]
+    if kind is nn.Sigmoid:
+        # d1 = s (1 - s), d2 = d1 (1 - 2 s), d3 = d1 (1 - 6 s + 6 s^2)
         s = torch.sigmoid(z)
-        s1 = s * (1.0 - s)
-        u = 1.0 - 2.0 * s
-        s2 = s1 * u
-        s3 = s2 * u - 2.0 * s1 * s1
-        return [s, s1, s2, s3][: order + 1]
-    if type(act) in (nn.ReLU, nn.LeakyReLU):
-        slope = act.negative_slope if isinstance(act, nn.LeakyReLU) else 0.0
+        s1 = s * torch.rsub(s, 1.0)
+        out = [s, s1]
+        if order >= 2:
+            out.append(torch.rsub(s, 0.5).mul_(2.0).mul_(s1))
+            if order >= 3:
+                out.append((s * s).mul_(6.0).sub_(s * 6.0).add_(1.0).mul_(s1))
+        return out[: order + 1]
+    if _is_erf(act):
+        # d1 = 2/sqrt(pi) exp(-z^2), d2 = -2 z d1, d3 = (4 z^2 - 2) d1
+        s1 = torch.exp(-(z * z)).mul_(2.0 / math.sqrt(math.pi))
+        out = [torch.erf(z), s1]
+        if order >= 2:
+            out.append((z * s1).mul_(-2.0))
+            if order >= 3:
+                out.append((z * z).mul_(4.0).sub_(2.0).mul_(s1))
+        return out[: order + 1]
+    if kind is nn.ReLU or kind is nn.LeakyReLU:
+        slope = float(act.negative_slope) if kind is nn.LeakyReLU else 0.0
         pos = z > 0
         value = torch.where(pos, z, slope * z)
-        s1 = torch.where(pos, torch.ones_like(z), torch.full_like(z, slope))
-        zero = torch.zeros_like(z)
+        s1 = torch.where(pos, 1.0, slope).to(z.dtype)
+        zero = torch.zeros_like(z) if order >= 2 else None
         return [value, s1, zero, zero][: order + 1]
-    if type(act) is nn.Softplus:
+    if kind is nn.Softplus:
         beta, threshold = float(act.beta), float(act.threshold)
         linear = beta * z > threshold  # torch returns z there, so the derivatives are 1, 0, 0
-        value = act.forward(z)
         p = torch.sigmoid(beta * z)
-        s1 = torch.where(linear, torch.ones_like(z), p)
-        q = p * (1.0 - p)
-        s2 = torch.where(linear, torch.zeros_like(z), beta * q)
-        s3 = torch.where(linear, torch.zeros_like(z), beta * beta * q * (1.0 - 2.0 * p))
-        return [value, s1, s2, s3][: order + 1]
+        out = [act.forward(z), torch.where(linear, 1.0, p)]
+        if order >= 2:
+            q = p * (1.0 - p)
+            out.append(torch.where(linear, 0.0, beta * q))
+            if order >= 3:
+                out.append(torch.where(linear, 0.0, beta * beta * q * (1.0 - 2.0 * p)))
+        return out[: order + 1]
     return _nested_jvp_derivatives(act, z, order)
+
+
+def _is_erf(act: nn.Module) -> bool:
+    try:
+        from ..models.mlp import Erf
+    except ImportError:  # the zoo is optional for this module
+        return False
+    return type(act) is Erf
 
 
 def _nested_jvp_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[torch.Tensor]:

@@ -24,8 +24,8 @@ from .jets import metric_and_derivatives
 
 # bytes of working memory one chunk of points may use (Jacobians and their forward passes)
 CHUNK_BYTES = 2 ** 28
-# the jet path is bound by memory traffic: chunks that stay in cache beat big ones
-JET_CHUNK_BYTES = 2 ** 23
+# the jet path runs few, large elementwise passes: big chunks amortise per-op (thread) overhead
+JET_CHUNK_BYTES = 2 ** 27
 
 
 def chunk_size_for(per_point_floats: int, budget_bytes: int = CHUNK_BYTES, cap: int = 8192) -> int:
@@ -39,7 +39,8 @@ def iter_chunks(n: int, size: int) -> Iterator[slice]:
 
 def as_points(points, input_shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Points as a float64 tensor of shape (N, *input_shape); flat (N, d) input is reshaped."""
-    x = torch.as_tensor(points).to(device=device, dtype=torch.float64)
+    x = torch.tensor(points) if isinstance(points, np.ndarray) else torch.as_tensor(points)  # copy read-only arrays
+    x = x.to(device=device, dtype=torch.float64)
     d = math.prod(input_shape)
     if x.ndim == 1 and x.numel() == d:
         x = x.unsqueeze(0)
@@ -55,9 +56,15 @@ def as_points(points, input_shape: tuple[int, ...], device: torch.device) -> tor
     return x
 
 
-def jacobian_fn(phi: Callable, d: int, n: int) -> Callable:
-    """Per-point Jacobian (n, d) of a flat-output function, forward mode when d <= n."""
-    inner = jacfwd(phi) if d <= n else jacrev(phi)
+def jacobian_fn(phi: Callable, d: int, n: int, vectors_at_once: int | None = None) -> Callable:
+    """Per-point Jacobian (n, d) of a flat-output function: forward mode when d <= n, else reverse.
+
+    ``vectors_at_once`` bounds how many tangents (cotangents) one pass pushes through together.
+    """
+    if d <= n:
+        inner = jacfwd(phi)  # d ≤ n tangents: the caller bounds memory by chunking points
+    else:
+        inner = jacrev(phi, chunk_size=vectors_at_once if vectors_at_once and vectors_at_once < n else None)
 
     def jac(x: torch.Tensor) -> torch.Tensor:
         return inner(x).reshape(n, d)
@@ -65,14 +72,26 @@ def jacobian_fn(phi: Callable, d: int, n: int) -> Callable:
     return jac
 
 
+def plan_jacobian_memory(d: int, n: int, activation_numel: int, budget: int = CHUNK_BYTES) -> tuple[int, int]:
+    """(points per chunk, vectors at once) so one chunk of Jacobians fits the memory budget."""
+    if 8 * n * d > 4 * budget:
+        raise NNGeoError(f"the Jacobian of this layer has {n} × {d} entries per point, too many; "
+                         "choose a later (narrower) hidden layer")
+    act = max(activation_numel, n + d)
+    vectors = min(d, n)
+    room = max(budget // 8 - n * d, 3 * act)
+    vectors_at_once = int(max(1, min(vectors, room // (3 * act))))
+    points = chunk_size_for(3 * act * vectors_at_once + n * d, budget)
+    return points, vectors_at_once
+
+
 def feature_jacobians(fmap: FeatureMap, x: torch.Tensor, progress: Progress | None = None) -> Iterator[
         tuple[slice, torch.Tensor]]:
     """Yield (slice, J) with J = ∂Φ/∂x of shape (chunk, n, d), chunk by chunk (torch.func path)."""
     d = math.prod(fmap.input_shape)
     n = fmap.width
-    batched = vmap(jacobian_fn(fmap.fn, d, n))
-    # a Jacobian plus the activations of its forward passes (roughly a few times n·d)
-    size = chunk_size_for(4 * n * d + 64 * (n + d))
+    size, vectors_at_once = plan_jacobian_memory(d, n, fmap.activation_numel)
+    batched = vmap(jacobian_fn(fmap.fn, d, n, vectors_at_once))
     total = len(x)
     for sl in iter_chunks(total, size):
         if progress is not None:

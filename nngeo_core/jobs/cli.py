@@ -9,6 +9,8 @@ this module importing them on every `nngeo` call.
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 import time
 
@@ -24,8 +26,13 @@ def cmd_worker(a) -> int:
 
     if a.workers < 1:
         raise NNGeoError("--workers must be at least 1")
-    return run_worker_command(workers=a.workers, gpus=a.gpus, requeue_dead=a.requeue_dead,
+    code = run_worker_command(workers=a.workers, gpus=a.gpus, requeue_dead=a.requeue_dead,
                               parent_pid=a.parent_pid, verbose=a.verbose)
+    # everything is recorded by now; skip the interpreter's slow teardown of torch (seconds)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 # -- submit ------------------------------------------------------------------------------------

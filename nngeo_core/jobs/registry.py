@@ -6,12 +6,14 @@ so it runs the same from a worker, from the CLI and from Python. The kind name i
 ``kind`` field (``RunSpec.kind == "train"``, ``AnalysisSpec.kind == "analyse"``). Built-in kinds
 (train, analyse, health) live in ``nngeo_core.jobs.kinds``; other capabilities register theirs
 with ``register_job_kind`` when imported (``nngeo_core.pruning`` is imported on demand, so its
-``prune-sweep`` kind is found without anyone importing it first).
+``prune-sweep`` kind is found without anyone importing it first). ``NNGEO_JOB_MODULES`` (comma
+separated module names) adds modules of your own that register kinds, in workers and submitters.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -69,13 +71,14 @@ def _load_kind_modules() -> None:
     if _loaded:
         return
     _loaded = True
-    for mod in KIND_MODULES:
+    extra = [m.strip() for m in os.environ.get("NNGEO_JOB_MODULES", "").split(",") if m.strip()]
+    for mod in (*KIND_MODULES, *extra):
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as exc:
-            if exc.name and mod.startswith(exc.name):
+            if mod in KIND_MODULES and exc.name and mod.startswith(exc.name):
                 continue  # capability not present in this build
-            raise
+            raise NNGeoError(f"cannot import job kind module {mod!r}: {exc}") from None
 
 
 def get_job_kind(kind: str) -> JobKind:

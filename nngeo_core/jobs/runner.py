@@ -26,7 +26,9 @@ from .registry import get_job_kind
 from .table import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobTable, metrics_json
 
 CANCEL_POLL_SECONDS = 0.5
-PROGRESS_WRITE_SECONDS = 0.5
+PROGRESS_WRITE_SECONDS = 0.5   # regular updates
+MIN_WRITE_SECONDS = 0.25       # even forced ones (end of each epoch) are written at most this often
+LOG_PHASE_SECONDS = 1.0        # phase changes go to the job log at most this often
 LOG_FLUSH_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
@@ -114,24 +116,41 @@ class _ThreadLogHandler(logging.Handler):
 
 
 class JobProgress(Progress):
-    """Progress that writes to the job table and reads the job's cancel flag (both throttled)."""
+    """Progress that writes to the job table and reads the job's cancel flag, both throttled: a
+    loop with millisecond epochs (whose end-of-epoch updates are forced) must not turn into a
+    stream of database writes."""
 
     def __init__(self, table: JobTable, job_id: str, ctx: WorkerContext, job_log: JobLog):
         super().__init__(on_update=self._write, is_cancelled=self._poll_cancel, min_interval=PROGRESS_WRITE_SECONDS)
         self.table, self.job_id, self.ctx, self.job_log = table, job_id, ctx, job_log
         self._last_poll = 0.0
+        self._last_write = 0.0
+        self._last_log = 0.0
         self._cancel = False
+        self._pending = None
         self._logged_phase = None
         self.stopped_for_shutdown = False
 
     def _write(self, fraction: float, phase: str, metrics: dict) -> None:
+        self._pending = (fraction, phase, metrics)
+        if time.monotonic() - self._last_write >= MIN_WRITE_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the latest unwritten update, if any."""
+        if self._pending is None:
+            return
+        fraction, phase, metrics = self._pending
+        self._pending = None
+        now = time.monotonic()
+        self._last_write = now
         try:
             self.table.update(self.job_id, {"progress": float(fraction), "phase": phase[:200],
                                             "metrics": metrics_json(metrics), "heartbeat": time.time()})
         except Exception:
             log.exception("could not record progress of job %s", self.job_id)
-        if phase != self._logged_phase:
-            self._logged_phase = phase
+        if phase != self._logged_phase and now - self._last_log >= LOG_PHASE_SECONDS:
+            self._logged_phase, self._last_log = phase, now
             shown = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in metrics.items())
             self.job_log.write(f"[{100 * fraction:5.1f}%] {phase} {shown}".rstrip())
 
@@ -140,6 +159,8 @@ class JobProgress(Progress):
             self.stopped_for_shutdown = True
             return True
         now = time.monotonic()
+        if self._pending is not None and now - self._last_write >= PROGRESS_WRITE_SECONDS:
+            self.flush()  # a throttled update must not stay unwritten through a long quiet phase
         if not self._cancel and now - self._last_poll >= CANCEL_POLL_SECONDS:
             self._last_poll = now
             try:
@@ -176,7 +197,10 @@ def execute_job(table: JobTable, job_id: str, ctx: WorkerContext) -> str | None:
                 raise NNGeoError(f"job kind {kind.name!r} takes a {kind.spec_type.__name__}, "
                                  f"got a {type(spec).__name__}")
             progress.check()
-            key = kind.fn(spec, store=ctx.store(job["store"]), progress=progress)
+            try:
+                key = kind.fn(spec, store=ctx.store(job["store"]), progress=progress)
+            finally:
+                progress.flush()  # where it got to, before the final state is written
             if not isinstance(key, str) or not key:
                 raise NNGeoError(f"job kind {kind.name!r} returned {key!r} instead of a result key")
         except Cancelled:

@@ -34,7 +34,7 @@ from huey.consumer import Consumer
 from .. import __version__
 from ..errors import NNGeoError
 from ..settings import get_settings
-from .runner import WorkerContext, one_line, stamp
+from .runner import WorkerContext, stamp
 from .table import FAILED, QUEUED, RUNNING, JobTable
 
 HOST = socket.gethostname()
@@ -239,6 +239,9 @@ class Worker:
         global _CURRENT
         self.beat("starting")  # before torch is imported, so `ensure_worker` sees us at once
         self.ctx.device = detect_device()
+        from .registry import job_kinds
+
+        kinds = job_kinds()  # import plugin kinds now: a broken one shows at start, not in a job
         _CURRENT = (self.backend, self.ctx)
         self.recover()
         self.beat("idle")
@@ -249,8 +252,8 @@ class Worker:
         if self.backend.name == "sqlite":
             options.update(SQLITE_POLL)
         consumer = _Consumer(self.backend.huey, self._request_stop, **options)
-        log.info("worker %s ready: queue %s (%s), store %s, device %s", self.id, redact(self.backend.queue),
-                 self.backend.name, self.settings.store, self.ctx.device)
+        log.info("worker %s ready: queue %s (%s), store %s, device %s, kinds %s", self.id,
+                 redact(self.backend.queue), self.backend.name, self.settings.store, self.ctx.device, ", ".join(kinds))
         try:
             consumer.run()
         finally:
@@ -520,4 +523,4 @@ def worker_status() -> dict:
 
 
 __all__ = ["Worker", "WorkerHandle", "ensure_worker", "worker_status", "live_workers", "plan_consumers",
-           "recover_dead_jobs", "requeue_orphans", "run_worker_command", "one_line"]
+           "recover_dead_jobs", "requeue_orphans", "run_worker_command"]

@@ -192,15 +192,31 @@ def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: P
 
 
 class AnalysisContext:
-    """Per-level analyses on request: neural persistence per layer, the η_τ floor, MST overlap."""
+    """Per-level analyses on request (from the topology capability):
+
+    * ``persistence``: neural persistence per layer (JSON column ``np_layers``), its network sum
+      ``np_total`` and mean normalised value ``np_normalized_mean``;
+    * ``eta_floor``: the topologically critical compression η_τ = |W|/|MST| of the architecture,
+      the sparsity floor 1 − 1/η_τ beyond which no mask keeps every layer connected, and whether
+      the level is beyond it;
+    * ``mst_overlap``: ``mst_kept``, the fraction of the dense model's maximum-spanning-tree edges
+      the mask keeps, and ``mst_overlap``, the pruned model's MST / top-|MST| overlap (all layers).
+    """
 
     def __init__(self, names, dense: nn.Module):
         self.names = tuple(names)
         self.dense_mst = None
+        self.eta = None
+        plain = plain_copy(dense).cpu()
         if "mst_overlap" in self.names:
             from ..topology import mst_mask
 
-            self.dense_mst = {k: v.bool().cpu() for k, v in mst_mask(dense).items()}
+            self.dense_mst = {k: v.bool().cpu() for k, v in mst_mask(plain).items()}
+        if "eta_floor" in self.names:
+            from ..topology import critical_compression
+
+            table = critical_compression(plain, conv="toeplitz")
+            self.eta = float(table.loc[table["layer"] == "total", "eta_tau"].iloc[0])
 
     def level(self, model: nn.Module, masks) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -209,15 +225,22 @@ class AnalysisContext:
             from ..topology import neural_persistence
 
             table = neural_persistence(plain)
-            out["np_layers"] = table.to_json(orient="records")
-            col = "np_normalized" if "np_normalized" in table.columns else table.columns[-1]
-            out["np_normalized_mean"] = float(np.mean(table[col])) if len(table) else float("nan")
-        if "eta_floor" in self.names:
-            from ..topology import eta_floor
-
-            out["eta_floor"] = float(eta_floor(plain))
+            out["np_layers"] = table[["layer", "np", "np_normalized", "components"]].to_json(orient="records")
+            out["np_total"] = float(table["np"].sum())
+            out["np_normalized_mean"] = float(table["np_normalized"].mean())
+        if self.eta is not None:
+            layers = [m for m in plain.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+            kept = sum(int(torch.count_nonzero(m.weight)) for m in layers)
+            floor = 1 - 1 / self.eta
+            out.update(eta_tau=self.eta, eta_floor=floor,
+                       beyond_eta_floor=bool(1 - kept / sum(m.weight.numel() for m in layers) > floor + 1e-12))
         if self.dense_mst is not None:
+            from ..topology import mst_overlap
+
             kept = sum(int((self.dense_mst[n] & masks[n].cpu()).sum()) for n in masks if n in self.dense_mst)
             total = sum(int(self.dense_mst[n].sum()) for n in masks if n in self.dense_mst)
-            out["mst_overlap"] = kept / total if total else float("nan")
+            out["mst_kept"] = kept / total if total else float("nan")
+            ov = mst_overlap(plain)
+            alpha = float(ov["alpha"].sum())
+            out["mst_overlap"] = float(ov["overlap_count"].sum()) / alpha if alpha else float("nan")
         return out

@@ -63,7 +63,22 @@ def count_job(spec: CountSpec, *, store, progress) -> str:
     return store.put("test-count", spec, pd.DataFrame({"n": [spec.n]}))
 
 
-jobs.register_job_kind("test-count", CountSpec, count_job)
+@pytest.fixture(autouse=True, scope="module")
+def test_only_registrations():
+    """Register the test-only kind and analyses for this module, and remove them afterwards so
+    other tests that enumerate kinds or analyses never see them."""
+    from nngeo_core import analyses
+    from nngeo_core.jobs.registry import JOB_KINDS
+
+    analyses._load_all()
+    jobs.register_job_kind("test-count", CountSpec, count_job)
+    register_analysis("test_weight_norms", description="Frobenius norm of each parameter (test only)")(weight_norms)
+    register_analysis("test_test_accuracy", needs_data=True, description="test accuracy (test only)")(accuracy_analysis)
+    yield
+    JOB_KINDS.pop("test-count", None)
+    for name in ("test_weight_norms", "test_test_accuracy"):
+        analyses.ANALYSES.pop(name, None)
+        analyses.ANALYSIS_INFO.pop(name, None)
 
 
 @register_spec
@@ -72,7 +87,6 @@ class OrphanSpec(SpecBase):
     kind: str = "test-not-registered"
 
 
-@register_analysis("test_weight_norms", description="Frobenius norm of each parameter (test only)")
 def weight_norms(model, dataset, params, progress):
     import pandas as pd
 
@@ -83,7 +97,6 @@ def weight_norms(model, dataset, params, progress):
     return pd.DataFrame(rows)
 
 
-@register_analysis("test_test_accuracy", needs_data=True, description="test accuracy (test only)")
 def accuracy_analysis(model, dataset, params, progress):
     import pandas as pd
 
@@ -295,7 +308,7 @@ def test_progress_phases_reach_the_table_and_logs(backend, store):
     info = backend.submit(spec, store=store)
     backend.run_pending()
     logs = backend.logs(info.id)
-    assert any("epoch 3/3" in line for line in logs)
+    assert any("] epoch " in line for line in logs)
     assert backend.status(info.id).metrics["epoch"] == 3
 
 
@@ -392,3 +405,19 @@ def _wait_for(cond, timeout: float = 20.0):
             return
         time.sleep(0.02)
     raise AssertionError("condition not reached in time")
+
+
+def test_analyse_command_runs_directly_and_then_finds_the_stored_table(store, capsys, monkeypatch):
+    from nngeo_core.cli import main
+
+    monkeypatch.setenv("NNGEO_STORE", store.root)
+    run_key = jobs.run_job(tiny_run(seed=12), store=store)
+    assert main(["analyse", run_key[:7], "--method", "test_weight_norms", "--param", "scale=3", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    spec = AnalysisSpec(run=run_key, method="test_weight_norms", params={"scale": 3})
+    assert out["result"] == spec.hash and out["cached"] is False and out["run"] == run_key
+    assert out["rows"] == len(list(load_run(run_key, store=store).model.parameters()))
+    assert main(["analyse", run_key, "--method", "test_weight_norms", "--param", "scale=3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cached"] is True
+    assert main(["analyse", run_key, "--method", "nope"]) == 2
+    assert "unknown analysis 'nope'" in capsys.readouterr().err

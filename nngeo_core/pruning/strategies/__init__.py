@@ -23,12 +23,13 @@ STRATEGIES: dict[str, Strategy] = {}
 
 def register_strategy(name: str, *, description: str, params: Mapping[str, Any] | None = None,
                       iterative: bool = False, needs_data: bool = False, trains: bool = False,
-                      changes_weights: bool = False):
+                      changes_weights: bool = False, scopes: tuple[str, ...] = ("global", "layer"),
+                      any_layers: bool = True):
     """Decorator: add ``fn(model, masks, data, settings) -> PruneResult`` to ``STRATEGIES``."""
     def deco(fn):
         STRATEGIES[name] = Strategy(name=name, fn=fn, description=description, params=dict(params or {}),
                                     iterative=iterative, needs_data=needs_data, trains=trains,
-                                    changes_weights=changes_weights)
+                                    changes_weights=changes_weights, scopes=tuple(scopes), any_layers=any_layers)
         return fn
     return deco
 
@@ -65,8 +66,13 @@ def prune(model: nn.Module, strategy: str, sparsity: float, *, masks: Mapping[st
     target = check_sparsity_value(sparsity)
     check_scope(scope)
     full_params = resolve_params(entry, params)
+    if scope not in entry.scopes:
+        raise NNGeoError(f"the {entry.name} strategy supports only {' and '.join(entry.scopes)} scope")
     infos = select_layers(model, layers, exclude_last=exclude_last)
     names = [i.name for i in infos]
+    if not entry.any_layers and (layers is not None or exclude_last):
+        raise NNGeoError(f"the {entry.name} strategy always prunes every dense/conv layer; "
+                         "drop the layer selection (layers, exclude_last)")
     carried = read_masks(model)
     given = check_masks(model, masks, infos) if masks is not None else {}
     full = full_masks(model, infos)

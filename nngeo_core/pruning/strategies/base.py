@@ -98,12 +98,32 @@ class Strategy:
     needs_data: bool = False
     trains: bool = False                 # needs a training spec (and maybe rewind states)
     changes_weights: bool = False        # returns a state_dict
+    scopes: tuple[str, ...] = ("global", "layer")   # scopes it supports
+    any_layers: bool = True              # False: always prunes every dense/conv layer (no selection)
 
     def __call__(self, model, masks, data, settings) -> PruneResult:
         return self.fn(model, masks, data, settings)
 
 
 # -- helpers shared by strategies ----------------------------------------------------------------
+class CapabilityMissing(NNGeoError):
+    """A strategy needs a function of another capability that this build does not have."""
+
+
+def capability(module: str, names: tuple[str, ...] | str, strategy: str):
+    """Import ``names`` from ``module`` lazily; a missing one breaks only the strategy asking for it."""
+    import importlib
+
+    names = (names,) if isinstance(names, str) else tuple(names)
+    try:
+        mod = importlib.import_module(module)
+        found = tuple(getattr(mod, n) for n in names)
+    except (ImportError, AttributeError) as exc:
+        raise CapabilityMissing(f"the {strategy} strategy needs {module}.{names[0]}, which this build lacks "
+                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return found if len(found) > 1 else found[0]
+
+
 def model_device(model: nn.Module) -> torch.device:
     try:
         return next(model.parameters()).device

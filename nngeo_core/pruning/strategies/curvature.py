@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from ...errors import NNGeoError
 from . import register_strategy
-from .base import PruneResult, select_masks
+from .base import PruneResult, capability, select_masks
 
 CURVATURE_PARAMS = {"calibration_k": 1}
 
 
 def curvature_of(model, masks, data, settings, name: str) -> dict:
-    from ...curvature import calibration_set, curvature_scores  # lazy: only these strategies need it
+    calibration_set, curvature_scores = capability("nngeo_core.curvature", ("calibration_set", "curvature_scores"),
+                                                   name)
 
     dataset = data.require_dataset(name)
     inputs = calibration_set(model, dataset, k=int(settings.params["calibration_k"]))

@@ -9,14 +9,13 @@ from __future__ import annotations
 from ...errors import NNGeoError
 from ..masks import target_count
 from . import register_strategy
-from .base import PruneResult
+from .base import PruneResult, capability
 from .imp import IMP_PARAMS, iterative_magnitude
 
 
 def mst_keep(model, masks) -> dict:
     """MST edges of each selected layer that are still alive (the set T-IMP must keep)."""
-    from ...topology import mst_mask  # lazy: only this strategy needs the topology capability
-
+    mst_mask = capability("nngeo_core.topology", "mst_mask", "timp")
     mst = mst_mask(model)
     missing = [n for n in masks if n not in mst]
     if missing:

@@ -1,0 +1,2 @@
+"""Curvature of graphs and networks (placeholder during development)."""
+from .orc import ollivier_ricci  # noqa: F401

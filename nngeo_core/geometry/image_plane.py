@@ -1,0 +1,135 @@
+"""Geometry of image models on a plane through three inputs and on a line between two.
+
+For inputs of dimension d > n the metric g = JᵀJ/n on input space is singular, so the quantity
+plotted by Zavatone-Veth et al. (arXiv 2301.11375) is the log pseudo-volume: the sum of the top-k
+log10 singular values of J/√n with k = rank J (numerical rank, NumPy's tolerance, reported in the
+``rank`` column). The plane's own area element (the metric restricted to the plane, a 2 × 2
+matrix) is reported too as ``log_area``.
+
+The plane has its origin at the three inputs' centroid and an orthonormal basis (e1, e2) from
+Gram–Schmidt on x1 − c and x2 − c, so the three inputs sit at the vertices of a triangle;
+coordinates (u, v) are Euclidean distances in input space.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..errors import NNGeoError
+from ..progress import Progress
+from .features import feature_map, input_shape_of
+from .pullback import feature_jacobians, log10_singular_values, log_volume_from_metric, predictions
+
+
+def _flat_inputs(model: nn.Module, xs: list, names: list[str]) -> tuple[torch.Tensor, tuple[int, ...]]:
+    first = torch.as_tensor(xs[0])
+    shape = input_shape_of(model, first.unsqueeze(0))
+    d = math.prod(shape)
+    flat = []
+    for x, name in zip(xs, names):
+        t = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
+        if t.numel() != d:
+            raise NNGeoError(f"{name} has {t.numel()} values, the model takes inputs of shape {shape}")
+        if not torch.isfinite(t).all():
+            raise NNGeoError(f"{name} contains NaN or infinite values")
+        flat.append(t)
+    return torch.stack(flat), shape
+
+
+def _geometry_at(model: nn.Module, points: torch.Tensor, shape: tuple[int, ...], layer, device,
+                 plane_basis: torch.Tensor | None, progress: Progress) -> dict[str, np.ndarray]:
+    """log pseudo-volume, rank, (log area on the plane), prediction and entropy at flat points."""
+    fmap = feature_map(model, layer, input_shape=shape, device=device)
+    x = points.to(fmap.device).reshape(len(points), *shape)
+    n = fmap.width
+    logvol = torch.empty(len(x), dtype=torch.float64)
+    rank = torch.empty(len(x), dtype=torch.int64)
+    area = torch.empty(len(x), dtype=torch.float64)
+    E = plane_basis.to(fmap.device) if plane_basis is not None else None
+    for sl, J in feature_jacobians(fmap, x, progress.sub(0.0, 0.95)):
+        log_s, k = log10_singular_values(J, n)
+        logvol[sl] = torch.where(k > 0, torch.nan_to_num(log_s, neginf=0.0).sum(-1),
+                                 torch.full_like(k, -math.inf, dtype=torch.float64)).cpu()
+        rank[sl] = k.cpu()
+        if E is not None:
+            JE = J @ E.T  # (chunk, n, 2): the Jacobian along the plane
+            area[sl] = log_volume_from_metric(JE.transpose(1, 2) @ JE / n, n).cpu()
+    out = {"log_volume": logvol.numpy(), "rank": rank.numpy()}
+    if E is not None:
+        out["log_area"] = area.numpy()
+    pred = predictions(fmap.model, x)
+    out.update(pred=pred["pred"], p_max=pred["p_max"], entropy=pred["entropy"])
+    return out
+
+
+def plane_frame(x1, x2, x3) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """(centroid (d,), orthonormal basis (2, d), anchor coordinates (3, 2)) of the plane through 3 points."""
+    X = torch.stack([torch.as_tensor(v, dtype=torch.float64).reshape(-1) for v in (x1, x2, x3)])
+    c = X.mean(0)
+    a = X[0] - c
+    b = X[1] - c
+    scale = max(float(a.norm()), float(b.norm()), float((X[2] - c).norm()))
+    if scale == 0 or a.norm() <= 1e-12 * scale:
+        raise NNGeoError("the three inputs must be distinct to span a plane")
+    e1 = a / a.norm()
+    b = b - (b @ e1) * e1
+    if b.norm() <= 1e-9 * scale:
+        raise NNGeoError("the three inputs lie on one line; pick inputs that span a plane")
+    e2 = b / b.norm()
+    E = torch.stack([e1, e2])
+    anchors = ((X - c) @ E.T).numpy()
+    return c, E, anchors
+
+
+def image_plane(model: nn.Module, x1, x2, x3, resolution: int = 40, *, layer: int | str = -1,
+                extent: float = 1.5, device: str = "auto", progress: Progress | None = None) -> pd.DataFrame:
+    """Geometry on the plane through inputs x1, x2, x3 (each of the model's input shape or flat).
+
+    The grid is resolution × resolution over [−r, r]² with r = ``extent`` × the largest distance
+    of an input from the centroid. Columns: u, v (plane coordinates), anchor (−1 for grid points,
+    0/1/2 for the rows of x1/x2/x3 themselves, appended after the grid), log_volume (Σ top-k log10
+    singular values of J/√n, k = rank), rank, log_area (log10 area element of the plane), pred,
+    p_max, entropy (nats).
+    """
+    progress = progress or Progress()
+    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not 2 <= resolution <= 500:
+        raise NNGeoError(f"resolution must be an integer from 2 to 500, got {resolution!r}")
+    if not (isinstance(extent, (int, float)) and math.isfinite(extent) and extent > 0):
+        raise NNGeoError(f"extent must be a positive number, got {extent!r}")
+    X, shape = _flat_inputs(model, [x1, x2, x3], ["x1", "x2", "x3"])
+    c, E, anchors = plane_frame(*X)
+    r = float(extent) * float(np.linalg.norm(anchors, axis=1).max())
+    ticks = np.linspace(-r, r, int(resolution))
+    gu, gv = np.meshgrid(ticks, ticks, indexing="xy")
+    uv = np.concatenate([np.stack([gu.reshape(-1), gv.reshape(-1)], 1), anchors])
+    points = c + torch.as_tensor(uv) @ E
+    points[-3:] = X  # the anchors exactly, not their round trip through the basis
+    cols = _geometry_at(model, points, shape, layer, device, E, progress)
+    frame = pd.DataFrame({"u": uv[:, 0], "v": uv[:, 1],
+                          "anchor": np.r_[np.full(len(uv) - 3, -1), [0, 1, 2]].astype(np.int64), **cols})
+    progress.update(1.0, "done")
+    return frame
+
+
+def image_line(model: nn.Module, x1, x2, n_points: int = 50, *, layer: int | str = -1, device: str = "auto",
+               progress: Progress | None = None) -> pd.DataFrame:
+    """Geometry on the segment x(t) = (1 − t)·x1 + t·x2, t in [0, 1].
+
+    Columns: t, distance (Euclidean, from x1), log_volume, rank, pred, p_max, entropy.
+    """
+    progress = progress or Progress()
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 2 <= n_points <= 100_000:
+        raise NNGeoError(f"n_points must be an integer from 2 to 100000, got {n_points!r}")
+    X, shape = _flat_inputs(model, [x1, x2], ["x1", "x2"])
+    if torch.equal(X[0], X[1]):
+        raise NNGeoError("x1 and x2 are the same input; pick two different inputs")
+    t = torch.linspace(0.0, 1.0, int(n_points), dtype=torch.float64)
+    points = (1 - t)[:, None] * X[0] + t[:, None] * X[1]
+    cols = _geometry_at(model, points, shape, layer, device, None, progress)
+    frame = pd.DataFrame({"t": t.numpy(), "distance": (t * (X[1] - X[0]).norm()).numpy(), **cols})
+    progress.update(1.0, "done")
+    return frame

@@ -1,0 +1,69 @@
+"""A store with real fixture results, made once per session: a tiny trained run with snapshots,
+its analyses, two pruning sweeps and an uploaded example checkpoint."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from unittest import mock
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+@dataclass
+class Fixture:
+    home: Path
+    run: str                  # a trained mlp on xor with snapshots at epochs 0 and 3
+    upload: str               # the mlp-on-xor example, uploaded
+    sweeps: list[str]         # random and magnitude sweeps of the run
+
+
+def env_for(home: Path) -> dict[str, str]:
+    return {"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"), "NNGEO_QUEUE": str(home / "queue.db"),
+            "NNGEO_DATA_DIR": str(home / "data"), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "0"}
+
+
+@pytest.fixture(scope="session")
+def fixture_store(tmp_path_factory) -> Fixture:
+    home = tmp_path_factory.mktemp("nngeo-app-home")
+    with mock.patch.dict(os.environ, env_for(home)):
+        from nngeo_core import jobs
+        from nngeo_core.dashboard.examples import EXAMPLES, example_bytes
+        from nngeo_core.dashboard.uploads import store_upload
+        from nngeo_core.runs import train_run
+        from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec
+        from nngeo_core.store import default_store
+
+        store = default_store()
+        spec = RunSpec(data=DataSpec("xor", params={"n_train": 200, "n_test": 200}),
+                       model=ModelSpec("mlp", {"widths": (8, 8)}),
+                       train=TrainSpec(epochs=3, batch_size=64, lr=0.01, snapshots=(0, 3), device="cpu"))
+        run = train_run(spec, store=store)
+        for method in ("persistence", "critical_compression", "mst_overlap"):
+            jobs.run_job(AnalysisSpec(run=run, method=method), store=store)
+        jobs.run_job(AnalysisSpec(run=run, method="persistence", epoch=0), store=store)
+        sweeps = []
+        try:
+            from nngeo_core.pruning import SweepSpec, run_sweep
+        except ModuleNotFoundError:
+            pass
+        else:
+            for strategy in ("random", "magnitude"):
+                sweeps.append(run_sweep(SweepSpec(run=spec, strategy=strategy, sparsities=(0.5, 0.75), seeds=(0, 1)),
+                                        store=store))
+        name = "mlp on xor"
+        upload = store_upload(example_bytes(name), name=EXAMPLES[name][0], store=store, data_spec=EXAMPLES[name][1]).key
+    return Fixture(home=home, run=run, upload=upload, sweeps=sweeps)
+
+
+@pytest.fixture
+def with_fixture_store(fixture_store, monkeypatch, tmp_path) -> Fixture:
+    """Point this test's environment at the session's fixture store (after the autouse empty
+    home), with a job queue of its own so jobs one test submits are not seen by another."""
+    for k, v in env_for(fixture_store.home).items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("NNGEO_QUEUE", str(tmp_path / "queue.db"))
+    return fixture_store

@@ -1,0 +1,185 @@
+"""Every page renders without an exception on an empty store and on a store with real results,
+and the pages' actions (submit, upload, delete) do what they say. Streamlit's AppTest runs the
+real app.py (st.navigation) in-process; NNGEO_EMBEDDED_WORKER=0 keeps it from spawning a worker."""
+from __future__ import annotations
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from pathlib import Path
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+
+PAGES = ["runs", "train", "persistence", "curvature", "volume", "pruning", "compare", "geodesics", "upload"]
+
+
+def open_page(page: str, session: dict | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in (session or {}).items():
+        at.session_state[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.switch_page(f"pages/{page}.py").run()
+    return at
+
+
+def no_exception(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def charts(at: AppTest) -> list:
+    return at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_an_empty_store(page):
+    at = open_page(page)
+    no_exception(at)
+    assert at.title and at.title[0].value   # the page itself ran, not only the sidebar
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_renders_on_a_store_with_results(page, with_fixture_store):
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+
+    at = open_page(page, {CURRENT_RUN: with_fixture_store.run})
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_sidebar_shows_store_worker_and_a_cancellable_job(nngeo_home):
+    # AppTest keeps the sidebar only on an app's first run under st.navigation, so check it there
+    from nngeo_core import jobs
+    from nngeo_core.specs import DataSpec, ModelSpec, RunSpec
+
+    info = jobs.submit(RunSpec(data=DataSpec("xor"), model=ModelSpec("mlp", {"widths": (4,)})))
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    no_exception(at)
+    captions = [c.value for c in at.sidebar.caption]
+    assert any(str(nngeo_home / "store") in c for c in captions)
+    assert any(c.startswith("Worker:") and "no worker running" in c for c in captions)
+    bars = at.sidebar.get("progress")
+    assert len(bars) == 1 and "train mlp on xor" in bars[0].proto.text
+    at.sidebar.button(key=f"cancel-{info.id}").click().run()
+    assert jobs.status(info.id).state == "cancelled"
+
+
+def test_runs_page_lists_the_catalog(with_fixture_store):
+    from nngeo_core.store import default_store
+
+    at = open_page("runs")
+    table = at.dataframe[0].value
+    assert set(table["key"]) == set(default_store().keys())
+    at.text_input(key="runs-text").set_value("upload").run()
+    assert list(at.dataframe[0].value["kind"].unique()) == ["upload"]
+
+
+def test_persistence_page_shows_stored_figures_and_submits_missing_epochs(with_fixture_store):
+    from nngeo_core import jobs
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+    from nngeo_core.specs import AnalysisSpec
+
+    at = open_page("persistence", {CURRENT_RUN: with_fixture_store.run})
+    no_exception(at)
+    assert len(charts(at)) >= 4          # NP per layer, NP over training, eta, MST overlap
+    button = at.button(key="pers-train-go")
+    assert "1 snapshot" in button.label  # epoch 0 is stored, epoch 3 is not
+    button.click().run()
+    no_exception(at)
+    want = AnalysisSpec(run=with_fixture_store.run, method="persistence", params={}, epoch=3).hash
+    assert [j.spec_hash for j in jobs.list_jobs()] == [want]
+
+
+def test_train_page_submits_a_training_job():
+    from nngeo_core import jobs
+
+    at = open_page("train")
+    at.number_input(key="train-mlp-xor-epochs").set_value(4).run()
+    at.button(key="train-submit").click().run()
+    no_exception(at)
+    queued = jobs.list_jobs()
+    assert len(queued) == 1 and queued[0].kind == "train" and queued[0].state == "queued"
+    from nngeo_core.specs import spec_from_dict
+    import json
+
+    spec = spec_from_dict(json.loads(jobs.get_backend().table.get(queued[0].id)["spec"]))
+    assert spec.model.name == "mlp" and spec.data.name == "xor" and spec.train.epochs == 4
+    assert at.session_state["train-job"] == queued[0].id
+
+
+def test_pruning_page_submits_one_sweep_per_strategy(with_fixture_store):
+    from nngeo_core import jobs
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+
+    pytest.importorskip("nngeo_core.pruning")
+    at = open_page("pruning", {CURRENT_RUN: with_fixture_store.run})
+    at.multiselect(key="prune-strategies").set_value(["random", "snip"]).run()
+    at.button(key="prune-submit").click().run()
+    no_exception(at)
+    kinds = sorted((j.kind, j.label.split()[1]) for j in jobs.list_jobs())
+    assert kinds == [("prune-sweep", "random"), ("prune-sweep", "snip")]
+
+
+def test_compare_page_draws_the_sweeps(with_fixture_store):
+    if not with_fixture_store.sweeps:
+        pytest.skip("no pruning capability in this build")
+    at = open_page("compare")
+    no_exception(at)
+    assert len(charts(at)) == 1
+    assert len(at.dataframe) >= 3        # within-Δ, Pareto, mean ± std
+
+
+def test_upload_page_stores_a_checkpoint_under_its_hash():
+    from nngeo_core.dashboard.examples import example_bytes
+    from nngeo_core.dashboard.uploads import upload_key
+    from nngeo_core.store import default_store
+
+    data = example_bytes("mlp on xor")
+    at = open_page("upload")
+    at.file_uploader(key="upload-file").set_value(("../../evil name.safetensors", data, "application/octet-stream")).run()
+    at.button(key="upload-store").click().run()
+    no_exception(at)
+    assert at.success and "Stored as" in at.success[0].value
+    from nngeo_core.checkpoint import load
+
+    key = upload_key(data, load(data).data_spec)
+    assert default_store().keys() == [key]
+
+
+def test_upload_page_refuses_a_bad_file_with_a_message():
+    from nngeo_core.store import default_store
+
+    at = open_page("upload")
+    at.file_uploader(key="upload-file").set_value(("model.pt", b"\x80\x04garbage" * 20, "application/octet-stream")).run()
+    at.button(key="upload-store").click().run()
+    no_exception(at)
+    assert len(at.error) == 1 and "\n" not in at.error[0].value
+    assert default_store().keys() == []
+
+
+def test_try_an_example_button():
+    from nngeo_core.store import default_store
+
+    at = open_page("upload")
+    at.button(key="upload-example-0").click().run()
+    no_exception(at)
+    assert at.success and len(default_store().keys()) == 1
+
+
+def test_delete_asks_for_confirmation():
+    from nngeo_core.dashboard.examples import example_bytes
+    from nngeo_core.dashboard.uploads import store_upload
+    from nngeo_core.store import default_store
+
+    key = store_upload(example_bytes("mlp on xor")).key
+    at = open_page("runs")
+    at.selectbox(key="runs-chosen").set_value(key).run()
+    at.button(key="runs-delete").click().run()
+    assert at.warning and key in at.warning[0].value
+    assert default_store().exists(key)           # nothing deleted before the confirmation
+    at.button(key="runs-delete-no").click().run()
+    assert default_store().exists(key) and not at.warning
+    at.button(key="runs-delete").click().run()
+    at.button(key="runs-delete-yes").click().run()
+    no_exception(at)
+    assert not default_store().exists(key)

@@ -1,0 +1,179 @@
+"""The dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+One app server on a free loopback port with its own NNGEO_HOME and the embedded worker: train an
+mlp on xor through the Train page, wait for the job, compute and view persistence and the volume
+element, upload a checkpoint, and screenshot every page into assets/screenshots/ for the README.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "assets" / "screenshots"
+EXAMPLE = ROOT / "assets" / "examples" / "fcn_mnist_digits.safetensors"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    home = tmp_path_factory.mktemp("nngeo-e2e-home")
+    port = free_port()
+    env = {**os.environ, "NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"),
+           "NNGEO_QUEUE": str(home / "queue.db"), "NNGEO_DATA_DIR": str(home / "data"), "NNGEO_DOWNLOAD": "0",
+           "NNGEO_EMBEDDED_WORKER": "1"}
+    log = open(home / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the app did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()   # its atexit handler stops the embedded worker
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+        pg.set_default_timeout(60_000)
+        pg.goto(app_url)
+        pg.wait_for_selector("h1", timeout=120_000)   # first load starts the worker
+        yield pg
+        browser.close()
+
+
+def go(page, title: str) -> None:
+    """Open a page through the sidebar (client-side, so the session and its state are kept)."""
+    page.get_by_role("link", name=title, exact=True).click()
+    page.wait_for_selector(f"h1:has-text('{heading(title)}')")
+    settle(page)
+
+
+def heading(title: str) -> str:
+    return {"Persistence": "Neural persistence", "Upload": "Upload a checkpoint",
+            "Pruning": "Pruning sweeps", "Geodesics": "Geodesics"}.get(title, title)
+
+
+def settle(page, seconds: float = 0.5) -> None:
+    """Wait until the script run ends (Streamlit's running indicator goes away)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
+    page.wait_for_timeout(int(seconds * 1000))
+
+
+def shot(page, name: str) -> None:
+    """A screenshot of the whole page: Streamlit scrolls inside its main block, not the document,
+    so the viewport is stretched to the content's height first."""
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+                           " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    page.set_viewport_size({"width": 1400, "height": int(min(max(height, 800), 3200))})
+    page.wait_for_timeout(400)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def plots(page) -> int:
+    return page.locator(".js-plotly-plot").count()
+
+
+def test_train_analyse_upload_in_a_browser(page):
+    # Train: a small mlp on xor with snapshots, through the form
+    go(page, "Train")
+    page.get_by_label("epochs", exact=True).fill("20")
+    page.get_by_label("epochs", exact=True).press("Enter")
+    settle(page)
+    page.get_by_label("or snapshot epochs").fill("0, 20")
+    page.get_by_label("or snapshot epochs").press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Train", exact=True).click()
+    # the page polls the job and shows the stored run when it is done
+    page.get_by_text("test accuracy").wait_for(timeout=150_000)
+    settle(page, 1.0)
+    assert plots(page) >= 1
+    shot(page, "train")
+
+    go(page, "Runs")
+    assert page.get_by_text("1 of 1 results").count() == 1
+    page.locator("[data-testid='stSelectbox']").filter(has_text="Result").click()
+    page.get_by_role("option").first.click()
+    page.wait_for_selector(".js-plotly-plot")     # the run's training history
+    settle(page, 1.0)
+    assert page.get_by_role("button", name="Delete…").count() == 1
+    shot(page, "runs")
+
+    # Persistence: compute NP of the final model, then see its figure
+    go(page, "Persistence")
+    page.get_by_role("button", name="Compute neural persistence (the final model)").click()
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    settle(page, 1.0)
+    assert plots(page) >= 1
+    shot(page, "persistence")
+
+    # Volume element: the heatmaps of the final model and both snapshots
+    go(page, "Volume element")
+    compute = page.get_by_role("button", name="Compute for 3 model(s) (final + snapshots)")
+    if compute.count() == 0:
+        shot(page, "volume")
+        pytest.fail("the Volume element page offers no computation: is the `volume` analysis registered?")
+    compute.click()
+    page.wait_for_selector(".js-plotly-plot", timeout=150_000)
+    settle(page, 1.0)
+    assert plots(page) >= 1
+    shot(page, "volume")
+
+    for title, name in (("Curvature", "curvature"), ("Pruning", "pruning"), ("Compare", "compare"),
+                        ("Geodesics", "geodesics")):
+        go(page, title)
+        assert page.locator("[data-testid='stException']").count() == 0
+        shot(page, name)
+
+    # Upload: a checkpoint file through the browser's file input
+    go(page, "Upload")
+    page.locator("input[type='file']").set_input_files(str(EXAMPLE))
+    settle(page)
+    page.get_by_role("button", name="Validate and store").click()
+    page.get_by_text("Stored as").wait_for(timeout=60_000)
+    settle(page)
+    assert page.locator("[data-testid='stException']").count() == 0
+    shot(page, "upload")

@@ -1,0 +1,269 @@
+"""Dashboard helpers without Streamlit: uploads, forms, store views, job rows, downloads."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from nngeo_core import checkpoint
+from nngeo_core.dashboard import forms, jobs_view
+from nngeo_core.dashboard.downloads import figure_html, safe_filename, table_bytes
+from nngeo_core.dashboard.examples import EXAMPLES, available_examples, example_bytes
+from nngeo_core.dashboard.results import analyses_over_epochs, find_analysis, run_label, runs_table
+from nngeo_core.dashboard.uploads import content_hash, display_name, store_upload, upload_key
+from nngeo_core.defaults import default_train
+from nngeo_core.errors import NNGeoError
+from nngeo_core.models import build
+from nngeo_core.runs import load_run
+from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec
+from nngeo_core.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "store")
+
+
+def _mlp_bytes(widths=(5,), seed=0) -> bytes:
+    torch.manual_seed(seed)
+    model = build("mlp", widths=widths)
+    return checkpoint.to_bytes(model, model_spec=ModelSpec("mlp", {"widths": widths}), data_spec=DataSpec("xor"))
+
+
+# -- uploads ---------------------------------------------------------------------------------------
+def test_upload_is_stored_under_its_content_hash_and_loads_as_a_run(store):
+    data = _mlp_bytes()
+    result = store_upload(data, name="model.safetensors", store=store)
+    assert result.created and result.key == upload_key(data, DataSpec("xor"))
+    entry = store.entry(result.key)
+    assert entry["kind"] == "upload" and json.loads(entry["spec"])["sha256"] == content_hash(data)
+    ckpt = load_run(result.key, store=store)
+    ref = checkpoint.load(data)
+    for (k, a), (_, b) in zip(ckpt.model.state_dict().items(), ref.model.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert ckpt.data_spec == DataSpec("xor")
+    assert list(store.get(result.key)["layer"]) == [li for li in result.layers["layer"]]
+    assert result.layers["n_weights"].sum() == 2 * 5 + 5 * 2
+
+
+def test_same_bytes_give_the_same_key_whatever_the_name_and_never_replace_another(store):
+    a, b = _mlp_bytes(seed=0), _mlp_bytes(seed=1)
+    ka = store_upload(a, name="../../etc/passwd", store=store)
+    kb = store_upload(b, name="../../etc/passwd", store=store)
+    assert ka.key != kb.key
+    again = store_upload(a, name="other.pt", store=store)
+    assert again.key == ka.key and not again.created
+    assert sorted(store.keys()) == sorted([ka.key, kb.key])
+    # the browser's name only shows up, cleaned, in the label
+    assert store.entry(ka.key)["label"] == "upload: passwd"
+    assert not any("passwd" in p for p in store.artifacts(ka.key))
+
+
+def test_display_name_strips_paths_and_odd_characters():
+    assert display_name("..\\..\\windows\\evil<script>.pt") == "evil_script_.pt"
+    assert display_name("") == "checkpoint"
+    assert len(display_name("a" * 500)) == 80
+
+
+def test_a_pickle_that_runs_code_is_refused_and_never_executed(store, tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    buf = io.BytesIO()
+    torch.save({"weight": torch.zeros(2, 2), "evil": Evil()}, buf)
+    with pytest.raises(NNGeoError) as err:
+        store_upload(buf.getvalue(), name="evil.pt", store=store)
+    assert "\n" not in str(err.value)
+    assert not marker.exists()
+    assert store.keys() == []
+
+
+@pytest.mark.parametrize("data, match", [(b"", "empty"), (b"not a checkpoint at all" * 10, "checkpoint|refusing"),
+                                         (b"PK\x03\x04garbage", "corrupt")])
+def test_bad_files_get_one_line_errors(store, data, match):
+    with pytest.raises(NNGeoError, match=match) as err:
+        store_upload(data, store=store)
+    assert "\n" not in str(err.value)
+    assert store.keys() == []
+
+
+def test_truncated_safetensors_is_refused(store):
+    data = _mlp_bytes()
+    with pytest.raises(NNGeoError):
+        store_upload(data[: len(data) // 2], store=store)
+
+
+def test_size_limit(store):
+    with pytest.raises(NNGeoError, match="limit"):
+        store_upload(_mlp_bytes(), store=store, max_bytes=100)
+
+
+def test_plain_linear_state_dict_is_inferred(store):
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    result = store_upload(buf.getvalue(), name="net.pt", store=store, data_spec=DataSpec("xor"))
+    assert result.source in ("linear-stack", "zoo-state-dict")
+    model = load_run(result.key, store=store).model
+    x = torch.randn(5, 2)
+    torch.testing.assert_close(model(x), net(x))
+
+
+def test_dataset_must_fit_the_model(store):
+    with pytest.raises(NNGeoError, match="inputs of shape"):
+        store_upload(_mlp_bytes(), store=store, data_spec=DataSpec("digits"))
+
+
+def test_examples_exist_are_small_and_load():
+    names = available_examples()
+    assert sorted(names) == sorted(EXAMPLES)
+    for name in names:
+        data = example_bytes(name)
+        assert len(data) < 1_000_000
+        ckpt = checkpoint.load(data)
+        assert ckpt.model_spec.name == {"mlp_xor.safetensors": "mlp",
+                                        "fcn_mnist_digits.safetensors": "fcn_mnist"}[EXAMPLES[name][0]]
+        assert ckpt.data_spec == EXAMPLES[name][1]
+
+
+# -- forms -----------------------------------------------------------------------------------------
+def test_run_spec_from_default_values_equals_the_plain_default_spec():
+    plain = RunSpec(data=DataSpec("xor"), model=ModelSpec("mlp"), train=default_train("mlp", "xor"))
+    spec = forms.run_spec("mlp", "xor", model_params={"widths": (32, 32), "activation": "relu", "bias": True},
+                          data_params={"n_train": 1000, "noise": 0.3})
+    assert spec.hash == plain.hash
+    changed = forms.run_spec("mlp", "xor", model_params={"widths": (8,)}, train={"epochs": 5})
+    assert changed.model.params == {"widths": (8,)} and changed.train.epochs == 5
+
+
+def test_run_spec_refuses_nonsense():
+    with pytest.raises(NNGeoError):
+        forms.run_spec("mlp", "xor", train={"epochs": 0})
+    with pytest.raises(NNGeoError):
+        forms.run_spec("mlp", "xor", train={"warp_speed": 9})
+
+
+def test_lists_and_snapshots():
+    assert forms.parse_int_list("32, 16,8", "widths") == (32, 16, 8)
+    assert forms.parse_int_list("", "widths") == ()
+    with pytest.raises(NNGeoError):
+        forms.parse_int_list("3, x", "widths")
+    assert forms.parse_float_list("0.5,0.9", "s", low=0, high=1) == (0.5, 0.9)
+    with pytest.raises(NNGeoError):
+        forms.parse_float_list("1.5", "s", low=0, high=1)
+    assert forms.snapshot_epochs_for(10, every=4) == (0, 4, 8, 10)
+    assert forms.snapshot_epochs_for(10, "5, 0, 5") == (0, 5)
+    with pytest.raises(NNGeoError):
+        forms.snapshot_epochs_for(10, "11")
+    assert forms.parse_param("8, 8", (32, 32)) == (8, 8)
+    assert forms.parse_param("8", (32, 32)) == (8,)
+    assert forms.parse_param("", None) is None
+    assert forms.param_text((1, 2)) == "1, 2"
+
+
+# -- store views -----------------------------------------------------------------------------------
+def test_runs_table_filters_and_finds_analyses(store):
+    run = store.put("train", {"x": 1}, pd.DataFrame({"epoch": [0]}), attrs=dict(model="mlp", data="xor", metric=0.9))
+    store.put("upload", {"x": 2}, attrs=dict(model="fcn_mnist", data="digits"))
+    for epoch, p in ((None, {}), (3, {}), (3, {"p": 1})):
+        spec = AnalysisSpec(run=run, method="persistence", params=p, epoch=epoch)
+        store.put("analyse", spec, pd.DataFrame({"layer": ["1"], "np": [float(epoch or 0) + len(p)]}),
+                  attrs=dict(run=run, method="persistence"))
+    table = runs_table(store.catalog(), kinds=["train", "upload"])
+    assert set(table["kind"]) == {"train", "upload"} and len(table) == 2
+    assert len(runs_table(store.catalog(), text="DIGITS")) == 1
+    assert find_analysis(store, run, "persistence", epoch=3, params={"p": 1}) == \
+        AnalysisSpec(run=run, method="persistence", params={"p": 1}, epoch=3).hash
+    assert find_analysis(store, run, "persistence", epoch=7) is None
+    assert find_analysis(store, run, "persistence", epoch=None) == AnalysisSpec(run=run, method="persistence").hash
+    over = analyses_over_epochs(store, run, "persistence", params={})
+    assert list(over["epoch"]) == [3] and list(over["np"]) == [3.0]
+    assert run_label(store.entry(run)).startswith(run[:8]) and "acc 0.900" in run_label(store.entry(run))
+
+
+# -- jobs ------------------------------------------------------------------------------------------
+def test_job_rows_from_real_job_infos(tmp_path, monkeypatch):
+    from nngeo_core import jobs
+
+    monkeypatch.setenv("NNGEO_QUEUE", str(tmp_path / "q.db"))
+    spec = RunSpec(data=DataSpec("xor", params={"n_train": 50, "n_test": 50}), model=ModelSpec("mlp", {"widths": (4,)}),
+                   train=default_train("mlp", "xor").replace(epochs=1))
+    row = jobs_view.submit(spec)
+    assert row["state"] == "queued" and row["kind"] == "train" and row["spec_hash"] == spec.hash
+    assert jobs_view.active_job_for(spec.hash)["id"] == row["id"]
+    assert [r["id"] for r in jobs_view.list_jobs()] == [row["id"]]
+    jobs_view.cancel(row["id"])
+    assert jobs_view.status(row["id"])["state"] == "cancelled"
+    assert jobs_view.active_job_for(spec.hash) is None
+
+
+def test_job_row_defaults_and_progress_text():
+    row = jobs_view.job_row({"id": "abc", "state": "running", "progress": 2.0, "phase": "epoch 3/9",
+                             "metrics": {"loss": 0.41234, "accuracy": 0.875}})
+    assert row["fraction"] == 1.0 and jobs_view.is_active(row)
+    assert jobs_view.progress_text(row) == "epoch 3/9 · loss 0.412 · acc 0.875"
+
+
+def test_embedded_worker_flag(monkeypatch):
+    monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "0")
+    assert not jobs_view.embedded_worker_wanted()
+    monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "1")
+    assert jobs_view.embedded_worker_wanted()
+
+
+# -- downloads -------------------------------------------------------------------------------------
+def test_downloads():
+    import plotly.graph_objects as go
+
+    html = figure_html(go.Figure(go.Scatter(x=[1], y=[2]))).decode()
+    # standalone: plotly.js is inline, not fetched from a CDN
+    assert "<html>" in html[:100] and "<script src=" not in html and len(html) > 1_000_000
+    df = pd.DataFrame({"a": [1, 2], "b": ["x", None], "c": [1, "—"]})
+    assert pd.read_csv(io.BytesIO(table_bytes(df, "csv")))["a"].tolist() == [1, 2]
+    back = pd.read_parquet(io.BytesIO(table_bytes(df, "parquet")))
+    assert back["a"].tolist() == [1, 2] and back["c"].tolist() == ["1", "—"]
+    with pytest.raises(NNGeoError):
+        table_bytes(df, "xlsx")
+    assert safe_filename("../a b/c?.png") == "a_b_c_.png"
+
+
+# -- per-run figures for the Compare page ---------------------------------------------------------
+def test_every_per_run_figure_draws_its_analysis_table():
+    from nngeo_core.dashboard.per_run import PER_RUN_FIGURES
+
+    xs = np.linspace(-1, 1, 4)
+    gx, gy = np.meshgrid(xs, xs)
+    tables = {
+        "persistence": pd.DataFrame({"layer": ["1", "3"], "np": [1.0, 2.0], "np_normalized": [0.1, 0.2]}),
+        "critical_compression": pd.DataFrame({"layer": ["1", "total"], "eta_tau": [2.0, 2.0]}),
+        "mst_overlap": pd.DataFrame({"layer": ["1"], "overlap": [0.5], "bound": [0.2], "chance": [0.1]}),
+        "curvature_weights": pd.DataFrame({"layer": ["1", "1"], "src": [0, 1], "dst": [0, 0], "curvature": [-0.1, 0.2]}),
+        "volume": pd.DataFrame({"x": gx.ravel(), "y": gy.ravel(), "log_volume": gx.ravel()}),
+    }
+    for name, fig in PER_RUN_FIGURES.items():
+        drawn = fig.draw(tables[fig.method])
+        assert len(drawn.data) >= 1, name
+
+
+def test_line_from_plane_interpolates_a_linear_field_exactly():
+    from nngeo_core.dashboard.planes import line_from_plane
+
+    ticks = np.linspace(-2, 2, 9)
+    gu, gv = np.meshgrid(ticks, ticks, indexing="xy")
+    grid = pd.DataFrame({"u": gu.ravel(), "v": gv.ravel(), "anchor": -1, "log_volume": 3 * gu.ravel() - gv.ravel()})
+    anchors = pd.DataFrame({"u": [-1.0, 1.5, 0.0], "v": [0.5, -1.0, 1.0], "anchor": [0, 1, 2],
+                            "log_volume": [np.nan] * 3})
+    line = line_from_plane(pd.concat([grid, anchors]), 0, 1, n_points=11)
+    u = -1.0 + line["t"] * 2.5
+    v = 0.5 - line["t"] * 1.5
+    # bilinear interpolation reproduces a linear function exactly
+    np.testing.assert_allclose(line["log_volume"], 3 * u - v)
+    np.testing.assert_allclose(line["distance"].iloc[-1], np.hypot(2.5, 1.5))

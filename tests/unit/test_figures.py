@@ -1,0 +1,340 @@
+"""The dashboard's figure builders, without Streamlit: pure DataFrame -> plotly Figure."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nngeo_core.errors import NNGeoError
+from nngeo_core.figures import curvature as cf
+from nngeo_core.figures import persistence as pf
+from nngeo_core.figures.colors import FALLBACK_PALETTE, STRATEGY_COLORS, strategy_color, with_alpha
+from nngeo_core.figures.geodesic import path_figure
+from nngeo_core.figures.pruning import accuracy_vs_sparsity, sparsity_summary
+from nngeo_core.figures.training import training_curves
+from nngeo_core.figures.volume import geometry_heatmap, grid_matrix, line_profile, plane_heatmap
+
+
+# -- colours ---------------------------------------------------------------------------------------
+def test_known_strategies_have_distinct_fixed_colours():
+    colours = [c for name, c in STRATEGY_COLORS.items()]
+    assert len(set(colours)) == len(colours)
+    for name, c in STRATEGY_COLORS.items():
+        assert strategy_color(name) == c
+        assert strategy_color(f"  {name.upper()} ") == c   # case and spaces do not change it
+    assert not set(FALLBACK_PALETTE) & set(colours)
+
+
+def test_every_registered_strategy_has_a_fixed_colour():
+    pruning = pytest.importorskip("nngeo_core.pruning")
+    missing = [s for s in pruning.STRATEGIES if s not in STRATEGY_COLORS]
+    assert not missing, f"give these strategies a fixed colour in STRATEGY_COLORS: {missing}"
+
+
+def test_unknown_strategy_colour_is_stable_across_processes():
+    names = ["my_new_strategy", "zeta", "x"]
+    here = [strategy_color(n) for n in names]
+    code = "from nngeo_core.figures.colors import strategy_color as c; print(','.join(c(n) for n in %r))" % names
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.strip()
+    assert out.split(",") == here
+    assert all(c in FALLBACK_PALETTE for c in here)
+
+
+def test_with_alpha():
+    assert with_alpha("#0072B2", 0.5) == "rgba(0,114,178,0.5)"
+
+
+# -- accuracy vs sparsity --------------------------------------------------------------------------
+def _sweep_rows(strategies=("magnitude", "random", "snip"), levels=(0.5, 0.75, 0.9), seeds=(0, 1, 2)):
+    rng = np.random.default_rng(0)
+    rows = []
+    for s in strategies:
+        for lv in levels:
+            for seed in seeds:
+                rows.append(dict(strategy=s, seed=seed, sparsity_requested=lv,
+                                 sparsity_achieved=lv + rng.uniform(-1e-3, 1e-3), accuracy=rng.uniform(0.5, 1.0)))
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_vs_sparsity_one_trace_group_per_strategy_in_its_colour():
+    df = _sweep_rows()
+    fig = accuracy_vs_sparsity(df)
+    groups = {t.legendgroup for t in fig.data}
+    assert groups == {"magnitude", "random", "snip"}
+    for t in fig.data:
+        colour = strategy_color(t.legendgroup)
+        if t.fill == "toself":          # the ± std band
+            assert t.fillcolor == with_alpha(colour, 0.18)
+        else:
+            assert t.line.color == colour and t.marker.color == colour
+    # exactly one legend entry per strategy
+    assert sorted(t.name for t in fig.data if t.showlegend is not False) == ["magnitude", "random", "snip"]
+    assert fig.layout.xaxis.type == "log"
+
+
+def test_accuracy_vs_sparsity_mean_std_and_compression_match_a_recomputation():
+    df = _sweep_rows()
+    fig = accuracy_vs_sparsity(df)
+    for s in ("magnitude", "random", "snip"):
+        part = df[df["strategy"] == s]
+        mean = part.groupby("sparsity_requested")["accuracy"].mean().to_numpy()
+        std = part.groupby("sparsity_requested")["accuracy"].std(ddof=1).to_numpy()
+        achieved = part.groupby("sparsity_requested")["sparsity_achieved"].mean().to_numpy()
+        line = next(t for t in fig.data if t.legendgroup == s and t.fill != "toself")
+        band = next(t for t in fig.data if t.legendgroup == s and t.fill == "toself")
+        np.testing.assert_allclose(line.y, mean)
+        np.testing.assert_allclose(line.x, 1.0 / (1.0 - achieved))
+        k = len(mean)
+        np.testing.assert_allclose(band.y[:k], mean + std)
+        np.testing.assert_allclose(band.y[k:], (mean - std)[::-1])
+
+
+def test_single_seed_draws_no_band_and_std_is_zero():
+    df = _sweep_rows(seeds=(0,))
+    fig = accuracy_vs_sparsity(df)
+    assert not [t for t in fig.data if t.fill == "toself"]
+    assert (sparsity_summary(df)["std"] == 0).all()
+
+
+def test_same_strategy_in_two_groups_shares_colour_and_differs_by_dash():
+    df = pd.concat([_sweep_rows(("magnitude",)).assign(label="magnitude (scope=global)"),
+                    _sweep_rows(("magnitude",)).assign(label="magnitude (scope=layer)")])
+    fig = accuracy_vs_sparsity(df, group="label")
+    lines = [t for t in fig.data if t.fill != "toself"]
+    assert {t.line.color for t in lines} == {strategy_color("magnitude")}
+    assert len({t.line.dash for t in lines}) == 2
+
+
+def test_accuracy_vs_sparsity_empty_and_missing_columns():
+    assert len(accuracy_vs_sparsity(pd.DataFrame()).layout.annotations) == 1
+    with pytest.raises(NNGeoError, match="accuracy"):
+        accuracy_vs_sparsity(pd.DataFrame({"strategy": ["a"], "sparsity_requested": [0.5]}))
+
+
+# -- heatmaps --------------------------------------------------------------------------------------
+def _grid(nx=7, ny=5):
+    xs, ys = np.linspace(-1, 1, nx), np.linspace(-2, 2, ny)
+    gx, gy = np.meshgrid(xs, ys, indexing="xy")
+    gx, gy = gx.ravel(), gy.ravel()
+    return pd.DataFrame({"x": gx, "y": gy, "log_volume": gx * 10 + gy, "ricci": gx - gy,
+                         "margin": gx * gy, "pred": (gx * gy > 0).astype(int)}), xs, ys
+
+
+def test_heatmap_has_the_grid_shape_and_values():
+    grid, xs, ys = _grid()
+    fig = geometry_heatmap(grid)
+    heat = next(t for t in fig.data if t.type == "heatmap")
+    z = np.asarray(heat.z)
+    assert z.shape == (len(ys), len(xs))
+    # z[i, j] is the value at (xs[j], ys[i])
+    np.testing.assert_allclose(z, xs[None, :] * 10 + ys[:, None])
+    np.testing.assert_allclose(heat.x, xs)
+    np.testing.assert_allclose(heat.y, ys)
+
+
+def test_heatmap_from_shuffled_rows_is_the_same():
+    grid, xs, ys = _grid()
+    shuffled = grid.sample(frac=1.0, random_state=1)
+    np.testing.assert_allclose(grid_matrix(shuffled, "log_volume")[2], grid_matrix(grid, "log_volume")[2])
+
+
+def test_ricci_heatmap_is_diverging_and_centred_at_zero():
+    grid, _, _ = _grid()
+    heat = next(t for t in geometry_heatmap(grid, value="ricci").data if t.type == "heatmap")
+    assert heat.zmid == 0 and heat.zmin == -heat.zmax
+
+
+def test_heatmap_draws_boundary_at_zero_margin_and_the_points_by_class():
+    grid, _, _ = _grid()
+    pts = pd.DataFrame({"x": [0.1, -0.2, 0.3], "y": [0.5, 0.1, -0.4], "label": [0, 1, 1]})
+    fig = geometry_heatmap(grid, points=pts)
+    contour = next(t for t in fig.data if t.type == "contour")
+    assert contour.contours.start == 0 and contour.contours.end == 0
+    scat = [t for t in fig.data if t.type == "scatter"]
+    assert sorted(len(t.x) for t in scat) == [1, 2]
+
+
+def test_heatmap_of_a_real_model_grid():
+    """End to end with the geometry module: z is the grid_heatmap's log-volume column, reshaped."""
+    geometry = pytest.importorskip("nngeo_core.geometry.pullback")
+    import torch
+
+    from nngeo_core.models import build
+
+    torch.manual_seed(0)
+    model = build("mlp", widths=(8,))
+    grid = geometry.grid_heatmap(model, (-1, 1, -1, 1), resolution=6, ricci=False, device="cpu")
+    heat = next(t for t in geometry_heatmap(grid).data if t.type == "heatmap")
+    assert np.asarray(heat.z).shape == (6, 6)
+    np.testing.assert_allclose(np.asarray(heat.z), grid["log_volume"].to_numpy().reshape(6, 6))
+
+
+def test_plane_marks_the_appended_anchor_rows_and_keeps_them_out_of_the_grid():
+    grid, xs, ys = _grid()
+    plane = grid.rename(columns={"x": "u", "y": "v"}).assign(anchor=-1)
+    anchors = pd.DataFrame({"u": [0.05, 0.5, -0.3], "v": [0.0, 0.7, 0.2], "log_volume": [99.0, 99.0, 99.0],
+                            "anchor": [0, 1, 2]})
+    fig = plane_heatmap(pd.concat([plane, anchors]), names=["#1", "#2", "#3"])
+    heat = next(t for t in fig.data if t.type == "heatmap")
+    assert np.asarray(heat.z).shape == (len(ys), len(xs)) and np.nanmax(heat.z) < 99
+    star = next(t for t in fig.data if t.name == "chosen inputs")
+    assert list(star.text) == ["#1", "#2", "#3"] and list(star.x) == [0.05, 0.5, -0.3]
+
+
+def test_line_profile():
+    line = pd.DataFrame({"t": np.linspace(0, 1, 5), "log_volume": np.arange(5.0)})
+    fig = line_profile(line)
+    assert len(fig.data) == 1 and list(fig.data[0].y) == [0, 1, 2, 3, 4]
+
+
+# -- training --------------------------------------------------------------------------------------
+def test_training_curves_one_legend_entry_per_split():
+    h = pd.DataFrame({"epoch": [0, 1, 2], "train_loss": [1, .5, .3], "test_loss": [1, .6, .4],
+                      "train_acc": [.5, .8, .9], "test_acc": [.5, .7, .85]})
+    fig = training_curves(h)
+    assert len(fig.data) == 4
+    assert sorted(t.name for t in fig.data if t.showlegend) == ["test", "train"]
+    acc = [t for t in fig.data if t.xaxis == "x2"]
+    np.testing.assert_allclose(sorted(map(tuple, (t.y for t in acc))), sorted([(.5, .8, .9), (.5, .7, .85)]))
+
+
+# -- persistence -----------------------------------------------------------------------------------
+def _diagrams():
+    rng = np.random.default_rng(1)
+    frames = [pd.DataFrame({"layer": name, "birth": 1.0, "death": np.sort(rng.uniform(0, 1, n))})
+              for name, n in (("1", 30), ("3", 12))]
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_diagrams_one_panel_per_layer_with_all_points():
+    d = _diagrams()
+    fig = pf.persistence_diagrams(d)
+    points = [t for t in fig.data if t.mode == "markers"]
+    assert [len(t.x) for t in points] == [30, 12]
+    assert [a.text for a in fig.layout.annotations] == ["1", "3"]
+
+
+def test_barcode_keeps_the_longest_bars_in_order():
+    d = _diagrams()
+    fig = pf.barcode(d, "1", max_bars=10)
+    bar = fig.data[0]
+    expected = np.sort(1.0 - d[d.layer == "1"]["death"].to_numpy())[::-1][:10]
+    np.testing.assert_allclose(bar.x, expected)
+    np.testing.assert_allclose(np.asarray(bar.base, dtype=float) + np.asarray(bar.x, dtype=float), 1.0)
+
+
+def test_np_eta_and_overlap_figures_carry_the_table_values():
+    np_table = pd.DataFrame({"layer": ["1", "3"], "np": [0.4, 0.7], "np_normalized": [0.1, 0.2]})
+    fig = pf.np_per_layer(np_table)
+    np.testing.assert_allclose(fig.data[0].y, [0.4, 0.7])
+    np.testing.assert_allclose(fig.data[1].y, [0.1, 0.2])
+    eta = pd.DataFrame({"layer": ["1", "3", "total"], "eta_tau": [1.8, 8.3, 4.9]})
+    fig = pf.eta_per_layer(eta)
+    assert list(fig.data[0].x) == ["1", "3"]
+    assert fig.layout.shapes[0].y0 == pytest.approx(4.9)
+    ov = pd.DataFrame({"layer": ["1"], "overlap": [0.9], "bound": [0.5], "chance": [0.2]})
+    assert [t.y[0] for t in pf.mst_overlap(ov).data] == [0.9, 0.5, 0.2]
+
+
+def test_np_over_epochs_one_line_per_layer_sorted_by_epoch():
+    t = pd.DataFrame({"epoch": [3, 0, 3, 0], "layer": ["1", "1", "3", "3"], "np": [1, 2, 3, 4],
+                      "np_normalized": [.3, .1, .4, .2]})
+    fig = pf.np_over_epochs(t)
+    assert [list(tr.x) for tr in fig.data] == [[0, 3], [0, 3]]
+    assert [list(tr.y) for tr in fig.data] == [[.1, .3], [.2, .4]]
+
+
+def test_figures_on_a_real_model_topology():
+    topology = pytest.importorskip("nngeo_core.topology")
+    import torch
+
+    from nngeo_core.models import build
+
+    torch.manual_seed(0)
+    model = build("mlp", widths=(6, 5))
+    np_table = topology.neural_persistence(model)
+    fig = pf.np_per_layer(np_table)
+    np.testing.assert_allclose(fig.data[0].y, np_table["np"])
+    eta = topology.critical_compression(model)
+    # dense m -> n: eta = m n / (m + n - 1)
+    np.testing.assert_allclose(pf.eta_per_layer(eta).data[0].y, [2 * 6 / 7, 6 * 5 / 10, 5 * 2 / 6])
+
+
+# -- curvature -------------------------------------------------------------------------------------
+def _edges():
+    rng = np.random.default_rng(2)
+    rows = []
+    for layer, (m, n) in (("1", (3, 4)), ("3", (4, 2))):
+        for i in range(m):
+            for j in range(n):
+                rows.append(dict(layer=layer, src=i, dst=j, weight=rng.normal(), curvature=rng.uniform(-1, 0.5)))
+    return pd.DataFrame(rows)
+
+
+def test_top_edges_per_layer_by_abs_value():
+    e = _edges()
+    for by in ("curvature", "weight"):
+        top = cf.top_edges(e, 3, by=by)
+        for layer, part in e.groupby("layer"):
+            want = set(part.assign(a=part[by].abs()).nlargest(3, "a").index)
+            assert set(top[top.layer == layer].index) == want
+
+
+def test_node_curvature_is_the_mean_over_incident_edges():
+    e = _edges()
+    nodes = cf.node_curvature_from_edges(e)
+    # neuron j of the middle column (outputs of layer 1 = inputs of layer 3)
+    for j in range(4):
+        incident = pd.concat([e[(e.layer == "1") & (e.dst == j)], e[(e.layer == "3") & (e.src == j)]])
+        got = nodes[(nodes.column == 1) & (nodes.node == j)]["curvature"].item()
+        assert got == pytest.approx(incident["curvature"].mean())
+
+
+def test_layer_graph_diverging_colours_centred_at_zero_and_edge_hover():
+    e = _edges()
+    fig = cf.layer_graph(e)
+    mid = next(t for t in fig.data if t.name == "edges")
+    assert mid.marker.cmid == 0 and mid.marker.cmin == -mid.marker.cmax
+    assert len(mid.x) == len(e)
+    assert all(word in mid.hovertemplate for word in ("layer", "weight", "curvature", "→"))
+    row = mid.customdata[0]
+    assert list(row[:3]) == ["1", 0, 0] and float(row[3]) == pytest.approx(e.weight.iloc[0])
+    # every shown edge is one segment in exactly one colour-bin trace
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert sum(int(np.isfinite(np.asarray(t.x, dtype=float)).sum()) // 2 for t in lines) == len(e)
+    nodes = next(t for t in fig.data if t.name == "neurons")
+    assert len(nodes.x) == 3 + 4 + 2
+
+
+def test_layer_graph_colour_bins_follow_the_sign():
+    e = pd.DataFrame({"layer": ["1", "1"], "src": [0, 1], "dst": [0, 0], "weight": [1.0, 1.0],
+                      "curvature": [-0.9, 0.9]})
+    fig = cf.layer_graph(e)
+    lines = sorted((t for t in fig.data if t.mode == "lines"), key=lambda t: np.asarray(t.y, dtype=float)[0])
+    colours = [[int(v) for v in t.line.color[t.line.color.index("(") + 1:-1].split(",")] for t in lines]
+    (r0, _, b0), (r1, _, b1) = colours
+    assert b0 > r0 and r1 > b1     # src 0 (negative): blue; src 1 (positive): red
+
+
+def test_curvature_histogram_one_trace_per_layer():
+    fig = cf.curvature_histogram(_edges())
+    assert [t.name for t in fig.data] == ["layer 1", "layer 3"]
+
+
+def test_layer_graph_needs_endpoints():
+    with pytest.raises(NNGeoError, match="endpoints"):
+        cf.layer_graph(pd.DataFrame({"layer": ["1"], "curvature": [0.1]}))
+
+
+# -- geodesic paths --------------------------------------------------------------------------------
+def test_path_figure_accuracy_and_distance_panels():
+    p = pd.DataFrame({"t": [0, .5, 1], "accuracy_a": [.9, .8, .7], "accuracy_b": [.1, .5, .9],
+                      "distance_to_target": [2, 1, 0]})
+    fig = path_figure(p)
+    assert [t.name for t in fig.data] == ["accuracy_a", "accuracy_b", "distance_to_target"]
+    assert fig.data[2].xaxis == "x2"
