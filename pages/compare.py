@@ -4,7 +4,7 @@ import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.per_run import PER_RUN_FIGURES
-from nngeo_core.dashboard.results import model_runs, run_label
+from nngeo_core.dashboard.results import model_runs, run_label, select
 from nngeo_core.figures.pruning import accuracy_vs_sparsity
 
 st.title("Compare")
@@ -13,7 +13,7 @@ pruning = w.optional_module("nngeo_core.pruning")
 
 
 def sweeps_section() -> None:
-    sweeps = store.catalog(kind="prune-sweep")
+    sweeps = select(w.catalog(store), kind="prune-sweep")
     if pruning is None:
         w.not_available("Pruning comparison", "Install the pruning capability.")
         return
@@ -61,7 +61,7 @@ st.header("Pruning sweeps", divider="gray")
 sweeps_section()
 
 st.header("Runs side by side", divider="gray")
-runs = model_runs(store)
+runs = model_runs(store, w.catalog(store))
 if not len(runs):
     st.info("No trained or uploaded models yet.", icon=":material/info:")
     st.stop()

@@ -20,10 +20,13 @@ tab_sparse, tab_forget = st.tabs(["Sparsification path", "Forgetting path"])
 with tab_sparse:
     c1, c2, c3 = st.columns(3)
     params = {"sparsity": float(c1.slider("target sparsity", 0.1, 0.99, 0.7, key="geo-sparsity")),
-              "steps": int(c2.number_input("steps", 2, 2000, 100, key="geo-steps")),
-              "method": c3.selectbox("step", ["exact", "gradient"], key="geo-method")}
+              "steps": int(c2.number_input("steps", 2, 2000, 50, key="geo-steps")),
+              "method": c3.selectbox("step", ["exact", "gradient"], key="geo-method",
+                                     help="exact: the constrained step of the paper; gradient: a cheaper "
+                                          "normalised gradient step")}
+    # a path computed elsewhere (CLI) with more settings counts when these three agree
     path = w.analysis_result(store, run, "geodesic", what="sparsification path", epoch=epoch, params=params,
-                             key="geo-go")
+                             key="geo-go", accept=lambda p: all(p.get(k) == v for k, v in params.items()))
     if path is not None and len(path):
         st.caption("accuracy: the network on the path; accuracy_projected: its projection onto the sparse "
                    "hyperplane; distance: Euclidean distance to that hyperplane.")

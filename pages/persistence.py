@@ -1,10 +1,12 @@
 """Persistence: diagrams and barcodes per layer, NP per layer and over training, η_τ, MST overlap."""
 import streamlit as st
 
+from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.results import analyses_over_epochs
 from nngeo_core.figures import persistence as pf
 from nngeo_core.runs import snapshot_epochs
+from nngeo_core.specs import AnalysisSpec
 
 st.title("Neural persistence")
 store = w.get_store()
@@ -46,15 +48,18 @@ with tab_train:
         st.info("This run kept no training snapshots; train with snapshots on the **Train** page to see NP "
                 "over training.", icon=":material/info:")
     else:
-        over = analyses_over_epochs(store, run, "persistence", params={})
+        over = analyses_over_epochs(store, run, "persistence", params={}, catalog=w.catalog(store),
+                                    read=lambda key: w.read_result(store, key))
         done = set(over["epoch"].unique()) if len(over) else set()
-        missing = [e for e in epochs if e not in done]
+        specs = {e: AnalysisSpec(run=run, method="persistence", params={}, epoch=e) for e in epochs if e not in done}
+        running = [e for e, s in specs.items() if jobs_view.active_job_for(s.hash) is not None]
+        missing = [e for e in specs if e not in running]
+        if running:
+            st.caption(f"computing NP for {len(running)} snapshot(s)…")
         if missing and w.analysis_available("persistence"):
             if st.button(f"Compute NP for {len(missing)} snapshot(s)", key="pers-train-go", icon=":material/calculate:"):
-                from nngeo_core.specs import AnalysisSpec
-
                 for e in missing:
-                    w.submit_job(AnalysisSpec(run=run, method="persistence", params={}, epoch=e), f"NP epoch {e}")
+                    w.submit_job(specs[e], f"NP epoch {e}")
         if len(over):
             value = st.radio("value", ["np_normalized", "np"], horizontal=True, key="pers-train-value",
                              format_func={"np_normalized": "normalised NP", "np": "NP"}.get)

@@ -3,7 +3,7 @@ import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import parse_float_list, parse_int_list
-from nngeo_core.dashboard.results import runs_table
+from nngeo_core.dashboard.results import runs_table, select
 from nngeo_core.errors import NNGeoError
 from nngeo_core.figures.colors import strategy_color
 from nngeo_core.specs import RunSpec, spec_from_dict
@@ -28,7 +28,7 @@ chosen = st.multiselect("Strategies", names, default=[n for n in ("random", "mag
 params = {}
 for name in chosen:
     entry = pruning.STRATEGIES[name]
-    with st.expander(f":material/circle: {name} — {entry.description}", expanded=False):
+    with st.expander(f"{name} — {entry.description}", expanded=False):
         st.markdown(f"<span style='color:{strategy_color(name)}'>■</span> colour on every figure",
                     unsafe_allow_html=True)
         params[name] = w.param_inputs(dict(entry.params), key=f"prune-p-{name}") if entry.params else {}
@@ -70,8 +70,8 @@ if st.button(f"Run {len(specs)} sweep(s)", type="primary", disabled=not specs, k
         w.submit_job(spec, f"prune {spec.strategy}")
     st.info("Queued. Results appear on the **Compare** page when the jobs are done.", icon=":material/schedule:")
 
-st.subheader("Stored sweeps of this run", divider="gray")
-sweeps = store.catalog(kind="prune-sweep", model=run_spec.model.name, data=run_spec.data.name)
+st.subheader(f"Stored sweeps of {run_spec.model.name} on {run_spec.data.name}", divider="gray")
+sweeps = select(w.catalog(store), kind="prune-sweep", model=run_spec.model.name, data=run_spec.data.name)
 if len(sweeps):
     w.show_table(runs_table(sweeps), f"{run}-sweeps", key="prune-sweeps")
 else:

@@ -8,7 +8,7 @@ from nngeo_core.figures.training import training_curves
 
 st.title("Runs")
 store = w.get_store()
-catalog = store.catalog()
+catalog = w.catalog(store)
 if not len(catalog):
     st.info("The store is empty. Train a model on the **Train** page, upload one on the **Upload** page, "
             "or run `nngeo train` in a terminal.", icon=":material/info:")

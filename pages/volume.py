@@ -6,6 +6,7 @@ between two of them.
 """
 import streamlit as st
 
+from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.datapoints import thumbnail
 from nngeo_core.dashboard.planes import line_from_plane
@@ -36,8 +37,13 @@ if shape == (2,):
     resolution = c2.select_slider("Grid resolution", [40, 60, 80, 100, 150], value=80, key="vol-res")
     params = {"resolution": int(resolution)}
     epochs = snapshot_epochs(run, store=store)
-    stored = [e for e in analysis_epochs(store, run, "volume")]
+    stored = analysis_epochs(store, run, "volume", w.catalog(store))
     missing = [e for e in [None, *epochs] if e not in stored]
+    running = [e for e in missing if jobs_view.active_job_for(
+        AnalysisSpec(run=run, method="volume", params=params, epoch=e).hash) is not None]
+    missing = [e for e in missing if e not in running]
+    if running:
+        st.caption(f"computing {len(running)} model(s)…")
     if missing and w.analysis_available("volume"):
         if st.button(f"Compute for {len(missing)} model(s) (final + snapshots)", key="vol-go",
                      icon=":material/calculate:"):
@@ -81,7 +87,8 @@ else:
     epoch = w.pick_epoch(store, run, key="vol-img-epoch")
     resolution = st.select_slider("Plane resolution", [20, 30, 40, 60], value=30, key="vol-img-res")
     plane = w.analysis_result(store, run, "volume", what="plane through the three inputs", epoch=epoch,
-                              params={"indices": picks, "resolution": int(resolution)}, key="vol-plane-go")
+                              params={"indices": picks, "resolution": int(resolution)}, key="vol-plane-go",
+                              accept=lambda p: list(p.get("indices") or []) == picks)
     if plane is not None and len(plane):
         quantity = st.radio("Quantity", [q for q in ("log_volume", "log_area") if q in plane.columns],
                             format_func=QUANTITY_LABELS.get, horizontal=True, key="vol-img-quantity")

@@ -2,7 +2,17 @@
 downloads off, no embedded worker. Nothing touches ~/.nngeo or the network."""
 from __future__ import annotations
 
-import pytest
+import os
+
+# The test models are tiny: one intra-op thread is several times faster than two, and worker
+# subprocesses started by tests inherit this, so they do not fight the test process for cores.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

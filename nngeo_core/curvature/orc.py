@@ -190,15 +190,17 @@ def neighbour_measures(n, src, dst, length, alpha, exp_power, base, nbr_topk) ->
 
 def edge_transport(dist, pred: NeighbourMeasures, succ: NeighbourMeasures, xs, ys, method, *,
                    processes=None, device="cpu", progress: Progress | None = None,
-                   sinkhorn_eps: float = transport.SINKHORN_EPS, budget: float = 2e6) -> np.ndarray:
+                   sinkhorn_eps: float = transport.SINKHORN_EPS, budget: float = 8e6) -> np.ndarray:
     """W1(mu_x, mu_y) for every edge (xs[i], ys[i]), batched over edges whose sources share a support."""
     progress = progress or Progress()
     out = np.empty(len(xs))
     # group edges by the source support: one shared core (rows) per group
     keys: dict[bytes, int] = {}
-    gid = np.empty(len(xs), dtype=np.int64)
-    for i, x in enumerate(xs):
-        gid[i] = keys.setdefault(pred.support(x).tobytes(), len(keys))
+    sources = np.unique(xs)
+    node_key = np.zeros(len(pred.indptr) - 1, dtype=np.int64)
+    for x in sources:  # one dictionary look-up per source node, not per edge
+        node_key[x] = keys.setdefault(pred.support(x).tobytes(), len(keys))
+    gid = node_key[xs]
     order = np.argsort(gid, kind="stable")
     bounds = np.flatnonzero(np.diff(gid[order])) + 1
     groups = np.split(order, bounds)
@@ -229,7 +231,8 @@ def _chunk_problems(dist, pred: NeighbourMeasures, succ: NeighbourMeasures, xs, 
     # core columns: union of the targets' supports
     starts, stops = succ.indptr[ys], succ.indptr[ys + 1]
     counts = stops - starts
-    flat = np.concatenate([np.arange(s, e) for s, e in zip(starts, stops)]) if counts.sum() else np.zeros(0, int)
+    # positions of every target's neighbours in the CSR arrays, without a loop over edges
+    flat = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(starts, counts)
     U = np.unique(succ.cols[flat])
     b = np.zeros((len(U), B))
     if len(flat):

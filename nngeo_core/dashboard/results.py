@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -39,9 +39,19 @@ def run_label(row: Mapping[str, Any]) -> str:
     return f"{key} · {row.get('kind', '')}: {what}{acc}"
 
 
-def model_runs(store: Store) -> pd.DataFrame:
+def select(catalog: pd.DataFrame, **filters: Any) -> pd.DataFrame:
+    """Catalog rows whose columns equal the filters (a list means 'any of'; None: no filter), as
+    ``Store.catalog(**filters)`` selects them, from a catalog already read."""
+    df = catalog
+    for col, want in filters.items():
+        if want is not None:
+            df = df[df[col].isin(want if isinstance(want, (list, tuple, set)) else [want])]
+    return df.reset_index(drop=True)
+
+
+def model_runs(store: Store, catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     """Catalog rows that hold a model (train, upload, prune), newest first."""
-    return store.catalog(kind=list(MODEL_KINDS))
+    return select(store.catalog() if catalog is None else catalog, kind=list(MODEL_KINDS))
 
 
 def spec_dict(store: Store, key: str) -> dict:
@@ -73,10 +83,11 @@ def is_2d(store: Store, key: str) -> bool:
     return input_shape_of(store, key) == (2,)
 
 
-def analyses_of(store: Store, run: str, method: str | Iterable[str] | None = None) -> pd.DataFrame:
+def analyses_of(store: Store, run: str, method: str | Iterable[str] | None = None,
+                catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stored analyses of one run, newest first, with their epoch and params from the spec."""
     methods = [method] if isinstance(method, str) else (list(method) if method is not None else None)
-    df = store.catalog(kind="analyse", run=run, method=methods)
+    df = select(store.catalog() if catalog is None else catalog, kind="analyse", run=run, method=methods)
     specs = [json.loads(s) for s in df["spec"]] if len(df) else []
     # object column: None (the final model) must not turn into NaN
     df = df.assign(epoch=pd.Series([None if s.get("epoch") is None else int(s["epoch"]) for s in specs],
@@ -86,36 +97,45 @@ def analyses_of(store: Store, run: str, method: str | Iterable[str] | None = Non
 
 
 def find_analysis(store: Store, run: str, method: str, *, epoch: int | None = None,
-                  params: Mapping[str, Any] | None = None) -> str | None:
+                  params: Mapping[str, Any] | None = None, accept: Callable[[dict], bool] | None = None,
+                  catalog: pd.DataFrame | None = None) -> str | None:
     """Key of the stored analysis of ``run`` by ``method`` at ``epoch`` (None = final model).
 
-    With ``params`` the exact spec is looked up by its hash; without, the newest analysis of that
-    run, method and epoch is returned, whatever its params.
+    With ``params`` the exact spec is looked up by its hash. Otherwise (or when that is not
+    stored and ``accept`` is given) the newest analysis of that run, method and epoch whose
+    params ``accept`` takes (any params when ``accept`` is None and no ``params`` were given).
     """
     if params is not None:
         key = AnalysisSpec(run=run, method=method, params=dict(params), epoch=epoch).hash
-        return key if store.exists(key) else None
-    df = analyses_of(store, run, method)
-    if not len(df):
-        return None
-    same = df[[(e is None and epoch is None) or (e is not None and epoch is not None and int(e) == int(epoch))
-               for e in df["epoch"]]]
-    return str(same["key"].iloc[0]) if len(same) else None
+        if store.exists(key):
+            return key
+        if accept is None:
+            return None
+    df = analyses_of(store, run, method, catalog)
+    for _, row in df.iterrows():   # newest first
+        e = row["epoch"]
+        if (e is None) != (epoch is None) or (e is not None and int(e) != int(epoch)):
+            continue
+        if accept is None or accept(json.loads(row["params"])):
+            return str(row["key"])
+    return None
 
 
-def analysis_epochs(store: Store, run: str, method: str) -> list[int | None]:
+def analysis_epochs(store: Store, run: str, method: str, catalog: pd.DataFrame | None = None) -> list[int | None]:
     """Epochs that have a stored analysis by ``method`` (None = final model first)."""
-    df = analyses_of(store, run, method)
+    df = analyses_of(store, run, method, catalog)
     found = {None if e is None else int(e) for e in df["epoch"]} if len(df) else set()
     return ([None] if None in found else []) + sorted(e for e in found if e is not None)
 
 
-def analyses_over_epochs(store: Store, run: str, method: str, *, params: Mapping[str, Any] | None = None
+def analyses_over_epochs(store: Store, run: str, method: str, *, params: Mapping[str, Any] | None = None,
+                         catalog: pd.DataFrame | None = None, read: Callable[[str], pd.DataFrame] | None = None
                          ) -> pd.DataFrame:
     """The stored ``method`` tables of every snapshot epoch of ``run``, stacked with an ``epoch``
     column (the final model is left out: it has no epoch number). With ``params``, only analyses
-    computed with exactly those params."""
-    df = analyses_of(store, run, method)
+    computed with exactly those params. ``read`` reads a result table (default ``store.get``)."""
+    read = read or store.get
+    df = analyses_of(store, run, method, catalog)
     if params is not None and len(df):
         df = df[df["params"] == json.dumps(dict(params), sort_keys=True)]
     frames = []
@@ -124,5 +144,5 @@ def analyses_over_epochs(store: Store, run: str, method: str, *, params: Mapping
         if row["epoch"] is None or pd.isna(row["epoch"]) or int(row["epoch"]) in seen:
             continue
         seen.add(int(row["epoch"]))
-        frames.append(store.get(row["key"]).assign(epoch=int(row["epoch"])))
+        frames.append(read(row["key"]).assign(epoch=int(row["epoch"])))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()

@@ -40,6 +40,31 @@ def not_available(what: str, why: str = "") -> None:
     st.info(f"{what} is not available in this build." + (f" {why}" if why else ""), icon=":material/info:")
 
 
+def catalog(store: Store) -> pd.DataFrame:
+    """The store's catalog, read again only when it changed (a local catalog folder's mtime moves
+    whenever a result is added or deleted; other stores are re-read after 2 s)."""
+    return _catalog(store.root, _catalog_stamp(store)).copy()
+
+
+def _catalog_stamp(store: Store) -> tuple:
+    import os
+    import time
+
+    if store.local:
+        folder = os.path.join(store.path, "catalog")
+        try:
+            st_ = os.stat(folder)
+        except FileNotFoundError:
+            return ("missing",)
+        return (st_.st_mtime_ns, len(os.listdir(folder)))
+    return ("ttl", int(time.time() // 2))
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _catalog(root: str, stamp: tuple) -> pd.DataFrame:
+    return Store(root).catalog()
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def _read_result(root: str, key: str) -> pd.DataFrame:
     # results are content-addressed: one key always names the same table
@@ -58,9 +83,13 @@ def show_figure(fig: go.Figure, name: str, *, key: str | None = None) -> None:
                        icon=":material/download:")
 
 
-def show_table(df: pd.DataFrame, name: str, *, key: str | None = None, **dataframe_kwargs: Any) -> None:
-    """The table (sortable by clicking headers) with CSV and Parquet downloads."""
-    st.dataframe(df, hide_index=True, **dataframe_kwargs)
+def show_table(df: pd.DataFrame, name: str, *, key: str | None = None, max_rows: int = 5000,
+               **dataframe_kwargs: Any) -> None:
+    """The table (sortable by clicking headers; the first ``max_rows`` rows) with CSV and Parquet
+    downloads of all of it."""
+    st.dataframe(df.head(max_rows), hide_index=True, **dataframe_kwargs)
+    if len(df) > max_rows:
+        st.caption(f"showing {max_rows:,} of {len(df):,} rows; the downloads have them all")
     table_downloads(df, name, key=key)
 
 
@@ -77,7 +106,7 @@ def table_downloads(df: pd.DataFrame, name: str, *, key: str | None = None) -> N
 def pick_run(store: Store, *, label: str = "Run", key: str = "run", kinds: Iterable[str] | None = None,
              where: Callable[[pd.Series], bool] | None = None) -> str | None:
     """A run picker over stored models; starts at the run opened on the Runs page."""
-    runs = model_runs(store)
+    runs = model_runs(store, catalog(store))
     if kinds:
         runs = runs[runs["kind"].isin(list(kinds))]
     if where is not None and len(runs):
@@ -117,15 +146,6 @@ def submit_job(spec: Any, what: str) -> dict | None:
     st.session_state.setdefault(SUBMITTED, []).append(row["id"])
     st.toast(f"{what}: job {row['id'][:8]} queued", icon=":material/schedule:")
     return row
-
-
-def pending_job(kind: str, match: Callable[[dict], bool]) -> dict | None:
-    """An active job of ``kind`` that ``match`` accepts (to say 'computing…' instead of offering
-    the button again)."""
-    for row in jobs_view.list_jobs(limit=100):
-        if jobs_view.is_active(row) and (not kind or row["kind"] == kind) and match(row):
-            return row
-    return None
 
 
 def error_box(exc: BaseException) -> None:
@@ -171,17 +191,18 @@ def analysis_available(method: str) -> bool:
 
 
 def analysis_result(store: Store, run: str, method: str, *, what: str, epoch: int | None = None,
-                    params: dict | None = None, key: str, any_params: bool = False) -> pd.DataFrame | None:
+                    params: dict | None = None, key: str, any_params: bool = False,
+                    accept: Callable[[dict], bool] | None = None) -> pd.DataFrame | None:
     """The stored table of ``method`` on ``run`` (at ``epoch``), or a button that submits the
-    ``analyse`` job, or a progress line while it runs. ``any_params`` accepts a stored result
-    computed with other params (the newest)."""
+    ``analyse`` job with ``params``, or a progress line while it runs. A stored result computed
+    with other params is shown instead when ``accept(its params)`` is true (``any_params``: any)."""
     from ..specs import AnalysisSpec
     from .results import find_analysis
 
     params = dict(params or {})
-    found = find_analysis(store, run, method, epoch=epoch, params=params)
-    if found is None and any_params:
-        found = find_analysis(store, run, method, epoch=epoch)
+    if any_params:
+        accept = lambda _params: True  # noqa: E731
+    found = find_analysis(store, run, method, epoch=epoch, params=params, accept=accept, catalog=catalog(store))
     if found is not None:
         return read_result(store, found)
     if not analysis_available(method):

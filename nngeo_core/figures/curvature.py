@@ -1,9 +1,10 @@
 """Curvature of the layer graph: edges coloured by Ollivier-Ricci curvature on a diverging scale
 centred at 0, neurons coloured by node curvature, and per-layer curvature histograms.
 
-Edge tables have ``layer``, ``curvature`` and the endpoints as ``src``/``dst`` (neuron index in
-the layer's input and output), optionally ``weight``. Layers are drawn left to right in the
-order they first appear in the table; layer k joins column k (its inputs) to column k+1.
+Edge tables are ``nngeo_core.curvature``'s: ``layer``, ``curvature``, the endpoints ``src``/``dst``
+(unit indices in the layer's flattened input and output), optionally ``weight`` and the node
+layers ``src_level``/``dst_level``. Node layers are drawn left to right as columns (by level when
+the table has levels, else layer k joins column k to column k+1).
 """
 from __future__ import annotations
 
@@ -36,19 +37,16 @@ def top_edges(edges: pd.DataFrame, k: int, by: str = "curvature") -> pd.DataFram
     return ranked.groupby("layer", sort=False).head(int(k)).drop(columns="_key")
 
 
-def node_curvature_from_edges(edges: pd.DataFrame) -> pd.DataFrame:
-    """Mean curvature of the edges at each neuron: columns ``column``, ``node``, ``curvature``."""
-    src, dst = endpoint_columns(edges)
-    col = _layer_columns(edges)
-    c = edges["layer"].astype(str).map(col).to_numpy()
-    both = pd.DataFrame({"column": np.concatenate([c, c + 1]),
-                         "node": np.concatenate([edges[src].to_numpy(), edges[dst].to_numpy()]),
-                         "curvature": np.concatenate([edges["curvature"].to_numpy()] * 2)})
-    return both.groupby(["column", "node"], as_index=False)["curvature"].mean()
-
-
 def _layer_columns(edges: pd.DataFrame) -> dict[str, int]:
     return {name: i for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str)))}
+
+
+def edge_columns(edges: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(source column, target column) of every edge: the node levels, else the layer order."""
+    if {"src_level", "dst_level"} <= set(edges.columns):
+        return edges["src_level"].to_numpy(dtype=int), edges["dst_level"].to_numpy(dtype=int)
+    c = edges["layer"].astype(str).map(_layer_columns(edges)).to_numpy(dtype=int)
+    return c, c + 1
 
 
 def _symmetric_limit(values: np.ndarray) -> float:
@@ -59,33 +57,34 @@ def _symmetric_limit(values: np.ndarray) -> float:
 def layer_graph(edges: pd.DataFrame, *, nodes: pd.DataFrame | None = None, shown: pd.DataFrame | None = None,
                 title: str | None = None) -> go.Figure:
     """The layered network with edges coloured by curvature (RdBu, white at 0) and neurons by node
-    curvature. ``nodes`` (column, node, curvature) defaults to the mean over all edges at a neuron;
-    ``shown`` is the subset of edges to draw (e.g. ``top_edges``), all by default. Hovering an
-    edge's midpoint shows layer, endpoints, weight and curvature."""
+    curvature. ``nodes`` has ``level``, ``unit``, ``curvature`` (``curvature.node_curvature``'s
+    table; computed from ``edges`` when not given); ``shown`` is the subset of edges to draw
+    (e.g. ``top_edges``), all by default. Hovering an edge's midpoint shows layer, endpoints,
+    weight and curvature."""
     if edges is None or len(edges) == 0:
         return empty_figure("no curvature computed yet", title)
     require_columns(edges, ["layer", "curvature"], "layer_graph")
     src, dst = endpoint_columns(edges)
-    cols = _layer_columns(edges)
     shown = edges if shown is None else shown
-    nodes = node_curvature_from_edges(edges) if nodes is None else nodes
+    if nodes is None:
+        from ..curvature import node_curvature
 
-    # neuron positions: column = layer slot, y spread over [0, 1] by index within the column
-    sizes = {}
-    for name, c in cols.items():
-        e = edges[edges["layer"].astype(str) == name]
-        sizes[c] = max(sizes.get(c, 0), int(e[src].max()) + 1)
-        sizes[c + 1] = max(sizes.get(c + 1, 0), int(e[dst].max()) + 1)
+        nodes = node_curvature(edges)
+    require_columns(nodes, ["level", "unit", "curvature"], "layer_graph nodes")
 
-    size_of = np.array([sizes.get(c, 1) for c in range(len(cols) + 1)], dtype=float)
+    # neuron positions: column = node level, y spread over [0, 1] by unit index within the column
+    c_src, c_dst = edge_columns(edges)
+    n_cols = int(max(c_src.max(), c_dst.max())) + 1
+    size_of = np.ones(n_cols)
+    np.maximum.at(size_of, c_src, edges[src].to_numpy(dtype=float) + 1)
+    np.maximum.at(size_of, c_dst, edges[dst].to_numpy(dtype=float) + 1)
 
     def ypos(column: np.ndarray, index: np.ndarray) -> np.ndarray:
         n = size_of[np.asarray(column, dtype=int)]
         return np.where(n > 1, index / np.maximum(n - 1, 1), 0.5)
 
-    c = shown["layer"].astype(str).map(cols).to_numpy()
-    x0, x1 = c.astype(float), c + 1.0
-    y0, y1 = ypos(c, shown[src].to_numpy()), ypos(c + 1, shown[dst].to_numpy())
+    x0, x1 = (a.astype(float) for a in edge_columns(shown))
+    y0, y1 = ypos(x0, shown[src].to_numpy()), ypos(x1, shown[dst].to_numpy())
     curv = shown["curvature"].to_numpy(dtype=float)
     lim = _symmetric_limit(edges["curvature"].to_numpy(dtype=float))
     # plotly lines take one colour per trace: bin edges by curvature, one trace per bin
@@ -112,19 +111,22 @@ def layer_graph(edges: pd.DataFrame, *, nodes: pd.DataFrame | None = None, shown
         hovertemplate=("layer %{customdata[0]}<br>edge %{customdata[1]} → %{customdata[2]}"
                        "<br>weight %{customdata[3]:.4f}<br>curvature %{customdata[4]:.4f}<extra></extra>"),
         showlegend=False))
-    nc = nodes["column"].to_numpy()
+    nc = nodes["level"].to_numpy(dtype=int)
     nlim = _symmetric_limit(nodes["curvature"].to_numpy(dtype=float))
     fig.add_trace(go.Scatter(
-        x=nc, y=ypos(nc, nodes["node"].to_numpy()), mode="markers", name="neurons",
+        x=nc, y=ypos(nc, nodes["unit"].to_numpy()), mode="markers", name="neurons",
         marker=dict(size=9, color=nodes["curvature"], colorscale=DIVERGING, cmin=-nlim, cmax=nlim, cmid=0.0,
                     line=dict(color="#333333", width=0.8),
                     colorbar=dict(title=dict(text="node<br>curvature"), x=1.02, len=0.45, y=0.22)),
-        customdata=np.column_stack([nc, nodes["node"].to_numpy(), nodes["curvature"].to_numpy()]),
-        hovertemplate="column %{customdata[0]} neuron %{customdata[1]}<br>node curvature %{customdata[2]:.4f}<extra></extra>",
+        customdata=np.column_stack([nc, nodes["unit"].to_numpy(), nodes["curvature"].to_numpy()]),
+        hovertemplate="node layer %{customdata[0]}, neuron %{customdata[1]}<br>node curvature %{customdata[2]:.4f}"
+                      "<extra></extra>",
         showlegend=False))
-    names = list(cols)
-    fig.update_xaxes(tickvals=[i + 0.5 for i in range(len(names))], ticktext=[f"layer {n}" for n in names],
-                     showgrid=False, zeroline=False, range=[-0.2, len(names) + 0.2])
+    # one tick per weight layer, between the node columns it joins
+    firsts = edges.drop_duplicates("layer")
+    ticks_at = (edge_columns(firsts)[0] + edge_columns(firsts)[1]) / 2
+    fig.update_xaxes(tickvals=ticks_at, ticktext=[f"layer {n}" for n in firsts["layer"].astype(str)],
+                     showgrid=False, zeroline=False, range=[-0.2, n_cols - 1 + 0.2])
     fig.update_yaxes(visible=False, range=[-0.05, 1.05])
     return finish(fig, title, height=560)
 
@@ -139,10 +141,11 @@ def curvature_histogram(edges: pd.DataFrame, *, bins: int = 40, title: str | Non
     fig = go.Figure()
     for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str))):
         v = edges.loc[edges["layer"].astype(str) == name, "curvature"]
-        fig.add_trace(go.Histogram(x=v, name=f"layer {name}", nbinsx=bins, opacity=0.6,
+        # each layer normalised to its own edge count, so a wide layer does not hide a narrow one
+        fig.add_trace(go.Histogram(x=v, name=f"layer {name}", nbinsx=bins, opacity=0.6, histnorm="probability",
                                    marker_color=layer_color(i)))
     fig.add_vline(x=0, line=dict(color="#000000", width=1, dash="dot"))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="Ollivier-Ricci curvature")
-    fig.update_yaxes(title_text="edges")
+    fig.update_yaxes(title_text="fraction of the layer's edges")
     return finish(fig, title, height=360)

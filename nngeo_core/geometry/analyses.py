@@ -70,7 +70,8 @@ def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress)
                                 for i in indices):
         raise NNGeoError(f"indices must be three test-set positions from 0 to {len(dataset.x_test) - 1}, got {indices!r}")
     x1, x2, x3 = (dataset.x_test[int(i)] for i in indices)
-    frame = image_plane(model, x1, x2, x3, p.get("resolution", 40), layer=layer, extent=p.get("extent", 1.5),
+    # default 20×20: each point costs min(n, d) backward passes (seconds for a wide conv layer on CPU)
+    frame = image_plane(model, x1, x2, x3, p.get("resolution", 20), layer=layer, extent=p.get("extent", 1.5),
                         progress=progress)
     anchor_rows = frame["anchor"].to_numpy()
     labels = dataset.y_test[[int(i) for i in indices]].numpy()

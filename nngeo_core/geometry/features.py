@@ -1,14 +1,16 @@
 """Feature maps Φ(x) = a hidden layer's post-activation output, for any model.
 
-"Hidden layer k" is defined by the order of calls in the forward pass: a call of an activation
-module counts as a hidden layer when a Linear or Conv2d module was called since the previous
-counted activation. For ``Sequential(Flatten, Linear, act, Linear, act, ..., Linear)`` these are
-exactly the outputs after each activation that follows a Linear; ``layer=-1`` is the last one.
-``layer="output"`` takes the model's own output (logits) as Φ.
+"Hidden layer k": zoo models (``FeedForward``) use the zoo's own list
+``model.hidden_activation_indices`` so every nngeo capability means the same layer. Any other
+model uses a rule on the order of calls in the forward pass: a call of an activation module
+counts when a Linear or Conv module was called since the previous counted activation. For
+``Sequential(Flatten, Linear, act, Linear, act, ..., Linear)`` both give the outputs after each
+activation that follows a Linear; ``layer=-1`` is the last one. ``layer="output"`` takes the
+model's own output (logits) as Φ.
 
-The feature map runs on a private float64 copy of the model with forward hooks: the hook of the
-chosen activation call stops the forward pass, so layers after it are never computed and the
-function works under ``torch.func`` transforms (vmap, jacfwd, jacrev).
+The feature map runs on a private float64 copy of the model with a forward hook: the hook of the
+chosen call stops the forward pass (only while Φ is being evaluated), so later layers are never
+computed, and Φ works under ``torch.func`` transforms (vmap, jacfwd, jacrev).
 """
 from __future__ import annotations
 

@@ -17,7 +17,6 @@ Nothing here mutates the models it is given.
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass
@@ -39,7 +38,7 @@ MASK_MODES = ("frozen", "recompute")
 
 # ---------------------------------------------------------------- checks and helpers
 
-def _check_fraction(name: str, value, *, low_open=True) -> float:
+def _check_fraction(name: str, value) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
             or not math.isfinite(value) or not (0 < value < 1):
         raise NNGeoError(f"{name} must be a number strictly between 0 and 1, got {value!r}")

@@ -260,9 +260,10 @@ def grid_heatmap(model: nn.Module, bounds, resolution: int = 100, *, layer: int 
                  progress: Progress | None = None) -> pd.DataFrame:
     """Geometry of a 2-input model on a resolution × resolution grid.
 
-    Columns: x, y, log_volume (log10 √det g), ricci (Ricci scalar R, NaN where g is singular),
-    pred (predicted class), margin (binary: p1 − p0, so the contour at 0 is the decision
-    boundary; more classes: p_top1 − p_top2, zero on a boundary), p_max, entropy (nats).
+    Columns: x, y, log_volume (log10 √det g, −inf where g is singular), ricci (Ricci scalar R,
+    NaN where g is singular), pred (predicted class), margin (binary: p1 − p0, so the contour at
+    0 is the decision boundary; more classes: p_top1 − p_top2, zero on a boundary), p_max,
+    entropy (nats).
     """
     from .ricci import _ricci_of_features  # local: ricci imports this module
 

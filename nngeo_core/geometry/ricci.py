@@ -102,7 +102,7 @@ def ricci_scalar_of_metric(metric_fn: Callable[[torch.Tensor], torch.Tensor], po
         if progress is not None:
             progress.check()
         g, dg, ddg = batched(x[sl])
-        out.append(ricci_from_derivatives(g, dg, ddg).cpu())
+        out.append(ricci_from_derivatives(g, dg, ddg).detach().cpu())
         if progress is not None:
             progress.update(sl.stop / len(x))
     return torch.cat(out) * factor
@@ -147,7 +147,7 @@ def _ricci_by_jets(fmap: FeatureMap, x: torch.Tensor, convention: str,
         if progress is not None:
             progress.check()
         g, dg, ddg = metric_and_derivatives(fmap.jet_modules, x[sl], fmap.width, 3)
-        out.append(ricci_from_derivatives(g, dg, ddg).cpu())
+        out.append(ricci_from_derivatives(g, dg, ddg).detach().cpu())
         if progress is not None:
             progress.update(sl.stop / len(x))
     return torch.cat(out) * factor

@@ -17,6 +17,7 @@ APP = str(ROOT / "app.py")
 class Fixture:
     home: Path
     run: str                  # a trained mlp on xor with snapshots at epochs 0 and 3
+    image_run: str            # a trained mlp on 8×8 digits (an image task)
     upload: str               # the mlp-on-xor example, uploaded
     sweeps: list[str]         # random and magnitude sweeps of the run
 
@@ -45,6 +46,17 @@ def fixture_store(tmp_path_factory) -> Fixture:
         for method in ("persistence", "critical_compression", "mst_overlap"):
             jobs.run_job(AnalysisSpec(run=run, method=method), store=store)
         jobs.run_job(AnalysisSpec(run=run, method="persistence", epoch=0), store=store)
+        jobs.run_job(AnalysisSpec(run=run, method="volume", params={"resolution": 20}), store=store)
+        jobs.run_job(AnalysisSpec(run=run, method="curvature_weights"), store=store)
+        jobs.run_job(AnalysisSpec(run=run, method="geodesic", params={"sparsity": 0.7, "steps": 4, "method": "exact",
+                                                                      "batch_size": 16, "eval_size": 100}),
+                     store=store)
+        image_spec = RunSpec(data=DataSpec("digits", params={"n_train": 200, "n_test": 50}),
+                             model=ModelSpec("mlp", {"widths": (8,)}),
+                             train=TrainSpec(epochs=1, batch_size=64, lr=0.01, device="cpu"))
+        image_run = train_run(image_spec, store=store)
+        jobs.run_job(AnalysisSpec(run=image_run, method="volume", params={"indices": [0, 1, 2], "resolution": 6}),
+                     store=store)
         sweeps = []
         try:
             from nngeo_core.pruning import SweepSpec, run_sweep
@@ -56,7 +68,7 @@ def fixture_store(tmp_path_factory) -> Fixture:
                                         store=store))
         name = "mlp on xor"
         upload = store_upload(example_bytes(name), name=EXAMPLES[name][0], store=store, data_spec=EXAMPLES[name][1]).key
-    return Fixture(home=home, run=run, upload=upload, sweeps=sweeps)
+    return Fixture(home=home, run=run, image_run=image_run, upload=upload, sweeps=sweeps)
 
 
 @pytest.fixture

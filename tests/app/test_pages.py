@@ -27,6 +27,17 @@ def no_exception(at: AppTest) -> None:
     assert not at.exception, [e.value for e in at.exception]
 
 
+def n_values(array) -> int:
+    """Length of an array in a plotly JSON spec (plain list or base64 typed array)."""
+    if isinstance(array, dict):
+        import base64
+
+        import numpy as np
+
+        return len(np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"])))
+    return len(array)
+
+
 def charts(at: AppTest) -> list:
     return at.get("plotly_chart")
 
@@ -90,6 +101,54 @@ def test_persistence_page_shows_stored_figures_and_submits_missing_epochs(with_f
     assert [j.spec_hash for j in jobs.list_jobs()] == [want]
 
 
+def test_volume_page_2d_heatmap_with_points_and_boundary(with_fixture_store):
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+
+    at = open_page("volume", {CURRENT_RUN: with_fixture_store.run})
+    no_exception(at)
+    assert len(charts(at)) == 1
+    # the snapshots (epochs 0 and 3) have no volume yet: one button submits both
+    assert "2 model" in at.button(key="vol-go").label
+
+
+def test_volume_page_image_plane_and_line(with_fixture_store):
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+
+    at = open_page("volume", {CURRENT_RUN: with_fixture_store.image_run})
+    no_exception(at)
+    assert len(at.image) == 3                # thumbnails of the three chosen inputs
+    assert len(charts(at)) == 2              # the plane and the line
+    at.number_input(key="vol-idx-2").set_value(5).run()
+    no_exception(at)
+    assert len(charts(at)) == 0 and at.button(key="vol-plane-go")   # another plane: not computed yet
+
+
+def test_curvature_page_graph_histogram_and_top_k(with_fixture_store):
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+
+    pytest.importorskip("nngeo_core.curvature")
+    at = open_page("curvature", {CURRENT_RUN: with_fixture_store.run})
+    no_exception(at)
+    assert len(charts(at)) == 2              # the layer graph and the histogram
+    at.slider(key="curv-k").set_value(3).run()
+    no_exception(at)
+    import json
+
+    graph = json.loads(charts(at)[0].proto.spec)
+    edges = next(t for t in graph["data"] if t.get("name") == "edges")
+    assert n_values(edges["x"]) == 3 * 3     # three layers, three edges each
+
+
+def test_geodesics_page_draws_the_stored_path(with_fixture_store):
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+
+    at = open_page("geodesics", {CURRENT_RUN: with_fixture_store.run})
+    no_exception(at)
+    at.number_input(key="geo-steps").set_value(4).run()
+    no_exception(at)
+    assert len(charts(at)) == 1
+
+
 def test_train_page_submits_a_training_job():
     from nngeo_core import jobs
 
@@ -146,6 +205,7 @@ def test_upload_page_stores_a_checkpoint_under_its_hash():
     assert default_store().keys() == [key]
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")   # torch, about the garbage bytes
 def test_upload_page_refuses_a_bad_file_with_a_message():
     from nngeo_core.store import default_store
 

@@ -2,7 +2,8 @@
 
 One app server on a free loopback port with its own NNGEO_HOME and the embedded worker: train an
 mlp on xor through the Train page, wait for the job, compute and view persistence and the volume
-element, upload a checkpoint, and screenshot every page into assets/screenshots/ for the README.
+element and the weight curvature, upload a checkpoint, and screenshot every page into
+assets/screenshots/ for the README.
 """
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ EXAMPLE = ROOT / "assets" / "examples" / "fcn_mnist_digits.safetensors"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
+T0 = time.monotonic()
+
+
+def log(message: str) -> None:
+    """Progress with elapsed time (shown with `pytest -s`, or on failure)."""
+    print(f"[e2e {time.monotonic() - T0:6.1f}s] {message}")
+
+
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
@@ -42,9 +51,9 @@ def app_url(tmp_path_factory):
     env = {**os.environ, "NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"),
            "NNGEO_QUEUE": str(home / "queue.db"), "NNGEO_DATA_DIR": str(home / "data"), "NNGEO_DOWNLOAD": "0",
            "NNGEO_EMBEDDED_WORKER": "1"}
-    log = open(home / "streamlit.log", "wb")
+    log_file = open(home / "streamlit.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -58,6 +67,7 @@ def app_url(tmp_path_factory):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
             time.sleep(0.3)
+        log("server up")
         yield url
     finally:
         proc.terminate()   # its atexit handler stops the embedded worker
@@ -65,7 +75,7 @@ def app_url(tmp_path_factory):
             proc.wait(30)
         except subprocess.TimeoutExpired:
             proc.kill()
-        log.close()
+        log_file.close()
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +88,7 @@ def page(app_url):
         pg.set_default_timeout(60_000)
         pg.goto(app_url)
         pg.wait_for_selector("h1", timeout=120_000)   # first load starts the worker
+        log("first page")
         yield pg
         browser.close()
 
@@ -111,6 +122,7 @@ def shot(page, name: str) -> None:
     page.wait_for_timeout(400)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
     page.set_viewport_size({"width": 1400, "height": 1000})
+    log(f"screenshot {name}")
 
 
 def plots(page) -> int:
@@ -127,6 +139,7 @@ def test_train_analyse_upload_in_a_browser(page):
     page.get_by_label("or snapshot epochs").press("Enter")
     settle(page)
     page.get_by_role("button", name="Train", exact=True).click()
+    log("training submitted")
     # the page polls the job and shows the stored run when it is done
     page.get_by_text("test accuracy").wait_for(timeout=150_000)
     settle(page, 1.0)
@@ -158,12 +171,22 @@ def test_train_analyse_upload_in_a_browser(page):
         pytest.fail("the Volume element page offers no computation: is the `volume` analysis registered?")
     compute.click()
     page.wait_for_selector(".js-plotly-plot", timeout=150_000)
+    # the page reruns as each job finishes; wait until all three are stored
+    page.get_by_text("computing").wait_for(state="detached", timeout=150_000)
     settle(page, 1.0)
+    assert page.get_by_role("button", name="Compute for").count() == 0
     assert plots(page) >= 1
     shot(page, "volume")
 
-    for title, name in (("Curvature", "curvature"), ("Pruning", "pruning"), ("Compare", "compare"),
-                        ("Geodesics", "geodesics")):
+    # Curvature of the weight graph: the layer graph and the histogram
+    go(page, "Curvature")
+    page.get_by_role("button", name="Compute curvature (the final model)").click()
+    page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+    settle(page, 1.0)
+    assert plots(page) == 2
+    shot(page, "curvature")
+
+    for title, name in (("Pruning", "pruning"), ("Compare", "compare"), ("Geodesics", "geodesics")):
         go(page, title)
         assert page.locator("[data-testid='stException']").count() == 0
         shot(page, name)

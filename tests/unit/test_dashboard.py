@@ -267,3 +267,19 @@ def test_line_from_plane_interpolates_a_linear_field_exactly():
     # bilinear interpolation reproduces a linear function exactly
     np.testing.assert_allclose(line["log_volume"], 3 * u - v)
     np.testing.assert_allclose(line["distance"].iloc[-1], np.hypot(2.5, 1.5))
+
+
+def test_select_matches_the_store_filters_and_the_cached_catalog_follows_changes(store):
+    from nngeo_core.dashboard.results import select
+    from nngeo_core.dashboard.widgets import catalog
+
+    keys = [store.put(kind, {"i": i}, attrs=dict(model=model)) for i, (kind, model) in
+            enumerate([("train", "mlp"), ("upload", "mlp"), ("train", "lenet5")])]
+    full = store.catalog()
+    for filters in ({"kind": "train"}, {"kind": ["train", "upload"], "model": "mlp"}, {"model": None}):
+        assert list(select(full, **filters)["key"]) == list(store.catalog(**filters)["key"])
+    assert sorted(catalog(store)["key"]) == sorted(keys)
+    extra = store.put("train", {"i": 99})
+    assert extra in set(catalog(store)["key"])           # added: seen at once
+    store.delete(keys[0])
+    assert keys[0] not in set(catalog(store)["key"])     # deleted: gone at once

@@ -285,14 +285,34 @@ def test_top_edges_per_layer_by_abs_value():
             assert set(top[top.layer == layer].index) == want
 
 
-def test_node_curvature_is_the_mean_over_incident_edges():
+def test_neurons_are_coloured_by_the_mean_curvature_of_their_edges():
+    pytest.importorskip("nngeo_core.curvature")
     e = _edges()
-    nodes = cf.node_curvature_from_edges(e)
-    # neuron j of the middle column (outputs of layer 1 = inputs of layer 3)
+    nodes = next(t for t in cf.layer_graph(e).data if t.name == "neurons")
+    got = {(int(c), int(u)): float(k) for c, u, k in nodes.customdata}
+    # neuron j of the middle column: the outputs of layer 1 and the inputs of layer 3
     for j in range(4):
         incident = pd.concat([e[(e.layer == "1") & (e.dst == j)], e[(e.layer == "3") & (e.src == j)]])
-        got = nodes[(nodes.column == 1) & (nodes.node == j)]["curvature"].item()
-        assert got == pytest.approx(incident["curvature"].mean())
+        assert got[(1, j)] == pytest.approx(incident["curvature"].mean())
+    assert got[(0, 2)] == pytest.approx(e[(e.layer == "1") & (e.src == 2)]["curvature"].mean())
+
+
+def test_layer_graph_of_a_real_curvature_table():
+    curvature = pytest.importorskip("nngeo_core.curvature")
+    import torch
+
+    from nngeo_core.models import build
+
+    torch.manual_seed(0)
+    model = build("mlp", widths=(4, 3))
+    edges = curvature.weight_only_curvature(model)
+    fig = cf.layer_graph(edges, shown=cf.top_edges(edges, 5))
+    nodes = next(t for t in fig.data if t.name == "neurons")
+    assert len(nodes.x) == 2 + 4 + 3 + 2
+    assert sorted(set(nodes.x)) == [0, 1, 2, 3]
+    mid = next(t for t in fig.data if t.name == "edges")
+    assert len(mid.x) == 5 * 3
+    assert list(fig.layout.xaxis.ticktext) == [f"layer {n}" for n in dict.fromkeys(edges["layer"])]
 
 
 def test_layer_graph_diverging_colours_centred_at_zero_and_edge_hover():

@@ -19,6 +19,16 @@ from nngeo_core.geometry import ParamSpace, functional_jacobian, solve_step
 from nngeo_core.geometry.weight_space import global_magnitude_mask, plain_copy
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tensors are small: one thread avoids OpenMP contention on a shared 2-core runner
+    (2–5× faster there); the setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def dense_kkt(J: np.ndarray, v: np.ndarray, beta: float, eps: float) -> tuple[np.ndarray, float]:
     g = J.T @ J
     P = len(v)
@@ -26,7 +36,8 @@ def dense_kkt(J: np.ndarray, v: np.ndarray, beta: float, eps: float) -> tuple[np
     c = Q.T @ v
 
     def excess(mu):
-        return (beta / 2) ** 2 * np.sum((c / (lam + mu)) ** 2) - eps
+        with np.errstate(divide="ignore", over="ignore"):  # μ → 0 on a zero eigenvalue: +inf is right
+            return (beta / 2) ** 2 * np.sum((c / (lam + mu)) ** 2) - eps
 
     if lam.min() > 1e-10 * lam.max() and excess(0.0) <= 0:
         return np.linalg.solve(g, beta / 2 * v), 0.0

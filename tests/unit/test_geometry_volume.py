@@ -21,6 +21,16 @@ from nngeo_core.geometry import (feature_map, grid_heatmap, heatmaps_over_traini
 from nngeo_core.models import build
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """These tensors are small: one thread avoids OpenMP contention on a shared 2-core runner
+    (2–5× faster there); the setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class Wrapped(nn.Module):
     """Not a Sequential: forces the generic torch.func path instead of the jet fast path."""
 
@@ -232,4 +242,12 @@ def test_volume_analysis_is_registered_and_uses_dataset_bounds():
     img = build("mlp", input_shape=digits.input_shape, num_classes=10, widths=(8,), activation="tanh")
     plane = fn(img, digits, {"resolution": 3}, Progress())
     anchors = plane[plane.anchor >= 0]
-    assert len(plane) == 12 and anchors.label.nunique() == 3
+    assert len(plane) == 12 and anchors.label.nunique() == 3 and plane.log_volume.notna().all()
+
+
+def test_grid_computation_can_be_cancelled():
+    from nngeo_core.progress import Cancelled, Progress
+
+    model = build("mlp", input_shape=(2,), num_classes=2, widths=(4,), activation="tanh")
+    with pytest.raises(Cancelled):
+        grid_heatmap(model, (-1, 1, -1, 1), 5, progress=Progress(is_cancelled=lambda: True))
