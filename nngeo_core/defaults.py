@@ -14,7 +14,7 @@ def default_train(model: str, data: str) -> TrainSpec:
                          weight_decay=5e-4, schedule="cosine")
     if model in IMAGE_MODELS_SMALL or any(name in data for name in ("digits", "mnist", "cifar")):
         return TrainSpec(epochs=15, batch_size=64, optimizer="adam", lr=1e-3)
-    return TrainSpec(epochs=60, batch_size=64, optimizer="adam", lr=1e-2)
+    return TrainSpec(epochs=20, batch_size=64, optimizer="adam", lr=1e-2)
 
 
 def default_data_params(model: str, data: str, params: dict) -> dict:

@@ -179,8 +179,14 @@ def cmd_compare(a) -> int:
     if a.json:
         print_json(result.to_dict())
         return 0
-    n = sorted(set(int(x) for x in result.table["n"])) if len(result.table) else []
-    print(f"accuracy after fine-tuning, mean ± std over {'/'.join(map(str, n))} seed(s), by requested sparsity")
+    n = "/".join(map(str, sorted(set(int(x) for x in result.table["n"])))) if len(result.table) else "0"
+    tuned = result.table["finetune_epochs"].max() if "finetune_epochs" in result.table else 0
+    if tuned and tuned > 0:
+        print(f"accuracy right after pruning (post-training), mean ± std over {n} seed(s), by requested sparsity")
+        print_table(result.accuracy_pivot("accuracy_pruned"))
+        print()
+    print(f"accuracy {'after fine-tuning' if tuned else '(no fine-tuning)'}, mean ± std over {n} seed(s), "
+          "by requested sparsity")
     print_table(result.accuracy_pivot())
     print(f"\nhighest sparsity within {a.delta:g} accuracy point(s) of dense")
     print_table(result.within_delta.round(4))
@@ -188,7 +194,7 @@ def cmd_compare(a) -> int:
     print_table(result.pareto.round(4))
     if not result.settings.empty and len(result.settings.columns) > 2:
         print("\nsettings that differ")
-        print_table(result.settings)
+        print_table(result.settings.drop(columns=["sweep"]).astype(object).where(result.settings.notna(), ""))
     return 0
 
 

@@ -25,12 +25,15 @@ class Comparison:
     delta: float = DEFAULT_DELTA
     labels: dict[str, str] = field(default_factory=dict)   # sweep key -> label
 
-    def accuracy_pivot(self) -> pd.DataFrame:
-        """Levels as rows, labels as columns, 'mean ± std' strings (what the CLI prints)."""
-        if self.table.empty:
+    def accuracy_pivot(self, column: str = "accuracy") -> pd.DataFrame:
+        """Levels as rows, labels as columns, 'mean ± std' strings (what the CLI prints).
+
+        ``column``: "accuracy" (after fine-tuning) or "accuracy_pruned" (right after pruning)."""
+        mean, std = f"{column}_mean", f"{column}_std"
+        if self.table.empty or mean not in self.table.columns:
             return pd.DataFrame()
         t = self.table.assign(cell=[f"{m:.4f} ± {s:.4f}" if np.isfinite(s) else f"{m:.4f}"
-                                    for m, s in zip(self.table["accuracy_mean"], self.table["accuracy_std"])])
+                                    for m, s in zip(self.table[mean], self.table[std])])
         out = t.pivot(index="sparsity_requested", columns="label", values="cell").fillna("")
         out.columns.name = None
         return out.reset_index()
@@ -78,7 +81,8 @@ def settings_diff(specs: dict[str, dict]) -> pd.DataFrame:
     """One row per run, only the columns whose values differ between runs."""
     if not specs:
         return pd.DataFrame()
-    flat = pd.DataFrame([{"sweep": k, **flatten(v)} for k, v in specs.items()])
+    # object dtype: ints stay ints where other runs lack the setting (no NaN-driven float casts)
+    flat = pd.DataFrame([{"sweep": k, **flatten(v)} for k, v in specs.items()], dtype=object)
     keep = ["sweep"] + [c for c in flat.columns if c != "sweep"
                         and flat[c].astype(str).nunique(dropna=False) > 1]
     return flat[keep].reset_index(drop=True)
@@ -139,7 +143,9 @@ def compare(source: Iterable[str] | pd.DataFrame, *, store: Store | None = None,
     agg = dict(sparsity=("sparsity_achieved", "mean"), accuracy_mean=("accuracy", "mean"),
                accuracy_std=("accuracy", "std"), n=("accuracy", "size"))
     if "accuracy_pruned" in rows.columns:
-        agg.update(pruned_accuracy_mean=("accuracy_pruned", "mean"))
+        agg.update(accuracy_pruned_mean=("accuracy_pruned", "mean"), accuracy_pruned_std=("accuracy_pruned", "std"))
+    if "finetune_epochs" in rows.columns:
+        agg.update(finetune_epochs=("finetune_epochs", "max"))
     if "flops_fraction" in rows.columns:
         agg.update(flops_fraction=("flops_fraction", "mean"))
     table = (rows.groupby(["label", "strategy", "sparsity_requested"], as_index=False).agg(**agg)

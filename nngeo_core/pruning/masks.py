@@ -33,18 +33,14 @@ def select_layers(model: nn.Module, layers: Iterable[str] | None = None, *, excl
     by name; ``exclude_last`` drops the model's last prunable layer (the classifier) even if named.
     """
     infos = prunable_layers(model, input_shape)
+    last = infos[-1].name
     if layers is not None:
-        wanted = [str(n) for n in layers]
-        known = {i.name for i in infos}
-        unknown = [n for n in wanted if n not in known]
+        wanted = {layers} if isinstance(layers, str) else {str(n) for n in layers}
+        unknown = sorted(wanted - {i.name for i in infos})
         if unknown:
             raise NNGeoError(f"no prunable layer named {unknown[0]!r}; prunable layers: "
                              f"{', '.join(i.name for i in infos)}")
-        infos_all = infos
-        infos = [i for i in infos_all if i.name in set(wanted)]
-        last = infos_all[-1].name
-    else:
-        last = infos[-1].name
+        infos = [i for i in infos if i.name in wanted]
     if exclude_last:
         infos = [i for i in infos if i.name != last]
     if not infos:

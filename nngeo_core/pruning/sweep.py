@@ -9,13 +9,11 @@ strategy; 0 = post-training comparison) and evaluated again. One row per (seed, 
 """
 from __future__ import annotations
 
-import copy
 import json
 import math
 import time
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn

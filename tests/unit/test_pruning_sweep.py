@@ -4,7 +4,6 @@ the CLI and the job-kind registration."""
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd

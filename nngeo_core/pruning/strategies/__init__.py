@@ -34,6 +34,15 @@ def register_strategy(name: str, *, description: str, params: Mapping[str, Any] 
     return deco
 
 
+CACHE_CLEARERS: list = []   # strategies that memoise scores register a function that forgets them
+
+
+def reset_caches() -> None:
+    """Forget every strategy's memoised scores (tests of determinism call this between runs)."""
+    for clear in CACHE_CLEARERS:
+        clear()
+
+
 def get_strategy(name: str) -> Strategy:
     entry = STRATEGIES.get(name) if isinstance(name, str) else None
     if entry is None:
@@ -119,4 +128,4 @@ def _check_result(entry: Strategy, result: PruneResult, model, infos, current: M
 from . import random, magnitude, imp, timp, curvature, snip, grasp, synflow, wanda, geodesic  # noqa: E402,F401
 
 __all__ = ["STRATEGIES", "Strategy", "PruneData", "PruneResult", "PruneSettings", "register_strategy",
-           "get_strategy", "resolve_params", "prune", "select_masks"]
+           "get_strategy", "resolve_params", "prune", "select_masks", "reset_caches"]

@@ -14,13 +14,14 @@ import json
 from collections import OrderedDict
 
 from ...errors import NNGeoError
-from . import register_strategy
+from . import CACHE_CLEARERS, register_strategy
 from .base import PruneResult, capability, select_masks
 
 # curvature is expensive and the same for every level pruned from one model: keep the last few
 # score sets, keyed by a hash of the weights, calibration inputs and settings (a pure memo)
 _SCORES: OrderedDict[str, dict] = OrderedDict()
 CACHE_SIZE = 4
+CACHE_CLEARERS.append(_SCORES.clear)
 
 CURVATURE_PARAMS = {"calibration_k": 1, "calibration_split": "train", "alpha": 0.5, "method": "sinkhorn",
                     "aggregate": "min"}
