@@ -47,6 +47,15 @@ def _persistence_analysis(model, dataset, params, progress):
     return neural_persistence(model, progress=progress, **params)
 
 
+@register_analysis("persistence_diagrams", description="Every layer's 0-dim persistence diagram as a long "
+                   "table (layer, birth, death), for diagram and barcode plots.")
+def _persistence_diagrams_analysis(model, dataset, params, progress):
+    params = _params("persistence_diagrams", params, ("normalize", "essential", "conv", "zeros", "input_shape"))
+    if progress is not None:
+        progress.check()
+    return persistence_diagrams(model, **params)
+
+
 @register_analysis("critical_compression", description="Topologically critical compression ratio "
                    "|W| / |MST| per layer and for the model (Balwani & Krzyston 2022).")
 def _critical_compression_analysis(model, dataset, params, progress):
