@@ -24,16 +24,6 @@ from nngeo_core.models import build
 SEED = 0
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread avoids OpenMP contention on a shared 2-core runner
-    (2–5× faster there); the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _train(ds, widths, seed, epochs=30, init=None):
     torch.manual_seed(seed)
     model = build("mlp", input_shape=ds.input_shape, num_classes=ds.num_classes, widths=widths, activation="relu")

@@ -19,16 +19,6 @@ from nngeo_core.geometry import ParamSpace, functional_jacobian, solve_step
 from nngeo_core.geometry.weight_space import global_magnitude_mask, plain_copy
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread avoids OpenMP contention on a shared 2-core runner
-    (2–5× faster there); the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def dense_kkt(J: np.ndarray, v: np.ndarray, beta: float, eps: float) -> tuple[np.ndarray, float]:
     g = J.T @ J
     P = len(v)

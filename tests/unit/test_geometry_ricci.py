@@ -21,16 +21,6 @@ from nngeo_core.models import build
 SQRT3 = math.sqrt(3.0)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread avoids OpenMP contention on a shared 2-core runner
-    (2–5× faster there); the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def stereographic_sphere(x: torch.Tensor) -> torch.Tensor:
     """The unit sphere in R³ through inverse stereographic projection, scaled by √n (n = 3)."""
     u, v = x[..., 0], x[..., 1]

@@ -21,16 +21,6 @@ from nngeo_core.geometry import (feature_map, grid_heatmap, heatmaps_over_traini
 from nngeo_core.models import build
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """These tensors are small: one thread avoids OpenMP contention on a shared 2-core runner
-    (2–5× faster there); the setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class Wrapped(nn.Module):
     """Not a Sequential: forces the generic torch.func path instead of the jet fast path."""
 
