@@ -17,25 +17,18 @@ import time
 import numpy as np
 import torch
 from scipy.optimize import brentq
-from torch import nn
 
 
 def train(ds, widths, seed, epochs=30):
     from nngeo_core.models import build
+    from nngeo_core.specs import TrainSpec
+    from nngeo_core.train import fit
 
     torch.manual_seed(seed)
     model = build("mlp", input_shape=ds.input_shape, num_classes=10, widths=widths, activation="relu")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(ds.x_train), generator=gen)
-        for i in range(0, len(perm), 64):
-            idx = perm[i:i + 64]
-            loss = nn.functional.cross_entropy(model(ds.x_train[idx]), ds.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+    # the project's one training loop: Adam 1e-2, batch 64, batches from a permutation seeded by `seed`
+    return fit(model, ds, TrainSpec(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, seed=seed,
+                                    device="cpu")).model
 
 
 @torch.no_grad()

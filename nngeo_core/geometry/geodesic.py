@@ -172,6 +172,15 @@ class _Stepper:
 
 # ---------------------------------------------------------------- sparsification
 
+def _check_path_settings(steps, batch_size, record_every, eval_size, eps, beta, lam, tol):
+    """The walking settings shared by the sparsification and forgetting paths, validated."""
+    return (_check_int("steps", steps, 1, 100_000), _check_int("batch_size", batch_size, 1, 100_000),
+            _check_int("record_every", record_every, 1, 100_000),
+            _check_int("eval_size", eval_size, 1, 10_000_000), _check_positive("eps", eps, allow_none=True),
+            _check_positive("beta", beta), _check_positive("lam", lam),
+            _check_positive("tol", tol, allow_none=True))
+
+
 def sparsify_path(model: nn.Module, data_x, data_y=None, *, sparsity: float = 0.7, steps: int = 200,
                   eps: float | None = None, beta: float = 0.01, batch_size: int = 64, mask: str = "frozen",
                   tol: float | None = None, method: str = "exact", lam: float = 10.0, fisher: bool = False,
@@ -194,14 +203,8 @@ def sparsify_path(model: nn.Module, data_x, data_y=None, *, sparsity: float = 0.
     With ``return_masks`` a third item is added: the masks (layer -> bool, True = kept).
     """
     sparsity = _check_fraction("sparsity", sparsity)
-    steps = _check_int("steps", steps, 1, 100_000)
-    batch_size = _check_int("batch_size", batch_size, 1, 100_000)
-    record_every = _check_int("record_every", record_every, 1, 100_000)
-    eval_size = _check_int("eval_size", eval_size, 1, 10_000_000)
-    eps = _check_positive("eps", eps, allow_none=True)
-    beta = _check_positive("beta", beta)
-    lam = _check_positive("lam", lam)
-    tol = _check_positive("tol", tol, allow_none=True)
+    steps, batch_size, record_every, eval_size, eps, beta, lam, tol = _check_path_settings(
+        steps, batch_size, record_every, eval_size, eps, beta, lam, tol)
     mask = _check_choice("mask", mask, MASK_MODES)
     method = _check_choice("method", method, METHODS)
     progress = progress or Progress()
@@ -365,14 +368,8 @@ def forgetting_path(model_a: nn.Module, model_b: nn.Module | None, task_a, task_
     accuracy_b, accuracy_mean. Returns (the net on the path with the best mean accuracy, table);
     the table's ``best`` column marks that row.
     """
-    steps = _check_int("steps", steps, 1, 100_000)
-    batch_size = _check_int("batch_size", batch_size, 1, 100_000)
-    record_every = _check_int("record_every", record_every, 1, 100_000)
-    eval_size = _check_int("eval_size", eval_size, 1, 10_000_000)
-    eps = _check_positive("eps", eps, allow_none=True)
-    beta = _check_positive("beta", beta)
-    lam = _check_positive("lam", lam)
-    tol = _check_positive("tol", tol, allow_none=True)
+    steps, batch_size, record_every, eval_size, eps, beta, lam, tol = _check_path_settings(
+        steps, batch_size, record_every, eval_size, eps, beta, lam, tol)
     direction = _check_choice("direction", direction, ("target", "gradient"))
     method = _check_choice("method", method, METHODS)
     if method == "gradient" and direction != "target":

@@ -20,6 +20,8 @@ from nngeo_core.data import load
 from nngeo_core.errors import NNGeoError
 from nngeo_core.geometry import forgetting_path, geodesic_masks, geodesic_prune, magnitude_prune, sparsify_path
 from nngeo_core.models import build
+from nngeo_core.specs import TrainSpec
+from nngeo_core.train import fit
 
 SEED = 0
 
@@ -29,17 +31,9 @@ def _train(ds, widths, seed, epochs=30, init=None):
     model = build("mlp", input_shape=ds.input_shape, num_classes=ds.num_classes, widths=widths, activation="relu")
     if init is not None:
         model.load_state_dict(init.state_dict())
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(epochs):
-        perm = torch.randperm(len(ds.x_train), generator=gen)
-        for i in range(0, len(perm), 64):
-            idx = perm[i:i + 64]
-            loss = nn.functional.cross_entropy(model(ds.x_train[idx]), ds.y_train[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    return model.eval()
+    # the project's one training loop: Adam 1e-2, batch 64, batches from a permutation seeded by `seed`
+    return fit(model, ds, TrainSpec(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, seed=seed,
+                                    device="cpu")).model
 
 
 @torch.no_grad()
