@@ -77,6 +77,17 @@ def spec_from_dict(d: Any) -> Any:
     return _rebuild(json.loads(d) if isinstance(d, str) else d)
 
 
+def _load_spec_modules() -> None:
+    """Import the modules that register job kinds: capabilities register their spec types there."""
+    try:
+        from .jobs.registry import load_kind_modules
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("nngeo_core.jobs"):
+            return  # no job system in this build
+        raise
+    load_kind_modules()
+
+
 def _rebuild(d: Any) -> Any:
     if isinstance(d, list):
         return tuple(_rebuild(v) for v in d)
@@ -88,6 +99,9 @@ def _rebuild(d: Any) -> Any:
     if tname is None:
         return values
     cls = SPEC_TYPES.get(tname)
+    if cls is None:
+        _load_spec_modules()
+        cls = SPEC_TYPES.get(tname)
     if cls is None:
         raise NNGeoError(f"unknown spec type {tname!r} in stored JSON")
     names = {f.name for f in dataclasses.fields(cls)}

@@ -5,8 +5,8 @@
 so it runs the same from a worker, from the CLI and from Python. The kind name is the spec's
 ``kind`` field (``RunSpec.kind == "train"``, ``AnalysisSpec.kind == "analyse"``). Built-in kinds
 (train, analyse, health) live in ``nngeo_core.jobs.kinds``; other capabilities register theirs
-with ``register_job_kind`` when imported (``nngeo_core.pruning`` is imported on demand, so its
-``prune-sweep`` kind is found without anyone importing it first). ``NNGEO_JOB_MODULES`` (comma
+with ``register_job_kind`` when imported (``nngeo_core.pruning.jobs`` is imported on demand, so
+the ``prune-sweep`` kind is found without anyone importing it first). ``NNGEO_JOB_MODULES`` (comma
 separated module names) adds modules of your own that register kinds, in workers and submitters.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any, Callable
 from ..errors import NNGeoError
 
 # modules imported on first lookup; each registers kinds at import time
-KIND_MODULES = ("nngeo_core.jobs.kinds", "nngeo_core.pruning")
+KIND_MODULES = ("nngeo_core.jobs.kinds", "nngeo_core.pruning.jobs")
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,8 @@ def register_job_kind(kind: str, spec_type: type, fn: Callable[..., str], *,
     return fn
 
 
-def _load_kind_modules() -> None:
+def load_kind_modules() -> None:
+    """Import the built-in kind modules and those named in ``NNGEO_JOB_MODULES`` (once)."""
     global _loaded
     if _loaded:
         return
@@ -83,14 +84,14 @@ def _load_kind_modules() -> None:
 
 def get_job_kind(kind: str) -> JobKind:
     if kind not in JOB_KINDS:
-        _load_kind_modules()
+        load_kind_modules()
     if kind not in JOB_KINDS:
         raise NNGeoError(f"unknown job kind {kind!r}; known: {', '.join(job_kinds()) or 'none'}")
     return JOB_KINDS[kind]
 
 
 def job_kinds() -> list[str]:
-    _load_kind_modules()
+    load_kind_modules()
     return sorted(JOB_KINDS)
 
 

@@ -1,5 +1,5 @@
-"""Registers the "prune-sweep" job kind with the worker's registry (imported by
-``nngeo_core.pruning``; the registry imports that package on demand)."""
+"""Registers the "prune-sweep" job kind with the worker's registry when imported (the registry
+imports this module on demand)."""
 from __future__ import annotations
 
 from ..errors import NNGeoError
@@ -37,3 +37,6 @@ def register() -> bool:
     register_job_kind("prune-sweep", SweepSpec, run_sweep, describe=describe, add_arguments=add_arguments,
                       spec_from_args=spec_from_args)
     return True
+
+
+register()

@@ -54,3 +54,30 @@ def test_registries_are_listed():
     assert {"mlp", "fcn_mnist", "lenet5", "cnn_mnist", "vgg11", "resnet20"} <= models
     data = {d["name"] for d in json.loads(nngeo("datasets", "--json").stdout)}
     assert {"xor", "sinusoid", "moons", "circles", "spirals", "digits", "mnist"} <= data
+
+
+def _fresh_python(code: str) -> str:
+    """Run code in a new interpreter (nothing imported yet) and return its stdout."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_help_starts_without_torch():
+    # every subcommand's parser is built for --help; torch (seconds to import) must stay out of it
+    code = ("import sys\nfrom nngeo_core.cli import build_parser\nbuild_parser().format_help()\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'pyarrow') if m in sys.modules))")
+    assert _fresh_python(code).strip() == "[]"
+
+
+def test_sweep_spec_json_rebuilds_in_a_fresh_process():
+    # a queued prune-sweep spec must load in a worker that has not imported the pruning lab yet
+    from nngeo_core.pruning import SweepSpec
+    from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, to_dict
+
+    spec = SweepSpec(run=RunSpec(model=ModelSpec("mlp"), data=DataSpec("xor")), strategy="random",
+                     sparsities=(0.5, 0.9))
+    code = (f"import json\nfrom nngeo_core.specs import spec_from_dict\n"
+            f"s = spec_from_dict({json.dumps(json.dumps(to_dict(spec)))})\n"
+            f"print(type(s).__name__, s.hash)")
+    assert _fresh_python(code).split() == ["SweepSpec", spec.hash]
