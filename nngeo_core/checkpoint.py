@@ -21,7 +21,7 @@ import struct
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
@@ -104,6 +104,32 @@ def _spec_of(model: nn.Module) -> ModelSpec:
     if name is None:
         raise NNGeoError("this model is not from the zoo; pass model_spec=ModelSpec(...) to save it")
     return ModelSpec(name=name, params=dict(getattr(model, "zoo_params", {}) or {}))
+
+
+# -- header only -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Header:
+    """What one of our checkpoints says about itself, read without loading a tensor."""
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]   # (weight or buffer name, shape), sorted by name
+    data_spec: DataSpec | None = None
+
+
+def read_header(read_range: Callable[[int, int], bytes]) -> Header:
+    """The header of one of our checkpoints; ``read_range(start, end)`` returns those bytes of the file."""
+    try:
+        size = struct.unpack("<Q", read_range(0, 8))[0]
+        if not 0 < size <= MAX_BYTES:
+            raise ValueError(f"header size {size}")
+        header = json.loads(read_range(8, 8 + size))
+        meta = header.get("__metadata__") or {}
+        shapes = tuple(sorted((k[len("state."):], tuple(int(n) for n in v["shape"]))
+                              for k, v in header.items() if k.startswith("state.")))
+        data_spec = spec_from_dict(json.loads(meta["data_spec"])) if "data_spec" in meta else None
+    except (struct.error, ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise NNGeoError(f"corrupt or truncated checkpoint header ({_first_line(exc)})") from None
+    if not meta.get("nngeo_format"):
+        raise NNGeoError("not an nngeo checkpoint (its header has no nngeo_format)")
+    return Header(shapes=shapes, data_spec=data_spec)
 
 
 # -- loading -----------------------------------------------------------------------------------

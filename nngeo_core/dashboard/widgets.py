@@ -104,15 +104,16 @@ def table_downloads(df: pd.DataFrame, name: str, *, key: str | None = None) -> N
 
 
 def pick_run(store: Store, *, label: str = "Run", key: str = "run", kinds: Iterable[str] | None = None,
-             where: Callable[[pd.Series], bool] | None = None) -> str | None:
-    """A run picker over stored models; starts at the run opened on the Runs page."""
+             where: Callable[[pd.Series], bool] | None = None, empty: str | None = None) -> str | None:
+    """A run picker over stored models; starts at the run opened on the Runs page. ``empty``: the
+    message shown when no run qualifies."""
     runs = model_runs(store, catalog(store))
     if kinds:
         runs = runs[runs["kind"].isin(list(kinds))]
     if where is not None and len(runs):
         runs = runs[[bool(where(r)) for _, r in runs.iterrows()]]
     if not len(runs):
-        st.info("No trained or uploaded models in the store yet: train one on the **Train** page or "
+        st.info(empty or "No trained or uploaded models in the store yet: train one on the **Train** page or "
                 "upload one on the **Upload** page.", icon=":material/info:")
         return None
     keys = list(runs["key"])
@@ -121,6 +122,25 @@ def pick_run(store: Store, *, label: str = "Run", key: str = "run", kinds: Itera
     index = keys.index(current) if current in keys else 0
     chosen = st.selectbox(label, keys, index=index, format_func=labels.get, key=key)
     return chosen
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def _checkpoint_header(root: str, key: str):
+    # a model's key always names the same checkpoint
+    from ..runs import read_header
+
+    try:
+        return read_header(key, store=Store(root))
+    except NNGeoError:
+        return None
+
+
+def same_architecture(store: Store, a: str, b: str, *, with_data: bool = False) -> bool:
+    """Whether two stored models have the same weight names and shapes (read from their checkpoint
+    headers only); ``with_data``: and ``b`` records the dataset it was trained on."""
+    head_a, head_b = _checkpoint_header(store.root, a), _checkpoint_header(store.root, b)
+    return (head_a is not None and head_b is not None and head_a.shapes == head_b.shapes
+            and (head_b.data_spec is not None or not with_data))
 
 
 def pick_epoch(store: Store, run: str, *, key: str, label: str = "Training snapshot") -> int | None:

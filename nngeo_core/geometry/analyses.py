@@ -1,4 +1,4 @@
-"""The ``volume`` and ``geodesic`` analyses for the analysis registry (``nngeo_core.analyses``)."""
+"""The ``volume``, ``geodesic`` and ``forgetting`` analyses for the analysis registry (``nngeo_core.analyses``)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,13 +9,16 @@ from torch import nn
 from ..analyses import register_analysis
 from ..errors import NNGeoError
 from ..progress import Progress
-from .geodesic import sparsify_path
+from .geodesic import forgetting_path, sparsify_path
 from .image_plane import image_plane
 from .pullback import grid_heatmap
 
 VOLUME_PARAMS = {"layer", "resolution", "bounds", "ricci", "convention", "indices", "extent"}
 GEODESIC_PARAMS = {"sparsity", "steps", "eps", "beta", "batch_size", "mask", "method", "lam", "fisher",
                    "seed", "tol", "eval_size", "record_every"}
+FORGETTING_PARAMS = {"run_b", "steps", "eps", "beta", "batch_size", "direction", "method", "lam", "fisher", "tol",
+                     "eval_size", "seed", "record_every"}
+FORGETTING_STEPS = 50   # default: well under a second for a small mlp on a toy task on CPU
 
 
 def _check_params(name: str, params: dict, allowed: set[str]) -> dict:
@@ -89,4 +92,82 @@ def geodesic_analysis(model: nn.Module, dataset, params: dict, progress: Progres
     p.setdefault("steps", 100)
     _, frame = sparsify_path(model, dataset.x_train, dataset.y_train, eval_x=dataset.x_test,
                              eval_y=dataset.y_test, progress=progress, **p)
+    return frame
+
+
+def _shape_text(shape) -> str:
+    return "×".join(map(str, shape)) or "scalar"
+
+
+def _architecture_difference(a: dict, b: dict) -> str | None:
+    """None when two models have the same weights (names and shapes), else the first difference,
+    worded from b's side (b "has", "lacks", "is ... there")."""
+    for name in sorted(set(a) & set(b)):
+        if a[name] != b[name]:
+            return f"{name} is {_shape_text(b[name])} there, {_shape_text(a[name])} here"
+    extra, missing = sorted(set(b) - set(a)), sorted(set(a) - set(b))
+    if extra:
+        return f"it has {extra[0]} ({_shape_text(b[extra[0]])}), which run A lacks"
+    if missing:
+        return f"it lacks {missing[0]} ({_shape_text(a[missing[0]])})"
+    return None
+
+
+def normalize_forgetting(run: str, params: dict, store) -> dict:
+    """Check a forgetting request before it runs: ``run_b`` names another stored model of the same
+    architecture whose dataset has the inputs of run A's; it becomes the full key."""
+    from ..data import dataset_info
+    from ..runs import read_header
+
+    p = _check_params("forgetting", params, FORGETTING_PARAMS)
+    run_b = p.get("run_b")
+    if isinstance(run_b, int) and not isinstance(run_b, bool) and run_b >= 0:
+        run_b = str(run_b)   # `--param run_b=12345678` reads an all-digit key as a number
+    if not isinstance(run_b, str) or not run_b.strip():
+        raise NNGeoError("forgetting: give run_b, the key of a stored model trained on task B (see `nngeo list`)"
+                         + (f"; got the number {run_b!r}: give more of the key's digits, up to a letter"
+                            if isinstance(run_b, (int, float)) and not isinstance(run_b, bool) else ""))
+    try:
+        head_b = read_header(run_b, store=store)
+    except NNGeoError as exc:
+        raise NNGeoError(f"forgetting: run_b: {exc}") from None
+    full_b, full_a = store.resolve(run_b), store.resolve(run)
+    if full_b == full_a:
+        raise NNGeoError("forgetting: run_b is the analysed run itself; give a run trained on another task")
+    head_a = read_header(full_a, store=store)
+    diff = _architecture_difference(dict(head_a.shapes), dict(head_b.shapes))
+    if diff is not None:
+        raise NNGeoError(f"forgetting: run_b {full_b[:8]} has another architecture than run {full_a[:8]}: {diff}")
+    if head_b.data_spec is None:
+        raise NNGeoError(f"forgetting: run_b {full_b[:8]} records no dataset (an upload?), so it has no task B")
+    if head_a.data_spec is not None:
+        shape_a = tuple(dataset_info(head_a.data_spec.name, **dict(head_a.data_spec.params)).input_shape)
+        shape_b = tuple(dataset_info(head_b.data_spec.name, **dict(head_b.data_spec.params)).input_shape)
+        if shape_a != shape_b:
+            raise NNGeoError(f"forgetting: task B ({head_b.data_spec.name}) has inputs of shape {shape_b}, "
+                             f"task A ({head_a.data_spec.name}) {shape_a}; both tasks need the same inputs")
+    p["run_b"] = full_b
+    return p
+
+
+@register_analysis("forgetting", needs_data=True, needs_store=True, normalize=normalize_forgetting,
+                   description="Forgetting path (Raghavan & Thomson 2020): from this run (task A) towards run_b "
+                               "(task B), accuracy on both tasks and distance to run_b")
+def forgetting_analysis(model: nn.Module, dataset, params: dict, progress: Progress, *, store) -> pd.DataFrame:
+    """``forgetting_path`` from ``model`` (task A: its dataset) towards the final model of stored
+    run ``run_b`` (task B: that run's dataset); metric on training inputs, accuracies on test sets.
+    ``params`` are those ``normalize_forgetting`` checked (the analyse job calls it first)."""
+    from ..data import load as load_data
+    from ..runs import load_run
+
+    if dataset is None:
+        raise NNGeoError("the forgetting analysis needs the model's dataset")
+    p = _check_params("forgetting", params, FORGETTING_PARAMS)
+    run_b = p.pop("run_b")
+    p.setdefault("steps", FORGETTING_STEPS)
+    progress.update(0.0, f"loading run {run_b[:8]}", force=True)
+    ckpt_b = load_run(run_b, store=store)
+    task_b = load_data(ckpt_b.data_spec)
+    progress.check()
+    _, frame = forgetting_path(model, ckpt_b.model.eval(), dataset, task_b, progress=progress, **p)
     return frame

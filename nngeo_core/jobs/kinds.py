@@ -48,8 +48,9 @@ MODEL_KINDS = ("train", "upload", "prune")
 
 
 def normalize_analysis(spec: AnalysisSpec, store) -> AnalysisSpec:
-    """Full run key (a prefix names the same analysis) and a known method, checked at submission."""
-    from ..analyses import get_analysis
+    """Full run key (a prefix names the same analysis), a known method and the method's canonical
+    params (``normalize`` of ``register_analysis``), checked at submission."""
+    from ..analyses import get_analysis, normalize_params
 
     if not spec.run:
         raise NNGeoError("an analysis needs a run: give the key of a stored model (see `nngeo list`)")
@@ -59,7 +60,10 @@ def normalize_analysis(spec: AnalysisSpec, store) -> AnalysisSpec:
     get_analysis(spec.method)  # one-line error for an unknown method, before anything is queued
     if spec.epoch is not None and int(spec.epoch) < 0:
         raise NNGeoError(f"epoch must be >= 0, got {spec.epoch}")
-    return spec if entry["key"] == spec.run else spec.replace(run=entry["key"])
+    params = normalize_params(spec.method, entry["key"], dict(spec.params), store)
+    if entry["key"] == spec.run and params == dict(spec.params):
+        return spec
+    return spec.replace(run=entry["key"], params=params)
 
 
 def analyse_job(spec: AnalysisSpec, *, store, progress: Progress) -> str:
@@ -87,7 +91,8 @@ def analyse_job(spec: AnalysisSpec, *, store, progress: Progress) -> str:
         progress.update(0.0, f"loading {ckpt.data_spec.name}", force=True)
         dataset = load_data(ckpt.data_spec)
     progress.check()
-    table = fn(model, dataset, dict(spec.params), progress)
+    extra = {"store": store} if ANALYSIS_INFO.get(spec.method, {}).get("needs_store") else {}
+    table = fn(model, dataset, dict(spec.params), progress, **extra)
     if not isinstance(table, pd.DataFrame):
         raise NNGeoError(f"analysis {spec.method!r} returned a {type(table).__name__}, not a pandas DataFrame")
     progress.check()  # a cancel during the last chunk still writes nothing

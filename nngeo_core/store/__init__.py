@@ -157,10 +157,11 @@ class Store:
         except FileNotFoundError:
             raise NNGeoError(f"result file {path} is missing from the store") from None
 
-    def read_artifact(self, key: str, name: str) -> bytes:
+    def read_artifact(self, key: str, name: str, start: int | None = None, end: int | None = None) -> bytes:
+        """The artefact's bytes (``start``/``end``: only that range, e.g. a file header)."""
         path = self.artifact_path(self.resolve(key), name)
         try:
-            return self.fs.cat_file(path)
+            return self.fs.cat_file(path, start=start, end=end)
         except FileNotFoundError:
             raise NNGeoError(f"result {key} has no artefact {name!r}") from None
 

@@ -149,6 +149,56 @@ def test_geodesics_page_draws_the_stored_path(with_fixture_store):
     assert len(charts(at)) == 1
 
 
+def _train_tiny(data: str, widths=(8, 8)) -> str:
+    from nngeo_core.runs import train_run
+    from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
+
+    return train_run(RunSpec(data=DataSpec(data, params={"n_train": 100, "n_test": 100}),
+                             model=ModelSpec("mlp", {"widths": widths}),
+                             train=TrainSpec(epochs=1, batch_size=50, lr=0.01, device="cpu")))
+
+
+def test_geodesics_forgetting_tab_picks_a_second_run_and_submits_the_path():
+    from nngeo_core import jobs
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+    from nngeo_core.specs import AnalysisSpec
+
+    run_a, run_b = _train_tiny("xor"), _train_tiny("moons")
+    _train_tiny("moons", widths=(4,))                    # another architecture: not offered
+    at = open_page("geodesics", {CURRENT_RUN: run_a})
+    no_exception(at)
+    picker = at.selectbox(key="geo-f-run-b")
+    assert picker.value == run_b and len(picker.options) == 1 and run_b[:8] in picker.options[0]
+    at.number_input(key="geo-f-steps").set_value(10).run()
+    at.button(key="geo-f-go").click().run()
+    no_exception(at)
+    want = AnalysisSpec(run=run_a, method="forgetting", epoch=None,
+                        params={"run_b": run_b, "steps": 10, "method": "exact", "direction": "target"})
+    queued = jobs.list_jobs()
+    assert [(j.kind, j.spec_hash) for j in queued] == [("analyse", want.hash)]
+
+    jobs.run_job(want)                                   # what the worker would do
+    at.run()
+    no_exception(at)
+    import json
+
+    (chart,) = charts(at)                                # the sparsification tab has no path yet
+    names = [t["name"] for t in json.loads(chart.proto.spec)["data"]]
+    assert names[:4] == ["task A (xor)", "task B (moons)", "mean of both", "distance to run B"]
+    assert len(at.dataframe[0].value) == 11 and all(b.key != "geo-f-go" for b in at.button)
+
+
+def test_geodesics_forgetting_tab_without_a_second_run_says_to_train_one():
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+
+    run = _train_tiny("xor")
+    at = open_page("geodesics", {CURRENT_RUN: run})
+    no_exception(at)
+    assert any("train the same model on another task" in i.value for i in at.info)
+    assert not at.get("selectbox") or all(s.key != "geo-f-run-b" for s in at.selectbox)
+    assert all(b.key != "geo-f-go" for b in at.button)
+
+
 def test_train_page_submits_a_training_job():
     from nngeo_core import jobs
 

@@ -152,3 +152,21 @@ def test_pruned_parametrisation_is_folded():
     assert not any(k.endswith(("_orig", "_mask")) for k in sd)
     name = [k for k in sd if k.endswith("weight")][0]
     assert torch.equal(sd[name] == 0, ~mask | (lin.weight_orig == 0))
+
+
+def test_header_gives_shapes_and_dataset_without_loading_tensors():
+    model = build("mlp", widths=(8, 4))
+    data = checkpoint.to_bytes(model, model_spec=ModelSpec("mlp", {"widths": (8, 4)}), data_spec=DataSpec("moons"))
+    reads = []
+
+    def read_range(start, end):
+        reads.append((start, end))
+        return data[start:end]
+
+    head = checkpoint.read_header(read_range)
+    assert dict(head.shapes) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert head.data_spec == DataSpec("moons")
+    assert max(end for _, end in reads) <= len(data) - sum(v.numel() * 4 for v in model.state_dict().values())
+    for damaged in (data[:5], b"\x08" + b"\x00" * 7 + b"not json", st_save({"w": torch.zeros(2)})):
+        with pytest.raises(NNGeoError, match="checkpoint header|not an nngeo checkpoint"):
+            checkpoint.read_header(lambda start, end: damaged[start:end])

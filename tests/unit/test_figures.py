@@ -358,3 +358,12 @@ def test_path_figure_accuracy_and_distance_panels():
     fig = path_figure(p)
     assert [t.name for t in fig.data] == ["accuracy_a", "accuracy_b", "distance_to_target"]
     assert fig.data[2].xaxis == "x2"
+
+
+def test_path_figure_names_the_curves_and_stars_the_best_network():
+    p = pd.DataFrame({"path_length": [0, .1, .2], "accuracy_a": [.9, .8, .7], "accuracy_b": [.1, .6, .9],
+                      "accuracy_mean": [.5, .7, .8], "distance_to_b": [2, 1, .5], "best": [False, False, True]})
+    fig = path_figure(p, names={"accuracy_a": "task A (xor)"})
+    assert [t.name for t in fig.data] == ["task A (xor)", "accuracy_b", "accuracy_mean", "distance_to_b",
+                                          "best mean accuracy"]
+    assert list(fig.data[-1].x) == [.2, .2, .2] and list(fig.data[-1].y) == [.7, .9, .8]
