@@ -20,7 +20,7 @@ def sweeps_section() -> None:
     if not len(sweeps):
         st.info("No pruning sweeps stored yet: run some on the **Pruning** page.", icon=":material/info:")
         return
-    from nngeo_core.pruning.compare import load_sweeps
+    from nngeo_core.pruning.comparison import load_sweeps
 
     groups = sorted({f"{m} on {d}" for m, d in zip(sweeps["model"], sweeps["data"])})
     group = st.selectbox("Model and data", groups, key="cmp-group")
@@ -84,7 +84,7 @@ if chosen:
                 except Exception as exc:
                     w.error_box(exc)
     if pruning is not None and len(chosen) > 1:
-        from nngeo_core.pruning.compare import settings_diff
+        from nngeo_core.pruning.comparison import settings_diff
 
         diff = settings_diff({k: store.spec(k) for k in chosen})
         st.subheader("Settings that differ")

@@ -22,6 +22,24 @@ CURRENT_RUN = "nngeo_current_run"      # session key: the run opened on the Runs
 SUBMITTED = "nngeo_submitted_jobs"     # session key: job ids submitted from this session
 
 
+def _leave_pages_directory_mode() -> None:
+    """Streamlit starts every server in its older multipage mode when a ``pages/`` folder sits next
+    to the main script, and leaves it only once app.py calls ``st.navigation``. So the first visit
+    after start-up that opens a page's URL directly (a bookmark, a reload) would run that page
+    alone: no sidebar, no worker, the folder's file names as the menu. This module is imported
+    first by that page, so it switches the mode off here and reruns, which runs app.py."""
+    try:
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:  # a Streamlit without this internal: nothing to fix
+        return
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
+_leave_pages_directory_mode()
+
+
 def get_store() -> Store:
     return default_store()
 

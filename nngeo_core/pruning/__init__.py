@@ -15,7 +15,7 @@ import importlib
 
 # public name -> submodule that defines it
 _EXPORTS = {
-    "compare": ("Comparison", "compare", "pareto_frontier"),
+    "comparison": ("Comparison", "compare", "pareto_frontier"),
     "masks": ("apply_masks", "export_state_dict", "fold_masks", "layer_sparsity", "plain_copy", "pruned_model",
               "read_masks", "select_layers", "sparsity"),
     "specs": ("SweepSpec", "compression_levels", "compression_to_sparsity", "sparsity_to_compression"),

@@ -164,7 +164,7 @@ def cmd_prune(a) -> int:
 def cmd_compare(a) -> int:
     from ..cli import print_json, print_table
     from ..store import Store, default_store
-    from .compare import compare
+    from .comparison import compare
 
     store = Store(a.store) if a.store else default_store()
     keys = list(a.runs)

@@ -81,3 +81,17 @@ def test_sweep_spec_json_rebuilds_in_a_fresh_process():
             f"s = spec_from_dict({json.dumps(json.dumps(to_dict(spec)))})\n"
             f"print(type(s).__name__, s.hash)")
     assert _fresh_python(code).split() == ["SweepSpec", spec.hash]
+
+
+def test_pruning_exports_are_the_objects_not_submodules():
+    # the package loads its names lazily; a submodule of the same name must never shadow one
+    import importlib
+    import types
+
+    import nngeo_core.pruning as pruning
+
+    for mod in ("comparison", "masks", "specs", "strategies", "sweep", "jobs", "cli"):
+        importlib.import_module(f"nngeo_core.pruning.{mod}")
+    for name in pruning.__all__:
+        assert not isinstance(getattr(pruning, name), types.ModuleType), name
+    assert callable(pruning.compare) and callable(pruning.prune)

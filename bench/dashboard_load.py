@@ -1,0 +1,93 @@
+"""How fast each dashboard page loads in a real browser when its results are already stored.
+
+    python bench/dashboard_load.py            # needs Debian's chromium (/usr/bin/chromium)
+
+Builds a store in a temporary NNGEO_HOME (an mlp trained on xor with snapshots, its persistence,
+eta, MST-overlap, volume-element and weight-curvature results, random and magnitude pruning
+sweeps), starts the app with its embedded worker, then opens every page by URL in headless
+Chromium: once untimed to see how many plotly figures it shows when settled, then twice timed (a
+fresh tab each time, so a new session) from navigation until the script run has finished and that
+many figures are drawn. The issue asks for under 2 s.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+CHROMIUM = "/usr/bin/chromium"
+PAGES = ["runs", "compare", "train", "pruning", "upload", "persistence", "curvature", "volume", "geodesics"]
+DONE = "() => document.querySelector('h1') && !document.querySelector('[data-testid=\"stStatusWidget\"]')"
+
+
+def build_store(home: Path) -> None:
+    os.environ.update({"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"),
+                       "NNGEO_QUEUE": str(home / "queue.db"), "NNGEO_DATA_DIR": str(home / "data")})
+    from nngeo_core import jobs
+    from nngeo_core.pruning import SweepSpec, run_sweep
+    from nngeo_core.runs import train_run
+    from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec
+    from nngeo_core.store import default_store
+
+    store = default_store()
+    spec = RunSpec(data=DataSpec("xor"), model=ModelSpec("mlp"),
+                   train=TrainSpec(epochs=10, lr=0.01, snapshots=(0, 5, 10), device="cpu"))
+    run = train_run(spec, store=store)
+    for method in ("persistence", "critical_compression", "mst_overlap", "curvature_weights", "volume"):
+        jobs.run_job(AnalysisSpec(run=run, method=method), store=store)
+    for strategy in ("random", "magnitude"):
+        run_sweep(SweepSpec(run=spec, strategy=strategy, sparsities=(0.5, 0.75, 0.9), seeds=(0, 1)), store=store)
+
+
+def main() -> None:
+    from playwright.sync_api import sync_playwright
+
+    from nngeo_core.dashboard.server import serve
+
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        t = time.perf_counter()
+        build_store(home)
+        print(f"store built in {time.perf_counter() - t:.1f} s; cpu cores {os.cpu_count()}, "
+              f"load average {os.getloadavg()[0]:.1f}")
+        env = {"NNGEO_EMBEDDED_WORKER": "1", "NNGEO_DOWNLOAD": "0"}
+        with serve(env, log_path=home / "streamlit.log") as url, sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox",
+                                                                           "--disable-gpu"])
+            warm = browser.new_page()
+            warm.goto(url)
+            warm.wait_for_function(DONE, timeout=120_000)   # the first visit starts the worker
+            warm.close()
+            rows = []
+            for path in PAGES:
+                # what the page shows once settled: its figure count, seen on an untimed visit
+                tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+                tab.goto(f"{url}/{path}")
+                tab.wait_for_function(DONE, timeout=120_000)
+                tab.wait_for_timeout(4000)
+                expected = tab.locator(".js-plotly-plot .main-svg").count()
+                tab.close()
+                times = []
+                for _ in range(2):
+                    tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+                    t = time.perf_counter()
+                    tab.goto(f"{url}/{path}")
+                    tab.wait_for_function(
+                        f"() => ({DONE})() && document.querySelectorAll('.js-plotly-plot .main-svg').length >= {expected}",
+                        timeout=120_000, polling=20)
+                    times.append(time.perf_counter() - t)
+                    tab.close()
+                rows.append((path, *times, expected))
+            browser.close()
+    print(f"\n{'page':12s} {'visit 1 s':>10s} {'visit 2 s':>10s} {'figures':>8s}")
+    for path, first, second, n in rows:
+        print(f"{path:12s} {first:10.2f} {second:10.2f} {n:8d}")
+    print(f"\nslowest page: {max(max(r[1], r[2]) for r in rows):.2f} s (goal < 2 s)")
+
+
+if __name__ == "__main__":
+    main()
