@@ -1,10 +1,14 @@
-"""Benchmark: log-volume and Ricci scalar on a 200×200 grid for a width-250 one-hidden-layer MLP.
+"""Benchmark: log-volume and Ricci scalar on a 200×200 grid for a width-250 one-hidden-layer MLP,
+and the image plane (pseudo-volume) of fcn_mnist on digits 28×28.
 
 Reference (same process, same inputs): a per-point loop of ``torch.autograd.functional.jacobian``
 (and, for R, nested jacobians of g with create_graph), timed on a subset of points and
-extrapolated to the full grid; the subset's values are compared with nngeo's.
+extrapolated to the full grid; the subset's values are compared with nngeo's. Image plane: the
+former computation (SVD of each 100 × 784 Jacobian as it is, i.e. wide) and the Gram route
+(eigenvalues of J Jᵀ/n), against nngeo's SVD of the tall Jᵀ.
 
     python bench/volume.py [--resolution 200] [--width 250] [--threads 2] [--activation tanh]
+    python bench/volume.py --part plane [--plane-resolution 20] [--plane-epochs 3] [--threads 1]
 """
 from __future__ import annotations
 
@@ -25,8 +29,18 @@ def main() -> None:
     ap.add_argument("--activation", default="tanh")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--ref-seconds", type=float, default=20.0, help="time budget of each reference loop")
+    ap.add_argument("--part", choices=["all", "grid", "plane"], default="all")
+    ap.add_argument("--plane-resolution", type=int, default=20)
+    ap.add_argument("--plane-epochs", type=int, default=3, help="training epochs of fcn_mnist on digits")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.part in ("all", "grid"):
+        grid_bench(args)
+    if args.part in ("all", "plane"):
+        plane_bench(args)
+
+
+def grid_bench(args) -> None:
 
     from nngeo_core.geometry import ricci_scalar, volume_element
     from nngeo_core.geometry.ricci import ricci_from_derivatives, ricci_scalar_of_metric, pullback_metric
@@ -108,6 +122,74 @@ def main() -> None:
         f"(loop timed on {ric_k} points, extrapolated; max rel diff {ric_err:.1e})")
     row("Ricci R vs torch.func generic", ric_best, generic_s,
         f"(vmap nested jacfwd of g on 2000 points, extrapolated; max rel diff {gen_err:.1e})")
+
+
+def plane_bench(args) -> None:
+    """image_plane on fcn_mnist (784-100×5-10): nngeo against the former SVD and the Gram route."""
+    import importlib
+
+    from nngeo_core.data import load
+    from nngeo_core.geometry import image_plane
+    from nngeo_core.geometry.analyses import default_plane_indices
+    from nngeo_core.geometry.features import feature_map
+    from nngeo_core.geometry.pullback import feature_jacobians, log10_singular_values
+    from nngeo_core.models import build
+    from nngeo_core.specs import DataSpec, TrainSpec
+    from nngeo_core.train import fit
+
+    ip = importlib.import_module("nngeo_core.geometry.image_plane")  # the package exports a function of that name
+    torch.manual_seed(0)
+    ds = load(DataSpec("digits", params={"resize": 28}))
+    model = build("fcn_mnist", input_shape=ds.input_shape, num_classes=ds.num_classes)
+    fit(model, ds, TrainSpec(epochs=args.plane_epochs, batch_size=64, optimizer="adam", lr=1e-3, seed=0))
+    xs = [ds.x_test[i] for i in default_plane_indices(ds)]
+    res = args.plane_resolution
+    print(f"\nimage plane {res}x{res} (+3 inputs) on fcn_mnist/digits 28x28 ({args.plane_epochs} epochs), "
+          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+
+    def former(J, n):  # the SVD of J as it is (100 × 784: wide), as before
+        s = torch.linalg.svdvals(J) / math.sqrt(n)
+        keep = s > s[..., :1] * max(J.shape[-2:]) * torch.finfo(s.dtype).eps
+        return torch.where(keep, torch.log10(torch.where(keep, s, torch.ones_like(s))), -math.inf), keep.sum(-1)
+
+    def best_of(fn, repeats=3):
+        times, out = [], None
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+        return out, min(times)
+
+    plane = lambda **kw: image_plane(model, *xs, res, line_points=0, device="cpu", **kw)  # noqa: E731
+    new, new_s = best_of(plane)
+    ip.log10_singular_values = former
+    try:
+        old, old_s = best_of(plane)
+    finally:
+        ip.log10_singular_values = log10_singular_values
+    with_line, line_s = best_of(lambda: image_plane(model, *xs, res, device="cpu"))
+    rel = float(((new.log_volume - old.log_volume).abs() / old.log_volume.abs()).max())
+    # the stages on the plane's Jacobians
+    fmap = feature_map(model, device="cpu")
+    c, E, _ = ip.plane_frame(*xs)
+    ticks = torch.linspace(-1, 1, res, dtype=torch.float64) * 1.5 * float((torch.stack(
+        [x.reshape(-1).double() for x in xs]) - c).norm(dim=1).max())
+    uv = torch.cartesian_prod(ticks, ticks)
+    pts = (c + uv @ E).reshape(len(uv), *ds.input_shape)
+    J, jac_s = best_of(lambda: torch.cat([j for _, j in feature_jacobians(fmap, pts)]))
+    (ls_new, k_new), svd_new_s = best_of(lambda: log10_singular_values(J, 100))
+    (ls_old, k_old), svd_old_s = best_of(lambda: former(J, 100))
+    lam, gram_s = best_of(lambda: torch.linalg.eigvalsh(J @ J.mT / 100).flip(-1))
+    lv_new = torch.where(k_new > 0, torch.nan_to_num(ls_new, neginf=0.0).sum(-1), -math.inf)
+    lv_gram = torch.stack([0.5 * torch.log10(lam[i, :k_new[i]].clamp_min(1e-300)).sum() for i in range(len(J))])
+    gram_err = float((lv_gram - lv_new).abs().max())
+    print(f"image_plane: nngeo {new_s:.2f} s, former SVD of J {old_s:.2f} s ({old_s / new_s:.1f}x); "
+          f"max rel diff {rel:.1e}, ranks {'equal' if (new['rank'] == old['rank']).all() else 'DIFFER'} "
+          f"(ranks {int(new['rank'].min())}..{int(new['rank'].max())} of 100)")
+    print(f"  with the line 1 -> 2 ({2 * res + 1} points, the default): {line_s:.2f} s")
+    print(f"  stages on {len(J)} grid points: Jacobians {jac_s:.2f} s; SVD of Jᵀ (tall) {svd_new_s:.2f} s, "
+          f"of J (wide) {svd_old_s:.2f} s; Gram eigvalsh {gram_s:.2f} s but max |error| {gram_err:.1e} "
+          f"in log10 (κ(J) squared), not used")
 
 
 if __name__ == "__main__":

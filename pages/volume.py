@@ -9,7 +9,7 @@ import streamlit as st
 from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.datapoints import thumbnail
-from nngeo_core.dashboard.planes import line_from_plane
+from nngeo_core.dashboard.planes import line_of_plane
 from nngeo_core.dashboard.results import analysis_epochs, data_spec_of, input_shape_of
 from nngeo_core.figures.volume import QUANTITY_LABELS, geometry_heatmap, line_profile, plane_heatmap
 from nngeo_core.runs import snapshot_epochs
@@ -97,9 +97,13 @@ else:
                                     title=f"{QUANTITY_LABELS[quantity]} on the plane through the three inputs"),
                       f"{run}-plane", key="vol-plane")
         w.table_downloads(plane, f"{run}-plane", key="vol-plane-table")
-        line = line_from_plane(plane, 0, 1)
-        st.caption("Along the segment from input 1 to input 2 (both lie in the plane; values interpolated "
-                   "from the plane's grid).")
-        w.show_figure(line_profile(line, values=tuple(c for c in ("log_volume", "log_area") if c in line.columns),
-                                   title=f"from #{picks[0]} to #{picks[1]}"), f"{run}-line", key="vol-line")
-        w.table_downloads(line, f"{run}-line", key="vol-line-table")
+        line = line_of_plane(plane)
+        if line is None:
+            st.info("This plane was stored without the line between inputs 1 and 2 (an older version): delete "
+                    "it on the **Runs** page and compute it again.", icon=":material/info:")
+        else:
+            st.caption(f"Along the segment x(t) = (1 − t)·x₁ + t·x₂ from input 1 to input 2, computed at "
+                       f"{len(line)} points of the segment.")
+            w.show_figure(line_profile(line, values=tuple(c for c in ("log_volume", "log_area") if c in line.columns),
+                                       title=f"from #{picks[0]} to #{picks[1]}"), f"{run}-line", key="vol-line")
+            w.table_downloads(line, f"{run}-line", key="vol-line-table")

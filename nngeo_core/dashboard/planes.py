@@ -1,8 +1,7 @@
-"""The line between two chosen inputs, read off a stored plane through three of them.
+"""The line between two chosen inputs, as stored with the plane through three of them.
 
-Both inputs lie in the plane (they are two of its three anchors), so the segment between them
-is a segment of the plane: its values are interpolated bilinearly from the plane's grid. This
-costs nothing beyond the stored plane; ``geometry.image_line`` computes the exact values.
+``geometry.image_plane`` evaluates the segment from its first to its second input at points of
+the segment itself (rows with anchor −2 and their t); this takes those rows out of the table.
 """
 from __future__ import annotations
 
@@ -11,31 +10,24 @@ import pandas as pd
 
 from ..errors import NNGeoError
 
-LINE_VALUES = ("log_volume", "log_area", "entropy", "p_max")
+LINE_VALUES = ("log_volume", "log_area", "rank", "pred", "entropy", "p_max")
 
 
-def line_from_plane(plane: pd.DataFrame, first: int = 0, second: int = 1, n_points: int = 101) -> pd.DataFrame:
-    """Columns t (0 at anchor ``first``, 1 at ``second``), distance (along the segment, input
-    units) and the plane's quantities interpolated at each point."""
-    from scipy.interpolate import RegularGridInterpolator
-
+def line_of_plane(plane: pd.DataFrame) -> pd.DataFrame | None:
+    """Columns t (0 at the first input, 1 at the second), distance (along the segment, input
+    units) and the quantities computed on it; None when the table has no line (a plane stored by
+    an older version)."""
     if "anchor" not in plane.columns:
         raise NNGeoError("the plane table has no anchor rows (the chosen inputs)")
+    rows = plane[plane["anchor"] == -2]
+    if not len(rows) or "t" not in rows.columns:
+        return None
     anchors = plane[plane["anchor"] >= 0].set_index("anchor")
-    if first not in anchors.index or second not in anchors.index:
-        raise NNGeoError(f"the plane has no anchors {first} and {second}")
-    grid = plane[plane["anchor"] < 0]
-    us, vs = np.sort(grid["u"].unique()), np.sort(grid["v"].unique())
-    if len(us) * len(vs) != len(grid):
-        raise NNGeoError("the plane's grid is not a full u × v grid")
-    p0 = anchors.loc[first, ["u", "v"]].to_numpy(dtype=float)
-    p1 = anchors.loc[second, ["u", "v"]].to_numpy(dtype=float)
-    t = np.linspace(0.0, 1.0, int(n_points))
-    pts = p0[None, :] + t[:, None] * (p1 - p0)[None, :]
-    out = {"t": t, "distance": t * float(np.linalg.norm(p1 - p0))}
-    ordered = grid.sort_values(["v", "u"])
-    for col in (c for c in LINE_VALUES if c in grid.columns):
-        z = ordered[col].to_numpy(dtype=float).reshape(len(vs), len(us))
-        interp = RegularGridInterpolator((vs, us), z, method="linear", bounds_error=False, fill_value=np.nan)
-        out[col] = interp(pts[:, ::-1])
+    if 0 not in anchors.index or 1 not in anchors.index:
+        raise NNGeoError("the plane has no rows for its first two inputs")
+    # the plane is isometric to input space: the segment's length is the anchors' distance
+    length = float(np.linalg.norm(anchors.loc[1, ["u", "v"]].to_numpy(float) - anchors.loc[0, ["u", "v"]].to_numpy(float)))
+    rows = rows.sort_values("t")
+    out = {"t": rows["t"].to_numpy(float), "distance": rows["t"].to_numpy(float) * length}
+    out.update({c: rows[c].to_numpy() for c in LINE_VALUES if c in rows.columns})
     return pd.DataFrame(out)

@@ -82,17 +82,24 @@ def plane_heatmap(plane: pd.DataFrame, *, value: str = "log_volume", anchors: pd
     """Heatmap over the plane through three inputs, in plane coordinates (u, v).
 
     Rows with ``anchor`` >= 0 (as ``geometry.image_plane`` appends them) are the three chosen
-    inputs: they are marked with stars, not drawn into the grid. ``anchors`` (columns u, v) may
-    be given instead; ``names`` labels them.
+    inputs: they are marked with stars, not drawn into the grid; rows with anchor −2 (the segment
+    between the first two) are left out too. ``anchors`` (columns u, v) may be given instead;
+    ``names`` labels them.
     """
     if plane is None or len(plane) == 0:
         return empty_figure("no plane computed yet", title)
     require_columns(plane, [a, b, value], "plane_heatmap")
+    segment = None
     if "anchor" in plane.columns:
         if anchors is None:
             anchors = plane[plane["anchor"] >= 0].sort_values("anchor")
-        plane = plane[plane["anchor"] < 0]
+        segment = plane[plane["anchor"] == -2]
+        plane = plane[plane["anchor"] == -1]
     fig = geometry_heatmap(plane.rename(columns={a: "x", b: "y"}), value=value, boundary=True, title=title)
+    if segment is not None and len(segment):
+        ends = segment.sort_values("t").iloc[[0, -1]] if "t" in segment.columns else segment.iloc[[0, -1]]
+        fig.add_trace(go.Scatter(x=ends[a], y=ends[b], mode="lines", name="line 1 → 2", hoverinfo="skip",
+                                 line=dict(color="#F0E442", width=1.5, dash="dash")))
     if anchors is not None and len(anchors):
         labels = list(names) if names else [f"input {i + 1}" for i in range(len(anchors))]
         fig.add_trace(go.Scatter(x=anchors[a], y=anchors[b], mode="markers+text", text=labels,

@@ -4,7 +4,8 @@ For inputs of dimension d > n the metric g = JᵀJ/n on input space is singular,
 plotted by Zavatone-Veth et al. (arXiv 2301.11375) is the log pseudo-volume: the sum of the top-k
 log10 singular values of J/√n with k = rank J (numerical rank, NumPy's tolerance, reported in the
 ``rank`` column). The plane's own area element (the metric restricted to the plane, a 2 × 2
-matrix) is reported too as ``log_area``.
+matrix) is reported too as ``log_area``. The segment from x1 to x2 lies in the plane; the plane's
+table carries it too, evaluated at points of the segment itself (not read off the grid).
 
 The plane has its origin at the three inputs' centroid and an orthonormal basis (e1, e2) from
 Gram–Schmidt on x1 − c and x2 − c, so the three inputs sit at the vertices of a triangle;
@@ -85,32 +86,53 @@ def plane_frame(x1, x2, x3) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     return c, E, anchors
 
 
+def _check_count(name: str, value, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
+        raise NNGeoError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return int(value)
+
+
+def segment(x1: torch.Tensor, x2: torch.Tensor, n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(t, points): x(t) = (1 − t)·x1 + t·x2 at n_points values of t from 0 to 1 (flat float64 inputs)."""
+    t = torch.linspace(0.0, 1.0, int(n_points), dtype=torch.float64)
+    return t, (1 - t)[:, None] * x1 + t[:, None] * x2
+
+
 def image_plane(model: nn.Module, x1, x2, x3, resolution: int = 40, *, layer: int | str = -1,
-                extent: float = 1.5, device: str = "auto", progress: Progress | None = None) -> pd.DataFrame:
+                extent: float = 1.5, line_points: int | None = None, device: str = "auto",
+                progress: Progress | None = None) -> pd.DataFrame:
     """Geometry on the plane through inputs x1, x2, x3 (each of the model's input shape or flat).
 
     The grid is resolution × resolution over [−r, r]² with r = ``extent`` × the largest distance
     of an input from the centroid. Columns: u, v (plane coordinates), anchor (−1 for grid points,
-    0/1/2 for the rows of x1/x2/x3 themselves, appended after the grid), log_volume (Σ top-k log10
-    singular values of J/√n, k = rank), rank, log_area (log10 area element of the plane), pred,
-    p_max, entropy (nats).
+    0/1/2 for the rows of x1/x2/x3 themselves, appended after the grid, −2 for the points of the
+    segment from x1 to x2, appended last), t (position on that segment, 0 at x1, 1 at x2; NaN on
+    other rows), log_volume (Σ top-k log10 singular values of J/√n, k = rank), rank, log_area
+    (log10 area element of the plane), pred, p_max, entropy (nats). ``line_points``: points on the
+    segment (default 2·resolution + 1; 0 for none), computed like ``image_line``.
     """
     progress = progress or Progress()
-    if isinstance(resolution, bool) or not isinstance(resolution, (int, np.integer)) or not 2 <= resolution <= 500:
-        raise NNGeoError(f"resolution must be an integer from 2 to 500, got {resolution!r}")
+    resolution = _check_count("resolution", resolution, 2, 500)
+    n_line = 2 * resolution + 1 if line_points is None else _check_count("line_points", line_points, 0, 100_000)
+    if n_line == 1:
+        raise NNGeoError("line_points must be 0 (no line) or at least 2")
     if not (isinstance(extent, (int, float)) and math.isfinite(extent) and extent > 0):
         raise NNGeoError(f"extent must be a positive number, got {extent!r}")
     X, shape = _flat_inputs(model, [x1, x2, x3], ["x1", "x2", "x3"])
     c, E, anchors = plane_frame(*X)
     r = float(extent) * float(np.linalg.norm(anchors, axis=1).max())
-    ticks = np.linspace(-r, r, int(resolution))
+    ticks = np.linspace(-r, r, resolution)
     gu, gv = np.meshgrid(ticks, ticks, indexing="xy")
-    uv = np.concatenate([np.stack([gu.reshape(-1), gv.reshape(-1)], 1), anchors])
-    points = c + torch.as_tensor(uv) @ E
-    points[-3:] = X  # the anchors exactly, not their round trip through the basis
+    grid_uv = np.stack([gu.reshape(-1), gv.reshape(-1)], 1)
+    t, line = segment(X[0], X[1], n_line)
+    line_uv = anchors[0] + t.numpy()[:, None] * (anchors[1] - anchors[0])
+    # the anchors and the segment's points exactly, not their round trip through the basis
+    points = torch.cat([c + torch.as_tensor(grid_uv) @ E, X, line])
+    uv = np.concatenate([grid_uv, anchors, line_uv])
     cols = _geometry_at(model, points, shape, layer, device, E, progress)
-    frame = pd.DataFrame({"u": uv[:, 0], "v": uv[:, 1],
-                          "anchor": np.r_[np.full(len(uv) - 3, -1), [0, 1, 2]].astype(np.int64), **cols})
+    anchor = np.r_[np.full(len(grid_uv), -1), [0, 1, 2], np.full(n_line, -2)].astype(np.int64)
+    t_col = np.r_[np.full(len(grid_uv) + 3, np.nan), t.numpy()]
+    frame = pd.DataFrame({"u": uv[:, 0], "v": uv[:, 1], "anchor": anchor, "t": t_col, **cols})
     progress.update(1.0, "done")
     return frame
 
@@ -122,13 +144,11 @@ def image_line(model: nn.Module, x1, x2, n_points: int = 50, *, layer: int | str
     Columns: t, distance (Euclidean, from x1), log_volume, rank, pred, p_max, entropy.
     """
     progress = progress or Progress()
-    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or not 2 <= n_points <= 100_000:
-        raise NNGeoError(f"n_points must be an integer from 2 to 100000, got {n_points!r}")
+    n_points = _check_count("n_points", n_points, 2, 100_000)
     X, shape = _flat_inputs(model, [x1, x2], ["x1", "x2"])
     if torch.equal(X[0], X[1]):
         raise NNGeoError("x1 and x2 are the same input; pick two different inputs")
-    t = torch.linspace(0.0, 1.0, int(n_points), dtype=torch.float64)
-    points = (1 - t)[:, None] * X[0] + t[:, None] * X[1]
+    t, points = segment(X[0], X[1], n_points)
     cols = _geometry_at(model, points, shape, layer, device, None, progress)
     frame = pd.DataFrame({"t": t.numpy(), "distance": (t * (X[1] - X[0]).norm()).numpy(), **cols})
     progress.update(1.0, "done")

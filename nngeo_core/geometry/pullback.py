@@ -104,9 +104,12 @@ def feature_jacobians(fmap: FeatureMap, x: torch.Tensor, progress: Progress | No
 def log10_singular_values(J: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """log10 of the singular values of J/√n, descending (−inf beyond the rank), and the rank.
 
-    Rank tolerance: s > s_max · max(n, d) · eps (NumPy's matrix_rank rule).
+    Rank tolerance: s > s_max · max(n, d) · eps (NumPy's matrix_rank rule). The SVD runs on the
+    tall orientation (Jᵀ when n < d): the same singular values, about twice as fast on CPU. The
+    Gram matrix J Jᵀ would be faster still but squares κ(J) (up to 10⁸ for trained ReLU nets), and
+    its rank and small singular values then differ from the SVD's.
     """
-    s = torch.linalg.svdvals(J) / math.sqrt(n)
+    s = torch.linalg.svdvals(J.mT if J.shape[-2] < J.shape[-1] else J) / math.sqrt(n)
     tol = s[..., :1] * max(J.shape[-2:]) * torch.finfo(s.dtype).eps
     keep = s > tol
     log_s = torch.where(keep, torch.log10(torch.where(keep, s, torch.ones_like(s))),

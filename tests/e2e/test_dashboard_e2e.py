@@ -2,8 +2,9 @@
 
 One app server on a free loopback port with its own NNGEO_HOME and the embedded worker: train an
 mlp on xor through the Train page, wait for the job, compute and view persistence and the volume
-element and the weight curvature, upload a checkpoint, and screenshot every page into
-assets/screenshots/ for the README.
+element and the weight curvature, run two pruning sweeps on the run and compare them, compute a
+sparsification path, upload a checkpoint, and screenshot every page into assets/screenshots/ for
+the README.
 """
 from __future__ import annotations
 
@@ -129,6 +130,20 @@ def plots(page) -> int:
     return page.locator(".js-plotly-plot").count()
 
 
+def sidebar_job_done(page, label: str, timeout: float = 150_000) -> None:
+    """Wait until the sidebar's job list shows the job labelled ``label`` done (fail if it failed)."""
+    ended = page.locator("[data-testid='stSidebar'] [data-testid='stAlertContentSuccess'], "
+                         "[data-testid='stSidebar'] [data-testid='stAlertContentError']").filter(has_text=label).first
+    ended.wait_for(timeout=timeout)
+    if ended.get_attribute("data-testid") == "stAlertContentError":
+        pytest.fail(f"job failed: {ended.inner_text()}")
+
+
+def no_errors(page) -> None:
+    assert page.locator("[data-testid='stException']").count() == 0
+    assert page.locator("[data-testid='stMain'] [data-testid='stAlertContentError']").count() == 0
+
+
 def test_train_analyse_upload_in_a_browser(page):
     # Train: a small mlp on xor with snapshots, through the form
     go(page, "Train")
@@ -186,10 +201,60 @@ def test_train_analyse_upload_in_a_browser(page):
     assert plots(page) == 2
     shot(page, "curvature")
 
-    for title, name in (("Pruning", "pruning"), ("Compare", "compare"), ("Geodesics", "geodesics")):
-        go(page, title)
-        assert page.locator("[data-testid='stException']").count() == 0
-        shot(page, name)
+    # Pruning: magnitude and T-IMP at 3 levels (0.5, 0.75, 0.875: below T-IMP's spanning-tree
+    # floor), one seed, no fine-tuning (the page's default)
+    go(page, "Pruning")
+    run_key = page.get_by_role("combobox", name="Trained run to prune").input_value()[:8]   # the run trained above
+    page.get_by_role("button", name="Remove random").click()
+    settle(page)
+    page.get_by_role("combobox", name="Strategies").fill("timp")
+    page.get_by_role("option", name="timp", exact=True).click()
+    page.keyboard.press("Escape")
+    settle(page)
+    page.get_by_label("levels", exact=True).fill("3")
+    page.get_by_label("levels", exact=True).press("Enter")
+    settle(page)
+    assert page.get_by_text("sparsities: 0.5 (2×), 0.75 (4×), 0.875 (8×)").count() == 1
+    page.get_by_role("button", name="Run 2 sweep(s)").click()
+    log("sweeps submitted")
+    for strategy in ("magnitude", "timp"):
+        sidebar_job_done(page, f"prune {strategy} mlp/xor")
+    log("sweeps done")
+    settle(page, 1.0)   # the page reruns when its jobs finish: the stored sweeps are listed
+    assert page.get_by_text("none yet").count() == 0
+    no_errors(page)
+    shot(page, "pruning")
+
+    # Compare: accuracy against compression for both sweeps
+    go(page, "Compare")
+    page.wait_for_selector(".js-plotly-plot", timeout=60_000)
+    settle(page, 1.0)
+    legend = page.locator(".js-plotly-plot").first.locator(".legendtext")
+    assert {t.strip() for t in legend.all_text_contents()} >= {"magnitude", "timp"}
+    no_errors(page)
+    shot(page, "compare")
+
+    # Geodesics: a sparsification path with cheap settings (gradient steps, 20 of them)
+    go(page, "Geodesics")
+    picker = page.get_by_role("combobox", name="Run", exact=True)
+    if not picker.input_value().startswith(run_key):   # the sweeps stored dense runs of their own
+        picker.click()
+        page.get_by_role("option").filter(has_text=run_key).click()
+        settle(page)
+    assert picker.input_value().startswith(run_key)
+    tab = page.get_by_role("tabpanel", name="Sparsification path")
+    tab.get_by_role("combobox", name="step", exact=True).click()
+    page.get_by_role("option", name="gradient", exact=True).click()
+    settle(page)
+    tab.get_by_label("steps", exact=True).fill("20")
+    tab.get_by_label("steps", exact=True).press("Enter")
+    settle(page)
+    tab.get_by_role("button", name="Compute sparsification path (the final model)").click()
+    tab.locator(".js-plotly-plot").wait_for(timeout=120_000)
+    settle(page, 1.0)
+    assert tab.locator(".js-plotly-plot").count() == 1
+    no_errors(page)
+    shot(page, "geodesics")
 
     # Upload: a checkpoint file through the browser's file input
     go(page, "Upload")

@@ -253,20 +253,30 @@ def test_every_per_run_figure_draws_its_analysis_table():
         assert len(drawn.data) >= 1, name
 
 
-def test_line_from_plane_interpolates_a_linear_field_exactly():
-    from nngeo_core.dashboard.planes import line_from_plane
+def test_line_of_plane_takes_the_segment_rows_computed_on_the_segment():
+    from nngeo_core.dashboard.planes import line_of_plane
+    from nngeo_core.figures.volume import plane_heatmap
+    from nngeo_core.geometry import image_line, image_plane
 
-    ticks = np.linspace(-2, 2, 9)
-    gu, gv = np.meshgrid(ticks, ticks, indexing="xy")
-    grid = pd.DataFrame({"u": gu.ravel(), "v": gv.ravel(), "anchor": -1, "log_volume": 3 * gu.ravel() - gv.ravel()})
-    anchors = pd.DataFrame({"u": [-1.0, 1.5, 0.0], "v": [0.5, -1.0, 1.0], "anchor": [0, 1, 2],
-                            "log_volume": [np.nan] * 3})
-    line = line_from_plane(pd.concat([grid, anchors]), 0, 1, n_points=11)
-    u = -1.0 + line["t"] * 2.5
-    v = 0.5 - line["t"] * 1.5
-    # bilinear interpolation reproduces a linear function exactly
-    np.testing.assert_allclose(line["log_volume"], 3 * u - v)
-    np.testing.assert_allclose(line["distance"].iloc[-1], np.hypot(2.5, 1.5))
+    torch.manual_seed(0)
+    model = build("mlp", input_shape=(1, 4, 4), num_classes=3, widths=(6,), activation="tanh")
+    xs = torch.rand(3, 1, 4, 4)
+    plane = image_plane(model, *xs, 4, line_points=9)
+    line = line_of_plane(plane)
+    exact = image_line(model, xs[0], xs[1], 9)
+    np.testing.assert_allclose(line["t"], exact["t"])
+    np.testing.assert_allclose(line["distance"], exact["distance"], rtol=1e-12)
+    np.testing.assert_allclose(line["log_volume"], exact["log_volume"], rtol=1e-12)
+    assert "log_area" in line.columns and len(line) == 9
+    # the heatmap's grid is the 4 × 4 grid only; the segment is drawn from input 1 to input 2
+    fig = plane_heatmap(plane)
+    assert np.asarray(next(t for t in fig.data if t.type == "heatmap").z).shape == (4, 4)
+    seg = next(t for t in fig.data if t.name == "line 1 → 2")
+    ends = plane[plane.anchor.isin([0, 1])].sort_values("anchor")
+    np.testing.assert_allclose(seg.x, ends.u, atol=1e-12)
+    np.testing.assert_allclose(seg.y, ends.v, atol=1e-12)
+    # a plane stored without its line (older versions): no line, no guess
+    assert line_of_plane(plane[plane.anchor != -2]) is None
 
 
 def test_select_matches_the_store_filters_and_the_cached_catalog_follows_changes(store):

@@ -17,7 +17,7 @@ from torch import nn
 
 from nngeo_core.errors import NNGeoError
 from nngeo_core.geometry import (feature_map, grid_heatmap, heatmaps_over_training, image_line, image_plane,
-                                 log_volume_of_features, volume_element)
+                                 log_volume_of_features, plane_frame, volume_element)
 from nngeo_core.models import build
 
 
@@ -145,7 +145,7 @@ def test_image_plane_puts_the_inputs_on_a_triangle_and_uses_the_pseudo_volume():
     xs = torch.rand(3, 1, 4, 4)
     frame = image_plane(model, *xs, 5)
     anchors = frame[frame.anchor >= 0].sort_values("anchor")
-    assert len(frame) == 25 + 3 and list(anchors.anchor) == [0, 1, 2]
+    assert len(frame) == 25 + 3 + 11 and list(anchors.anchor) == [0, 1, 2]   # grid, inputs, the line 1 → 2
     uv = anchors[["u", "v"]].to_numpy()
     np.testing.assert_allclose(uv.mean(0), 0, atol=1e-12)  # origin at the centroid
     flat = xs.reshape(3, -1).double().numpy()
@@ -171,6 +171,86 @@ def test_image_line_runs_from_x1_to_x2():
     with torch.no_grad():
         pred2 = model(x2.unsqueeze(0)).argmax(1).item()
     assert frame.pred.iloc[-1] == pred2
+
+
+def _pseudo_log_volume(J: np.ndarray, n: int) -> float:
+    """Σ log10 of the nonzero singular values of J/√n, NumPy's rank rule (the definition, from scratch)."""
+    s = np.linalg.svd(J / math.sqrt(n), compute_uv=False)
+    return float(np.log10(s[s > s[0] * max(J.shape) * np.finfo(float).eps]).sum())
+
+
+def test_line_of_a_linear_map_has_the_constant_closed_form_pseudo_volume():
+    # Φ(x) = Wx: J = W everywhere, so the pseudo-volume is ½ log10 det(WWᵀ/n) all along the line
+    torch.manual_seed(10)
+    n = 5
+    model = _seq(nn.Flatten(), nn.Linear(16, n), input_shape=(1, 4, 4))
+    W = model[1].weight.detach().double().numpy()
+    expected = 0.5 * math.log10(np.linalg.det(W @ W.T / n))
+    xs = torch.rand(3, 1, 4, 4)
+    plane = image_plane(model, *xs, 3, layer="output", line_points=7)
+    on_line = plane[plane.anchor == -2]
+    assert len(on_line) == 7 and list(on_line.t) == pytest.approx(np.linspace(0, 1, 7))
+    np.testing.assert_allclose(on_line.log_volume, expected, rtol=0, atol=1e-12)
+    assert (on_line["rank"] == n).all()
+    line = image_line(model, xs[0], xs[1], 7, layer="output")
+    np.testing.assert_allclose(line.log_volume, expected, rtol=0, atol=1e-12)
+
+
+def test_line_is_computed_at_points_of_the_segment():
+    # one ReLU layer: J(x) = the rows of W whose units are active at x, recomputed here at each x(t)
+    torch.manual_seed(11)
+    n = 6
+    model = _seq(nn.Flatten(), nn.Linear(16, n), nn.ReLU(), nn.Linear(n, 3), input_shape=(1, 4, 4))
+    W = model[1].weight.detach().double().numpy()
+    b = model[1].bias.detach().double().numpy()
+    xs = torch.randn(3, 1, 4, 4)
+    plane = image_plane(model, *xs, 3, line_points=21)
+    on_line = plane[plane.anchor == -2].sort_values("t")
+    x1, x2 = (x.reshape(-1).double().numpy() for x in xs[:2])
+    active_counts = set()
+    for _, row in on_line.iterrows():
+        x = (1 - row.t) * x1 + row.t * x2
+        active = W @ x + b > 0
+        active_counts.add(int(active.sum()))
+        J = W[active]
+        assert row["rank"] == active.sum()
+        if not active.any():
+            assert row.log_volume == -math.inf
+            continue
+        assert row.log_volume == pytest.approx(0.5 * math.log10(np.linalg.det(J @ J.T / n)), abs=1e-10)
+        assert row.log_volume == pytest.approx(_pseudo_log_volume(J, n), abs=1e-10)
+    assert len(active_counts) > 1   # the line crosses ReLU regions: interpolating the grid would blur them
+    # its plane coordinates run from input 1 to input 2; the rows equal image_line's
+    ends = plane[plane.anchor.isin([0, 1])].sort_values("anchor")[["u", "v"]].to_numpy()
+    np.testing.assert_allclose(on_line[["u", "v"]].to_numpy(),
+                               ends[0] + on_line.t.to_numpy()[:, None] * (ends[1] - ends[0]), atol=1e-12)
+    line = image_line(model, xs[0], xs[1], 21)
+    np.testing.assert_allclose(line.log_volume, on_line.log_volume, rtol=1e-12)
+    np.testing.assert_array_equal(line.pred, on_line.pred)
+
+
+def test_image_plane_pseudo_volume_equals_the_svd_of_the_full_jacobian():
+    # fcn_mnist (784-100×5): J is 100 × 784 and rank-deficient (dead ReLU units); the values
+    # equal Σ log10 s of torch's SVD of J as it is (the former computation) and NumPy's
+    from nngeo_core.geometry.pullback import feature_jacobians
+
+    torch.manual_seed(12)
+    model = build("fcn_mnist", input_shape=(1, 28, 28), num_classes=10)
+    xs = torch.rand(3, 1, 28, 28)
+    plane = image_plane(model, *xs, 4, line_points=5)
+    fmap = feature_map(model)
+    c, E, _ = plane_frame(*xs)
+    pts = torch.tensor(plane[["u", "v"]].to_numpy()) @ E + c
+    pts[plane.anchor.to_numpy() >= 0] = xs.reshape(3, -1).double()
+    J = torch.cat([j for _, j in feature_jacobians(fmap, pts.reshape(-1, 1, 28, 28))])
+    s = torch.linalg.svdvals(J) / 10
+    keep = s > s[:, :1] * 784 * torch.finfo(torch.float64).eps
+    old = torch.where(keep, torch.log10(torch.where(keep, s, 1.0)), 0.0).sum(-1).numpy()
+    np.testing.assert_array_equal(plane["rank"], keep.sum(-1).numpy())
+    assert (plane["rank"] < 100).any()
+    np.testing.assert_allclose(plane.log_volume, old, rtol=1e-8, atol=0)
+    for i in (0, len(plane) - 1):
+        assert plane.log_volume.iloc[i] == pytest.approx(_pseudo_log_volume(J[i].numpy(), 100), rel=1e-8)
 
 
 def test_does_not_change_the_callers_model():
@@ -200,7 +280,8 @@ def test_bad_input_gives_one_line_error(call):
 
 def test_nan_weights_and_degenerate_planes_are_refused():
     model = build("mlp", input_shape=(1, 2, 2), num_classes=2, widths=(3,), activation="tanh")
-    x = torch.rand(3, 1, 2, 2)
+    # float32 values in float64: 2·x1 − x0 and the centroids below are exact, whatever the draw
+    x = torch.rand(3, 1, 2, 2, generator=torch.Generator().manual_seed(0)).double()
     with pytest.raises(NNGeoError, match="on one line"):
         image_plane(model, x[0], x[1], 2 * x[1] - x[0], 3)
     with pytest.raises(NNGeoError, match="distinct"):
@@ -232,7 +313,7 @@ def test_volume_analysis_is_registered_and_uses_dataset_bounds():
     img = build("mlp", input_shape=digits.input_shape, num_classes=10, widths=(8,), activation="tanh")
     plane = fn(img, digits, {"resolution": 3}, Progress())
     anchors = plane[plane.anchor >= 0]
-    assert len(plane) == 12 and anchors.label.nunique() == 3 and plane.log_volume.notna().all()
+    assert len(plane) == 9 + 3 + 7 and anchors.label.nunique() == 3 and plane.log_volume.notna().all()
 
 
 def test_grid_computation_can_be_cancelled():
