@@ -9,14 +9,12 @@ the README.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+
+from nngeo_core.dashboard.server import serve
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -39,44 +37,14 @@ pytestmark = [
 ]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     home = tmp_path_factory.mktemp("nngeo-e2e-home")
-    port = free_port()
-    env = {**os.environ, "NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"),
-           "NNGEO_QUEUE": str(home / "queue.db"), "NNGEO_DATA_DIR": str(home / "data"), "NNGEO_DOWNLOAD": "0",
-           "NNGEO_EMBEDDED_WORKER": "1"}
-    log_file = open(home / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the app did not start: {(home / 'streamlit.log').read_text()[-2000:]}")
-            time.sleep(0.3)
+    env = {"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"), "NNGEO_QUEUE": str(home / "queue.db"),
+           "NNGEO_DATA_DIR": str(home / "data"), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "1"}
+    with serve(env, log_path=home / "streamlit.log") as url:   # stopping the app stops its worker
         log("server up")
         yield url
-    finally:
-        proc.terminate()   # its atexit handler stops the embedded worker
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log_file.close()
 
 
 @pytest.fixture(scope="module")
