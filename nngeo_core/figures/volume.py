@@ -112,13 +112,21 @@ def plane_heatmap(plane: pd.DataFrame, *, value: str = "log_volume", anchors: pd
 
 def line_profile(line: pd.DataFrame, *, t: str = "t", values: tuple[str, ...] = ("log_volume",),
                  title: str | None = None) -> go.Figure:
-    """Quantities along the straight line between two inputs (t = 0 at the first, 1 at the second)."""
+    """Quantities along the straight line between two inputs (t = 0 at the first, 1 at the second),
+    one panel each on a shared t axis: their scales differ by orders of magnitude (a pseudo-volume
+    sums up to hundreds of log10 singular values, the plane's area element two)."""
+    from plotly.subplots import make_subplots
+
     if line is None or len(line) == 0:
         return empty_figure("no line computed yet", title)
     require_columns(line, [t], "line_profile")
-    fig = go.Figure()
-    for i, v in enumerate(c for c in values if c in line.columns):
+    shown = [c for c in values if c in line.columns]
+    if not shown:
+        return empty_figure("the line has none of " + ", ".join(values), title)
+    fig = make_subplots(rows=len(shown), cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    for i, v in enumerate(shown):
         fig.add_trace(go.Scatter(x=line[t], y=line[v], mode="lines", name=QUANTITY_LABELS.get(v, v),
-                                 line=dict(color=CLASS_COLORS[i % len(CLASS_COLORS)])))
-    fig.update_xaxes(title_text="t (0 = first input, 1 = second)")
-    return finish(fig, title, height=320)
+                                 line=dict(color=CLASS_COLORS[i % len(CLASS_COLORS)])), row=i + 1, col=1)
+        fig.update_yaxes(title_text=QUANTITY_LABELS.get(v, v), row=i + 1, col=1)
+    fig.update_xaxes(title_text="t (0 = first input, 1 = second)", row=len(shown), col=1)
+    return finish(fig, title, height=220 + 160 * len(shown))

@@ -233,3 +233,15 @@ def test_train_analyse_upload_in_a_browser(page):
     settle(page)
     assert page.locator("[data-testid='stException']").count() == 0
     shot(page, "upload")
+
+    # Volume element of the uploaded image model: the plane through three test digits and the
+    # line between the first two (the upload is opened on every page by default)
+    go(page, "Volume element")
+    assert "fcn_mnist" in page.get_by_role("combobox", name="Run", exact=True).input_value()
+    page.locator("img").first.wait_for()   # the three inputs as thumbnails
+    page.get_by_role("button", name="Compute plane through the three inputs (the final model)").click()
+    page.get_by_text("Along the segment").wait_for(timeout=120_000)
+    settle(page, 1.0)
+    assert plots(page) == 2   # the plane's heatmap and the profile along the line
+    no_errors(page)
+    shot(page, "volume_image")

@@ -187,9 +187,13 @@ def test_plane_marks_the_appended_anchor_rows_and_keeps_them_out_of_the_grid():
 
 
 def test_line_profile():
-    line = pd.DataFrame({"t": np.linspace(0, 1, 5), "log_volume": np.arange(5.0)})
+    line = pd.DataFrame({"t": np.linspace(0, 1, 5), "log_volume": np.arange(5.0), "log_area": -np.arange(5.0)})
     fig = line_profile(line)
     assert len(fig.data) == 1 and list(fig.data[0].y) == [0, 1, 2, 3, 4]
+    # two quantities of different scales: one panel (y axis) each, same t
+    fig = line_profile(line, values=("log_volume", "log_area", "missing"))
+    assert [tr.yaxis for tr in fig.data] == ["y", "y2"] and list(fig.data[1].y) == [0, -1, -2, -3, -4]
+    assert list(fig.data[0].x) == list(fig.data[1].x)
 
 
 # -- training --------------------------------------------------------------------------------------
