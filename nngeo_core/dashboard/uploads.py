@@ -109,7 +109,7 @@ def store_upload(data: bytes, *, name: str | None = None, store: Store | None = 
                                run_spec=ckpt.run_spec, history=ckpt.history, masks=ckpt.masks,
                                extra={"uploaded_as": display_name(name), "source": ckpt.source})
     attrs = dict(model=ckpt.model_spec.name, data=data_spec.name if data_spec else None, method="upload",
-                 label=f"upload: {display_name(name)}", source=ckpt.source, n_params=n_params,
+                 label=f"{ckpt.model_spec.name} from {display_name(name)}", source=ckpt.source, n_params=n_params,
                  sha256=spec["sha256"])
     store.put(UPLOAD_KIND, spec, layers, artifacts={CHECKPOINT: blob}, attrs=attrs, key=key)
     result.created = True

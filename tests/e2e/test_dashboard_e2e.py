@@ -200,7 +200,6 @@ def test_train_analyse_upload_in_a_browser(page):
     legend = page.locator(".js-plotly-plot").first.locator(".legendtext")
     assert {t.strip() for t in legend.all_text_contents()} >= {"magnitude", "timp"}
     no_errors(page)
-    shot(page, "compare")
 
     # Geodesics: a sparsification path with cheap settings (gradient steps, 20 of them)
     go(page, "Geodesics")
@@ -245,3 +244,25 @@ def test_train_analyse_upload_in_a_browser(page):
     assert plots(page) == 2   # the plane's heatmap and the profile along the line
     no_errors(page)
     shot(page, "volume_image")
+
+    # Compare, runs side by side: the xor run and the uploaded image model, neural persistence of
+    # each (the upload's computed from its column); the screenshot shows both sections filled
+    go(page, "Compare")
+    runs = page.get_by_role("combobox", name="Runs (up to four)")
+    runs.click()
+    runs.fill(run_key)
+    option = page.get_by_role("option").filter(has_text=run_key)
+    if option.count() == 0:
+        shot(page, "compare")
+        pytest.fail(f"no run {run_key} among the Compare page's runs")
+    option.first.click()
+    page.keyboard.press("Escape")
+    settle(page)
+    compute = page.get_by_role("button", name="Compute neural persistence (the final model)")
+    assert compute.count() == 1   # the xor run's is stored already; the upload's is not
+    compute.click()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=120_000)
+    settle(page, 1.0)
+    assert plots(page) == 3   # accuracy vs compression, and one persistence figure per run
+    no_errors(page)
+    shot(page, "compare")

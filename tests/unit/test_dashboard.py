@@ -59,7 +59,7 @@ def test_same_bytes_give_the_same_key_whatever_the_name_and_never_replace_anothe
     assert again.key == ka.key and not again.created
     assert sorted(store.keys()) == sorted([ka.key, kb.key])
     # the browser's name only shows up, cleaned, in the label
-    assert store.entry(ka.key)["label"] == "upload: passwd"
+    assert store.entry(ka.key)["label"] == "mlp from passwd"
     assert not any("passwd" in p for p in store.artifacts(ka.key))
 
 
