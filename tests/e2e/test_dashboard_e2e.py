@@ -3,7 +3,9 @@
 One app server on a free loopback port with its own NNGEO_HOME and the embedded worker: train an
 mlp on xor through the Train page, wait for the job, compute and view persistence and the volume
 element and the weight curvature, run two pruning sweeps on the run and compare them, compute a
-sparsification path, upload a checkpoint, and screenshot every page into assets/screenshots/ for
+sparsification path, upload a checkpoint and compute its volume element on an image plane, compare
+it side by side with the xor run, train a second run on moons and walk the forgetting path from
+the xor run to it, and screenshot every page into assets/screenshots/ for
 the README.
 """
 from __future__ import annotations
@@ -266,3 +268,31 @@ def test_train_analyse_upload_in_a_browser(page):
     assert plots(page) == 3   # accuracy vs compression, and one persistence figure per run
     no_errors(page)
     shot(page, "compare")
+
+    # Geodesics, forgetting path: train the same mlp on moons (task B), then walk from the xor run
+    # towards it; accuracy on both tasks and the distance to run B along the path
+    go(page, "Train")
+    page.get_by_role("combobox", name="Data", exact=True).click()
+    page.get_by_role("option", name="moons", exact=True).click()
+    settle(page)
+    page.get_by_role("button", name="Train", exact=True).click()
+    sidebar_job_done(page, "train mlp on moons")
+    log("moons run trained")
+    go(page, "Geodesics")
+    picker = page.get_by_role("combobox", name="Run", exact=True)
+    picker.click()
+    page.get_by_role("option").filter(has_text=run_key).first.click()
+    settle(page)
+    page.get_by_role("tab", name="Forgetting path").click()
+    tab = page.get_by_role("tabpanel", name="Forgetting path")
+    run_b = tab.get_by_role("combobox", name="Run trained on task B")
+    run_b.click()
+    page.get_by_role("option").filter(has_text="moons").first.click()
+    settle(page)
+    tab.get_by_role("button", name="Compute forgetting path (the final model)").click()
+    tab.locator(".js-plotly-plot").wait_for(timeout=120_000)
+    settle(page, 1.0)
+    legend = {t.strip() for t in tab.locator(".js-plotly-plot .legendtext").all_text_contents()}
+    assert {"task A (xor)", "task B (moons)", "distance to run B"} <= legend, legend
+    no_errors(page)
+    shot(page, "geodesics_forgetting")
