@@ -1,7 +1,8 @@
 """Ollivier-Ricci curvature of graphs and neural networks.
 
 - ``ollivier_ricci(G, ...)``: any networkx Graph/DiGraph, GraphRicciCurvature's conventions,
-  exact (network simplex), batched entropic ("sinkhorn") or GraphRicciCurvature itself.
+  exact (network simplex), batched entropic ("sinkhorn") or GraphRicciCurvature itself;
+  ``dense_layer_graph(w)`` one dense layer as such a graph (lengths 1/|w|).
 - ``neural_curvature(model, inputs, ...)``: neural curvature of every edge of a network's layer
   graph on calibration inputs (Tan, Sia, Bogdan, Ivanov, arXiv 2601.16366); ``weight_only_curvature``
   the data-free variant; ``curvature_scores`` the per-weight scores pruning consumes;
@@ -16,9 +17,9 @@ from ..analyses import register_analysis
 from ..errors import NNGeoError
 from .neural import (calibration_set, curvature_scores, neural_curvature, node_curvature, scores_from_table,
                      weight_only_curvature)
-from .orc import ollivier_ricci
+from .orc import dense_layer_graph, ollivier_ricci
 
-__all__ = ["ollivier_ricci", "neural_curvature", "weight_only_curvature", "curvature_scores",
+__all__ = ["ollivier_ricci", "dense_layer_graph", "neural_curvature", "weight_only_curvature", "curvature_scores",
            "node_curvature", "calibration_set", "scores_from_table"]
 
 _NC_PARAMS = {"alpha": 0.5, "method": "sinkhorn", "aggregate": "min", "k_per_class": 1,

@@ -85,6 +85,25 @@ def ollivier_ricci(G, *, alpha: float = 0.5, weight: str = "weight", method: str
     return {(nodes[s], nodes[t]): float(k) for s, t, k in zip(edges_src, edges_dst, kappa)}
 
 
+def dense_layer_graph(weight) -> "nx.Graph":
+    """One dense layer as an undirected bipartite networkx graph, for ``ollivier_ricci`` and
+    cross-checks with GraphRicciCurvature: input unit i is node i, output unit j is node m + j
+    (``weight`` has shape (m, n)); each nonzero weight is an edge of length 1/|w| (a zero weight is
+    a missing edge, not one of infinite length; a unit with no nonzero weight is no node)."""
+    import networkx as nx
+
+    w = np.asarray(weight, dtype=np.float64)
+    if w.ndim != 2:
+        raise NNGeoError(f"a dense layer's weight is a matrix; got shape {w.shape}")
+    if not np.isfinite(w).all():
+        raise NNGeoError("the layer has NaN or infinite weights")
+    m = w.shape[0]
+    i, j = np.nonzero(w)   # row-major: the edges in the order a double loop adds them
+    G = nx.Graph()
+    G.add_weighted_edges_from(zip(i.tolist(), (m + j).tolist(), (1.0 / np.abs(w[i, j])).tolist()))
+    return G
+
+
 def check_params(alpha, method, exp_power=2.0, base=math.e, nbr_topk=GRC_NBR_TOPK) -> None:
     if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) < 1.0):
         raise NNGeoError(f"alpha (the idleness) must lie in [0, 1), got {alpha!r}")

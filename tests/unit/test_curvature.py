@@ -9,7 +9,7 @@ import numpy as np
 import ot
 import pytest
 
-from nngeo_core.curvature import ollivier_ricci
+from nngeo_core.curvature import dense_layer_graph, ollivier_ricci
 from nngeo_core.errors import NNGeoError
 from nngeo_core.progress import Cancelled, Progress
 
@@ -143,13 +143,7 @@ SINKHORN_TOL = 0.02  # documented: |kappa_sinkhorn - kappa_exact| <= 0.02 (typic
 
 def bipartite_layer(m, n, seed):
     """One dense layer as an undirected complete bipartite graph, lengths 1/|w|, w ~ N(0, 1)."""
-    rng = np.random.default_rng(seed)
-    w = rng.standard_normal((m, n))
-    G = nx.Graph()
-    for i in range(m):
-        for j in range(n):
-            G.add_edge(i, m + j, weight=float(1.0 / abs(w[i, j])))
-    return G
+    return dense_layer_graph(np.random.default_rng(seed).standard_normal((m, n)))
 
 
 def test_sinkhorn_is_close_to_exact_on_a_dense_layer():
@@ -265,3 +259,12 @@ def test_cancel_stops_the_computation():
     G = bipartite_layer(10, 10, seed=0)
     with pytest.raises(Cancelled):
         ollivier_ricci(G, progress=Progress(is_cancelled=lambda: True))
+
+
+def test_dense_layer_graph_has_an_edge_per_nonzero_weight_of_length_one_over_w():
+    w = np.array([[2.0, 0.0, -0.5], [1.0, 4.0, 0.0]])
+    G = dense_layer_graph(w)
+    expected = {(i, 2 + j): 1.0 / abs(w[i, j]) for i in range(2) for j in range(3) if w[i, j] != 0}
+    assert {tuple(sorted(e)): d["weight"] for *e, d in G.edges(data=True)} == pytest.approx(expected)
+    with pytest.raises(NNGeoError, match="NaN"):
+        dense_layer_graph(np.array([[1.0, np.nan]]))
