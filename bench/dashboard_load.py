@@ -38,8 +38,9 @@ def wait_settled(tab, heading: str, figures: int) -> None:
 
 
 def build_store(home: Path) -> None:
-    os.environ.update({"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"),
-                       "NNGEO_QUEUE": str(home / "queue.db"), "NNGEO_DATA_DIR": str(home / "data")})
+    from nngeo_core.settings import home_env
+
+    os.environ.update(home_env(home))
     from nngeo_core import jobs
     from nngeo_core.pruning import SweepSpec, run_sweep
     from nngeo_core.runs import train_run

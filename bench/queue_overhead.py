@@ -121,8 +121,9 @@ def main() -> None:
     a = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="nngeo-bench-queue-"))
-    os.environ.update(NNGEO_HOME=str(tmp), NNGEO_STORE=str(tmp / "store"), NNGEO_QUEUE=str(tmp / "queue.db"),
-                      NNGEO_EMBEDDED_WORKER="0", NNGEO_DOWNLOAD="0")
+    from nngeo_core.settings import home_env
+
+    os.environ.update(home_env(tmp), NNGEO_EMBEDDED_WORKER="0", NNGEO_DOWNLOAD="0")
     redis_proc = None
     try:
         from nngeo_core import jobs

@@ -43,6 +43,14 @@ def get_settings() -> Settings:
     return Settings(home=home, store=store, queue=queue, data_dir=data_dir, download=download)
 
 
+def home_env(home: str | os.PathLike) -> dict[str, str]:
+    """The variables that put every nngeo location under ``home`` (store, queue, datasets), whatever
+    the surrounding environment says: one self-contained nngeo for a test, benchmark or demo."""
+    home = Path(home)
+    return {"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"), "NNGEO_QUEUE": str(home / "queue.db"),
+            "NNGEO_DATA_DIR": str(home / "data")}
+
+
 def pick_device(requested: str = "auto") -> str:
     """'auto' picks CUDA when present, then Apple MPS, else CPU."""
     import torch

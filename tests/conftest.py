@@ -12,6 +12,8 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from nngeo_core.settings import home_env  # noqa: E402
+
 torch.set_num_threads(1)
 
 
@@ -19,10 +21,8 @@ torch.set_num_threads(1)
 def nngeo_home(tmp_path, monkeypatch):
     home = tmp_path / "nngeo-home"
     home.mkdir()
-    monkeypatch.setenv("NNGEO_HOME", str(home))
-    monkeypatch.setenv("NNGEO_STORE", str(home / "store"))
-    monkeypatch.setenv("NNGEO_QUEUE", str(home / "queue.db"))
-    monkeypatch.setenv("NNGEO_DATA_DIR", str(home / "data"))
+    for k, v in home_env(home).items():
+        monkeypatch.setenv(k, v)
     monkeypatch.setenv("NNGEO_DOWNLOAD", "0")
     monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "0")
     return home

@@ -9,6 +9,8 @@ from unittest import mock
 
 import pytest
 
+from nngeo_core.settings import home_env
+
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 
@@ -23,8 +25,7 @@ class Fixture:
 
 
 def env_for(home: Path) -> dict[str, str]:
-    return {"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"), "NNGEO_QUEUE": str(home / "queue.db"),
-            "NNGEO_DATA_DIR": str(home / "data"), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "0"}
+    return {**home_env(home), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "0"}
 
 
 @pytest.fixture(scope="session")

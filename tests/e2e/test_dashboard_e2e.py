@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from nngeo_core.dashboard.server import serve
+from nngeo_core.settings import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
@@ -42,8 +43,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     home = tmp_path_factory.mktemp("nngeo-e2e-home")
-    env = {"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"), "NNGEO_QUEUE": str(home / "queue.db"),
-           "NNGEO_DATA_DIR": str(home / "data"), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "1"}
+    env = {**home_env(home), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "1"}
     with serve(env, log_path=home / "streamlit.log") as url:   # stopping the app stops its worker
         log("server up")
         yield url

@@ -7,6 +7,7 @@ import os
 import pytest
 
 from nngeo_core.dashboard.server import serve
+from nngeo_core.settings import home_env
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -19,8 +20,7 @@ pytestmark = [
 def test_first_visit_to_a_page_url_runs_the_app(tmp_path):
     from playwright.sync_api import sync_playwright
 
-    env = {"NNGEO_HOME": str(tmp_path), "NNGEO_STORE": str(tmp_path / "store"),
-           "NNGEO_QUEUE": str(tmp_path / "queue.db"), "NNGEO_EMBEDDED_WORKER": "0"}
+    env = {**home_env(tmp_path), "NNGEO_EMBEDDED_WORKER": "0"}
     with serve(env, log_path=tmp_path / "streamlit.log") as url, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
         try:

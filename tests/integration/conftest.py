@@ -6,7 +6,9 @@ import subprocess
 
 import pytest
 
-from worker_helpers import REDIS_SERVER, Workers, free_port, wait_until
+from worker_helpers import REDIS_SERVER, Workers, wait_until
+
+from nngeo_core.dashboard.server import free_port
 
 
 @pytest.fixture

@@ -22,7 +22,7 @@ from nngeo_core.jobs.kinds import HealthSpec
 from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from nngeo_core.store import Store
 
-from worker_helpers import Workers, nngeo_env, wait_until
+from worker_helpers import Workers, nngeo_env, use_env, wait_until
 
 TINY_ARGS = ["--model", "mlp", "--widths", "4", "--data", "xor", "--data-param", "n_train=64",
              "--data-param", "n_test=64", "--epochs", "1"]
@@ -51,8 +51,7 @@ def shared(tmp_path_factory):
 
 @pytest.fixture
 def shared_env(shared, monkeypatch):
-    for k in ("NNGEO_HOME", "NNGEO_STORE", "NNGEO_QUEUE"):
-        monkeypatch.setenv(k, shared.env[k])
+    use_env(monkeypatch, shared.env)
     Workers.wait_ready(jobs.get_backend().table, [shared.proc])
     return shared
 
@@ -161,8 +160,7 @@ def test_sigkill_mid_job_leaves_no_partial_results_and_no_stuck_job(workers, tmp
     home = tmp_path / "home"
     env = nngeo_env(home, NNGEO_JOB_MODULES="nngeo_test_writer",
                     PYTHONPATH=os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]))
-    for k in ("NNGEO_HOME", "NNGEO_STORE", "NNGEO_QUEUE"):
-        monkeypatch.setenv(k, env[k])
+    use_env(monkeypatch, env)
     from nngeo_core.jobs.registry import JOB_KINDS
 
     # registered by the import below; removed again at teardown (setitem records the absence)
@@ -249,8 +247,7 @@ sys.stdout.flush()
 def test_embedded_worker_starts_when_none_is_alive_and_stops_with_the_app(tmp_path, monkeypatch):
     home = tmp_path / "home"
     env = nngeo_env(home, NNGEO_EMBEDDED_WORKER="1")
-    for k in ("NNGEO_HOME", "NNGEO_STORE", "NNGEO_QUEUE"):
-        monkeypatch.setenv(k, env[k])
+    use_env(monkeypatch, env)
     proc = subprocess.run([sys.executable, "-c", EMBEDDED_SCRIPT], env=env, capture_output=True, text=True,
                           timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -272,8 +269,7 @@ def test_embedded_worker_starts_when_none_is_alive_and_stops_with_the_app(tmp_pa
 @pytest.mark.timeout(300)
 def test_requeue_dead_runs_a_killed_job_once_more(workers, tmp_path, monkeypatch):
     env = nngeo_env(tmp_path / "home")
-    for k in ("NNGEO_HOME", "NNGEO_STORE", "NNGEO_QUEUE"):
-        monkeypatch.setenv(k, env[k])
+    use_env(monkeypatch, env)
     table = jobs.get_backend().table
     first = workers.start(env)
     Workers.wait_ready(table, [first])
@@ -317,8 +313,7 @@ def test_embedded_worker_exits_when_its_parent_is_killed(tmp_path, monkeypatch):
 @pytest.mark.timeout(300)
 def test_one_consumer_per_gpu_id_under_a_supervisor(workers, tmp_path, monkeypatch):
     env = nngeo_env(tmp_path / "home")
-    for k in ("NNGEO_HOME", "NNGEO_STORE", "NNGEO_QUEUE"):
-        monkeypatch.setenv(k, env[k])
+    use_env(monkeypatch, env)
     table = jobs.get_backend().table
     supervisor = workers.start(env, "--gpus", "0,1")
     from nngeo_core.jobs.worker import live_workers, pid_alive

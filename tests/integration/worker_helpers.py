@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from nngeo_core.settings import home_env
 
 REDIS_SERVER = shutil.which("redis-server")
 WORKER_START_TIMEOUT = 120.0   # torch import on a loaded 2-core machine
@@ -28,11 +29,17 @@ def wait_until(cond, timeout: float, what: str, poll: float = 0.05):
 
 def nngeo_env(home: Path, queue: str | None = None, **extra: str) -> dict:
     env = dict(os.environ)
-    env.update(NNGEO_HOME=str(home), NNGEO_STORE=str(home / "store"),
-               NNGEO_QUEUE=queue or str(home / "queue.db"), NNGEO_DOWNLOAD="0",
-               NNGEO_DATA_DIR=str(home / "data"), NNGEO_EMBEDDED_WORKER="0", PYTHONUNBUFFERED="1")
+    env.update(home_env(home), NNGEO_DOWNLOAD="0", NNGEO_EMBEDDED_WORKER="0", PYTHONUNBUFFERED="1")
+    if queue:
+        env["NNGEO_QUEUE"] = queue
     env.update(extra)
     return env
+
+
+def use_env(monkeypatch, env: dict) -> None:
+    """Point this test process at the same store and queue as the workers started with ``env``."""
+    for k in ("NNGEO_HOME", "NNGEO_STORE", "NNGEO_QUEUE"):
+        monkeypatch.setenv(k, env[k])
 
 
 class Workers:
@@ -82,7 +89,3 @@ class Workers:
             print(log.read_text(errors="replace")[-5000:])
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
