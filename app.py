@@ -59,10 +59,10 @@ def _cancel(job_id: str) -> None:
 def jobs_panel() -> None:
     """The job queue, refreshed every 2 s; a whole-app rerun when a watched job finishes, so the
     page shows its new result."""
-    worker = jobs_view.worker_status()
+    rows = jobs_view.list_jobs(limit=12)
+    worker = jobs_view.worker_status(rows)
     st.caption(f"Worker: {':green[●]' if worker['alive'] else ':gray[○]'} {worker['text']}")
     st.subheader("Jobs", divider="gray")
-    rows = jobs_view.list_jobs(limit=12)
     # jobs this session waits for: those seen active before, and those submitted since
     watched = set(st.session_state.get("nngeo_watched_jobs", set())) | set(st.session_state.pop(SUBMITTED, []))
     active_ids = {r["id"] for r in rows if jobs_view.is_active(r)}   # list_jobs returns every active job

@@ -16,7 +16,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -42,9 +41,9 @@ def wait(cond, timeout, what):
 def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
     import redis
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    from nngeo_core.dashboard.server import free_port
+
+    port = free_port()
     proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
     url = f"redis://127.0.0.1:{port}/0"

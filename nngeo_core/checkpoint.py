@@ -114,17 +114,26 @@ class Header:
     data_spec: DataSpec | None = None
 
 
+def _safetensors_header(read_range: Callable[[int, int], bytes]) -> dict:
+    """A safetensors file's JSON header (8-byte little-endian length, then the JSON)."""
+    size = struct.unpack("<Q", read_range(0, 8))[0]
+    if not 0 < size <= MAX_BYTES:
+        raise ValueError(f"header size {size}")
+    return json.loads(read_range(8, 8 + size))
+
+
+def _data_spec(meta: Mapping[str, str]) -> DataSpec | None:
+    return spec_from_dict(json.loads(meta["data_spec"])) if "data_spec" in meta else None
+
+
 def read_header(read_range: Callable[[int, int], bytes]) -> Header:
     """The header of one of our checkpoints; ``read_range(start, end)`` returns those bytes of the file."""
     try:
-        size = struct.unpack("<Q", read_range(0, 8))[0]
-        if not 0 < size <= MAX_BYTES:
-            raise ValueError(f"header size {size}")
-        header = json.loads(read_range(8, 8 + size))
+        header = _safetensors_header(read_range)
         meta = header.get("__metadata__") or {}
         shapes = tuple(sorted((k[len("state."):], tuple(int(n) for n in v["shape"]))
                               for k, v in header.items() if k.startswith("state.")))
-        data_spec = spec_from_dict(json.loads(meta["data_spec"])) if "data_spec" in meta else None
+        data_spec = _data_spec(meta)
     except (struct.error, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise NNGeoError(f"corrupt or truncated checkpoint header ({_first_line(exc)})") from None
     if not meta.get("nngeo_format"):
@@ -178,8 +187,7 @@ def _load_safetensors(data: bytes, activation: str) -> Checkpoint:
 
     try:
         tensors = st_load(data)
-        header_len = struct.unpack("<Q", data[:8])[0]
-        meta = json.loads(data[8: 8 + header_len]).get("__metadata__") or {}
+        meta = _safetensors_header(lambda start, end: data[start:end]).get("__metadata__") or {}
     except Exception as exc:
         raise NNGeoError(f"corrupt or truncated safetensors file ({_first_line(exc)})") from None
     if meta.get("nngeo_format"):
@@ -195,7 +203,7 @@ def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkp
         model_spec = spec_from_dict(json.loads(meta["model_spec"]))
         input_shape = tuple(json.loads(meta.get("input_shape", "[]"))) or None
         num_classes = json.loads(meta.get("num_classes", "null"))
-        data_spec = spec_from_dict(json.loads(meta["data_spec"])) if "data_spec" in meta else None
+        data_spec = _data_spec(meta)
         run_spec = spec_from_dict(json.loads(meta["run_spec"])) if "run_spec" in meta else None
         history = json.loads(meta.get("history", "[]"))
         extra = json.loads(meta.get("extra", "{}"))

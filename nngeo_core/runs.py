@@ -15,7 +15,6 @@ from .store import Store, default_store
 from .train import TrainResult, train
 
 CHECKPOINT = "checkpoint.safetensors"
-MODEL_KINDS = ("train", "upload", "prune")   # the result kinds that hold a model
 
 
 def snapshot_name(epoch: int) -> str:
@@ -48,17 +47,10 @@ def save_run(spec: RunSpec, result: TrainResult, store: Store) -> str:
     return store.put("train", spec, result.history, artifacts=artifacts, attrs=attrs)
 
 
-def _model_entry(key: str, store: Store) -> dict:
-    entry = store.entry(key)
-    if entry["kind"] not in MODEL_KINDS:
-        raise NNGeoError(f"result {entry['key']} is a {entry['kind']} result, not a model")
-    return entry
-
-
 def load_run(key: str, *, store: Store | None = None, epoch: int | None = None) -> checkpoint.Checkpoint:
     """The trained model of a run (or one of its snapshots) as a Checkpoint."""
     store = store or default_store()
-    entry = _model_entry(key, store)
+    entry = store.model_entry(key)
     name = CHECKPOINT if epoch is None else snapshot_name(epoch)
     if name not in store.artifacts(entry["key"]):
         have = [a for a in store.artifacts(entry["key"]) if a.startswith("snapshot-")]
@@ -71,7 +63,7 @@ def read_header(key: str, *, store: Store | None = None) -> checkpoint.Header:
     """A stored model's architecture (weight names and shapes) and dataset, from its checkpoint's
     header alone: cheap enough to compare many runs."""
     store = store or default_store()
-    entry = _model_entry(key, store)
+    entry = store.model_entry(key)
     return checkpoint.read_header(lambda start, end: store.read_artifact(entry["key"], CHECKPOINT, start, end))
 
 

@@ -4,7 +4,8 @@ import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.per_run import PER_RUN_FIGURES
-from nngeo_core.dashboard.results import model_runs, run_label, select
+from nngeo_core.dashboard.results import model_runs, run_label
+from nngeo_core.store import filter_catalog
 from nngeo_core.figures.pruning import accuracy_vs_sparsity
 
 st.title("Compare")
@@ -13,15 +14,13 @@ pruning = w.optional_module("nngeo_core.pruning")
 
 
 def sweeps_section() -> None:
-    sweeps = select(w.catalog(store), kind="prune-sweep")
+    sweeps = filter_catalog(w.catalog(store), kind="prune-sweep")
     if pruning is None:
         w.not_available("Pruning comparison", "Install the pruning capability.")
         return
     if not len(sweeps):
         st.info("No pruning sweeps stored yet: run some on the **Pruning** page.", icon=":material/info:")
         return
-    from nngeo_core.pruning.comparison import load_sweeps
-
     groups = sorted({f"{m} on {d}" for m, d in zip(sweeps["model"], sweeps["data"])})
     group = st.selectbox("Model and data", groups, key="cmp-group")
     in_group = sweeps[[f"{m} on {d}" == group for m, d in zip(sweeps["model"], sweeps["data"])]]
@@ -32,11 +31,10 @@ def sweeps_section() -> None:
         return
     try:
         comparison = pruning.compare(keys, store=store, delta=delta)
-        rows, _ = load_sweeps(keys, store)
     except Exception as exc:
         w.error_box(exc)
         return
-    rows = rows.assign(label=rows["sweep"].map(comparison.labels))
+    rows = comparison.rows
     one_run = "run" in rows and rows["run"].nunique() == 1
     dense = float(rows["dense_accuracy"].mean()) if "dense_accuracy" in rows and one_run else None
     w.show_figure(accuracy_vs_sparsity(rows, group="label", title=f"accuracy vs compression · {group}",

@@ -52,7 +52,8 @@ with tab_train:
                                     read=lambda key: w.read_result(store, key))
         done = set(over["epoch"].unique()) if len(over) else set()
         specs = {e: AnalysisSpec(run=run, method="persistence", params={}, epoch=e) for e in epochs if e not in done}
-        running = [e for e, s in specs.items() if jobs_view.active_job_for(s.hash) is not None]
+        busy = jobs_view.active_jobs_by_hash()
+        running = [e for e, s in specs.items() if s.hash in busy]
         missing = [e for e in specs if e not in running]
         if running:
             st.caption(f"computing NP for {len(running)} snapshot(s)…")

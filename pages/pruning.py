@@ -3,7 +3,8 @@ import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import parse_float_list, parse_int_list
-from nngeo_core.dashboard.results import runs_table, select
+from nngeo_core.dashboard.results import runs_table
+from nngeo_core.store import filter_catalog
 from nngeo_core.errors import NNGeoError
 from nngeo_core.figures.colors import strategy_color
 from nngeo_core.specs import RunSpec, spec_from_dict
@@ -71,7 +72,7 @@ if st.button(f"Run {len(specs)} sweep(s)", type="primary", disabled=not specs, k
     st.info("Queued. Results appear on the **Compare** page when the jobs are done.", icon=":material/schedule:")
 
 st.subheader(f"Stored sweeps of {run_spec.model.name} on {run_spec.data.name}", divider="gray")
-sweeps = select(w.catalog(store), kind="prune-sweep", model=run_spec.model.name, data=run_spec.data.name)
+sweeps = filter_catalog(w.catalog(store), kind="prune-sweep", model=run_spec.model.name, data=run_spec.data.name)
 if len(sweeps):
     w.show_table(runs_table(sweeps), f"{run}-sweeps", key="prune-sweeps")
 else:

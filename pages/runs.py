@@ -5,6 +5,7 @@ from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.downloads import table_bytes
 from nngeo_core.dashboard.results import run_label, runs_table
 from nngeo_core.figures.training import training_curves
+from nngeo_core.store import MODEL_KINDS
 
 st.title("Runs")
 store = w.get_store()
@@ -38,7 +39,7 @@ if chosen is None:
 entry = store.entry(chosen)
 st.subheader(run_label(entry))
 b1, b2, b3, b4 = st.columns(4)
-if entry["kind"] in ("train", "upload", "prune") and b1.button("Open in analysis pages", icon=":material/open_in_new:",
+if entry["kind"] in MODEL_KINDS and b1.button("Open in analysis pages", icon=":material/open_in_new:",
                                                               key="runs-open"):
     st.session_state[w.CURRENT_RUN] = chosen
     st.success(f"{chosen[:8]} is now the selected run on the analysis pages.")

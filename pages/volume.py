@@ -39,8 +39,8 @@ if shape == (2,):
     epochs = snapshot_epochs(run, store=store)
     stored = analysis_epochs(store, run, "volume", w.catalog(store))
     missing = [e for e in [None, *epochs] if e not in stored]
-    running = [e for e in missing if jobs_view.active_job_for(
-        AnalysisSpec(run=run, method="volume", params=params, epoch=e).hash) is not None]
+    busy = jobs_view.active_jobs_by_hash()
+    running = [e for e in missing if AnalysisSpec(run=run, method="volume", params=params, epoch=e).hash in busy]
     missing = [e for e in missing if e not in running]
     if running:
         st.caption(f"computing {len(running)} model(s)…")

@@ -90,10 +90,18 @@ def active_jobs() -> list[dict]:
 
 def active_job_for(spec_hash: str) -> dict | None:
     """The queued or running job computing the spec with this hash, if any."""
+    return active_jobs_by_hash().get(spec_hash)
+
+
+def active_jobs_by_hash() -> dict[str, dict]:
+    """Every queued or running job under its spec hash and its result key (one queue query, for
+    pages that check many specs at once)."""
+    out: dict[str, dict] = {}
     for row in active_jobs():
-        if spec_hash in (row["spec_hash"], row["result"]):
-            return row
-    return None
+        for h in (row["spec_hash"], row["result"]):
+            if h:
+                out.setdefault(h, row)
+    return out
 
 
 def submit(spec: Any) -> dict:
@@ -130,12 +138,18 @@ def list_jobs(limit: int = 20) -> list[dict]:
     return (active + [r for r in recent if r["id"] not in seen])[:max(limit, len(active))]
 
 
-def worker_status() -> dict:
-    """{'alive': bool, 'text': one line} for the sidebar."""
+def worker_status(rows: list[dict] | None = None) -> dict:
+    """{'alive': bool, 'text': one line} for the sidebar. ``rows``: ``list_jobs()`` just read (it
+    holds every active job), so the queue is not listed again to count them."""
     jobs = jobs_module()
     if jobs is None or not hasattr(jobs, "worker_status"):
         return {"alive": False, "text": "no job queue in this build"}
-    info = jobs.worker_status()
+    if rows is None:
+        info = jobs.worker_status()
+    else:
+        info = jobs.worker_status(count_jobs=False)
+        info.update(running=sum(r["state"] == "running" for r in rows),
+                    queued=sum(r["state"] == "queued" for r in rows))
     alive = bool(info.get("alive"))
     n = len(info.get("workers") or [])
     parts = [f"{n} worker{'s' if n != 1 else ''} alive" if alive else "no worker running"]

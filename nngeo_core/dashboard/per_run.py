@@ -42,14 +42,12 @@ def _curv_hist(df):
 
 
 def _volume(df):
-    from ..figures.volume import geometry_heatmap, line_profile, plane_heatmap
+    from ..figures.volume import geometry_heatmap, plane_heatmap
 
     if "epoch" in df.columns and df["epoch"].nunique() > 1:
         df = df[df["epoch"] == df["epoch"].max()]
     if {"u", "v"} <= set(df.columns):
         return plane_heatmap(df)
-    if "t" in df.columns:
-        return line_profile(df)
     return geometry_heatmap(df, value="log_volume")
 
 

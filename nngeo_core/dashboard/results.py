@@ -7,9 +7,8 @@ from typing import Any, Callable, Iterable, Mapping
 import pandas as pd
 
 from ..specs import AnalysisSpec, DataSpec, spec_from_dict
-from ..store import Store
+from ..store import MODEL_KINDS, Store, filter_catalog
 
-MODEL_KINDS = ("train", "upload", "prune")
 RUNS_COLUMNS = ["key", "kind", "label", "model", "data", "method", "strategy", "sparsity", "seed",
                 "metric", "n_rows", "created"]
 
@@ -39,19 +38,9 @@ def run_label(row: Mapping[str, Any]) -> str:
     return f"{key} · {row.get('kind', '')}: {what}{acc}"
 
 
-def select(catalog: pd.DataFrame, **filters: Any) -> pd.DataFrame:
-    """Catalog rows whose columns equal the filters (a list means 'any of'; None: no filter), as
-    ``Store.catalog(**filters)`` selects them, from a catalog already read."""
-    df = catalog
-    for col, want in filters.items():
-        if want is not None:
-            df = df[df[col].isin(want if isinstance(want, (list, tuple, set)) else [want])]
-    return df.reset_index(drop=True)
-
-
 def model_runs(store: Store, catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     """Catalog rows that hold a model (train, upload, prune), newest first."""
-    return select(store.catalog() if catalog is None else catalog, kind=list(MODEL_KINDS))
+    return filter_catalog(store.catalog() if catalog is None else catalog, kind=list(MODEL_KINDS))
 
 
 def spec_dict(store: Store, key: str) -> dict:
@@ -87,7 +76,7 @@ def analyses_of(store: Store, run: str, method: str | Iterable[str] | None = Non
                 catalog: pd.DataFrame | None = None) -> pd.DataFrame:
     """Stored analyses of one run, newest first, with their epoch and params from the spec."""
     methods = [method] if isinstance(method, str) else (list(method) if method is not None else None)
-    df = select(store.catalog() if catalog is None else catalog, kind="analyse", run=run, method=methods)
+    df = filter_catalog(store.catalog() if catalog is None else catalog, kind="analyse", run=run, method=methods)
     specs = [json.loads(s) for s in df["spec"]] if len(df) else []
     # object column: None (the final model) must not turn into NaN
     df = df.assign(epoch=pd.Series([None if s.get("epoch") is None else int(s["epoch"]) for s in specs],

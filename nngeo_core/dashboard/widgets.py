@@ -60,8 +60,9 @@ def not_available(what: str, why: str = "") -> None:
 
 def catalog(store: Store) -> pd.DataFrame:
     """The store's catalog, read again only when it changed (a local catalog folder's mtime moves
-    whenever a result is added or deleted; other stores are re-read after 2 s)."""
-    return _catalog(store.root, _catalog_stamp(store)).copy()
+    whenever a result is added or deleted; other stores are re-read after 2 s). ``st.cache_data``
+    hands every caller its own unpickled copy, so callers may modify it."""
+    return _catalog(store.root, _catalog_stamp(store))
 
 
 def _catalog_stamp(store: Store) -> tuple:
@@ -90,7 +91,7 @@ def _read_result(root: str, key: str) -> pd.DataFrame:
 
 
 def read_result(store: Store, key: str) -> pd.DataFrame:
-    return _read_result(store.root, key).copy()
+    return _read_result(store.root, key)   # a fresh copy per call (st.cache_data unpickles)
 
 
 def show_figure(fig: go.Figure, name: str, *, key: str | None = None) -> None:

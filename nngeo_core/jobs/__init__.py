@@ -98,11 +98,12 @@ def ensure_worker(**kwargs):
     return _ensure(**kwargs)
 
 
-def worker_status() -> dict:
-    """Live workers and queue depth, for the dashboard's sidebar."""
+def worker_status(*, count_jobs: bool = True) -> dict:
+    """Live workers and queue depth, for the dashboard's sidebar (``count_jobs=False``: workers
+    only, for a caller that has just listed the active jobs itself)."""
     from .worker import worker_status as _status
 
-    return _status()
+    return _status(count_jobs=count_jobs)
 
 
 __all__ = ["ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "JOB_KINDS", "QUEUED", "RUNNING",

@@ -44,7 +44,6 @@ def _train_spec_from_args(a) -> RunSpec:
 
 
 # -- analyse -----------------------------------------------------------------------------------
-MODEL_KINDS = ("train", "upload", "prune")
 
 
 def normalize_analysis(spec: AnalysisSpec, store) -> AnalysisSpec:
@@ -54,9 +53,7 @@ def normalize_analysis(spec: AnalysisSpec, store) -> AnalysisSpec:
 
     if not spec.run:
         raise NNGeoError("an analysis needs a run: give the key of a stored model (see `nngeo list`)")
-    entry = store.entry(spec.run)
-    if entry["kind"] not in MODEL_KINDS:
-        raise NNGeoError(f"result {entry['key']} is a {entry['kind']} result, not a model; analyse a run or upload")
+    entry = store.model_entry(spec.run)
     get_analysis(spec.method)  # one-line error for an unknown method, before anything is queued
     if spec.epoch is not None and int(spec.epoch) < 0:
         raise NNGeoError(f"epoch must be >= 0, got {spec.epoch}")

@@ -503,8 +503,9 @@ class _file_lock:
         self.fh.close()  # closing releases the lock
 
 
-def worker_status() -> dict:
-    """For the dashboard's sidebar: live workers, queue depth, this process's embedded worker."""
+def worker_status(*, count_jobs: bool = True) -> dict:
+    """For the dashboard's sidebar: live workers, queue depth (None without ``count_jobs``), this
+    process's embedded worker."""
     from . import get_backend
 
     backend = get_backend()
@@ -512,8 +513,8 @@ def worker_status() -> dict:
     now = time.time()
     for w in workers:
         w["heartbeat_age"] = round(now - w["heartbeat"], 1) if w.get("heartbeat") else None
-    queued = len(backend.table.list([QUEUED], limit=None))
-    running = len(backend.table.list([RUNNING], limit=None))
+    queued = len(backend.table.list([QUEUED], limit=None)) if count_jobs else None
+    running = len(backend.table.list([RUNNING], limit=None)) if count_jobs else None
     embedded = None
     if _EMBEDDED is not None:
         embedded = {"pid": _EMBEDDED.pid, "alive": _EMBEDDED.alive(), "log": str(_EMBEDDED.log_path)}

@@ -24,6 +24,7 @@ class Comparison:
     settings: pd.DataFrame       # per run: only the settings that differ between runs
     delta: float = DEFAULT_DELTA
     labels: dict[str, str] = field(default_factory=dict)   # sweep key -> label
+    rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # the compared sweep rows, with their label
 
     def accuracy_pivot(self, column: str = "accuracy") -> pd.DataFrame:
         """Levels as rows, labels as columns, 'mean ± std' strings (what the CLI prints).
@@ -167,4 +168,4 @@ def compare(source: Iterable[str] | pd.DataFrame, *, store: Store | None = None,
         diff = diff.assign(label=diff["sweep"].map(labels))
         diff = diff[["label", "sweep"] + [c for c in diff.columns if c not in ("label", "sweep")]]
     return Comparison(table=table, pareto=pareto, within_delta=within_df, settings=diff, delta=delta,
-                      labels=labels)
+                      labels=labels, rows=rows)

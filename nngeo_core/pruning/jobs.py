@@ -3,6 +3,7 @@ imports this module on demand)."""
 from __future__ import annotations
 
 from ..errors import NNGeoError
+from ..jobs.registry import register_job_kind
 from .specs import SweepSpec
 from .sweep import run_sweep
 
@@ -27,16 +28,5 @@ def spec_from_args(a) -> SweepSpec:
     return specs[0]
 
 
-def register() -> bool:
-    try:
-        from ..jobs.registry import register_job_kind
-    except ModuleNotFoundError as exc:
-        if exc.name and "nngeo_core.jobs".startswith(exc.name):
-            return False  # no job system in this build: sweeps still run from Python and the CLI
-        raise
-    register_job_kind("prune-sweep", SweepSpec, run_sweep, describe=describe, add_arguments=add_arguments,
-                      spec_from_args=spec_from_args)
-    return True
-
-
-register()
+register_job_kind("prune-sweep", SweepSpec, run_sweep, describe=describe, add_arguments=add_arguments,
+                  spec_from_args=spec_from_args)

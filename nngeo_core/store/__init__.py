@@ -45,6 +45,21 @@ CATALOG_COLUMNS = [f.name for f in CATALOG_SCHEMA]
 TEMP_PREFIX = ".tmp-"
 
 
+MODEL_KINDS = ("train", "upload", "prune")   # the result kinds whose artifacts hold a model
+
+
+def filter_catalog(catalog: pd.DataFrame, **filters: Any) -> pd.DataFrame:
+    """Catalog rows whose columns equal the filters (a list means 'any of'; None: no filter), in
+    their order: what ``Store.catalog(**filters)`` selects, applied to a catalog already read."""
+    df = catalog
+    for col, want in filters.items():
+        if want is None:
+            continue
+        if col not in df.columns:
+            raise NNGeoError(f"the catalog has no column {col!r}; columns: {', '.join(CATALOG_COLUMNS)}")
+        df = df[df[col].isin(want if isinstance(want, (list, tuple, set)) else [want])]
+    return df.reset_index(drop=True)
+
 class Store:
     def __init__(self, root: str | os.PathLike | None = None):
         import fsspec
@@ -114,6 +129,14 @@ class Store:
     def entry(self, key: str) -> dict:
         """The catalog row of one result (accepts a unique key prefix)."""
         return self._read_table(self.catalog_path(self.resolve(key))).to_pylist()[0]
+
+    def model_entry(self, key: str) -> dict:
+        """``entry(key)`` of a result that holds a model (kind in ``MODEL_KINDS``), else a one-line error."""
+        entry = self.entry(key)
+        if entry["kind"] not in MODEL_KINDS:
+            raise NNGeoError(f"result {entry['key']} is a {entry['kind']} result, not a model; "
+                             "give a trained, uploaded or pruned model")
+        return entry
 
     def resolve(self, key: str) -> str:
         """Full key for a key or unique prefix (as printed by ``nngeo list``)."""
@@ -187,13 +210,7 @@ class Store:
         dataset = ds.dataset(files, format="parquet", schema=CATALOG_SCHEMA,
                              filesystem=None if self.local else self.fs)
         df = dataset.to_table().to_pandas()
-        for col, want in filters.items():
-            if want is None:
-                continue
-            if col not in df.columns:
-                raise NNGeoError(f"the catalog has no column {col!r}; columns: {', '.join(CATALOG_COLUMNS)}")
-            df = df[df[col].isin(want if isinstance(want, (list, tuple, set)) else [want])]
-        return df.sort_values("created", ascending=False).reset_index(drop=True)
+        return filter_catalog(df, **filters).sort_values("created", ascending=False).reset_index(drop=True)
 
     def delete(self, key: str) -> None:
         """Remove a result: catalog row first (so it disappears at once), then its files."""

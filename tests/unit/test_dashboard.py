@@ -279,15 +279,15 @@ def test_line_of_plane_takes_the_segment_rows_computed_on_the_segment():
     assert line_of_plane(plane[plane.anchor != -2]) is None
 
 
-def test_select_matches_the_store_filters_and_the_cached_catalog_follows_changes(store):
-    from nngeo_core.dashboard.results import select
+def test_filter_catalog_matches_the_store_filters_and_the_cached_catalog_follows_changes(store):
     from nngeo_core.dashboard.widgets import catalog
+    from nngeo_core.store import filter_catalog
 
     keys = [store.put(kind, {"i": i}, attrs=dict(model=model)) for i, (kind, model) in
             enumerate([("train", "mlp"), ("upload", "mlp"), ("train", "lenet5")])]
     full = store.catalog()
     for filters in ({"kind": "train"}, {"kind": ["train", "upload"], "model": "mlp"}, {"model": None}):
-        assert list(select(full, **filters)["key"]) == list(store.catalog(**filters)["key"])
+        assert list(filter_catalog(full, **filters)["key"]) == list(store.catalog(**filters)["key"])
     assert sorted(catalog(store)["key"]) == sorted(keys)
     extra = store.put("train", {"i": 99})
     assert extra in set(catalog(store)["key"])           # added: seen at once
