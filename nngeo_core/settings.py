@@ -63,3 +63,9 @@ def pick_device(requested: str = "auto") -> str:
     if mps is not None and mps.is_available():
         return "mps"
     return "cpu"
+
+
+def float64_device(requested: str = "auto") -> str:
+    """``pick_device``, except that MPS (which has no float64) means CPU: the device for float64 work."""
+    dev = pick_device(requested)
+    return "cpu" if dev == "mps" else dev

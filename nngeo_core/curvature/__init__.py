@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from ..analyses import register_analysis
 from ..errors import NNGeoError
+from .levels import edge_levels
 from .neural import (calibration_set, curvature_scores, neural_curvature, node_curvature, scores_from_table,
                      weight_only_curvature)
 from .orc import dense_layer_graph, ollivier_ricci
 
 __all__ = ["ollivier_ricci", "dense_layer_graph", "neural_curvature", "weight_only_curvature", "curvature_scores",
-           "node_curvature", "calibration_set", "scores_from_table"]
+           "node_curvature", "edge_levels", "calibration_set", "scores_from_table"]
 
 _NC_PARAMS = {"alpha": 0.5, "method": "sinkhorn", "aggregate": "min", "k_per_class": 1,
               "normalize_idleness": True, "dead_value": 1.0, "conv_positions": 4}

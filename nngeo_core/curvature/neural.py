@@ -46,8 +46,10 @@ from torch import nn
 from ..errors import NNGeoError
 from ..models.base import LayerInfo, get_layer, layer_io, prunable_layers
 from ..progress import Progress
+from ..settings import float64_device
 from . import transport
-from .orc import GRC_EPSILON, _device
+from .levels import edge_levels
+from .orc import GRC_EPSILON
 from .transport import CoreProblems
 
 AGGREGATES = ("min", "mean")
@@ -273,15 +275,20 @@ def edge_groups(net: Network, k: int, conv_positions: int | None) -> Iterator[Ed
         row = np.zeros((len(Us), len(P)))
         col = np.zeros((len(R), len(Vs)))
         if len(P):
-            v3 = np.intersect1d(lay.succs(Us), nxt.preds(P))
+            p_preds = nxt.preds(P)
+            v3 = np.intersect1d(lay.succs(Us), p_preds)
             row = minplus(lay.block(v3, Us)[0].T, nxt.block(P, v3)[0].T)
         if len(R):
-            u3 = np.intersect1d(prev.succs(R), lay.preds(Vs))
+            u2 = prev.succs(R)
+            u3 = np.intersect1d(u2, lay.preds(Vs))
             col = minplus(prev.block(u3, R)[0].T, lay.block(Vs, u3)[0].T)
         if len(R) and len(P):
-            u2 = prev.succs(R)
-            v2 = np.intersect1d(lay.succs(u2), nxt.preds(P))
-            core = minplus(minplus(prev.block(u2, R)[0].T, lay.block(v2, u2)[0].T), nxt.block(P, v2)[0].T)
+            v2 = np.intersect1d(lay.succs(u2), p_preds)
+            # R -> v2 distances; block() depends only on the unit values, so with u2 == u3 and v2 == Vs
+            # (e.g. dense-dense-dense) this is the very computation that gave col
+            inner = (col if np.array_equal(u2, u3) and np.array_equal(v2, Vs)
+                     else minplus(prev.block(u2, R)[0].T, lay.block(v2, u2)[0].T))
+            core = minplus(inner, nxt.block(P, v2)[0].T)
         yield EdgeGroup(k, Us, Vs, R, P, ui, vi, kidx[vi, ui], corner_all[vi, ui], pred_len, succ_len,
                         core, row, col)
 
@@ -376,7 +383,7 @@ def _network_curvature(model, inputs, *, alpha, method, aggregate, normalize_idl
     progress = progress or Progress()
     net = build_network(model)
     levels = _activations(model, net, inputs) if inputs is not None else None
-    dev = _device(device)
+    dev = float64_device(device)
     frames = []
     n_layers = len(net.layers)
     for k, lay in enumerate(net.layers):
@@ -573,13 +580,7 @@ def node_curvature(df: pd.DataFrame) -> pd.DataFrame:
     need = {"src", "dst", "curvature"}
     if not need <= set(df.columns):
         raise NNGeoError(f"node_curvature needs columns {sorted(need)}")
-    if {"src_level", "dst_level"} <= set(df.columns):
-        src_level, dst_level = df["src_level"].to_numpy(), df["dst_level"].to_numpy()
-    else:
-        order = {name: i for i, name in enumerate(dict.fromkeys(df["layer"].astype(str)))} if "layer" in df \
-            else None
-        src_level = df["layer"].astype(str).map(order).to_numpy() if order else np.zeros(len(df), int)
-        dst_level = src_level + 1
+    src_level, dst_level = edge_levels(df)
     both = pd.DataFrame({"level": np.concatenate([src_level, dst_level]),
                          "unit": np.concatenate([df["src"].to_numpy(), df["dst"].to_numpy()]),
                          "curvature": np.concatenate([df["curvature"].to_numpy()] * 2)})
@@ -599,18 +600,29 @@ def calibration_set(model: nn.Module, dataset, k: int = 1, *, split: str = "test
     y = dataset.y_test if split == "test" else dataset.y_train
     if len(x) == 0:
         raise NNGeoError(f"dataset {dataset.name} has no {split} inputs to calibrate on")
+    yc = y.cpu()
+    classes = range(int(dataset.num_classes))
+    # a class is done once it has k correct inputs, or all of its inputs (fewer than k) are correct
+    need = [min(int(k), int((yc == c).sum())) for c in classes]
+    got = [0] * len(need)
     param = next(model.parameters())
     was = model.training
     model.eval()
     preds = []
     with torch.no_grad():
         for s in range(0, len(x), 2048):
-            preds.append(model(x[s:s + 2048].to(device=param.device, dtype=param.dtype)).argmax(1).cpu())
+            pred = model(x[s:s + 2048].to(device=param.device, dtype=param.dtype)).argmax(1).cpu()
+            preds.append(pred)
+            hit = yc[s:s + 2048][pred == yc[s:s + 2048]]
+            got = [g + int((hit == c).sum()) for g, c in zip(got, classes)]
+            if all(g >= n for g, n in zip(got, need)):
+                break  # every class has its first k: later inputs cannot change the choice
     model.train(was)
-    correct = torch.cat(preds) == y.cpu()
+    seen = torch.cat(preds)
+    correct = seen == yc[:len(seen)]
     chosen = []
-    for c in range(int(dataset.num_classes)):
-        idx = torch.nonzero(correct & (y.cpu() == c)).flatten()[: int(k)]
+    for c in classes:
+        idx = torch.nonzero(correct & (yc[:len(seen)] == c)).flatten()[: int(k)]
         chosen.append(idx)
     idx = torch.cat(chosen)
     if len(idx) == 0:

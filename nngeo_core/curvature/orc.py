@@ -33,6 +33,7 @@ import scipy.sparse as sp
 
 from ..errors import NNGeoError
 from ..progress import Progress
+from ..settings import float64_device
 from . import transport
 from .transport import CoreProblems
 
@@ -77,7 +78,7 @@ def ollivier_ricci(G, *, alpha: float = 0.5, weight: str = "weight", method: str
     pred = succ if not directed else neighbour_measures(n, arcs_dst, arcs_src, arcs_len, alpha, exp_power,
                                                         base, nbr_topk)
     w1 = edge_transport(dist, pred, succ, edges_src, edges_dst, method, processes=processes,
-                        device=_device(device), progress=progress, sinkhorn_eps=sinkhorn_eps)
+                        device=float64_device(device), progress=progress, sinkhorn_eps=sinkhorn_eps)
     d = dist[edges_src, edges_dst]
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.where(d < GRC_EPSILON, 0.0, 1.0 - w1 / np.where(d < GRC_EPSILON, 1.0, d))
@@ -115,13 +116,6 @@ def check_params(alpha, method, exp_power=2.0, base=math.e, nbr_topk=GRC_NBR_TOP
         raise NNGeoError(f"base must be a positive number, got {base!r}")
     if int(nbr_topk) < 1:
         raise NNGeoError(f"nbr_topk must be at least 1, got {nbr_topk!r}")
-
-
-def _device(device: str) -> str:
-    from ..settings import pick_device
-
-    dev = pick_device(device)
-    return "cpu" if dev == "mps" else dev  # MPS has no float64
 
 
 def graph_arrays(G, weight: str):

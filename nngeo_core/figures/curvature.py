@@ -37,16 +37,13 @@ def top_edges(edges: pd.DataFrame, k: int, by: str = "curvature") -> pd.DataFram
     return ranked.groupby("layer", sort=False).head(int(k)).drop(columns="_key")
 
 
-def _layer_columns(edges: pd.DataFrame) -> dict[str, int]:
-    return {name: i for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str)))}
-
-
 def edge_columns(edges: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """(source column, target column) of every edge: the node levels, else the layer order."""
-    if {"src_level", "dst_level"} <= set(edges.columns):
-        return edges["src_level"].to_numpy(dtype=int), edges["dst_level"].to_numpy(dtype=int)
-    c = edges["layer"].astype(str).map(_layer_columns(edges)).to_numpy(dtype=int)
-    return c, c + 1
+    """(source column, target column) of every edge: the node levels, else the layer order
+    (``curvature.levels.edge_levels``, the levels ``node_curvature`` gives the neurons)."""
+    from ..curvature.levels import edge_levels
+
+    src_level, dst_level = edge_levels(edges)
+    return src_level.astype(int), dst_level.astype(int)
 
 
 def _symmetric_limit(values: np.ndarray) -> float:
@@ -124,7 +121,8 @@ def layer_graph(edges: pd.DataFrame, *, nodes: pd.DataFrame | None = None, shown
         showlegend=False))
     # one tick per weight layer, between the node columns it joins
     firsts = edges.drop_duplicates("layer")
-    ticks_at = (edge_columns(firsts)[0] + edge_columns(firsts)[1]) / 2
+    first_src, first_dst = edge_columns(firsts)
+    ticks_at = (first_src + first_dst) / 2
     fig.update_xaxes(tickvals=ticks_at, ticktext=[f"layer {n}" for n in firsts["layer"].astype(str)],
                      showgrid=False, zeroline=False, range=[-0.2, n_cols - 1 + 0.2])
     fig.update_yaxes(visible=False, range=[-0.05, 1.05])
