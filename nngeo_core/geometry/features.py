@@ -60,15 +60,19 @@ def working_device(device: str = "auto") -> torch.device:
     return torch.device("cpu" if dev == "mps" else dev)
 
 
-def float64_copy(model: nn.Module, device: str | torch.device = "auto") -> nn.Module:
-    """A private float64 copy in eval mode (the caller's model is never changed)."""
+def float64_copy(model: nn.Module, device: str | torch.device = "auto", *, dtype: torch.dtype = torch.float64
+                 ) -> nn.Module:
+    """A private copy (float64 unless ``dtype`` says otherwise) in eval mode, without gradients.
+
+    The caller's model is never changed.
+    """
     if not isinstance(model, nn.Module):
         raise NNGeoError(f"expected a torch nn.Module, got {type(model).__name__}")
     dev = device if isinstance(device, torch.device) else working_device(device)
     for name, p in list(model.named_parameters()) + list(model.named_buffers()):
         if p.is_floating_point() and not torch.isfinite(p).all():
             raise NNGeoError(f"the model's {name} holds NaN or infinite values; retrain or reload it")
-    copied = copy.deepcopy(model).to(device=dev, dtype=torch.float64).eval()
+    copied = copy.deepcopy(model).to(device=dev, dtype=dtype).eval()
     for m in copied.modules():
         if getattr(m, "inplace", False) is True:
             m.inplace = False  # in-place activations do not mix with torch.func transforms
@@ -153,7 +157,11 @@ def hidden_layer_calls(model: nn.Module, x: torch.Tensor) -> list[_Call]:
     capability agrees on what "hidden layer k" is; any other model uses the generic rule: an
     activation call counts when a Linear/Conv call happened since the previous counted one.
     """
-    calls = _trace(model, x)
+    return _hidden_among(model, _trace(model, x))
+
+
+def _hidden_among(model: nn.Module, calls: list[_Call]) -> list[_Call]:
+    """The hidden-layer calls among a ``_trace`` of ``model`` (see ``hidden_layer_calls``)."""
     indices = getattr(model, "hidden_activation_indices", None)
     if isinstance(model, nn.Sequential) and indices is not None:
         children = list(model)
@@ -196,10 +204,11 @@ def feature_map(model: nn.Module, layer: int | str = -1, *, input_shape: tuple[i
     dev = next(work.parameters()).device if any(True for _ in work.parameters()) else working_device(device)
     shape = tuple(input_shape) if input_shape is not None else input_shape_of(model)
     probe = torch.zeros((1, *shape), dtype=torch.float64, device=dev)
-    hidden = hidden_layer_calls(work, probe)
+    calls = _trace(work, probe)
+    hidden = _hidden_among(work, calls)
 
     if layer == "output":
-        last = _trace(work, probe)[-1]
+        last = calls[-1]
         width = int(torch.Size(last.shape[1:]).numel())
 
         def fn(x: torch.Tensor) -> torch.Tensor:

@@ -172,10 +172,13 @@ class _Stepper:
 
 # ---------------------------------------------------------------- sparsification
 
+_MAX_RECORD_EVERY = 100_000  # also the most steps a path may take
+
+
 def _check_path_settings(steps, batch_size, record_every, eval_size, eps, beta, lam, tol):
     """The walking settings shared by the sparsification and forgetting paths, validated."""
     return (_check_int("steps", steps, 1, 100_000), _check_int("batch_size", batch_size, 1, 100_000),
-            _check_int("record_every", record_every, 1, 100_000),
+            _check_int("record_every", record_every, 1, _MAX_RECORD_EVERY),
             _check_int("eval_size", eval_size, 1, 10_000_000), _check_positive("eps", eps, allow_none=True),
             _check_positive("beta", beta), _check_positive("lam", lam),
             _check_positive("tol", tol, allow_none=True))
@@ -316,6 +319,8 @@ def geodesic_prune(model: nn.Module, x, y, sparsity: float, *, masks: dict | Non
     ``masks``: weights already pruned (stay pruned). ``settings``: any keyword of ``sparsify_path``.
     The state_dict holds plain weights (pruned entries are exactly 0), in the model's dtype.
     """
+    # the path table is dropped, so record as few rows as possible (recording never changes the walk)
+    settings.setdefault("record_every", _MAX_RECORD_EVERY)
     pruned_model, _, out_masks = sparsify_path(model, x, y, sparsity=sparsity, masks=masks, return_masks=True,
                                                **settings)
     return {k: v.detach().clone() for k, v in pruned_model.state_dict().items()}, out_masks

@@ -23,6 +23,7 @@ from torch import nn
 from ..errors import NNGeoError
 from ..progress import Progress
 from .features import feature_map, input_shape_of
+from .geodesic import _check_int
 from .pullback import feature_jacobians, log10_singular_values, log_volume_from_metric, predictions
 
 
@@ -86,12 +87,6 @@ def plane_frame(x1, x2, x3) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
     return c, E, anchors
 
 
-def _check_count(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise NNGeoError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-    return int(value)
-
-
 def segment(x1: torch.Tensor, x2: torch.Tensor, n_points: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(t, points): x(t) = (1 − t)·x1 + t·x2 at n_points values of t from 0 to 1 (flat float64 inputs)."""
     t = torch.linspace(0.0, 1.0, int(n_points), dtype=torch.float64)
@@ -112,8 +107,8 @@ def image_plane(model: nn.Module, x1, x2, x3, resolution: int = 40, *, layer: in
     segment (default 2·resolution + 1; 0 for none), computed like ``image_line``.
     """
     progress = progress or Progress()
-    resolution = _check_count("resolution", resolution, 2, 500)
-    n_line = 2 * resolution + 1 if line_points is None else _check_count("line_points", line_points, 0, 100_000)
+    resolution = _check_int("resolution", resolution, 2, 500)
+    n_line = 2 * resolution + 1 if line_points is None else _check_int("line_points", line_points, 0, 100_000)
     if n_line == 1:
         raise NNGeoError("line_points must be 0 (no line) or at least 2")
     if not (isinstance(extent, (int, float)) and math.isfinite(extent) and extent > 0):
@@ -144,7 +139,7 @@ def image_line(model: nn.Module, x1, x2, n_points: int = 50, *, layer: int | str
     Columns: t, distance (Euclidean, from x1), log_volume, rank, pred, p_max, entropy.
     """
     progress = progress or Progress()
-    n_points = _check_count("n_points", n_points, 2, 100_000)
+    n_points = _check_int("n_points", n_points, 2, 100_000)
     X, shape = _flat_inputs(model, [x1, x2], ["x1", "x2"])
     if torch.equal(X[0], X[1]):
         raise NNGeoError("x1 and x2 are the same input; pick two different inputs")

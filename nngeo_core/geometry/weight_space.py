@@ -17,7 +17,6 @@ null space of g_w and the unconstrained minimiser (μ = 0) is feasible, it is us
 """
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vmap
 
 from ..errors import NNGeoError
-from .features import working_device
+from .features import float64_copy
 
 # bytes of per-sample Jacobian blocks materialised at once
 JACOBIAN_CHUNK_BYTES = 2 ** 28
@@ -87,27 +86,13 @@ def plain_copy(model: nn.Module, *, dtype=torch.float64, device: str | torch.dev
 
     Returns (copy, masks already on the model: layer name -> bool, True = kept).
     """
-    if not isinstance(model, nn.Module):
-        raise NNGeoError(f"expected a torch nn.Module, got {type(model).__name__}")
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        if t.is_floating_point() and not torch.isfinite(t).all():
-            raise NNGeoError(f"the model's {name} holds NaN or infinite values; retrain or reload it")
-    dev = device if isinstance(device, torch.device) else working_device(device)
-    work = copy.deepcopy(model)
-    masks: dict[str, torch.Tensor] = {}
-    from torch.nn.utils import prune
+    from ..pruning.masks import fold_masks, read_masks  # lazily: pruning is heavier than geometry
 
-    for name, module in work.named_modules():
-        if hasattr(module, "weight_orig") and hasattr(module, "weight_mask"):
-            masks[name] = module.weight_mask.detach().bool().clone()
-            prune.remove(module, "weight")
-    work = work.to(device=dev, dtype=dtype).eval()
-    for m in work.modules():
-        if getattr(m, "inplace", False) is True:
-            m.inplace = False  # in-place activations do not mix with torch.func transforms
-    for p in work.parameters():
-        p.requires_grad_(False)
-    return work, {k: v.to(dev) for k, v in masks.items()}
+    work = float64_copy(model, device, dtype=dtype)
+    # masks are 0/1, so folding after the dtype change gives the same weights as folding before
+    masks = read_masks(work)
+    fold_masks(work)
+    return work, masks
 
 
 def output_fn(model: nn.Module, space: ParamSpace):

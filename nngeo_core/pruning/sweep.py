@@ -179,7 +179,7 @@ def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: P
         timing["evaluate"] += eval_seconds
         if analysis_ctx is not None:
             clock = time.perf_counter()
-            row.update(analysis_ctx.level(tuned, result.masks))
+            row.update(analysis_ctx.level(tuned, result.masks, sparsity_overall=row["sparsity_overall"]))
             timing["analyses"] += time.perf_counter() - clock
         rows.append(row)
         step.update(1.0, f"{spec.strategy} seed {seed} sparsity {level:.4g}", force=True, sparsity=level,
@@ -216,7 +216,9 @@ class AnalysisContext:
             table = critical_compression(plain, conv="toeplitz")
             self.eta = float(table.loc[table["layer"] == "total", "eta_tau"].iloc[0])
 
-    def level(self, model: nn.Module, masks) -> dict[str, Any]:
+    def level(self, model: nn.Module, masks, *, sparsity_overall: float) -> dict[str, Any]:
+        """The analyses of one level; ``sparsity_overall``: the model's zero fraction over all of its
+        dense/conv weights (the sweep row's column of that name)."""
         out: dict[str, Any] = {}
         plain = plain_copy(model).cpu()
         if "persistence" in self.names:
@@ -227,11 +229,8 @@ class AnalysisContext:
             out["np_total"] = float(table["np"].sum())
             out["np_normalized_mean"] = float(table["np_normalized"].mean())
         if self.eta is not None:
-            layers = [m for m in plain.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-            kept = sum(int(torch.count_nonzero(m.weight)) for m in layers)
             floor = 1 - 1 / self.eta
-            out.update(eta_tau=self.eta, eta_floor=floor,
-                       beyond_eta_floor=bool(1 - kept / sum(m.weight.numel() for m in layers) > floor + 1e-12))
+            out.update(eta_tau=self.eta, eta_floor=floor, beyond_eta_floor=bool(sparsity_overall > floor + 1e-12))
         if self.dense_mst is not None:
             from ..topology import mst_overlap
 

@@ -35,4 +35,4 @@ def geodesic(model, masks, data, settings) -> PruneResult:
     if missing:
         raise NNGeoError(f"geodesic pruning gave no mask for layer {missing[0]}")
     return PruneResult({n: torch.as_tensor(new_masks[n]).bool().to(masks[n].device) for n in masks},
-                       state_dict={k: v.detach().clone() for k, v in state.items()})
+                       state_dict=state)  # geodesic_prune returns fresh tensors of its own
