@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..errors import NNGeoError
-from ..settings import pick_device
+from ..settings import float64_device
 
 _ACTIVATION_TYPES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
@@ -56,8 +56,7 @@ class _StopForward(Exception):
 
 def working_device(device: str = "auto") -> torch.device:
     """The device for float64 geometry: CUDA when present; MPS has no float64, so it means CPU."""
-    dev = pick_device(device)
-    return torch.device("cpu" if dev == "mps" else dev)
+    return torch.device(float64_device(device))
 
 
 def float64_copy(model: nn.Module, device: str | torch.device = "auto", *, dtype: torch.dtype = torch.float64
