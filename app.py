@@ -4,6 +4,7 @@ Starts the embedded job worker when none is alive (unless NNGEO_EMBEDDED_WORKER=
 when a separate `nngeo worker` runs), then shows the pages in pages/ and a sidebar with the store
 location, the worker's state and the job queue.
 """
+
 from __future__ import annotations
 
 import streamlit as st
@@ -15,7 +16,9 @@ from nngeo_core.settings import get_settings
 st.set_page_config(page_title="nngeo", page_icon=":material/hub:", layout="wide")
 
 
-@st.cache_resource(show_spinner="Starting the job worker…", validate=lambda handle: handle is not None and handle.alive())
+@st.cache_resource(
+    show_spinner="Starting the job worker…", validate=lambda handle: handle is not None and handle.alive()
+)
 def start_worker():
     """An embedded worker when none is alive: cached while the one we started lives; when another
     process serves the queue (None), checked again on the next rerun (a cheap heartbeat query)."""
@@ -29,7 +32,9 @@ if jobs_view.embedded_worker_wanted():
     try:
         start_worker()
     except Exception as exc:  # the app stays usable to browse results without a worker
-        st.sidebar.error(f"could not start the job worker: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
+        st.sidebar.error(
+            f"could not start the job worker: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        )
 
 PAGES = {
     "Results": [
@@ -65,7 +70,7 @@ def jobs_panel() -> None:
     st.subheader("Jobs", divider="gray")
     # jobs this session waits for: those seen active before, and those submitted since
     watched = set(st.session_state.get("nngeo_watched_jobs", set())) | set(st.session_state.pop(SUBMITTED, []))
-    active_ids = {r["id"] for r in rows if jobs_view.is_active(r)}   # list_jobs returns every active job
+    active_ids = {r["id"] for r in rows if jobs_view.is_active(r)}  # list_jobs returns every active job
     finished = watched - active_ids
     st.session_state["nngeo_watched_jobs"] = watched & active_ids
     if not rows:
@@ -74,8 +79,14 @@ def jobs_panel() -> None:
         title = f"**{r['label'] or r['kind'] + ' ' + r['id'][:8]}**"
         if jobs_view.is_active(r):
             st.progress(r["fraction"], text=f"{title} · {jobs_view.progress_text(r)}")
-            st.button("Cancel", key=f"cancel-{r['id']}", on_click=_cancel, args=(r["id"],),
-                      icon=":material/cancel:", type="tertiary")
+            st.button(
+                "Cancel",
+                key=f"cancel-{r['id']}",
+                on_click=_cancel,
+                args=(r["id"],),
+                icon=":material/cancel:",
+                type="tertiary",
+            )
         elif jobs_view.is_failed(r):
             st.error(f"{title}: {str(r['error'] or 'failed').splitlines()[0]}", icon=":material/error:")
         elif jobs_view.is_done(r):

@@ -7,6 +7,7 @@ assets/examples/fcn_mnist_digits.safetensors (fcn_mnist trained on digits resize
 both in nngeo's checkpoint format, with their run spec and training history. Seeded: running it
 again gives the same files on the same machine.
 """
+
 from __future__ import annotations
 
 import sys
@@ -24,11 +25,16 @@ OUT = ROOT / "assets" / "examples"
 MAX_BYTES = 1_000_000
 
 EXAMPLES = {
-    "mlp_xor.safetensors": RunSpec(data=DataSpec("xor"), model=ModelSpec("mlp", {"widths": (16, 16)}),
-                                   train=default_train("mlp", "xor").replace(epochs=40, device="cpu")),
-    "fcn_mnist_digits.safetensors": RunSpec(data=DataSpec("digits", params={"resize": 28}),
-                                            model=ModelSpec("fcn_mnist"),
-                                            train=default_train("fcn_mnist", "digits").replace(epochs=10, device="cpu")),
+    "mlp_xor.safetensors": RunSpec(
+        data=DataSpec("xor"),
+        model=ModelSpec("mlp", {"widths": (16, 16)}),
+        train=default_train("mlp", "xor").replace(epochs=40, device="cpu"),
+    ),
+    "fcn_mnist_digits.safetensors": RunSpec(
+        data=DataSpec("digits", params={"resize": 28}),
+        model=ModelSpec("fcn_mnist"),
+        train=default_train("fcn_mnist", "digits").replace(epochs=10, device="cpu"),
+    ),
 }
 
 
@@ -36,8 +42,14 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     for name, spec in EXAMPLES.items():
         result = train(spec)
-        path = checkpoint.save(OUT / name, result.model.cpu(), model_spec=spec.model, data_spec=spec.data,
-                               run_spec=spec, history=result.history.to_dict("records"))
+        path = checkpoint.save(
+            OUT / name,
+            result.model.cpu(),
+            model_spec=spec.model,
+            data_spec=spec.data,
+            run_spec=spec,
+            history=result.history.to_dict("records"),
+        )
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise SystemExit(f"{name} is {size} bytes, over the {MAX_BYTES} byte budget for examples")

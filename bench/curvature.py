@@ -13,10 +13,10 @@
 3. Neural curvature of ``fcn_mnist`` (784-100-100-100-100-100-10, seeded initialisation) on 10
    calibration inputs (one test digit per class, digits resized to 28x28), approximate mode.
 """
+
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import time
@@ -68,8 +68,10 @@ def bench_nc(exact: bool) -> None:
     model = build("fcn_mnist", input_shape=ds.input_shape, num_classes=ds.num_classes)
     idx = torch.cat([torch.nonzero(ds.y_test == c).flatten()[:1] for c in range(ds.num_classes)])
     x = ds.x_test[idx]
-    print(f"\n== neural curvature, fcn_mnist (seeded init), {len(x)} calibration inputs, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"\n== neural curvature, fcn_mnist (seeded init), {len(x)} calibration inputs, "
+        f"torch threads {torch.get_num_threads()}"
+    )
     df, t = timed(lambda: neural_curvature(model, x, method="sinkhorn"))
     print(f"sinkhorn: {t:.1f} s for {len(df)} edges")
     if exact:
@@ -86,8 +88,7 @@ def main() -> None:
     ap.add_argument("--nc-exact", action="store_true", help="also time exact neural curvature (slow)")
     args = ap.parse_args()
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
-    bench_graph(f"dense layer K({args.size},{args.size}), lengths 1/|w|", random_layer_graph(args.size),
-                args.processes)
+    bench_graph(f"dense layer K({args.size},{args.size}), lengths 1/|w|", random_layer_graph(args.size), args.processes)
     karate = nx.karate_club_graph()
     nx.set_edge_attributes(karate, 1.0, "weight")
     bench_graph("karate club, unit lengths", karate, args.processes)

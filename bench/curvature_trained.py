@@ -10,6 +10,7 @@ by the trained network (the untrained one classifies almost nothing correctly). 
 negative-curvature edges (bottlenecks) and of edges dead on every input; once over all edges and
 once over the live ones.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,8 +48,10 @@ def main() -> None:
     init = copy.deepcopy(model)
     t = time.perf_counter()
     result = fit(model, ds, TrainSpec(epochs=args.epochs, batch_size=64, lr=1e-3, seed=args.seed), device="cpu")
-    print(f"trained {args.epochs} epochs in {time.perf_counter() - t:.1f} s: "
-          f"test accuracy {result.test_accuracy:.3f} (init {evaluate(init, ds.x_test, ds.y_test)[1]:.3f})")
+    print(
+        f"trained {args.epochs} epochs in {time.perf_counter() - t:.1f} s: "
+        f"test accuracy {result.test_accuracy:.3f} (init {evaluate(init, ds.x_test, ds.y_test)[1]:.3f})"
+    )
     x = calibration_set(model, ds, k=1)
     print(f"{len(x)} calibration inputs (correctly classified by the trained network), method {args.method}")
 
@@ -60,14 +63,23 @@ def main() -> None:
         for layer, g in df.groupby("layer", sort=False):
             for subset, part in (("all", g), ("live", g[g["alive"] > 0])):
                 c = part["curvature"].to_numpy()
-                rows.append({"layer": layer, "net": name, "edges": subset,
-                             **{f"q{int(q * 100)}": np.quantile(c, q) for q in QUANTILES},
-                             "neg%": 100 * float((c < 0).mean()), "dead%": 100 * float((g["alive"] == 0).mean())})
+                rows.append(
+                    {
+                        "layer": layer,
+                        "net": name,
+                        "edges": subset,
+                        **{f"q{int(q * 100)}": np.quantile(c, q) for q in QUANTILES},
+                        "neg%": 100 * float((c < 0).mean()),
+                        "dead%": 100 * float((g["alive"] == 0).mean()),
+                    }
+                )
     table = pd.DataFrame(rows)
     order = {n: i for i, n in enumerate(dict.fromkeys(table["layer"]))}
     with pd.option_context("display.float_format", "{:8.3f}".format, "display.width", 160):
-        for subset, title in (("all", "all edges (edges dead on every input carry dead_value = 1)"),
-                              ("live", "live edges only (both neurons fire on at least one input)")):
+        for subset, title in (
+            ("all", "all edges (edges dead on every input carry dead_value = 1)"),
+            ("live", "live edges only (both neurons fire on at least one input)"),
+        ):
             part = table[table["edges"] == subset].drop(columns="edges")
             part = part.sort_values(["layer", "net"], key=lambda s: s.map(order) if s.name == "layer" else s)
             print(f"\n{title}")

@@ -8,6 +8,7 @@
 
     python bench/geodesic.py [--threads 2] [--seeds 0 1 2] [--full]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,9 @@ def train(ds, widths, seed, epochs=30):
     torch.manual_seed(seed)
     model = build("mlp", input_shape=ds.input_shape, num_classes=10, widths=widths, activation="relu")
     # the project's one training loop: Adam 1e-2, batch 64, batches from a permutation seeded by `seed`
-    return fit(model, ds, TrainSpec(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, seed=seed,
-                                    device="cpu")).model
+    return fit(
+        model, ds, TrainSpec(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, seed=seed, device="cpu")
+    ).model
 
 
 @torch.no_grad()
@@ -90,8 +92,10 @@ def main() -> None:
     ref = dense_step(J.numpy(), v.numpy(), beta, eps)
     dense = time.perf_counter() - t0
     err = np.abs(res.theta.numpy() - ref).max() / np.abs(ref).max()
-    print(f"step solve (P = {space.size}, J {tuple(J.shape)}): nngeo {ours:.3f} s, dense KKT {dense:.3f} s, "
-          f"ratio {dense / ours:.0f}x, max rel diff {err:.1e}; J_w itself {jac_s:.3f} s")
+    print(
+        f"step solve (P = {space.size}, J {tuple(J.shape)}): nngeo {ours:.3f} s, dense KKT {dense:.3f} s, "
+        f"ratio {dense / ours:.0f}x, max rel diff {err:.1e}; J_w itself {jac_s:.3f} s"
+    )
 
     # ---- 2. accuracy at 70% sparsity without retraining
     configs = [("64-32-10", (32,), dict(steps=60, batch_size=32))]
@@ -103,13 +107,16 @@ def main() -> None:
             dense_acc = accuracy(net, ds.x_test, ds.y_test)
             mag = accuracy(magnitude_prune(net, 0.7)[0], ds.x_test, ds.y_test)
             t0 = time.perf_counter()
-            pruned_net, path = sparsify_path(net, ds.x_train, ds.y_train, eval_x=ds.x_test, eval_y=ds.y_test,
-                                             sparsity=0.7, seed=seed, **kw)
+            pruned_net, path = sparsify_path(
+                net, ds.x_train, ds.y_train, eval_x=ds.x_test, eval_y=ds.y_test, sparsity=0.7, seed=seed, **kw
+            )
             secs = time.perf_counter() - t0
             geo = accuracy(pruned_net, ds.x_test, ds.y_test)
-            print(f"digits {name} relu seed {seed}: dense {dense_acc:.4f}  magnitude-70% {mag:.4f}  "
-                  f"geodesic-70% {geo:.4f}  ({kw['steps']} steps, batch {kw['batch_size']}, {secs:.1f} s, "
-                  f"path length {path.path_length.iloc[-1]:.3f})")
+            print(
+                f"digits {name} relu seed {seed}: dense {dense_acc:.4f}  magnitude-70% {mag:.4f}  "
+                f"geodesic-70% {geo:.4f}  ({kw['steps']} steps, batch {kw['batch_size']}, {secs:.1f} s, "
+                f"path length {path.path_length.iloc[-1]:.3f})"
+            )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ gudhi path (the fastest plain use of it): one SimplexTree, vertices at filtratio
 nonzero edge at 1 - |w|/w_max inserted with insert_batch, compute_persistence, dimension-0 bars.
 Each timing is the best of a few runs; diagrams are checked to agree to 1e-9.
 """
+
 from __future__ import annotations
 
 import sys
@@ -52,8 +53,10 @@ def compare(label: str, T: np.ndarray, ours_fn=None, repeat: int = 3) -> None:
     t_ours, ours = best_time(ours_fn, repeat)
     t_gudhi, ref = best_time(lambda: gudhi_diagram(T), repeat)
     assert ours.shape == ref.shape and np.abs(ours - ref).max() < 1e-9, f"{label}: diagrams differ"
-    print(f"{label:<40} edges {np.count_nonzero(T):>9,d}  nngeo {t_ours * 1e3:9.1f} ms  "
-          f"gudhi {t_gudhi * 1e3:9.1f} ms  speed-up x{t_gudhi / t_ours:6.1f}")
+    print(
+        f"{label:<40} edges {np.count_nonzero(T):>9,d}  nngeo {t_ours * 1e3:9.1f} ms  "
+        f"gudhi {t_gudhi * 1e3:9.1f} ms  speed-up x{t_gudhi / t_ours:6.1f}"
+    )
 
 
 def conv_diagram(conv: torch.nn.Conv2d, input_shape):
@@ -69,8 +72,9 @@ def toeplitz(conv: torch.nn.Conv2d, input_size) -> np.ndarray:
     hp, wp = input_size[0] + 2 * ph, input_size[1] + 2 * pw
     eye = torch.eye(conv.in_channels * hp * wp).reshape(-1, conv.in_channels, hp, wp)
     with torch.no_grad():
-        out = torch.nn.functional.conv2d(eye, conv.weight, stride=conv.stride, dilation=conv.dilation,
-                                         groups=conv.groups)
+        out = torch.nn.functional.conv2d(
+            eye, conv.weight, stride=conv.stride, dilation=conv.dilation, groups=conv.groups
+        )
     return out.reshape(out.shape[0], -1).T.double().numpy()
 
 
@@ -86,17 +90,21 @@ def main() -> None:
     for info in prunable_layers(lenet):
         if info.kind == "conv":
             conv = modules[info.name]
-            compare(f"lenet5 conv {info.name} Toeplitz {info.weight_shape[1]}->{info.weight_shape[0]}",
-                    toeplitz(conv, info.input_size),
-                    conv_diagram(conv, (conv.in_channels, *info.input_size)))
+            compare(
+                f"lenet5 conv {info.name} Toeplitz {info.weight_shape[1]}->{info.weight_shape[0]}",
+                toeplitz(conv, info.input_size),
+                conv_diagram(conv, (conv.in_channels, *info.input_size)),
+            )
 
     print("\nwhole network, vgg11 at 32x32 (no gudhi: ~150 million Toeplitz edges)")
     torch.manual_seed(0)
     vgg = build("vgg11")
     for conv in ("toeplitz", "filter"):
         t, table = best_time(lambda: neural_persistence(vgg, conv=conv), 1)
-        print(f"vgg11 neural_persistence conv={conv:<9} {t:6.2f} s  layers {len(table)}  "
-              f"edges {table['n_edges'].sum():>12,d}  network NP {table['np'].sum():.4f}")
+        print(
+            f"vgg11 neural_persistence conv={conv:<9} {t:6.2f} s  layers {len(table)}  "
+            f"edges {table['n_edges'].sum():>12,d}  network NP {table['np'].sum():.4f}"
+        )
 
 
 if __name__ == "__main__":

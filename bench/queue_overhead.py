@@ -10,6 +10,7 @@ queue, and for a burst of 100), per-job wall time through the queue versus direc
 
 --redis also runs the Redis backend (needs `redis-server` on PATH). Not a timed test: it prints.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,22 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
     from nngeo_core.dashboard.server import free_port
 
     port = free_port()
-    proc = subprocess.Popen([shutil.which("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            shutil.which("redis-server"),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
 
     def up():
@@ -66,11 +81,15 @@ def bench_backend(label: str, queue: str, home: Path, n: int, direct_mean: float
     os.environ["NNGEO_QUEUE"] = queue
     backend = jobs.get_backend()
     log = open(home / f"worker-{label}.log", "wb")
-    worker = subprocess.Popen([sys.executable, "-m", "nngeo_core", "worker"], env=dict(os.environ),
-                              stdout=log, stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "nngeo_core", "worker"], env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT
+    )
     try:
-        wait(lambda: any(w["pid"] == worker.pid and w["state"] != "starting" for w in live_workers(backend.table)),
-             300, "the worker")
+        wait(
+            lambda: any(w["pid"] == worker.pid and w["state"] != "starting" for w in live_workers(backend.table)),
+            300,
+            "the worker",
+        )
         tag = uuid.uuid4().hex[:8]
         # warm-up: the worker's first job imports the kind's modules
         backend.wait(backend.submit(HealthSpec(tag=f"{tag}-warm")).id, timeout=120, poll=0.005)
@@ -97,16 +116,24 @@ def bench_backend(label: str, queue: str, home: Path, n: int, direct_mean: float
         in_worker = [f.ended - f.started for f in finals]
         per_job = wall / n
         print(f"\n[{label}] {n} trivial jobs through one worker process")
-        print(f"  submit() call          median {1e3 * statistics.median(submit_costs):7.2f} ms   "
-              f"p90 {1e3 * pct(submit_costs, 0.9):7.2f} ms")
-        print(f"  submit->start, idle    median {1e3 * statistics.median(idle):7.2f} ms   "
-              f"p90 {1e3 * pct(idle, 0.9):7.2f} ms   (20 single jobs)")
-        print(f"  submit->start, burst   median {1e3 * statistics.median(start_lat):7.2f} ms   "
-              f"max {1e3 * max(start_lat):7.2f} ms   (includes waiting behind earlier jobs)")
+        print(
+            f"  submit() call          median {1e3 * statistics.median(submit_costs):7.2f} ms   "
+            f"p90 {1e3 * pct(submit_costs, 0.9):7.2f} ms"
+        )
+        print(
+            f"  submit->start, idle    median {1e3 * statistics.median(idle):7.2f} ms   "
+            f"p90 {1e3 * pct(idle, 0.9):7.2f} ms   (20 single jobs)"
+        )
+        print(
+            f"  submit->start, burst   median {1e3 * statistics.median(start_lat):7.2f} ms   "
+            f"max {1e3 * max(start_lat):7.2f} ms   (includes waiting behind earlier jobs)"
+        )
         print(f"  claim->done in worker  median {1e3 * statistics.median(in_worker):7.2f} ms")
         print(f"  wall per job (burst)          {1e3 * per_job:7.2f} ms   vs direct {1e3 * direct_mean:7.2f} ms")
-        print(f"  overhead per job              {1e3 * (per_job - direct_mean):7.2f} ms   "
-              f"ratio queued/direct {per_job / direct_mean:5.2f}x")
+        print(
+            f"  overhead per job              {1e3 * (per_job - direct_mean):7.2f} ms   "
+            f"ratio queued/direct {per_job / direct_mean:5.2f}x"
+        )
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(60)
@@ -137,8 +164,10 @@ def main() -> None:
             jobs.run_job(HealthSpec(tag=f"direct-{i}"), store=store)
             direct.append(time.perf_counter() - t)
         direct_mean = statistics.fmean(direct)
-        print(f"direct run_job(health): mean {1e3 * direct_mean:.2f} ms, median {1e3 * statistics.median(direct):.2f} ms "
-              f"over {a.jobs} calls (cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f})")
+        print(
+            f"direct run_job(health): mean {1e3 * direct_mean:.2f} ms, median {1e3 * statistics.median(direct):.2f} ms "
+            f"over {a.jobs} calls (cpu count {os.cpu_count()}, load {os.getloadavg()[0]:.1f})"
+        )
 
         bench_backend("sqlite", str(tmp / "queue.db"), tmp, a.jobs, direct_mean)
         if a.redis:

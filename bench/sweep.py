@@ -10,6 +10,7 @@
 
     python bench/sweep.py [--threads 2] [--strategies magnitude,random,imp,timp,synflow] [--quick]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -47,7 +48,7 @@ def reference_comparison(model):
             c.weight.data.copy_(m.weight.data)
             clones.append(c)
         torch_prune.global_unstructured([(c, "weight") for c in clones], torch_prune.L1Unstructured, amount=0.9)
-        return {n: c.weight_mask.bool() for (n, _), c in zip(linears, clones)}
+        return {n: c.weight_mask.bool() for (n, _), c in zip(linears, clones, strict=False)}
 
     def torch_layer():
         out = {}
@@ -82,29 +83,42 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as home:
         os.environ["NNGEO_HOME"] = home
         os.environ["NNGEO_STORE"] = os.path.join(home, "store")
+        from nngeo_core.defaults import default_train
         from nngeo_core.pruning import SweepSpec, compression_levels, run_sweep
         from nngeo_core.runs import load_run
         from nngeo_core.specs import DataSpec, ModelSpec, RunSpec
-        from nngeo_core.defaults import default_train
         from nngeo_core.store import Store
 
         store = Store(os.environ["NNGEO_STORE"])
-        run = RunSpec(data=DataSpec("digits", params={"resize": 28}), model=ModelSpec("fcn_mnist"),
-                      train=default_train("fcn_mnist", "digits"))
+        run = RunSpec(
+            data=DataSpec("digits", params={"resize": 28}),
+            model=ModelSpec("fcn_mnist"),
+            train=default_train("fcn_mnist", "digits"),
+        )
         levels = compression_levels(3 if a.quick else a.levels)
         load1 = os.getloadavg()[0]
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average {load1:.1f}, "
-              f"{os.cpu_count()} cores visible")
-        print(f"sweep: fcn_mnist on digits (28x28), {run.train.epochs} dense epochs, levels "
-              f"{', '.join(f'{s:.4g}' for s in levels)}, fine-tune {a.finetune_epochs} epochs, 1 seed\n")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), load average {load1:.1f}, "
+            f"{os.cpu_count()} cores visible"
+        )
+        print(
+            f"sweep: fcn_mnist on digits (28x28), {run.train.epochs} dense epochs, levels "
+            f"{', '.join(f'{s:.4g}' for s in levels)}, fine-tune {a.finetune_epochs} epochs, 1 seed\n"
+        )
         total = {"train": 0.0, "prune": 0.0, "finetune": 0.0, "evaluate": 0.0}
         rows = []
         start = time.perf_counter()
         dense_key = None
         for strategy in [s.strip() for s in a.strategies.split(",") if s.strip()]:
             params = {"round_epochs": 5} if a.quick and strategy in ("imp", "timp") else {}
-            spec = SweepSpec(run=run, strategy=strategy, params=params, sparsities=levels, seeds=(0,),
-                             finetune_epochs=a.finetune_epochs)
+            spec = SweepSpec(
+                run=run,
+                strategy=strategy,
+                params=params,
+                sparsities=levels,
+                seeds=(0,),
+                finetune_epochs=a.finetune_epochs,
+            )
             t = time.perf_counter()
             key = run_sweep(spec, store=store)
             wall = time.perf_counter() - t
@@ -115,19 +129,24 @@ def main() -> int:
                 total[k] += secs[k]
             table = store.get(key)
             dense_key = table["run"].iloc[0]
-            rows.append((strategy, wall, secs["prune"], secs["finetune"], secs["train"],
-                         float(table["accuracy"].iloc[-1])))
+            rows.append(
+                (strategy, wall, secs["prune"], secs["finetune"], secs["train"], float(table["accuracy"].iloc[-1]))
+            )
         wall = time.perf_counter() - start
-        print(f"{'strategy':10s} {'wall (s)':>9s} {'prune (s)':>10s} {'finetune (s)':>13s} {'dense (s)':>10s}"
-              f" {'acc@' + format(levels[-1], '.4g'):>11s}")
+        print(
+            f"{'strategy':10s} {'wall (s)':>9s} {'prune (s)':>10s} {'finetune (s)':>13s} {'dense (s)':>10s}"
+            f" {'acc@' + format(levels[-1], '.4g'):>11s}"
+        )
         for r in rows:
             print(f"{r[0]:10s} {r[1]:9.1f} {r[2]:10.1f} {r[3]:13.1f} {r[4]:10.1f} {r[5]:11.4f}")
         training = total["train"] + total["finetune"]
         print(f"\nfull sweep wall time: {wall:.1f} s")
-        print(f"share: pruning {total['prune'] / wall:.1%} (strategies, incl. IMP/T-IMP retraining), "
-              f"training {training / wall:.1%} (dense {total['train']:.1f} s + fine-tuning "
-              f"{total['finetune']:.1f} s), evaluation {total['evaluate'] / wall:.1%}, "
-              f"other {(wall - total['prune'] - training - total['evaluate']) / wall:.1%}\n")
+        print(
+            f"share: pruning {total['prune'] / wall:.1%} (strategies, incl. IMP/T-IMP retraining), "
+            f"training {training / wall:.1%} (dense {total['train']:.1f} s + fine-tuning "
+            f"{total['finetune']:.1f} s), evaluation {total['evaluate'] / wall:.1%}, "
+            f"other {(wall - total['prune'] - training - total['evaluate']) / wall:.1%}\n"
+        )
         reference_comparison(load_run(dense_key, store=store).model)
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (shared machine: times vary with it)")
     return 0

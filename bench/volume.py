@@ -10,6 +10,7 @@ former computation (SVD of each 100 × 784 Jacobian as it is, i.e. wide) and the
     python bench/volume.py [--resolution 200] [--width 250] [--threads 2] [--activation tanh]
     python bench/volume.py --part plane [--plane-resolution 20] [--plane-epochs 3] [--threads 1]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,7 +44,7 @@ def main() -> None:
 def grid_bench(args) -> None:
 
     from nngeo_core.geometry import ricci_scalar, volume_element
-    from nngeo_core.geometry.ricci import ricci_from_derivatives, ricci_scalar_of_metric, pullback_metric
+    from nngeo_core.geometry.ricci import pullback_metric, ricci_from_derivatives, ricci_scalar_of_metric
     from nngeo_core.models import build
 
     torch.manual_seed(0)
@@ -51,8 +52,10 @@ def grid_bench(args) -> None:
     ticks = torch.linspace(-3, 3, args.resolution, dtype=torch.float64)
     grid = torch.cartesian_prod(ticks, ticks)
     N = len(grid)
-    print(f"grid {args.resolution}x{args.resolution} = {N} points, MLP 2-{args.width}-2 ({args.activation}), "
-          f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"grid {args.resolution}x{args.resolution} = {N} points, MLP 2-{args.width}-2 ({args.activation}), "
+        f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
+    )
 
     def timed(fn):
         times, out = [], None
@@ -84,7 +87,8 @@ def grid_bench(args) -> None:
     def ref_ricci(x):
         dg = torch.autograd.functional.jacobian(g, x, create_graph=True, vectorize=True)
         ddg = torch.autograd.functional.jacobian(
-            lambda y: torch.autograd.functional.jacobian(g, y, create_graph=True, vectorize=True), x, vectorize=True)
+            lambda y: torch.autograd.functional.jacobian(g, y, create_graph=True, vectorize=True), x, vectorize=True
+        )
         return ricci_from_derivatives(g(x)[None].detach(), dg[None].detach(), ddg[None].detach())[0]
 
     def ref_loop(fn, budget):
@@ -116,12 +120,24 @@ def grid_bench(args) -> None:
 
     print(f"log-volume: best {vol_best:.3f} s, median {vol_med:.3f} s of {args.repeats} (target <= 1 s)")
     print(f"Ricci scalar: best {ric_best:.3f} s, median {ric_med:.3f} s of {args.repeats} (target <= 10 s)")
-    row("log10 sqrt det g vs jacobian loop", vol_best, vol_ref,
-        f"(loop timed on {vol_k} points, extrapolated; max |diff| {vol_err:.1e})")
-    row("Ricci R vs nested jacobian loop", ric_best, ric_ref,
-        f"(loop timed on {ric_k} points, extrapolated; max rel diff {ric_err:.1e})")
-    row("Ricci R vs torch.func generic", ric_best, generic_s,
-        f"(vmap nested jacfwd of g on 2000 points, extrapolated; max rel diff {gen_err:.1e})")
+    row(
+        "log10 sqrt det g vs jacobian loop",
+        vol_best,
+        vol_ref,
+        f"(loop timed on {vol_k} points, extrapolated; max |diff| {vol_err:.1e})",
+    )
+    row(
+        "Ricci R vs nested jacobian loop",
+        ric_best,
+        ric_ref,
+        f"(loop timed on {ric_k} points, extrapolated; max rel diff {ric_err:.1e})",
+    )
+    row(
+        "Ricci R vs torch.func generic",
+        ric_best,
+        generic_s,
+        f"(vmap nested jacfwd of g on 2000 points, extrapolated; max rel diff {gen_err:.1e})",
+    )
 
 
 def plane_bench(args) -> None:
@@ -144,8 +160,10 @@ def plane_bench(args) -> None:
     fit(model, ds, TrainSpec(epochs=args.plane_epochs, batch_size=64, optimizer="adam", lr=1e-3, seed=0))
     xs = [ds.x_test[i] for i in default_plane_indices(ds)]
     res = args.plane_resolution
-    print(f"\nimage plane {res}x{res} (+3 inputs) on fcn_mnist/digits 28x28 ({args.plane_epochs} epochs), "
-          f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"\nimage plane {res}x{res} (+3 inputs) on fcn_mnist/digits 28x28 ({args.plane_epochs} epochs), "
+        f"torch threads {torch.get_num_threads()}, load average {os.getloadavg()[0]:.1f}"
+    )
 
     def former(J, n):  # the SVD of J as it is (100 × 784: wide), as before
         s = torch.linalg.svdvals(J) / math.sqrt(n)
@@ -172,8 +190,11 @@ def plane_bench(args) -> None:
     # the stages on the plane's Jacobians
     fmap = feature_map(model, device="cpu")
     c, E, _ = ip.plane_frame(*xs)
-    ticks = torch.linspace(-1, 1, res, dtype=torch.float64) * 1.5 * float((torch.stack(
-        [x.reshape(-1).double() for x in xs]) - c).norm(dim=1).max())
+    ticks = (
+        torch.linspace(-1, 1, res, dtype=torch.float64)
+        * 1.5
+        * float((torch.stack([x.reshape(-1).double() for x in xs]) - c).norm(dim=1).max())
+    )
     uv = torch.cartesian_prod(ticks, ticks)
     pts = (c + uv @ E).reshape(len(uv), *ds.input_shape)
     J, jac_s = best_of(lambda: torch.cat([j for _, j in feature_jacobians(fmap, pts)]))
@@ -181,15 +202,19 @@ def plane_bench(args) -> None:
     (ls_old, k_old), svd_old_s = best_of(lambda: former(J, 100))
     lam, gram_s = best_of(lambda: torch.linalg.eigvalsh(J @ J.mT / 100).flip(-1))
     lv_new = torch.where(k_new > 0, torch.nan_to_num(ls_new, neginf=0.0).sum(-1), -math.inf)
-    lv_gram = torch.stack([0.5 * torch.log10(lam[i, :k_new[i]].clamp_min(1e-300)).sum() for i in range(len(J))])
+    lv_gram = torch.stack([0.5 * torch.log10(lam[i, : k_new[i]].clamp_min(1e-300)).sum() for i in range(len(J))])
     gram_err = float((lv_gram - lv_new).abs().max())
-    print(f"image_plane: nngeo {new_s:.2f} s, former SVD of J {old_s:.2f} s ({old_s / new_s:.1f}x); "
-          f"max rel diff {rel:.1e}, ranks {'equal' if (new['rank'] == old['rank']).all() else 'DIFFER'} "
-          f"(ranks {int(new['rank'].min())}..{int(new['rank'].max())} of 100)")
+    print(
+        f"image_plane: nngeo {new_s:.2f} s, former SVD of J {old_s:.2f} s ({old_s / new_s:.1f}x); "
+        f"max rel diff {rel:.1e}, ranks {'equal' if (new['rank'] == old['rank']).all() else 'DIFFER'} "
+        f"(ranks {int(new['rank'].min())}..{int(new['rank'].max())} of 100)"
+    )
     print(f"  with the line 1 -> 2 ({2 * res + 1} points, the default): {line_s:.2f} s")
-    print(f"  stages on {len(J)} grid points: Jacobians {jac_s:.2f} s; SVD of Jᵀ (tall) {svd_new_s:.2f} s, "
-          f"of J (wide) {svd_old_s:.2f} s; Gram eigvalsh {gram_s:.2f} s but max |error| {gram_err:.1e} "
-          f"in log10 (κ(J) squared), not used")
+    print(
+        f"  stages on {len(J)} grid points: Jacobians {jac_s:.2f} s; SVD of Jᵀ (tall) {svd_new_s:.2f} s, "
+        f"of J (wide) {svd_old_s:.2f} s; Gram eigvalsh {gram_s:.2f} s but max |error| {gram_err:.1e} "
+        f"in log10 (κ(J) squared), not used"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """`nngeo analyse RUN --method M`: run an analysis of a stored model here and now (no worker),
 with a progress bar, and store its table; `nngeo analyses` lists the methods. The same flags
 queue it instead: `nngeo jobs submit analyse RUN --method M`."""
+
 from __future__ import annotations
 
 import argparse
@@ -35,9 +36,17 @@ def cmd_analyse(a) -> int:
     finally:
         bar.close()
     table = store.get(key)
-    info = {"result": key, "cached": cached, "run": spec.run, "method": spec.method, "epoch": spec.epoch,
-            "params": dict(spec.params), "rows": len(table), "columns": list(map(str, table.columns)),
-            "store": store.root}
+    info = {
+        "result": key,
+        "cached": cached,
+        "run": spec.run,
+        "method": spec.method,
+        "epoch": spec.epoch,
+        "params": dict(spec.params),
+        "rows": len(table),
+        "columns": list(map(str, table.columns)),
+        "store": store.root,
+    }
     if a.json:
         print_json(info)
     else:
@@ -63,9 +72,12 @@ def cmd_analyses(a) -> int:
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("analyse", help="analyse a stored model now (no worker) and store the table",
-                       description="Run an analysis of a stored model in this process and store its table. "
-                                   "`nngeo jobs submit analyse ...` queues the same for a worker.")
+    p = sub.add_parser(
+        "analyse",
+        help="analyse a stored model now (no worker) and store the table",
+        description="Run an analysis of a stored model in this process and store its table. "
+        "`nngeo jobs submit analyse ...` queues the same for a worker.",
+    )
     add_analysis_arguments(p)
     p.add_argument("--rows", type=int, default=10, help="table rows to print")
     p.add_argument("--json", action="store_true")
@@ -75,4 +87,3 @@ def add_commands(sub) -> None:
     q = sub.add_parser("analyses", help="list the analysis methods")
     q.add_argument("--json", action="store_true")
     q.set_defaults(func=cmd_analyses)
-

@@ -11,9 +11,10 @@ and is called with ``store=`` as well, the store the job reads and writes; its `
 params, store) -> params`` checks the params and makes them canonical (a key prefix becomes the
 full key) when the job is submitted, so a bad request fails before it is queued.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from .errors import NNGeoError
 
@@ -22,8 +23,14 @@ ANALYSIS_INFO: dict[str, dict] = {}
 NORMALIZERS: dict[str, Callable] = {}
 
 
-def register_analysis(name: str, *, needs_data: bool = False, needs_store: bool = False,
-                      normalize: Callable | None = None, description: str = ""):
+def register_analysis(
+    name: str,
+    *,
+    needs_data: bool = False,
+    needs_store: bool = False,
+    normalize: Callable | None = None,
+    description: str = "",
+):
     def deco(fn):
         ANALYSES[name] = fn
         ANALYSIS_INFO[name] = {"needs_data": needs_data, "needs_store": needs_store, "description": description}
@@ -32,6 +39,7 @@ def register_analysis(name: str, *, needs_data: bool = False, needs_store: bool 
         else:
             NORMALIZERS.pop(name, None)
         return fn
+
     return deco
 
 

@@ -10,18 +10,19 @@ that is not a tensor or a plain container, and must hold a plain state_dict: eit
 architecture (matched by key names and shapes) or of a stack of Linear layers (an MLP is inferred
 from the chain of weight shapes).
 """
+
 from __future__ import annotations
 
 import io
 import json
-import math
 import pickle
 import re
 import struct
 import zipfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +31,7 @@ from .errors import NNGeoError
 from .specs import DataSpec, ModelSpec, RunSpec, spec_from_dict, to_dict
 
 FORMAT_VERSION = "1"
-MAX_BYTES = 2 * 1024 ** 3
+MAX_BYTES = 2 * 1024**3
 
 
 @dataclass
@@ -41,19 +42,25 @@ class Checkpoint:
     run_spec: RunSpec | None = None
     history: list[dict] = field(default_factory=list)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
-    source: str = "nngeo"      # nngeo | zoo-state-dict | linear-stack
+    source: str = "nngeo"  # nngeo | zoo-state-dict | linear-stack
     meta: dict[str, Any] = field(default_factory=dict)
 
 
 # -- saving ------------------------------------------------------------------------------------
-def to_bytes(model: nn.Module, *, model_spec: ModelSpec | None = None, data_spec: DataSpec | None = None,
-             run_spec: RunSpec | None = None, history: list[dict] | None = None,
-             masks: Mapping[str, torch.Tensor] | None = None, extra: Mapping[str, Any] | None = None) -> bytes:
+def to_bytes(
+    model: nn.Module,
+    *,
+    model_spec: ModelSpec | None = None,
+    data_spec: DataSpec | None = None,
+    run_spec: RunSpec | None = None,
+    history: list[dict] | None = None,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> bytes:
     from safetensors.torch import save
 
     model_spec = model_spec or _spec_of(model)
-    tensors = {f"state.{k}": v.detach().to("cpu").contiguous().clone()
-               for k, v in effective_state_dict(model).items()}
+    tensors = {f"state.{k}": v.detach().to("cpu").contiguous().clone() for k, v in effective_state_dict(model).items()}
     for name, m in (masks or {}).items():
         tensors[f"mask.{name}"] = m.detach().to("cpu", torch.bool).contiguous()
     meta = {
@@ -110,7 +117,8 @@ def _spec_of(model: nn.Module) -> ModelSpec:
 @dataclass(frozen=True)
 class Header:
     """What one of our checkpoints says about itself, read without loading a tensor."""
-    shapes: tuple[tuple[str, tuple[int, ...]], ...]   # (weight or buffer name, shape), sorted by name
+
+    shapes: tuple[tuple[str, tuple[int, ...]], ...]  # (weight or buffer name, shape), sorted by name
     data_spec: DataSpec | None = None
 
 
@@ -131,8 +139,13 @@ def read_header(read_range: Callable[[int, int], bytes]) -> Header:
     try:
         header = _safetensors_header(read_range)
         meta = header.get("__metadata__") or {}
-        shapes = tuple(sorted((k[len("state."):], tuple(int(n) for n in v["shape"]))
-                              for k, v in header.items() if k.startswith("state.")))
+        shapes = tuple(
+            sorted(
+                (k[len("state.") :], tuple(int(n) for n in v["shape"]))
+                for k, v in header.items()
+                if k.startswith("state.")
+            )
+        )
         data_spec = _data_spec(meta)
     except (struct.error, ValueError, TypeError, KeyError, AttributeError) as exc:
         raise NNGeoError(f"corrupt or truncated checkpoint header ({_first_line(exc)})") from None
@@ -147,10 +160,7 @@ def load(source: str | Path | bytes, *, allow_nonfinite: bool = False, activatio
     data = _read(source)
     if not data:
         raise NNGeoError("the checkpoint file is empty")
-    if _looks_like_safetensors(data):
-        ckpt = _load_safetensors(data, activation)
-    else:
-        ckpt = _load_torch(data, activation)
+    ckpt = _load_safetensors(data, activation) if _looks_like_safetensors(data) else _load_torch(data, activation)
     if not allow_nonfinite:
         check_finite(ckpt.model)
     return ckpt
@@ -210,11 +220,19 @@ def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkp
     except (KeyError, ValueError, TypeError) as exc:
         raise NNGeoError(f"the checkpoint's metadata is damaged ({_first_line(exc)})") from None
     model = build(model_spec.name, input_shape=input_shape, num_classes=num_classes, **dict(model_spec.params))
-    state = {k[len("state."):]: v for k, v in tensors.items() if k.startswith("state.")}
-    masks = {k[len("mask."):]: v.bool() for k, v in tensors.items() if k.startswith("mask.")}
+    state = {k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")}
+    masks = {k[len("mask.") :]: v.bool() for k, v in tensors.items() if k.startswith("mask.")}
     _load_state(model, state, what=f"zoo model {model_spec.name!r}")
-    return Checkpoint(model=model, model_spec=model_spec, data_spec=data_spec, run_spec=run_spec,
-                      history=history, masks=masks, source="nngeo", meta=extra)
+    return Checkpoint(
+        model=model,
+        model_spec=model_spec,
+        data_spec=data_spec,
+        run_spec=run_spec,
+        history=history,
+        masks=masks,
+        source="nngeo",
+        meta=extra,
+    )
 
 
 def _load_torch(data: bytes, activation: str) -> Checkpoint:
@@ -230,8 +248,10 @@ def _load_torch(data: bytes, activation: str) -> Checkpoint:
         if "Unsupported global" in msg or "GLOBAL" in msg or "weights_only" in msg:
             found = re.search(r"GLOBAL ([\w.]+)", msg)
             what = f" ({found.group(1)})" if found else ""
-            raise NNGeoError(f"refusing to load: the file holds Python objects{what}, not only tensors; "
-                             "save a plain state_dict or use safetensors") from None
+            raise NNGeoError(
+                f"refusing to load: the file holds Python objects{what}, not only tensors; "
+                "save a plain state_dict or use safetensors"
+            ) from None
         raise NNGeoError(f"not a checkpoint: {msg}") from None
     except (RuntimeError, EOFError, ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
         raise NNGeoError(f"corrupt or truncated checkpoint, or not a PyTorch file ({_first_line(exc)})") from None
@@ -266,7 +286,7 @@ def _from_state_dict(state: dict[str, torch.Tensor], activation: str) -> Checkpo
 def _strip_prefix(k: str) -> str:
     for p in ("module.", "_orig_mod."):
         while k.startswith(p):
-            k = k[len(p):]
+            k = k[len(p) :]
     return k
 
 
@@ -284,8 +304,11 @@ def _match_zoo(state: dict[str, torch.Tensor]) -> Checkpoint | None:
             ref = {k: tuple(v.shape) for k, v in model.state_dict().items()}
             if ref == shapes:
                 _load_state(model, state, what=f"zoo model {name!r}")
-                return Checkpoint(model=model, model_spec=ModelSpec(name, dict(getattr(model, "zoo_params", params))),
-                                  source="zoo-state-dict")
+                return Checkpoint(
+                    model=model,
+                    model_spec=ModelSpec(name, dict(getattr(model, "zoo_params", params))),
+                    source="zoo-state-dict",
+                )
     return None
 
 
@@ -313,31 +336,40 @@ def _linear_stack(state: dict[str, torch.Tensor], activation: str) -> Checkpoint
     weights = [(k, v) for k, v in state.items() if k.endswith("weight")]
     if not weights or any(v.dim() != 2 for _, v in weights):
         kinds = sorted({f"{v.dim()}-D" for _, v in weights}) or ["no weights"]
-        raise NNGeoError("wrong architecture: the state_dict matches no zoo model and is not a stack of "
-                         f"Linear layers (weights found: {', '.join(kinds)})")
+        raise NNGeoError(
+            "wrong architecture: the state_dict matches no zoo model and is not a stack of "
+            f"Linear layers (weights found: {', '.join(kinds)})"
+        )
     weights.sort(key=lambda kv: _natural_key(kv[0]))
-    for (k1, w1), (k2, w2) in zip(weights, weights[1:]):
+    for (k1, w1), (k2, w2) in zip(weights, weights[1:], strict=False):
         if w2.shape[1] != w1.shape[0]:
             raise NNGeoError(f"wrong architecture: {k1} has {w1.shape[0]} outputs but {k2} takes {w2.shape[1]} inputs")
-    extra = set(state) - {k for k, _ in weights} - {k[:-len("weight")] + "bias" for k, _ in weights}
+    extra = set(state) - {k for k, _ in weights} - {k[: -len("weight")] + "bias" for k, _ in weights}
     if extra:
         raise NNGeoError(f"wrong architecture: unexpected entries for a Linear stack: {', '.join(sorted(extra)[:3])}")
-    has_bias = [(k[:-len("weight")] + "bias") in state for k, _ in weights]
+    has_bias = [(k[: -len("weight")] + "bias") in state for k, _ in weights]
     if len(set(has_bias)) > 1:
         raise NNGeoError("wrong architecture: some Linear layers have a bias and some do not")
     widths = [int(w.shape[0]) for _, w in weights[:-1]]
     n_in, n_out = int(weights[0][1].shape[1]), int(weights[-1][1].shape[0])
-    model = build("mlp", input_shape=(n_in,), num_classes=n_out, widths=tuple(widths),
-                  activation=activation, bias=has_bias[0])
+    model = build(
+        "mlp", input_shape=(n_in,), num_classes=n_out, widths=tuple(widths), activation=activation, bias=has_bias[0]
+    )
     ours = [(k, m) for k, m in model.named_modules() if isinstance(m, nn.Linear)]
     with torch.no_grad():
-        for (_, mod), (k, w) in zip(ours, weights):
+        for (_, mod), (k, w) in zip(ours, weights, strict=False):
             mod.weight.copy_(w.float())
             if has_bias[0]:
-                mod.bias.copy_(state[k[:-len("weight")] + "bias"].float())
+                mod.bias.copy_(state[k[: -len("weight")] + "bias"].float())
     spec = ModelSpec("mlp", dict(getattr(model, "zoo_params", {"widths": tuple(widths), "activation": activation})))
-    return Checkpoint(model=model, model_spec=spec, source="linear-stack",
-                      meta={"inferred": f"Linear stack {n_in}-{'-'.join(map(str, widths))}{'-' if widths else ''}{n_out}, activation assumed {activation}"})
+    return Checkpoint(
+        model=model,
+        model_spec=spec,
+        source="linear-stack",
+        meta={
+            "inferred": f"Linear stack {n_in}-{'-'.join(map(str, widths))}{'-' if widths else ''}{n_out}, activation assumed {activation}"
+        },
+    )
 
 
 def _natural_key(s: str):
@@ -350,12 +382,15 @@ def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) 
     unexpected = sorted(set(state) - set(ref))
     if missing or unexpected:
         first = (missing or unexpected)[0]
-        raise NNGeoError(f"wrong architecture for {what}: {'missing' if missing else 'unexpected'} "
-                         f"parameter {first!r} ({len(missing)} missing, {len(unexpected)} unexpected)")
+        raise NNGeoError(
+            f"wrong architecture for {what}: {'missing' if missing else 'unexpected'} "
+            f"parameter {first!r} ({len(missing)} missing, {len(unexpected)} unexpected)"
+        )
     for k, v in state.items():
         if tuple(v.shape) != tuple(ref[k].shape):
-            raise NNGeoError(f"wrong architecture for {what}: {k} has shape {tuple(v.shape)}, "
-                             f"expected {tuple(ref[k].shape)}")
+            raise NNGeoError(
+                f"wrong architecture for {what}: {k} has shape {tuple(v.shape)}, expected {tuple(ref[k].shape)}"
+            )
     model.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()})
 
 

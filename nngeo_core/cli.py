@@ -3,13 +3,14 @@
 Errors print one line (``nngeo: error: ...``) and exit with status 2; ``--json`` prints
 machine-readable output on stdout only, progress bars go to stderr.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import json
 import sys
-from typing import Any, Callable
+from typing import Any
 
 from .errors import NNGeoError
 
@@ -80,8 +81,11 @@ def run_spec_from_args(a: argparse.Namespace):
         model_params["activation"] = a.activation
     data = DataSpec(a.data, seed=a.data_seed, params=default_data_params(a.model, a.data, parse_params(a.data_param)))
     t = default_train(a.model, a.data)
-    changes = {k: getattr(a, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum",
-                                          "weight_decay", "schedule") if getattr(a, k) is not None}
+    changes = {
+        k: getattr(a, k)
+        for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule")
+        if getattr(a, k) is not None
+    }
     if a.snapshots:
         s = parse_value(a.snapshots)
         changes["snapshots"] = tuple(int(e) for e in (s if isinstance(s, tuple) else (s,)))
@@ -99,11 +103,19 @@ class ProgressBar:
         if self.bar is None:  # created on the first report, so early errors print one line only
             from tqdm import tqdm
 
-            self.bar = tqdm(total=1000, desc=self.desc, file=sys.stderr, disable=not self.enabled,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}")
+            self.bar = tqdm(
+                total=1000,
+                desc=self.desc,
+                file=sys.stderr,
+                disable=not self.enabled,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}",
+            )
         self.bar.n = int(1000 * fraction)
-        shown = {k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()
-                 if k in ("loss", "accuracy", "test_accuracy", "sparsity", "layer")}
+        shown = {
+            k: (f"{v:.4g}" if isinstance(v, float) else v)
+            for k, v in metrics.items()
+            if k in ("loss", "accuracy", "test_accuracy", "sparsity", "layer")
+        }
         self.bar.set_postfix_str(" ".join([phase] + [f"{k}={v}" for k, v in shown.items()]), refresh=False)
         self.bar.refresh()
 
@@ -134,8 +146,9 @@ def _json_default(o):
 def print_table(df, max_rows: int = 60) -> None:
     import pandas as pd
 
-    with pd.option_context("display.max_rows", max_rows, "display.max_columns", 30, "display.width", 200,
-                           "display.max_colwidth", 40):
+    with pd.option_context(
+        "display.max_rows", max_rows, "display.max_columns", 30, "display.width", 200, "display.max_colwidth", 40
+    ):
         print(df.to_string(index=False) if len(df) else "(empty)")
 
 
@@ -156,8 +169,14 @@ def cmd_train(a) -> int:
     finally:
         bar.close()
     entry = store.entry(key)
-    info = {"run": key, "cached": cached, "model": spec.model.name, "data": spec.data.name,
-            "test_accuracy": entry["metric"], "store": store.root}
+    info = {
+        "run": key,
+        "cached": cached,
+        "model": spec.model.name,
+        "data": spec.data.name,
+        "test_accuracy": entry["metric"],
+        "store": store.root,
+    }
     if a.json:
         print_json(info)
     else:
@@ -190,8 +209,13 @@ def cmd_show(a) -> int:
     entry = store.entry(a.run)
     table = store.get(entry["key"])
     if a.json:
-        print_json({"entry": {**entry, "spec": json.loads(entry["spec"]), "attrs": json.loads(entry["attrs"])},
-                    "artifacts": store.artifacts(entry["key"]), "rows": table.head(a.rows).to_dict("records")})
+        print_json(
+            {
+                "entry": {**entry, "spec": json.loads(entry["spec"]), "attrs": json.loads(entry["attrs"])},
+                "artifacts": store.artifacts(entry["key"]),
+                "rows": table.head(a.rows).to_dict("records"),
+            }
+        )
     else:
         print(f"{entry['kind']} {entry['key']}  {entry['label'] or ''}")
         print(f"spec: {json.dumps(json.loads(entry['spec']), sort_keys=True)}")
@@ -218,9 +242,9 @@ def cmd_models(a) -> int:
 
 
 def cmd_datasets(a) -> int:
-    from .data import dataset_info, list_datasets
-
     import dataclasses
+
+    from .data import dataset_info, list_datasets
 
     rows = [{**dataclasses.asdict(dataset_info(n)), "name": n} for n in list_datasets()]
     print_json(rows) if a.json else [print(f"{r['name']:14s} {r.get('description', '')}") for r in rows]

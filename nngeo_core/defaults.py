@@ -1,4 +1,5 @@
 """Sensible training defaults per model family, so `nngeo train --model M --data D` just works."""
+
 from __future__ import annotations
 
 from .specs import TrainSpec
@@ -10,8 +11,9 @@ IMAGE_MODELS_CIFAR = {"vgg11", "resnet20"}
 def default_train(model: str, data: str) -> TrainSpec:
     """2-D toys train in seconds with Adam; image models get a few epochs of Adam at 1e-3."""
     if model in IMAGE_MODELS_CIFAR:
-        return TrainSpec(epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9,
-                         weight_decay=5e-4, schedule="cosine")
+        return TrainSpec(
+            epochs=10, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"
+        )
     if model in IMAGE_MODELS_SMALL or any(name in data for name in ("digits", "mnist", "cifar")):
         return TrainSpec(epochs=15, batch_size=64, optimizer="adam", lr=1e-3)
     return TrainSpec(epochs=20, batch_size=64, optimizer="adam", lr=1e-2)

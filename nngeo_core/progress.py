@@ -5,10 +5,12 @@ then, and ``progress.check()`` at least once per epoch or chunk; ``check`` raise
 when the job was cancelled, so the work stops and writes nothing. The default ``Progress()``
 does nothing, so every function also runs plainly from Python or the CLI.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 class Cancelled(Exception):
@@ -16,8 +18,12 @@ class Cancelled(Exception):
 
 
 class Progress:
-    def __init__(self, on_update: Callable[[float, str, dict], None] | None = None,
-                 is_cancelled: Callable[[], bool] | None = None, min_interval: float = 0.2):
+    def __init__(
+        self,
+        on_update: Callable[[float, str, dict], None] | None = None,
+        is_cancelled: Callable[[], bool] | None = None,
+        min_interval: float = 0.2,
+    ):
         self._on_update = on_update
         self._is_cancelled = is_cancelled
         self._min_interval = min_interval
@@ -26,8 +32,9 @@ class Progress:
         self.phase = ""
         self.metrics: dict[str, Any] = {}
 
-    def update(self, fraction: float | None = None, phase: str | None = None, force: bool = False,
-               **metrics: Any) -> None:
+    def update(
+        self, fraction: float | None = None, phase: str | None = None, force: bool = False, **metrics: Any
+    ) -> None:
         if fraction is not None:
             self.fraction = max(0.0, min(1.0, float(fraction)))
         if phase is not None:
@@ -44,7 +51,7 @@ class Progress:
         if self._is_cancelled is not None and self._is_cancelled():
             raise Cancelled("cancelled")
 
-    def sub(self, start: float, end: float) -> "Progress":
+    def sub(self, start: float, end: float) -> Progress:
         """A child reporting into [start, end] of this one (for multi-phase jobs)."""
         parent = self
 

@@ -3,6 +3,7 @@
 A run's key is the hash of its ``RunSpec``. Its result table is the training history; its
 artefacts are ``checkpoint.safetensors`` and one ``snapshot-<epoch>.safetensors`` per kept epoch.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -21,8 +22,9 @@ def snapshot_name(epoch: int) -> str:
     return f"snapshot-{int(epoch)}.safetensors"
 
 
-def train_run(spec: RunSpec, *, store: Store | None = None, progress: Progress | None = None,
-              force: bool = False) -> str:
+def train_run(
+    spec: RunSpec, *, store: Store | None = None, progress: Progress | None = None, force: bool = False
+) -> str:
     """Train the run unless the store already has it; returns the run key."""
     store = store or default_store()
     key = spec.hash
@@ -34,16 +36,28 @@ def train_run(spec: RunSpec, *, store: Store | None = None, progress: Progress |
 
 def save_run(spec: RunSpec, result: TrainResult, store: Store) -> str:
     history = result.history.to_dict("records")
-    artifacts = {CHECKPOINT: checkpoint.to_bytes(result.model.cpu(), model_spec=spec.model, data_spec=spec.data,
-                                                  run_spec=spec, history=history)}
+    artifacts = {
+        CHECKPOINT: checkpoint.to_bytes(
+            result.model.cpu(), model_spec=spec.model, data_spec=spec.data, run_spec=spec, history=history
+        )
+    }
     for epoch, state in result.snapshots.items():
         snap = _with_state(result.model, state)
-        artifacts[snapshot_name(epoch)] = checkpoint.to_bytes(snap, model_spec=spec.model, data_spec=spec.data,
-                                                              run_spec=spec, extra={"epoch": epoch})
-    attrs = dict(model=spec.model.name, data=spec.data.name, method="train", seed=spec.train.seed,
-                 metric=result.test_accuracy, label=f"{spec.model.name} on {spec.data.name}",
-                 epochs=spec.train.epochs, device=result.device, seconds=round(result.seconds, 3),
-                 snapshots=sorted(result.snapshots))
+        artifacts[snapshot_name(epoch)] = checkpoint.to_bytes(
+            snap, model_spec=spec.model, data_spec=spec.data, run_spec=spec, extra={"epoch": epoch}
+        )
+    attrs = dict(
+        model=spec.model.name,
+        data=spec.data.name,
+        method="train",
+        seed=spec.train.seed,
+        metric=result.test_accuracy,
+        label=f"{spec.model.name} on {spec.data.name}",
+        epochs=spec.train.epochs,
+        device=result.device,
+        seconds=round(result.seconds, 3),
+        snapshots=sorted(result.snapshots),
+    )
     return store.put("train", spec, result.history, artifacts=artifacts, attrs=attrs)
 
 
@@ -54,8 +68,9 @@ def load_run(key: str, *, store: Store | None = None, epoch: int | None = None) 
     name = CHECKPOINT if epoch is None else snapshot_name(epoch)
     if name not in store.artifacts(entry["key"]):
         have = [a for a in store.artifacts(entry["key"]) if a.startswith("snapshot-")]
-        raise NNGeoError(f"run {entry['key']} has no snapshot for epoch {epoch}; kept: "
-                         f"{', '.join(a[9:-12] for a in have) or 'none'}")
+        raise NNGeoError(
+            f"run {entry['key']} has no snapshot for epoch {epoch}; kept: {', '.join(a[9:-12] for a in have) or 'none'}"
+        )
     return checkpoint.load(store.read_artifact(entry["key"], name))
 
 
@@ -69,8 +84,9 @@ def read_header(key: str, *, store: Store | None = None) -> checkpoint.Header:
 
 def snapshot_epochs(key: str, *, store: Store | None = None) -> list[int]:
     store = store or default_store()
-    return sorted(int(a[len("snapshot-"):-len(".safetensors")]) for a in store.artifacts(key)
-                  if a.startswith("snapshot-"))
+    return sorted(
+        int(a[len("snapshot-") : -len(".safetensors")]) for a in store.artifacts(key) if a.startswith("snapshot-")
+    )
 
 
 def _with_state(model: nn.Module, state) -> nn.Module:

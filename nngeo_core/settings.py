@@ -1,16 +1,54 @@
-"""Where nngeo keeps things. Every path or URL comes from here, read from the environment.
+"""Where nngeo keeps things and how it runs: every ``NNGEO_*`` variable is read here, and only here.
 
-NNGEO_HOME      base folder (default ~/.nngeo)
-NNGEO_STORE     result store root: a folder or any fsspec URL (default $NNGEO_HOME/store)
-NNGEO_QUEUE     job queue: sqlite path/URL or redis://host:port/db (default sqlite $NNGEO_HOME/queue.db)
-NNGEO_DATA_DIR  torchvision datasets (default $XDG_CACHE_HOME/nngeo/data, i.e. ~/.cache/nngeo/data)
-NNGEO_DOWNLOAD  "1" allows dataset downloads (default "1"; failures still give a clear error)
+NNGEO_HOME             base folder (default ~/.nngeo)
+NNGEO_STORE            result store root: a folder or any fsspec URL (default $NNGEO_HOME/store)
+NNGEO_QUEUE            job queue: sqlite path/URL, redis://host:port/db or memory:// (default
+                       sqlite $NNGEO_HOME/queue.db)
+NNGEO_DATA_DIR         torchvision datasets (default $XDG_CACHE_HOME/nngeo/data, i.e. ~/.cache/nngeo/data)
+NNGEO_DOWNLOAD         allow dataset downloads (default on; failures still give a clear error)
+NNGEO_EMBEDDED_WORKER  the dashboard starts a worker of its own when none is alive (default on)
+NNGEO_REQUEUE_DEAD     re-queue (once) a job whose worker died instead of failing it (default off)
+NNGEO_WORKER_STALE_S   seconds without a heartbeat after which a worker counts as dead (default 30)
+NNGEO_JOB_MODULES      comma-separated modules of your own that register job kinds
+
+Flags take 1/true/yes/on or 0/false/no/off (any case); anything else is a one-line error.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from .errors import NNGeoError
+
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_flag(name: str, value: str | None, default: bool) -> bool:
+    """The one parser of true/false settings: unset or empty means ``default``."""
+    if value is None or not value.strip():
+        return default
+    word = value.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    raise NNGeoError(f"{name}={value!r} is not a flag; use one of 1/true/yes/on or 0/false/no/off")
+
+
+def parse_seconds(name: str, value: str | None, default: float) -> float:
+    if value is None or not value.strip():
+        return default
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise NNGeoError(f"{name}={value!r} is not a number of seconds") from None
+    if not seconds > 0:
+        raise NNGeoError(f"{name}={value!r} must be a positive number of seconds")
+    return seconds
 
 
 @dataclass(frozen=True)
@@ -20,6 +58,10 @@ class Settings:
     queue: str
     data_dir: Path
     download: bool
+    embedded_worker: bool = True
+    requeue_dead: bool = False
+    worker_stale_s: float = 30.0
+    job_modules: tuple[str, ...] = ()
 
     @property
     def queue_is_redis(self) -> bool:
@@ -29,31 +71,45 @@ class Settings:
     def queue_sqlite_path(self) -> Path:
         # "sqlite:///abs/path.db" or a bare path
         q = self.queue
-        return Path(q[len("sqlite://"):]) if q.startswith("sqlite://") else Path(q)
+        return Path(q[len("sqlite://") :]) if q.startswith("sqlite://") else Path(q)
 
 
-def get_settings() -> Settings:
+def get_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Read the settings afresh (cheap), so tests and workers can change the environment."""
-    home = Path(os.environ.get("NNGEO_HOME") or Path.home() / ".nngeo").expanduser()
-    store = os.environ.get("NNGEO_STORE") or str(home / "store")
-    queue = os.environ.get("NNGEO_QUEUE") or str(home / "queue.db")
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    data_dir = Path(os.environ.get("NNGEO_DATA_DIR") or cache / "nngeo" / "data").expanduser()
-    download = os.environ.get("NNGEO_DOWNLOAD", "1").lower() not in ("0", "false", "no", "")
-    return Settings(home=home, store=store, queue=queue, data_dir=data_dir, download=download)
+    env = os.environ if environ is None else environ
+    home = Path(env.get("NNGEO_HOME") or Path.home() / ".nngeo").expanduser()
+    store = env.get("NNGEO_STORE") or str(home / "store")
+    queue = env.get("NNGEO_QUEUE") or str(home / "queue.db")
+    cache = Path(env.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    data_dir = Path(env.get("NNGEO_DATA_DIR") or cache / "nngeo" / "data").expanduser()
+    return Settings(
+        home=home,
+        store=store,
+        queue=queue,
+        data_dir=data_dir,
+        download=parse_flag("NNGEO_DOWNLOAD", env.get("NNGEO_DOWNLOAD"), True),
+        embedded_worker=parse_flag("NNGEO_EMBEDDED_WORKER", env.get("NNGEO_EMBEDDED_WORKER"), True),
+        requeue_dead=parse_flag("NNGEO_REQUEUE_DEAD", env.get("NNGEO_REQUEUE_DEAD"), False),
+        worker_stale_s=parse_seconds("NNGEO_WORKER_STALE_S", env.get("NNGEO_WORKER_STALE_S"), 30.0),
+        job_modules=tuple(m.strip() for m in env.get("NNGEO_JOB_MODULES", "").split(",") if m.strip()),
+    )
 
 
-def home_env(home: str | os.PathLike) -> dict[str, str]:
+def home_env(home: str | os.PathLike[str]) -> dict[str, str]:
     """The variables that put every nngeo location under ``home`` (store, queue, datasets), whatever
     the surrounding environment says: one self-contained nngeo for a test, benchmark or demo."""
     home = Path(home)
-    return {"NNGEO_HOME": str(home), "NNGEO_STORE": str(home / "store"), "NNGEO_QUEUE": str(home / "queue.db"),
-            "NNGEO_DATA_DIR": str(home / "data")}
+    return {
+        "NNGEO_HOME": str(home),
+        "NNGEO_STORE": str(home / "store"),
+        "NNGEO_QUEUE": str(home / "queue.db"),
+        "NNGEO_DATA_DIR": str(home / "data"),
+    }
 
 
 def pick_device(requested: str = "auto") -> str:
     """'auto' picks CUDA when present, then Apple MPS, else CPU."""
-    import torch
+    import torch  # lazy: settings are read by `nngeo --help`, which must not pay for torch
 
     if requested and requested != "auto":
         return requested

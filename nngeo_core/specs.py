@@ -6,15 +6,17 @@ is identical across processes, Python runs and machines (no use of Python's salt
 Fields whose metadata says ``hash=False`` (e.g. the device) do not change what is computed in
 principle and are left out of the hash.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any, Mapping
+from typing import Any
 
 from .errors import NNGeoError
 
@@ -63,8 +65,9 @@ def to_dict(spec: Any) -> dict:
 
 def canonical_json(spec: Any) -> str:
     """The canonical JSON text that the hash is taken of."""
-    return json.dumps(_plain(spec, for_hash=True), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=True, allow_nan=False)
+    return json.dumps(
+        _plain(spec, for_hash=True), sort_keys=True, separators=(",", ":"), ensure_ascii=True, allow_nan=False
+    )
 
 
 def spec_hash(spec: Any) -> str:
@@ -152,7 +155,7 @@ def _freeze(v: Any) -> Any:
     """Lists become tuples and dicts frozen dicts, recursively."""
     if isinstance(v, (list, tuple)):
         items = tuple(_freeze(x) for x in v)
-        return v if isinstance(v, tuple) and all(a is b for a, b in zip(items, v)) else items
+        return v if isinstance(v, tuple) and all(a is b for a, b in zip(items, v, strict=False)) else items
     if isinstance(v, Mapping) and not (dataclasses.is_dataclass(v)):
         if isinstance(v, _FrozenDict) and all(_freeze(x) is x for x in v.values()):
             return v
@@ -190,11 +193,11 @@ class TrainSpec(SpecBase):
 
     epochs: int = 20
     batch_size: int = 64
-    optimizer: str = "adam"          # adam | sgd
+    optimizer: str = "adam"  # adam | sgd
     lr: float = 1e-2
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "constant"       # constant | cosine | step
+    schedule: str = "constant"  # constant | cosine | step
     seed: int = 0
     snapshots: tuple = ()
     device: str = field(default="auto", metadata={"hash": False})

@@ -5,6 +5,7 @@ seeded permutation: no DataLoader workers, deterministic on CPU for a fixed seed
 reported through ``Progress`` at most every 0.2 s (the loop itself pays one clock read per step),
 and cancel is checked every epoch and every 50 steps.
 """
+
 from __future__ import annotations
 
 import copy
@@ -16,7 +17,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from .data import Dataset, load as load_data
+from .data import Dataset
+from .data import load as load_data
 from .errors import NNGeoError
 from .models import build as build_model
 from .progress import Progress
@@ -30,7 +32,7 @@ EVAL_BATCH = 2048
 @dataclass
 class TrainResult:
     model: nn.Module
-    history: pd.DataFrame                       # one row per epoch (epoch 0 = before training)
+    history: pd.DataFrame  # one row per epoch (epoch 0 = before training)
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     device: str = "cpu"
     seconds: float = 0.0
@@ -43,8 +45,9 @@ class TrainResult:
 def build_for(spec: RunSpec, dataset: Dataset) -> nn.Module:
     """The run's model, freshly initialised from the run's seed, shaped for its dataset."""
     torch.manual_seed(spec.train.seed)
-    return build_model(spec.model.name, input_shape=dataset.input_shape,
-                       num_classes=dataset.num_classes, **dict(spec.model.params))
+    return build_model(
+        spec.model.name, input_shape=dataset.input_shape, num_classes=dataset.num_classes, **dict(spec.model.params)
+    )
 
 
 def make_optimizer(params, t: TrainSpec) -> torch.optim.Optimizer:
@@ -79,15 +82,16 @@ def validate(t: TrainSpec) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str | torch.device | None = None
-             ) -> tuple[float, float]:
+def evaluate(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str | torch.device | None = None
+) -> tuple[float, float]:
     """Mean cross-entropy loss and accuracy of ``model`` on (x, y), in eval mode, batched."""
     device = device or next(model.parameters()).device
     was = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[i:i + EVAL_BATCH].to(device), y[i:i + EVAL_BATCH].to(device)
+        xb, yb = x[i : i + EVAL_BATCH].to(device), y[i : i + EVAL_BATCH].to(device)
         out = model(xb)
         loss_sum += float(nn.functional.cross_entropy(out, yb, reduction="sum"))
         correct += int((out.argmax(1) == yb).sum())
@@ -96,8 +100,15 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: str | t
     return loss_sum / n, correct / n
 
 
-def fit(model: nn.Module, dataset: Dataset, t: TrainSpec, *, progress: Progress | None = None,
-        masks: dict[str, torch.Tensor] | None = None, device: str | None = None) -> TrainResult:
+def fit(
+    model: nn.Module,
+    dataset: Dataset,
+    t: TrainSpec,
+    *,
+    progress: Progress | None = None,
+    masks: dict[str, torch.Tensor] | None = None,
+    device: str | None = None,
+) -> TrainResult:
     """Train ``model`` in place on ``dataset``. ``masks`` (layer name -> bool) keep pruned weights at 0."""
     validate(t)
     progress = progress or Progress()
@@ -119,9 +130,18 @@ def fit(model: nn.Module, dataset: Dataset, t: TrainSpec, *, progress: Progress 
 
     def record(epoch: int, train_loss: float, train_acc: float):
         test_loss, test_acc = evaluate(model, dataset.x_test, dataset.y_test, device)
-        rows.append(dict(epoch=epoch, step=epoch * steps_per_epoch, train_loss=train_loss, train_acc=train_acc,
-                         test_loss=test_loss, test_acc=test_acc, lr=opt.param_groups[0]["lr"],
-                         seconds=time.monotonic() - start))
+        rows.append(
+            dict(
+                epoch=epoch,
+                step=epoch * steps_per_epoch,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                test_loss=test_loss,
+                test_acc=test_acc,
+                lr=opt.param_groups[0]["lr"],
+                seconds=time.monotonic() - start,
+            )
+        )
         if epoch in snap_epochs:
             snapshots[epoch] = {k: v.detach().to("cpu").clone() for k, v in model.state_dict().items()}
         return test_acc
@@ -138,7 +158,7 @@ def fit(model: nn.Module, dataset: Dataset, t: TrainSpec, *, progress: Progress 
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for i in range(0, n, t.batch_size):
-            idx = perm[i:i + t.batch_size]
+            idx = perm[i : i + t.batch_size]
             xb, yb = x[idx], y[idx]
             out = model(xb)
             loss = nn.functional.cross_entropy(out, yb)
@@ -156,11 +176,24 @@ def fit(model: nn.Module, dataset: Dataset, t: TrainSpec, *, progress: Progress 
                 progress.check()
                 progress.update(step / total_steps, f"epoch {epoch}/{t.epochs}", epoch=epoch, step=step)
         test_acc = record(epoch, float(loss_sum) / n, int(correct) / n)
-        progress.update(step / total_steps, f"epoch {epoch}/{t.epochs}", force=True, epoch=epoch, step=step,
-                        loss=rows[-1]["train_loss"], accuracy=rows[-1]["train_acc"], test_accuracy=test_acc)
+        progress.update(
+            step / total_steps,
+            f"epoch {epoch}/{t.epochs}",
+            force=True,
+            epoch=epoch,
+            step=step,
+            loss=rows[-1]["train_loss"],
+            accuracy=rows[-1]["train_acc"],
+            test_accuracy=test_acc,
+        )
     model.eval()
-    return TrainResult(model=model, history=pd.DataFrame(rows), snapshots=snapshots, device=str(device),
-                       seconds=time.monotonic() - start)
+    return TrainResult(
+        model=model,
+        history=pd.DataFrame(rows),
+        snapshots=snapshots,
+        device=str(device),
+        seconds=time.monotonic() - start,
+    )
 
 
 def train(spec: RunSpec, *, progress: Progress | None = None, dataset: Dataset | None = None) -> TrainResult:

@@ -1,5 +1,6 @@
 """Curvature: the layer graph with edges coloured by Ollivier-Ricci curvature (diverging, 0 = white)
 and neurons by node curvature; top-k edges for wide layers; per-layer histograms."""
+
 import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
@@ -14,14 +15,26 @@ run = w.pick_run(store, key="curv-run")
 if run is None:
     st.stop()
 epoch = w.pick_epoch(store, run, key="curv-epoch")
-method = st.radio("Curvature of", ["curvature_weights", "curvature"], horizontal=True, key="curv-method",
-                  format_func={"curvature_weights": "the weight graph (Ollivier-Ricci on |w|)",
-                               "curvature": "the network on data (neural curvature)"}.get)
+method = st.radio(
+    "Curvature of",
+    ["curvature_weights", "curvature"],
+    horizontal=True,
+    key="curv-method",
+    format_func={
+        "curvature_weights": "the weight graph (Ollivier-Ricci on |w|)",
+        "curvature": "the network on data (neural curvature)",
+    }.get,
+)
 edges = w.analysis_result(store, run, method, what="curvature", epoch=epoch, key="curv-go", any_params=True)
 if edges is not None and len(edges):
     c1, c2 = st.columns(2)
-    by = c1.radio("Show the top edges by", ["curvature", "weight"], horizontal=True, key="curv-by",
-                  format_func={"curvature": "|curvature|", "weight": "|weight|"}.get)
+    by = c1.radio(
+        "Show the top edges by",
+        ["curvature", "weight"],
+        horizontal=True,
+        key="curv-by",
+        format_func={"curvature": "|curvature|", "weight": "|weight|"}.get,
+    )
     widest = int(edges.groupby("layer").size().max())
     k = c2.slider("edges per layer", 1, max(2, widest), min(widest, 200), key="curv-k")
     shown = top_edges(edges, k, by=by if by in edges.columns else "curvature")

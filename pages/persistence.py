@@ -1,4 +1,5 @@
 """Persistence: diagrams and barcodes per layer, NP per layer and over training, η_τ, MST overlap."""
+
 import streamlit as st
 
 from nngeo_core.dashboard import jobs_view
@@ -19,21 +20,24 @@ if run is None:
 epoch = w.pick_epoch(store, run, key="pers-epoch")
 
 tab_np, tab_diag, tab_train, tab_eta, tab_mst = st.tabs(
-    ["NP per layer", "Diagrams & barcodes", "NP over training", "η_τ (critical compression)", "MST overlap"])
+    ["NP per layer", "Diagrams & barcodes", "NP over training", "η_τ (critical compression)", "MST overlap"]
+)
 
 with tab_np:
-    np_table = w.analysis_result(store, run, "persistence", what="neural persistence", epoch=epoch,
-                                 key="pers-np-go")
+    np_table = w.analysis_result(store, run, "persistence", what="neural persistence", epoch=epoch, key="pers-np-go")
     if np_table is not None:
-        st.caption("NP = p-norm of each layer's 0-dim persistence diagram; normalised NP divides by "
-                   "(|V|−1)^(1/p). Network NP: "
-                   f"**{np_table['np'].sum():.4f}**, mean normalised NP: **{np_table['np_normalized'].mean():.4f}**")
+        st.caption(
+            "NP = p-norm of each layer's 0-dim persistence diagram; normalised NP divides by "
+            "(|V|−1)^(1/p). Network NP: "
+            f"**{np_table['np'].sum():.4f}**, mean normalised NP: **{np_table['np_normalized'].mean():.4f}**"
+        )
         w.show_figure(pf.np_per_layer(np_table), f"{run}-np", key="pers-np")
         w.show_table(np_table, f"{run}-np", key="pers-np-table")
 
 with tab_diag:
-    diagrams = w.analysis_result(store, run, "persistence_diagrams", what="persistence diagrams", epoch=epoch,
-                                 key="pers-diag-go")
+    diagrams = w.analysis_result(
+        store, run, "persistence_diagrams", what="persistence diagrams", epoch=epoch, key="pers-diag-go"
+    )
     if diagrams is not None and len(diagrams):
         w.show_figure(pf.persistence_diagrams(diagrams), f"{run}-diagrams", key="pers-diagrams")
         layers = list(dict.fromkeys(diagrams["layer"].astype(str)))
@@ -45,11 +49,14 @@ with tab_diag:
 with tab_train:
     epochs = snapshot_epochs(run, store=store)
     if not epochs:
-        st.info("This run kept no training snapshots; train with snapshots on the **Train** page to see NP "
-                "over training.", icon=":material/info:")
+        st.info(
+            "This run kept no training snapshots; train with snapshots on the **Train** page to see NP over training.",
+            icon=":material/info:",
+        )
     else:
-        over = analyses_over_epochs(store, run, "persistence", params={}, catalog=w.catalog(store),
-                                    read=lambda key: w.read_result(store, key))
+        over = analyses_over_epochs(
+            store, run, "persistence", params={}, catalog=w.catalog(store), read=lambda key: w.read_result(store, key)
+        )
         done = set(over["epoch"].unique()) if len(over) else set()
         specs = {e: AnalysisSpec(run=run, method="persistence", params={}, epoch=e) for e in epochs if e not in done}
         busy = jobs_view.active_jobs_by_hash()
@@ -58,18 +65,26 @@ with tab_train:
         if running:
             st.caption(f"computing NP for {len(running)} snapshot(s)…")
         if missing and w.analysis_available("persistence"):
-            if st.button(f"Compute NP for {len(missing)} snapshot(s)", key="pers-train-go", icon=":material/calculate:"):
+            if st.button(
+                f"Compute NP for {len(missing)} snapshot(s)", key="pers-train-go", icon=":material/calculate:"
+            ):
                 for e in missing:
                     w.submit_job(specs[e], f"NP epoch {e}")
         if len(over):
-            value = st.radio("value", ["np_normalized", "np"], horizontal=True, key="pers-train-value",
-                             format_func={"np_normalized": "normalised NP", "np": "NP"}.get)
+            value = st.radio(
+                "value",
+                ["np_normalized", "np"],
+                horizontal=True,
+                key="pers-train-value",
+                format_func={"np_normalized": "normalised NP", "np": "NP"}.get,
+            )
             w.show_figure(pf.np_over_epochs(over, value=value), f"{run}-np-over-training", key="pers-train")
             w.table_downloads(over, f"{run}-np-over-training", key="pers-train-table")
 
 with tab_eta:
-    eta = w.analysis_result(store, run, "critical_compression", what="critical compression", epoch=epoch,
-                            key="pers-eta-go")
+    eta = w.analysis_result(
+        store, run, "critical_compression", what="critical compression", epoch=epoch, key="pers-eta-go"
+    )
     if eta is not None:
         w.show_figure(pf.eta_per_layer(eta), f"{run}-eta", key="pers-eta")
         w.show_table(eta, f"{run}-eta", key="pers-eta-table")

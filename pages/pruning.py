@@ -1,13 +1,14 @@
 """Pruning: choose strategies, sparsities and seeds for a trained run and queue the sweeps."""
+
 import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import parse_float_list, parse_int_list
 from nngeo_core.dashboard.results import runs_table
-from nngeo_core.store import filter_catalog
 from nngeo_core.errors import NNGeoError
 from nngeo_core.figures.colors import strategy_color
 from nngeo_core.specs import RunSpec, spec_from_dict
+from nngeo_core.store import filter_catalog
 
 st.title("Pruning sweeps")
 pruning = w.optional_module("nngeo_core.pruning")
@@ -24,14 +25,16 @@ if not isinstance(run_spec, RunSpec):
     st.stop()
 
 names = list(pruning.STRATEGIES)
-chosen = st.multiselect("Strategies", names, default=[n for n in ("random", "magnitude") if n in names],
-                        key="prune-strategies")
+chosen = st.multiselect(
+    "Strategies", names, default=[n for n in ("random", "magnitude") if n in names], key="prune-strategies"
+)
 params = {}
 for name in chosen:
     entry = pruning.STRATEGIES[name]
     with st.expander(f"{name} — {entry.description}", expanded=False):
-        st.markdown(f"<span style='color:{strategy_color(name)}'>■</span> colour on every figure",
-                    unsafe_allow_html=True)
+        st.markdown(
+            f"<span style='color:{strategy_color(name)}'>■</span> colour on every figure", unsafe_allow_html=True
+        )
         params[name] = w.param_inputs(dict(entry.params), key=f"prune-p-{name}") if entry.params else {}
 
 c1, c2, c3 = st.columns(3)
@@ -58,15 +61,27 @@ analyses = st.multiselect("Per-level analyses", list(getattr(pruning.specs, "ANA
 
 try:
     seeds = parse_int_list(seeds_text, "seeds", low=0) or (0,)
-    specs = [pruning.SweepSpec(run=run_spec, strategy=s, params=params.get(s, {}), sparsities=tuple(sparsities),
-                               seeds=seeds, finetune_epochs=finetune, scope=scope, exclude_last=exclude_last,
-                               analyses=tuple(analyses)).validate() for s in chosen]
+    specs = [
+        pruning.SweepSpec(
+            run=run_spec,
+            strategy=s,
+            params=params.get(s, {}),
+            sparsities=tuple(sparsities),
+            seeds=seeds,
+            finetune_epochs=finetune,
+            scope=scope,
+            exclude_last=exclude_last,
+            analyses=tuple(analyses),
+        ).validate()
+        for s in chosen
+    ]
 except NNGeoError as exc:
     w.error_box(exc)
     st.stop()
 
-if st.button(f"Run {len(specs)} sweep(s)", type="primary", disabled=not specs, key="prune-submit",
-             icon=":material/play_arrow:"):
+if st.button(
+    f"Run {len(specs)} sweep(s)", type="primary", disabled=not specs, key="prune-submit", icon=":material/play_arrow:"
+):
     for spec in specs:
         w.submit_job(spec, f"prune {spec.strategy}")
     st.info("Queued. Results appear on the **Compare** page when the jobs are done.", icon=":material/schedule:")

@@ -1,4 +1,5 @@
 """Train: pick a model, data and hyper-parameters, submit a training job, watch its curves."""
+
 import pandas as pd
 import streamlit as st
 
@@ -38,20 +39,38 @@ batch = int(t2.number_input("batch size", min_value=1, value=d.batch_size, step=
 optimizer = t3.selectbox("optimizer", ["adam", "sgd"], index=["adam", "sgd"].index(d.optimizer), key=f"{k}-opt")
 lr = float(t4.number_input("learning rate", min_value=0.0, value=float(d.lr), format="%.4g", key=f"{k}-lr"))
 t5, t6, t7, t8 = st.columns(4)
-schedule = t5.selectbox("schedule", ["constant", "cosine", "step"],
-                        index=["constant", "cosine", "step"].index(d.schedule), key=f"{k}-sched")
-weight_decay = float(t6.number_input("weight decay", min_value=0.0, value=float(d.weight_decay), format="%.4g",
-                                     key=f"{k}-wd"))
+schedule = t5.selectbox(
+    "schedule", ["constant", "cosine", "step"], index=["constant", "cosine", "step"].index(d.schedule), key=f"{k}-sched"
+)
+weight_decay = float(
+    t6.number_input("weight decay", min_value=0.0, value=float(d.weight_decay), format="%.4g", key=f"{k}-wd")
+)
 seed = int(t7.number_input("seed", value=0, step=1, key=f"{k}-seed"))
-every = int(t8.number_input("snapshot every k epochs (0 = none)", min_value=0, value=max(1, epochs // 5),
-                            step=1, key=f"{k}-every"))
+every = int(
+    t8.number_input(
+        "snapshot every k epochs (0 = none)", min_value=0, value=max(1, epochs // 5), step=1, key=f"{k}-every"
+    )
+)
 snap_text = st.text_input("or snapshot epochs", placeholder="e.g. 0, 5, 10", key=f"{k}-snaps")
 
 try:
-    spec = run_spec(model, data, model_params=model_params, data_params=data_params, data_seed=int(data_seed),
-                    train=dict(epochs=epochs, batch_size=batch, optimizer=optimizer, lr=lr, schedule=schedule,
-                               weight_decay=weight_decay, seed=seed,
-                               snapshots=snapshot_epochs_for(epochs, snap_text, every or None)))
+    spec = run_spec(
+        model,
+        data,
+        model_params=model_params,
+        data_params=data_params,
+        data_seed=int(data_seed),
+        train=dict(
+            epochs=epochs,
+            batch_size=batch,
+            optimizer=optimizer,
+            lr=lr,
+            schedule=schedule,
+            weight_decay=weight_decay,
+            seed=seed,
+            snapshots=snapshot_epochs_for(epochs, snap_text, every or None),
+        ),
+    )
 except NNGeoError as exc:
     w.error_box(exc)
     st.stop()
@@ -79,8 +98,12 @@ def live() -> None:
     points = st.session_state.setdefault("train-live", {})
     m = row["metrics"]
     if "epoch" in m and "loss" in m:
-        points[int(m["epoch"])] = {"epoch": int(m["epoch"]), "train_loss": m.get("loss"),
-                                   "train_acc": m.get("accuracy"), "test_acc": m.get("test_accuracy")}
+        points[int(m["epoch"])] = {
+            "epoch": int(m["epoch"]),
+            "train_loss": m.get("loss"),
+            "train_acc": m.get("accuracy"),
+            "test_acc": m.get("test_accuracy"),
+        }
     if jobs_view.is_active(row):
         st.progress(row["fraction"], text=jobs_view.progress_text(row))
         w.show_figure(training_curves(pd.DataFrame(points.values()), title="live"), "train-live", key="train-live")

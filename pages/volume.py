@@ -4,6 +4,7 @@
 one per training snapshot. Image models: the plane through three chosen inputs and the line
 between two of them.
 """
+
 import streamlit as st
 
 from nngeo_core.dashboard import jobs_view
@@ -25,15 +26,19 @@ if run is None:
     st.stop()
 data = data_spec_of(store, run)
 if data is None:
-    st.info("This model records no dataset, so its input space is unknown. Upload it again and pick the "
-            "dataset it was trained on.", icon=":material/info:")
+    st.info(
+        "This model records no dataset, so its input space is unknown. Upload it again and pick the "
+        "dataset it was trained on.",
+        icon=":material/info:",
+    )
     st.stop()
 shape = input_shape_of(store, run)
 
 if shape == (2,):
     c1, c2 = st.columns(2)
-    quantity = c1.radio("Quantity", ["log_volume", "ricci"], format_func=QUANTITY_LABELS.get, horizontal=True,
-                        key="vol-quantity")
+    quantity = c1.radio(
+        "Quantity", ["log_volume", "ricci"], format_func=QUANTITY_LABELS.get, horizontal=True, key="vol-quantity"
+    )
     resolution = c2.select_slider("Grid resolution", [40, 60, 80, 100, 150], value=80, key="vol-res")
     params = {"resolution": int(resolution)}
     epochs = snapshot_epochs(run, store=store)
@@ -45,65 +50,113 @@ if shape == (2,):
     if running:
         st.caption(f"computing {len(running)} model(s)…")
     if missing and w.analysis_available("volume"):
-        if st.button(f"Compute for {len(missing)} model(s) (final + snapshots)", key="vol-go",
-                     icon=":material/calculate:"):
+        if st.button(
+            f"Compute for {len(missing)} model(s) (final + snapshots)", key="vol-go", icon=":material/calculate:"
+        ):
             for e in missing:
-                w.submit_job(AnalysisSpec(run=run, method="volume", params=params, epoch=e),
-                             "volume element" + (f" epoch {e}" if e is not None else ""))
+                w.submit_job(
+                    AnalysisSpec(run=run, method="volume", params=params, epoch=e),
+                    "volume element" + (f" epoch {e}" if e is not None else ""),
+                )
             st.info("Queued; the heatmaps appear here when the jobs are done.", icon=":material/schedule:")
     elif not w.analysis_available("volume"):
         w.not_available("The volume analysis", "(`volume` is not registered)")
     if stored:
         if len(stored) > 1:
-            epoch = st.select_slider("Training snapshot", options=stored, value=stored[0], key="vol-epoch",
-                                     format_func=lambda e: "final model" if e is None else f"epoch {e}")
+            epoch = st.select_slider(
+                "Training snapshot",
+                options=stored,
+                value=stored[0],
+                key="vol-epoch",
+                format_func=lambda e: "final model" if e is None else f"epoch {e}",
+            )
         else:
             epoch = stored[0]
-        grid = w.analysis_result(store, run, "volume", what="volume element", epoch=epoch, key="vol-one",
-                                 any_params=True)
+        grid = w.analysis_result(
+            store, run, "volume", what="volume element", epoch=epoch, key="vol-one", any_params=True
+        )
         if grid is not None:
             if quantity == "ricci" and "ricci" not in grid.columns:
                 st.info("This result has no Ricci scalar; recompute with Ricci enabled.", icon=":material/info:")
             else:
                 points = w.training_points(data)
                 when = "final model" if epoch is None else f"epoch {epoch}"
-                w.show_figure(geometry_heatmap(grid, value=quantity, points=points,
-                                               title=f"{QUANTITY_LABELS[quantity]} · {when}"),
-                              f"{run}-{quantity}-{when}", key="vol-heat")
+                w.show_figure(
+                    geometry_heatmap(
+                        grid, value=quantity, points=points, title=f"{QUANTITY_LABELS[quantity]} · {when}"
+                    ),
+                    f"{run}-{quantity}-{when}",
+                    key="vol-heat",
+                )
                 w.table_downloads(grid, f"{run}-volume-{when}", key="vol-table")
 else:
-    st.caption(f"{data.name}: inputs of shape {shape}. Pick three test inputs: the plane through them, "
-               "and the line from the first to the second.")
+    st.caption(
+        f"{data.name}: inputs of shape {shape}. Pick three test inputs: the plane through them, "
+        "and the line from the first to the second."
+    )
     cols = st.columns(3)
-    picks = [int(c.number_input(f"test input {i + 1}", min_value=0, value=i, step=1, key=f"vol-idx-{i}"))
-             for i, c in enumerate(cols)]
+    picks = [
+        int(c.number_input(f"test input {i + 1}", min_value=0, value=i, step=1, key=f"vol-idx-{i}"))
+        for i, c in enumerate(cols)
+    ]
     try:
         inputs = w.chosen_inputs(data, picks)
     except Exception as exc:
         w.error_box(exc)
         st.stop()
-    for c, i, (x, label) in zip(cols, picks, inputs):
+    for c, i, (x, label) in zip(cols, picks, inputs, strict=False):
         c.image(thumbnail(x), caption=f"#{i} · class {label}", width=112)
     epoch = w.pick_epoch(store, run, key="vol-img-epoch")
     resolution = st.select_slider("Plane resolution", [20, 30, 40, 60], value=30, key="vol-img-res")
-    plane = w.analysis_result(store, run, "volume", what="plane through the three inputs", epoch=epoch,
-                              params={"indices": picks, "resolution": int(resolution)}, key="vol-plane-go",
-                              accept=lambda p: list(p.get("indices") or []) == picks)
+    plane = w.analysis_result(
+        store,
+        run,
+        "volume",
+        what="plane through the three inputs",
+        epoch=epoch,
+        params={"indices": picks, "resolution": int(resolution)},
+        key="vol-plane-go",
+        accept=lambda p: list(p.get("indices") or []) == picks,
+    )
     if plane is not None and len(plane):
-        quantity = st.radio("Quantity", [q for q in ("log_volume", "log_area") if q in plane.columns],
-                            format_func=QUANTITY_LABELS.get, horizontal=True, key="vol-img-quantity")
-        names = [f"#{i} (class {label})" for i, (_, label) in zip(picks, inputs)]
-        w.show_figure(plane_heatmap(plane, value=quantity, names=names,
-                                    title=f"{QUANTITY_LABELS[quantity]} on the plane through the three inputs"),
-                      f"{run}-plane", key="vol-plane")
+        quantity = st.radio(
+            "Quantity",
+            [q for q in ("log_volume", "log_area") if q in plane.columns],
+            format_func=QUANTITY_LABELS.get,
+            horizontal=True,
+            key="vol-img-quantity",
+        )
+        names = [f"#{i} (class {label})" for i, (_, label) in zip(picks, inputs, strict=False)]
+        w.show_figure(
+            plane_heatmap(
+                plane,
+                value=quantity,
+                names=names,
+                title=f"{QUANTITY_LABELS[quantity]} on the plane through the three inputs",
+            ),
+            f"{run}-plane",
+            key="vol-plane",
+        )
         w.table_downloads(plane, f"{run}-plane", key="vol-plane-table")
         line = line_of_plane(plane)
         if line is None:
-            st.info("This plane was stored without the line between inputs 1 and 2 (an older version): delete "
-                    "it on the **Runs** page and compute it again.", icon=":material/info:")
+            st.info(
+                "This plane was stored without the line between inputs 1 and 2 (an older version): delete "
+                "it on the **Runs** page and compute it again.",
+                icon=":material/info:",
+            )
         else:
-            st.caption(f"Along the segment x(t) = (1 − t)·x₁ + t·x₂ from input 1 to input 2, computed at "
-                       f"{len(line)} points of the segment.")
-            w.show_figure(line_profile(line, values=tuple(c for c in ("log_volume", "log_area") if c in line.columns),
-                                       title=f"from #{picks[0]} to #{picks[1]}"), f"{run}-line", key="vol-line")
+            st.caption(
+                f"Along the segment x(t) = (1 − t)·x₁ + t·x₂ from input 1 to input 2, computed at "
+                f"{len(line)} points of the segment."
+            )
+            w.show_figure(
+                line_profile(
+                    line,
+                    values=tuple(c for c in ("log_volume", "log_area") if c in line.columns),
+                    title=f"from #{picks[0]} to #{picks[1]}",
+                ),
+                f"{run}-line",
+                key="vol-line",
+            )
             w.table_downloads(line, f"{run}-line", key="vol-line-table")

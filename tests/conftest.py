@@ -1,5 +1,6 @@
 """Every test runs against its own nngeo home: store, queue and data dir under tmp_path,
 downloads off, no embedded worker. Nothing touches ~/.nngeo or the network."""
+
 from __future__ import annotations
 
 import os

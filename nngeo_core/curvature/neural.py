@@ -33,10 +33,11 @@ Weight-only curvature uses no data: the neighbour masses come from the edge leng
 m_p ~ exp(-len(p, u)^2), exactly as GraphRicciCurvature does on the network's DiGraph (and it is
 tested against it).
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -55,8 +56,8 @@ from .transport import CoreProblems
 AGGREGATES = ("min", "mean")
 NC_METHODS = ("exact", "sinkhorn")
 DEFAULT_CONV_POSITIONS = 4
-DEAD_RTOL = 1e-12          # |a| at most this fraction of the layer's largest |a| counts as zero
-PROBLEM_BUDGET = 8e6       # floats per batch of transport problems
+DEAD_RTOL = 1e-12  # |a| at most this fraction of the layer's largest |a| counts as zero
+PROBLEM_BUDGET = 8e6  # floats per batch of transport problems
 
 
 # ----------------------------------------------------------------------------------------------
@@ -75,7 +76,7 @@ class NetLayer:
             raise NNGeoError(f"layer {info.name} has NaN or infinite weights")
         self.W = W
         with np.errstate(divide="ignore"):
-            self.length = 1.0 / np.abs(W.ravel())          # zero weight: infinite length, no edge
+            self.length = 1.0 / np.abs(W.ravel())  # zero weight: infinite length, no edge
         if self.kind == "dense":
             self.n_out, self.n_in = W.shape
             self.in_shape, self.out_shape = (self.n_in,), (self.n_out,)
@@ -108,7 +109,7 @@ class NetLayer:
         cin, hin, win = self.in_shape
         # the input positions inside each output position's window
         pos = set()
-        for yy, xx in set(zip(oy.tolist(), ox.tolist())):
+        for yy, xx in set(zip(oy.tolist(), ox.tolist(), strict=False)):
             ys = yy * self.stride[0] - self.pad[0] + np.arange(self.kh) * self.dil[0]
             xs = xx * self.stride[1] - self.pad[1] + np.arange(self.kw) * self.dil[1]
             ys, xs = ys[(ys >= 0) & (ys < hin)], xs[(xs >= 0) & (xs < win)]
@@ -124,7 +125,7 @@ class NetLayer:
         c, iy, ix = self._split(in_units, self.in_shape)
         cout, hout, wout = self.out_shape
         pos = set()
-        for yy, xx in set(zip(iy.tolist(), ix.tolist())):
+        for yy, xx in set(zip(iy.tolist(), ix.tolist(), strict=False)):
             ny = yy + self.pad[0] - np.arange(self.kh) * self.dil[0]
             nx_ = xx + self.pad[1] - np.arange(self.kw) * self.dil[1]
             ys = ny[(ny % self.stride[0] == 0)] // self.stride[0]
@@ -168,8 +169,8 @@ class NetLayer:
 @dataclass
 class Network:
     layers: list[NetLayer]
-    linked: list[bool]        # linked[k]: layer k's input units are layer k-1's output units
-    level_in: list[int]       # node-level id of each layer's inputs / outputs (shared where linked)
+    linked: list[bool]  # linked[k]: layer k's input units are layer k-1's output units
+    level_in: list[int]  # node-level id of each layer's inputs / outputs (shared where linked)
     level_out: list[int]
 
     def prev(self, k: int) -> NetLayer | None:
@@ -204,7 +205,7 @@ def minplus(A: np.ndarray, B: np.ndarray, budget: int = 1 << 22) -> np.ndarray:
         return out
     step = max(1, budget // max(n * p, 1))
     for s in range(0, m, step):
-        np.minimum(out, (A[:, s:s + step, None] + B[None, s:s + step, :]).min(axis=1), out=out)
+        np.minimum(out, (A[:, s : s + step, None] + B[None, s : s + step, :]).min(axis=1), out=out)
     return out
 
 
@@ -215,19 +216,19 @@ def minplus(A: np.ndarray, B: np.ndarray, budget: int = 1 << 22) -> np.ndarray:
 @dataclass
 class EdgeGroup:
     k: int
-    Us: np.ndarray            # source units (layer k inputs)
-    Vs: np.ndarray            # target units (layer k outputs)
-    R: np.ndarray             # predecessors of the sources (layer k-1 inputs)
-    P: np.ndarray             # successors of the targets (layer k+1 outputs)
-    ui: np.ndarray            # edges: index into Us / Vs
+    Us: np.ndarray  # source units (layer k inputs)
+    Vs: np.ndarray  # target units (layer k outputs)
+    R: np.ndarray  # predecessors of the sources (layer k-1 inputs)
+    P: np.ndarray  # successors of the targets (layer k+1 outputs)
+    ui: np.ndarray  # edges: index into Us / Vs
     vi: np.ndarray
-    kernel: np.ndarray        # flat weight index of each edge
-    corner: np.ndarray        # d(u, v) = 1/|w| of each edge
-    pred_len: np.ndarray      # |Us| x |R| lengths p -> u (inf: no edge)
-    succ_len: np.ndarray      # |Vs| x |P| lengths v -> s
-    core: np.ndarray          # |R| x |P| distances
-    row: np.ndarray           # |Us| x |P| distances u -> s
-    col: np.ndarray           # |R| x |Vs| distances p -> v
+    kernel: np.ndarray  # flat weight index of each edge
+    corner: np.ndarray  # d(u, v) = 1/|w| of each edge
+    pred_len: np.ndarray  # |Us| x |R| lengths p -> u (inf: no edge)
+    succ_len: np.ndarray  # |Vs| x |P| lengths v -> s
+    core: np.ndarray  # |R| x |P| distances
+    row: np.ndarray  # |Us| x |P| distances u -> s
+    col: np.ndarray  # |R| x |Vs| distances p -> v
 
 
 def _blocks_by_position(units: np.ndarray, shape) -> list[np.ndarray]:
@@ -250,10 +251,16 @@ def _unit_groups(net: Network, k: int, conv_positions: int | None) -> Iterator[t
             for p in np.unique(lay.preds(np.array([q])) % (hin * win)):
                 yield np.arange(cin) * (hin * win) + p, vs
         return
-    src_blocks = (_blocks_by_position(np.arange(lay.n_in), prev.out_shape)
-                  if prev is not None and prev.kind == "conv" else [np.arange(lay.n_in)])
-    dst_blocks = (_blocks_by_position(np.arange(lay.n_out), nxt.in_shape)
-                  if nxt is not None and nxt.kind == "conv" else [np.arange(lay.n_out)])
+    src_blocks = (
+        _blocks_by_position(np.arange(lay.n_in), prev.out_shape)
+        if prev is not None and prev.kind == "conv"
+        else [np.arange(lay.n_in)]
+    )
+    dst_blocks = (
+        _blocks_by_position(np.arange(lay.n_out), nxt.in_shape)
+        if nxt is not None and nxt.kind == "conv"
+        else [np.arange(lay.n_out)]
+    )
     for us in src_blocks:
         for vs in dst_blocks:
             yield us, vs
@@ -286,11 +293,13 @@ def edge_groups(net: Network, k: int, conv_positions: int | None) -> Iterator[Ed
             v2 = np.intersect1d(lay.succs(u2), p_preds)
             # R -> v2 distances; block() depends only on the unit values, so with u2 == u3 and v2 == Vs
             # (e.g. dense-dense-dense) this is the very computation that gave col
-            inner = (col if np.array_equal(u2, u3) and np.array_equal(v2, Vs)
-                     else minplus(prev.block(u2, R)[0].T, lay.block(v2, u2)[0].T))
+            inner = (
+                col
+                if np.array_equal(u2, u3) and np.array_equal(v2, Vs)
+                else minplus(prev.block(u2, R)[0].T, lay.block(v2, u2)[0].T)
+            )
             core = minplus(inner, nxt.block(P, v2)[0].T)
-        yield EdgeGroup(k, Us, Vs, R, P, ui, vi, kidx[vi, ui], corner_all[vi, ui], pred_len, succ_len,
-                        core, row, col)
+        yield EdgeGroup(k, Us, Vs, R, P, ui, vi, kidx[vi, ui], corner_all[vi, ui], pred_len, succ_len, core, row, col)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -316,7 +325,7 @@ def _activation_masses(support: np.ndarray, norm: np.ndarray) -> np.ndarray:
     top = lw.max(axis=2, keepdims=True)
     alive = np.isfinite(top)
     w = np.exp(lw - np.where(alive, top, 0.0))
-    w = np.where(alive, w, support[None, :, :].astype(float))    # nothing alive: uniform over the support
+    w = np.where(alive, w, support[None, :, :].astype(float))  # nothing alive: uniform over the support
     total = w.sum(axis=2, keepdims=True)
     return w / np.where(total > 0, total, 1.0)
 
@@ -378,8 +387,20 @@ def _check_nc_params(alpha, method, aggregate, dead_value, conv_positions):
         raise NNGeoError("conv_positions must be at least 1 (or None for every position)")
 
 
-def _network_curvature(model, inputs, *, alpha, method, aggregate, normalize_idleness, dead_value,
-                       conv_positions, processes, device, progress) -> pd.DataFrame:
+def _network_curvature(
+    model,
+    inputs,
+    *,
+    alpha,
+    method,
+    aggregate,
+    normalize_idleness,
+    dead_value,
+    conv_positions,
+    processes,
+    device,
+    progress,
+) -> pd.DataFrame:
     progress = progress or Progress()
     net = build_network(model)
     levels = _activations(model, net, inputs) if inputs is not None else None
@@ -390,9 +411,12 @@ def _network_curvature(model, inputs, *, alpha, method, aggregate, normalize_idl
         progress.check()
         sub = progress.sub(k / n_layers, (k + 1) / n_layers)
         sub.update(0.0, f"layer {lay.name}")
-        parts = [_group_curvature(g, net, levels, alpha, method, aggregate, normalize_idleness, dead_value,
-                                  processes, dev, sub)
-                 for g in edge_groups(net, k, conv_positions)]
+        parts = [
+            _group_curvature(
+                g, net, levels, alpha, method, aggregate, normalize_idleness, dead_value, processes, dev, sub
+            )
+            for g in edge_groups(net, k, conv_positions)
+        ]
         if not parts:
             continue
         df = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
@@ -403,15 +427,37 @@ def _network_curvature(model, inputs, *, alpha, method, aggregate, normalize_idl
         df["dst_level"] = net.level_out[k]
         frames.append(df.sort_values(["src", "dst"], kind="stable"))
         progress.update((k + 1) / n_layers, f"layer {lay.name} done", force=True)
-    cols = ["layer", "layer_index", "kind", "src", "dst", "kernel", "weight", "curvature", "alive",
-            "src_level", "dst_level"]
+    cols = [
+        "layer",
+        "layer_index",
+        "kind",
+        "src",
+        "dst",
+        "kernel",
+        "weight",
+        "curvature",
+        "alive",
+        "src_level",
+        "dst_level",
+    ]
     if not frames:
         return pd.DataFrame({c: [] for c in cols})
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def _group_curvature(g: EdgeGroup, net: Network, levels: _Levels | None, alpha, method, aggregate,
-                     normalize_idleness, dead_value, processes, device, progress: Progress) -> dict:
+def _group_curvature(
+    g: EdgeGroup,
+    net: Network,
+    levels: _Levels | None,
+    alpha,
+    method,
+    aggregate,
+    normalize_idleness,
+    dead_value,
+    processes,
+    device,
+    progress: Progress,
+) -> dict:
     k = g.k
     lay = net.layers[k]
     pred_support = np.isfinite(g.pred_len)
@@ -425,10 +471,16 @@ def _group_curvature(g: EdgeGroup, net: Network, levels: _Levels | None, alpha, 
         n_inputs = levels.n
         lvl_pred = net.level_in[k - 1] if len(g.R) else None
         lvl_succ = net.level_out[k + 1] if len(g.P) else None
-        a_tab = (_activation_masses(pred_support, levels.norm[lvl_pred][:, g.R]) if lvl_pred is not None
-                 else np.zeros((n_inputs, len(g.Us), 0)))
-        b_tab = (_activation_masses(succ_support, levels.norm[lvl_succ][:, g.P]) if lvl_succ is not None
-                 else np.zeros((n_inputs, len(g.Vs), 0)))
+        a_tab = (
+            _activation_masses(pred_support, levels.norm[lvl_pred][:, g.R])
+            if lvl_pred is not None
+            else np.zeros((n_inputs, len(g.Us), 0))
+        )
+        b_tab = (
+            _activation_masses(succ_support, levels.norm[lvl_succ][:, g.P])
+            if lvl_succ is not None
+            else np.zeros((n_inputs, len(g.Vs), 0))
+        )
         dead_u = levels.dead[net.level_in[k]][:, g.Us]
         dead_v = levels.dead[net.level_out[k]][:, g.Vs]
         alive = ~dead_u[:, g.ui] & ~dead_v[:, g.vi]
@@ -443,8 +495,11 @@ def _group_curvature(g: EdgeGroup, net: Network, levels: _Levels | None, alpha, 
         width = len(g.R) + len(g.P) + 2
         size = max(1, int(PROBLEM_BUDGET // (4 * width)))
         starts = np.flatnonzero(np.r_[True, np.diff(inp) != 0])
-        bounds = [(lo, min(end, lo + size)) for first, end in zip(starts, np.r_[starts[1:], len(inp)])
-                  for lo in range(first, end, size)]
+        bounds = [
+            (lo, min(end, lo + size))
+            for first, end in zip(starts, np.r_[starts[1:], len(inp)], strict=False)
+            for lo in range(first, end, size)
+        ]
         for done, (lo, hi) in enumerate(bounds):
             progress.check()
             e, n = edge[lo:hi], inp[lo:hi]
@@ -453,9 +508,12 @@ def _group_curvature(g: EdgeGroup, net: Network, levels: _Levels | None, alpha, 
                 C=g.core,
                 a=(1.0 - alpha) * a_tab[n if a_tab.shape[0] > 1 else 0 * n, u, :].T,
                 b=(1.0 - alpha) * b_tab[n if b_tab.shape[0] > 1 else 0 * n, v, :].T,
-                ax=ax_u[u].astype(np.float64), by=by_v[v].astype(np.float64),
-                row=np.ascontiguousarray(g.row[u, :].T), col=np.ascontiguousarray(g.col[:, v]),
-                corner=g.corner[e].copy())
+                ax=ax_u[u].astype(np.float64),
+                by=by_v[v].astype(np.float64),
+                row=np.ascontiguousarray(g.row[u, :].T),
+                col=np.ascontiguousarray(g.col[:, v]),
+                corner=g.corner[e].copy(),
+            )
             w1[lo:hi] = transport.solve(probs, method, processes=processes, device=device, check=progress.check)
             progress.update((done + 1) / len(bounds), f"layer {lay.name}", problems=hi)
         d = g.corner[edge]
@@ -465,8 +523,14 @@ def _group_curvature(g: EdgeGroup, net: Network, levels: _Levels | None, alpha, 
             kappa = kappa / (1.0 - alpha)
         values[inp, edge] = kappa
     curv = values.min(axis=0) if aggregate == "min" else values.mean(axis=0)
-    return {"src": g.Us[g.ui], "dst": g.Vs[g.vi], "kernel": g.kernel,
-            "weight": lay.W.ravel()[g.kernel], "curvature": curv, "alive": alive.sum(axis=0)}
+    return {
+        "src": g.Us[g.ui],
+        "dst": g.Vs[g.vi],
+        "kernel": g.kernel,
+        "weight": lay.W.ravel()[g.kernel],
+        "curvature": curv,
+        "alive": alive.sum(axis=0),
+    }
 
 
 # ----------------------------------------------------------------------------------------------
@@ -491,10 +555,20 @@ def _as_inputs(model: nn.Module, inputs) -> torch.Tensor:
     return inputs
 
 
-def neural_curvature(model: nn.Module, inputs, *, alpha: float = 0.5, method: str = "sinkhorn",
-                     aggregate: str = "min", normalize_idleness: bool = True, dead_value: float = 1.0,
-                     conv_positions: int | None = DEFAULT_CONV_POSITIONS, processes: int | None = None,
-                     device: str = "auto", progress: Progress | None = None) -> pd.DataFrame:
+def neural_curvature(
+    model: nn.Module,
+    inputs,
+    *,
+    alpha: float = 0.5,
+    method: str = "sinkhorn",
+    aggregate: str = "min",
+    normalize_idleness: bool = True,
+    dead_value: float = 1.0,
+    conv_positions: int | None = DEFAULT_CONV_POSITIONS,
+    processes: int | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """Neural curvature of every edge, aggregated over the calibration ``inputs`` (N, *input_shape).
 
     Returns one row per edge: ``layer``, ``layer_index``, ``kind``, ``src``/``dst`` (unit indices
@@ -507,16 +581,32 @@ def neural_curvature(model: nn.Module, inputs, *, alpha: float = 0.5, method: st
     """
     _check_nc_params(alpha, method, aggregate, dead_value, conv_positions)
     inputs = _as_inputs(model, inputs)
-    return _network_curvature(model, inputs, alpha=float(alpha), method=method, aggregate=aggregate,
-                              normalize_idleness=normalize_idleness, dead_value=dead_value,
-                              conv_positions=conv_positions, processes=processes, device=device,
-                              progress=progress)
+    return _network_curvature(
+        model,
+        inputs,
+        alpha=float(alpha),
+        method=method,
+        aggregate=aggregate,
+        normalize_idleness=normalize_idleness,
+        dead_value=dead_value,
+        conv_positions=conv_positions,
+        processes=processes,
+        device=device,
+        progress=progress,
+    )
 
 
-def weight_only_curvature(model: nn.Module, *, alpha: float = 0.5, method: str = "sinkhorn",
-                          normalize_idleness: bool = False, conv_positions: int | None = DEFAULT_CONV_POSITIONS,
-                          processes: int | None = None, device: str = "auto",
-                          progress: Progress | None = None) -> pd.DataFrame:
+def weight_only_curvature(
+    model: nn.Module,
+    *,
+    alpha: float = 0.5,
+    method: str = "sinkhorn",
+    normalize_idleness: bool = False,
+    conv_positions: int | None = DEFAULT_CONV_POSITIONS,
+    processes: int | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """Ollivier-Ricci curvature of the layer graph from the weights alone (no data).
 
     Lengths 1/|w|, neighbour masses ~ exp(-len^2) as GraphRicciCurvature computes them on the
@@ -524,10 +614,19 @@ def weight_only_curvature(model: nn.Module, *, alpha: float = 0.5, method: str =
     GraphRicciCurvature's. Same table as ``neural_curvature`` (``alive`` is 1).
     """
     _check_nc_params(alpha, method, "min", 0.0, conv_positions)
-    return _network_curvature(model, None, alpha=float(alpha), method=method, aggregate="min",
-                              normalize_idleness=normalize_idleness, dead_value=0.0,
-                              conv_positions=conv_positions, processes=processes, device=device,
-                              progress=progress)
+    return _network_curvature(
+        model,
+        None,
+        alpha=float(alpha),
+        method=method,
+        aggregate="min",
+        normalize_idleness=normalize_idleness,
+        dead_value=0.0,
+        conv_positions=conv_positions,
+        processes=processes,
+        device=device,
+        progress=progress,
+    )
 
 
 def scores_from_table(model: nn.Module, df: pd.DataFrame, fill: float = 1.0) -> dict[str, torch.Tensor]:
@@ -549,10 +648,20 @@ def scores_from_table(model: nn.Module, df: pd.DataFrame, fill: float = 1.0) -> 
     return out
 
 
-def curvature_scores(model: nn.Module, inputs=None, *, alpha: float = 0.5, method: str = "sinkhorn",
-                     aggregate: str = "min", normalize_idleness: bool = True, dead_value: float = 1.0,
-                     conv_positions: int | None = DEFAULT_CONV_POSITIONS, processes: int | None = None,
-                     device: str = "auto", progress: Progress | None = None) -> dict[str, torch.Tensor]:
+def curvature_scores(
+    model: nn.Module,
+    inputs=None,
+    *,
+    alpha: float = 0.5,
+    method: str = "sinkhorn",
+    aggregate: str = "min",
+    normalize_idleness: bool = True,
+    dead_value: float = 1.0,
+    conv_positions: int | None = DEFAULT_CONV_POSITIONS,
+    processes: int | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> dict[str, torch.Tensor]:
     """Per-weight neural curvature, ``{layer name: tensor shaped like its weight}``, for pruning.
 
     Positive curvature marks redundant weights (prune highest first); negative marks bottlenecks
@@ -560,14 +669,30 @@ def curvature_scores(model: nn.Module, inputs=None, *, alpha: float = 0.5, metho
     Never NaN: weights without edges get ``dead_value``.
     """
     if inputs is None:
-        df = weight_only_curvature(model, alpha=alpha, method=method, normalize_idleness=normalize_idleness,
-                                   conv_positions=conv_positions, processes=processes, device=device,
-                                   progress=progress)
+        df = weight_only_curvature(
+            model,
+            alpha=alpha,
+            method=method,
+            normalize_idleness=normalize_idleness,
+            conv_positions=conv_positions,
+            processes=processes,
+            device=device,
+            progress=progress,
+        )
     else:
-        df = neural_curvature(model, inputs, alpha=alpha, method=method, aggregate=aggregate,
-                              normalize_idleness=normalize_idleness, dead_value=dead_value,
-                              conv_positions=conv_positions, processes=processes, device=device,
-                              progress=progress)
+        df = neural_curvature(
+            model,
+            inputs,
+            alpha=alpha,
+            method=method,
+            aggregate=aggregate,
+            normalize_idleness=normalize_idleness,
+            dead_value=dead_value,
+            conv_positions=conv_positions,
+            processes=processes,
+            device=device,
+            progress=progress,
+        )
     return scores_from_table(model, df, fill=float(dead_value))
 
 
@@ -581,9 +706,13 @@ def node_curvature(df: pd.DataFrame) -> pd.DataFrame:
     if not need <= set(df.columns):
         raise NNGeoError(f"node_curvature needs columns {sorted(need)}")
     src_level, dst_level = edge_levels(df)
-    both = pd.DataFrame({"level": np.concatenate([src_level, dst_level]),
-                         "unit": np.concatenate([df["src"].to_numpy(), df["dst"].to_numpy()]),
-                         "curvature": np.concatenate([df["curvature"].to_numpy()] * 2)})
+    both = pd.DataFrame(
+        {
+            "level": np.concatenate([src_level, dst_level]),
+            "unit": np.concatenate([df["src"].to_numpy(), df["dst"].to_numpy()]),
+            "curvature": np.concatenate([df["curvature"].to_numpy()] * 2),
+        }
+    )
     g = both.groupby(["level", "unit"], as_index=False)["curvature"]
     out = g.mean()
     out["degree"] = g.size()["size"].to_numpy()
@@ -611,18 +740,18 @@ def calibration_set(model: nn.Module, dataset, k: int = 1, *, split: str = "test
     preds = []
     with torch.no_grad():
         for s in range(0, len(x), 2048):
-            pred = model(x[s:s + 2048].to(device=param.device, dtype=param.dtype)).argmax(1).cpu()
+            pred = model(x[s : s + 2048].to(device=param.device, dtype=param.dtype)).argmax(1).cpu()
             preds.append(pred)
-            hit = yc[s:s + 2048][pred == yc[s:s + 2048]]
-            got = [g + int((hit == c).sum()) for g, c in zip(got, classes)]
-            if all(g >= n for g, n in zip(got, need)):
+            hit = yc[s : s + 2048][pred == yc[s : s + 2048]]
+            got = [g + int((hit == c).sum()) for g, c in zip(got, classes, strict=False)]
+            if all(g >= n for g, n in zip(got, need, strict=False)):
                 break  # every class has its first k: later inputs cannot change the choice
     model.train(was)
     seen = torch.cat(preds)
-    correct = seen == yc[:len(seen)]
+    correct = seen == yc[: len(seen)]
     chosen = []
     for c in classes:
-        idx = torch.nonzero(correct & (yc[:len(seen)] == c)).flatten()[: int(k)]
+        idx = torch.nonzero(correct & (yc[: len(seen)] == c)).flatten()[: int(k)]
         chosen.append(idx)
     idx = torch.cat(chosen)
     if len(idx) == 0:

@@ -23,10 +23,11 @@ Disconnected graphs and isolated nodes need nothing special: an edge's measures 
 own component. Negative, NaN or infinite lengths, multigraphs and edges with and without a
 ``weight`` in the same graph are refused with ``NNGeoError``.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Hashable
+from collections.abc import Hashable
 
 import numpy as np
 import scipy.sparse as sp
@@ -37,16 +38,26 @@ from ..settings import float64_device
 from . import transport
 from .transport import CoreProblems
 
-GRC_EPSILON = 1e-7   # GraphRicciCurvature's threshold for "weights sum to nothing" and "zero distance"
+GRC_EPSILON = 1e-7  # GraphRicciCurvature's threshold for "weights sum to nothing" and "zero distance"
 GRC_NBR_TOPK = 3000
-MAX_NODES = 20_000   # the all-pairs distance matrix is n x n float64
+MAX_NODES = 20_000  # the all-pairs distance matrix is n x n float64
 METHODS = ("exact", "sinkhorn", "graphricci")
 
 
-def ollivier_ricci(G, *, alpha: float = 0.5, weight: str = "weight", method: str = "exact",
-                   exp_power: float = 2.0, base: float = math.e, nbr_topk: int = GRC_NBR_TOPK,
-                   processes: int | None = None, device: str = "auto", progress: Progress | None = None,
-                   sinkhorn_eps: float = transport.SINKHORN_EPS) -> dict[tuple[Hashable, Hashable], float]:
+def ollivier_ricci(
+    G,
+    *,
+    alpha: float = 0.5,
+    weight: str = "weight",
+    method: str = "exact",
+    exp_power: float = 2.0,
+    base: float = math.e,
+    nbr_topk: int = GRC_NBR_TOPK,
+    processes: int | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+    sinkhorn_eps: float = transport.SINKHORN_EPS,
+) -> dict[tuple[Hashable, Hashable], float]:
     """Ollivier-Ricci curvature of every edge of a networkx Graph or DiGraph.
 
     ``method``: "exact" (network simplex per edge, in ``processes`` worker processes), "sinkhorn"
@@ -75,18 +86,29 @@ def ollivier_ricci(G, *, alpha: float = 0.5, weight: str = "weight", method: str
     dist = all_pairs_distances(n, arcs_src, arcs_dst, arcs_len, directed)
     progress.check()
     succ = neighbour_measures(n, arcs_src, arcs_dst, arcs_len, alpha, exp_power, base, nbr_topk)
-    pred = succ if not directed else neighbour_measures(n, arcs_dst, arcs_src, arcs_len, alpha, exp_power,
-                                                        base, nbr_topk)
-    w1 = edge_transport(dist, pred, succ, edges_src, edges_dst, method, processes=processes,
-                        device=float64_device(device), progress=progress, sinkhorn_eps=sinkhorn_eps)
+    pred = (
+        succ if not directed else neighbour_measures(n, arcs_dst, arcs_src, arcs_len, alpha, exp_power, base, nbr_topk)
+    )
+    w1 = edge_transport(
+        dist,
+        pred,
+        succ,
+        edges_src,
+        edges_dst,
+        method,
+        processes=processes,
+        device=float64_device(device),
+        progress=progress,
+        sinkhorn_eps=sinkhorn_eps,
+    )
     d = dist[edges_src, edges_dst]
     with np.errstate(divide="ignore", invalid="ignore"):
         kappa = np.where(d < GRC_EPSILON, 0.0, 1.0 - w1 / np.where(d < GRC_EPSILON, 1.0, d))
     progress.update(1.0, "done", force=True)
-    return {(nodes[s], nodes[t]): float(k) for s, t, k in zip(edges_src, edges_dst, kappa)}
+    return {(nodes[s], nodes[t]): float(k) for s, t, k in zip(edges_src, edges_dst, kappa, strict=False)}
 
 
-def dense_layer_graph(weight) -> "nx.Graph":
+def dense_layer_graph(weight) -> nx.Graph:
     """One dense layer as an undirected bipartite networkx graph, for ``ollivier_ricci`` and
     cross-checks with GraphRicciCurvature: input unit i is node i, output unit j is node m + j
     (``weight`` has shape (m, n)); each nonzero weight is an edge of length 1/|w| (a zero weight is
@@ -99,9 +121,9 @@ def dense_layer_graph(weight) -> "nx.Graph":
     if not np.isfinite(w).all():
         raise NNGeoError("the layer has NaN or infinite weights")
     m = w.shape[0]
-    i, j = np.nonzero(w)   # row-major: the edges in the order a double loop adds them
+    i, j = np.nonzero(w)  # row-major: the edges in the order a double loop adds them
     G = nx.Graph()
-    G.add_weighted_edges_from(zip(i.tolist(), (m + j).tolist(), (1.0 / np.abs(w[i, j])).tolist()))
+    G.add_weighted_edges_from(zip(i.tolist(), (m + j).tolist(), (1.0 / np.abs(w[i, j])).tolist(), strict=False))
     return G
 
 
@@ -166,7 +188,7 @@ class NeighbourMeasures:
         self.indptr, self.cols, self.mass, self.self_mass = indptr, cols, mass, self_mass
 
     def support(self, v: int) -> np.ndarray:
-        return self.cols[self.indptr[v]:self.indptr[v + 1]]
+        return self.cols[self.indptr[v] : self.indptr[v + 1]]
 
     def degree(self) -> np.ndarray:
         return np.diff(self.indptr)
@@ -180,14 +202,14 @@ def neighbour_measures(n, src, dst, length, alpha, exp_power, base, nbr_topk) ->
     np.add.at(indptr, src + 1, 1)
     indptr = np.cumsum(indptr)
     with np.errstate(over="ignore", under="ignore"):
-        w = np.exp(-(length ** exp_power) * math.log(base))
+        w = np.exp(-(length**exp_power) * math.log(base))
     keep = np.ones(len(dst), dtype=bool)
     deg = np.diff(indptr)
     for v in np.flatnonzero(deg > nbr_topk):  # rare: only hubs with more than nbr_topk neighbours
         s, e = indptr[v], indptr[v + 1]
         # GraphRicciCurvature keeps a min-heap of (weight, node): the smallest pairs drop out
         rank = np.lexsort((dst[s:e], w[s:e]))
-        keep[s:e][rank[:e - s - nbr_topk]] = False
+        keep[s:e][rank[: e - s - nbr_topk]] = False
     src, dst, w = src[keep], dst[keep], w[keep]
     indptr = np.zeros(n + 1, dtype=np.int64)
     np.add.at(indptr, src + 1, 1)
@@ -201,9 +223,20 @@ def neighbour_measures(n, src, dst, length, alpha, exp_power, base, nbr_topk) ->
     return NeighbourMeasures(indptr, dst, mass, self_mass)
 
 
-def edge_transport(dist, pred: NeighbourMeasures, succ: NeighbourMeasures, xs, ys, method, *,
-                   processes=None, device="cpu", progress: Progress | None = None,
-                   sinkhorn_eps: float = transport.SINKHORN_EPS, budget: float = 8e6) -> np.ndarray:
+def edge_transport(
+    dist,
+    pred: NeighbourMeasures,
+    succ: NeighbourMeasures,
+    xs,
+    ys,
+    method,
+    *,
+    processes=None,
+    device="cpu",
+    progress: Progress | None = None,
+    sinkhorn_eps: float = transport.SINKHORN_EPS,
+    budget: float = 8e6,
+) -> np.ndarray:
     """W1(mu_x, mu_y) for every edge (xs[i], ys[i]), batched over edges whose sources share a support."""
     progress = progress or Progress()
     out = np.empty(len(xs))
@@ -225,13 +258,14 @@ def edge_transport(dist, pred: NeighbourMeasures, succ: NeighbourMeasures, xs, y
         width = n1 + int(sdeg[ys[members]].max()) + 2
         size = max(1, int(budget // max(width * 4, 1)))
         for s in range(0, len(members), size):
-            jobs.append(members[s:s + size])
+            jobs.append(members[s : s + size])
     done = 0
     for chunk in jobs:
         progress.check()
         problems = _chunk_problems(dist, pred, succ, xs[chunk], ys[chunk])
-        out[chunk] = transport.solve(problems, method, processes=processes, device=device,
-                                     check=progress.check, sinkhorn_eps=sinkhorn_eps)
+        out[chunk] = transport.solve(
+            problems, method, processes=processes, device=device, check=progress.check, sinkhorn_eps=sinkhorn_eps
+        )
         done += len(chunk)
         progress.update(done / len(xs), "optimal transport", edges=done)
     return out
@@ -252,10 +286,14 @@ def _chunk_problems(dist, pred: NeighbourMeasures, succ: NeighbourMeasures, xs, 
         b[np.searchsorted(U, succ.cols[flat]), np.repeat(np.arange(B), counts)] = succ.mass[flat]
     return CoreProblems(
         C=dist[np.ix_(R, U)],
-        a=a, b=b,
-        ax=pred.self_mass[xs].astype(np.float64), by=succ.self_mass[ys].astype(np.float64),
-        row=dist[np.ix_(xs, U)].T.copy(), col=dist[np.ix_(R, ys)],
-        corner=dist[xs, ys].copy())
+        a=a,
+        b=b,
+        ax=pred.self_mass[xs].astype(np.float64),
+        by=succ.self_mass[ys].astype(np.float64),
+        row=dist[np.ix_(xs, U)].T.copy(),
+        col=dist[np.ix_(R, ys)],
+        corner=dist[xs, ys].copy(),
+    )
 
 
 def _graphricci(G, nodes, xs, ys, alpha, weight, exp_power, base, nbr_topk, processes):
@@ -265,7 +303,16 @@ def _graphricci(G, nodes, xs, ys, alpha, weight, exp_power, base, nbr_topk, proc
     if len(xs) == 0:
         return {}
     procs = transport.default_processes() if processes is None else max(1, int(processes))
-    orc = OllivierRicci(G, weight=weight, alpha=alpha, method="OTD", base=base, exp_power=exp_power,
-                        proc=procs, nbr_topk=nbr_topk, verbose="ERROR")
-    result = orc.compute_ricci_curvature_edges([(nodes[s], nodes[t]) for s, t in zip(xs, ys)])
-    return {(nodes[s], nodes[t]): float(result[(nodes[s], nodes[t])]) for s, t in zip(xs, ys)}
+    orc = OllivierRicci(
+        G,
+        weight=weight,
+        alpha=alpha,
+        method="OTD",
+        base=base,
+        exp_power=exp_power,
+        proc=procs,
+        nbr_topk=nbr_topk,
+        verbose="ERROR",
+    )
+    result = orc.compute_ricci_curvature_edges([(nodes[s], nodes[t]) for s, t in zip(xs, ys, strict=False)])
+    return {(nodes[s], nodes[t]): float(result[(nodes[s], nodes[t])]) for s, t in zip(xs, ys, strict=False)}

@@ -17,14 +17,15 @@ problems; the solvers exploit the shared core:
   domain from one epsilon stage to the next. Problems that end far from their marginals or go
   non-finite are re-solved exactly, so the result is always finite.
 """
+
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
 import os
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -38,10 +39,10 @@ EMD_MAX_ITER = 10_000_000
 SINKHORN_EPS = 0.01
 SINKHORN_TOL = 1e-3
 SINKHORN_MAX_ITER = 100
-SINKHORN_STAGE_ITER = 20     # iterations of each coarser epsilon stage (warm start only)
-SINKHORN_ACCEPT = 5e-2       # marginal error above which a problem is re-solved exactly
-EXACT_BELOW = 400            # in sinkhorn mode, problems with at most this many support pairs are solved exactly
-SINGLE_THREAD_WORK = 1e7     # Sinkhorn batches with fewer core kernel entries x problems run on one thread
+SINKHORN_STAGE_ITER = 20  # iterations of each coarser epsilon stage (warm start only)
+SINKHORN_ACCEPT = 5e-2  # marginal error above which a problem is re-solved exactly
+EXACT_BELOW = 400  # in sinkhorn mode, problems with at most this many support pairs are solved exactly
+SINGLE_THREAD_WORK = 1e7  # Sinkhorn batches with fewer core kernel entries x problems run on one thread
 # exponent cap for the Gibbs kernel: exp(-600) ~ 1e-261 keeps every kernel entry positive in float64
 _EXP_CAP = 600.0
 
@@ -70,18 +71,34 @@ class CoreProblems:
     def size(self) -> int:
         return int(self.ax.shape[0])
 
-    def subset(self, idx: np.ndarray) -> "CoreProblems":
-        return CoreProblems(self.C, self.a[:, idx], self.b[:, idx], self.ax[idx], self.by[idx],
-                            self.row[:, idx], self.col[:, idx], self.corner[idx])
+    def subset(self, idx: np.ndarray) -> CoreProblems:
+        return CoreProblems(
+            self.C,
+            self.a[:, idx],
+            self.b[:, idx],
+            self.ax[idx],
+            self.by[idx],
+            self.row[:, idx],
+            self.col[:, idx],
+            self.corner[idx],
+        )
 
-    def compact(self) -> "CoreProblems":
+    def compact(self) -> CoreProblems:
         """Drop core points that carry no mass in any problem of the batch (they change nothing)."""
         keep_r = np.flatnonzero((self.a > 0).any(axis=1))
         keep_c = np.flatnonzero((self.b > 0).any(axis=1))
         if len(keep_r) == self.a.shape[0] and len(keep_c) == self.b.shape[0]:
             return self
-        return CoreProblems(self.C[np.ix_(keep_r, keep_c)], self.a[keep_r], self.b[keep_c], self.ax, self.by,
-                            self.row[keep_c], self.col[keep_r], self.corner)
+        return CoreProblems(
+            self.C[np.ix_(keep_r, keep_c)],
+            self.a[keep_r],
+            self.b[keep_c],
+            self.ax,
+            self.by,
+            self.row[keep_c],
+            self.col[keep_r],
+            self.corner,
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,8 +158,10 @@ def _emd_cost(a: np.ndarray, b: np.ndarray, M: np.ndarray) -> float:
     b = b * (a.sum() / b.sum())  # equal totals to the last bit, as the solver requires
     _, cost, _, _, code = emd_c(a, b, np.ascontiguousarray(M), EMD_MAX_ITER, 1, None, None)
     if code != 1:  # 1 = optimal; anything else means the LP did not finish
-        raise NNGeoError(f"the exact transport solver stopped early (code {code}); "
-                         "the cost matrix is probably not finite where mass must travel")
+        raise NNGeoError(
+            f"the exact transport solver stopped early (code {code}); "
+            "the cost matrix is probably not finite where mass must travel"
+        )
     return float(cost)
 
 
@@ -162,11 +181,11 @@ def w1_exact(p: CoreProblems, check: Callable[[], None] | None = None) -> np.nda
         cols = np.flatnonzero(p.b[:, e] > 0)
         has_x, has_y = p.ax[e] > 0, p.by[e] > 0
         M = np.empty((len(rows) + has_x, len(cols) + has_y))
-        M[:len(rows), :len(cols)] = Cb[np.ix_(rows, cols)]
+        M[: len(rows), : len(cols)] = Cb[np.ix_(rows, cols)]
         if has_y:
-            M[:len(rows), -1] = p.col[rows, e]
+            M[: len(rows), -1] = p.col[rows, e]
         if has_x:
-            M[-1, :len(cols)] = p.row[cols, e]
+            M[-1, : len(cols)] = p.row[cols, e]
         if has_x and has_y:
             M[-1, -1] = p.corner[e]
         M[~np.isfinite(M)] = big
@@ -174,8 +193,9 @@ def w1_exact(p: CoreProblems, check: Callable[[], None] | None = None) -> np.nda
         b = np.concatenate([p.b[cols, e], [p.by[e]] if has_y else []])
         out[e] = _emd_cost(a, b, M)
     if np.any(out >= big):
-        raise NNGeoError("some mass has no finite path to travel along; the graph is not connected where "
-                         "the curvature needs it")
+        raise NNGeoError(
+            "some mass has no finite path to travel along; the graph is not connected where the curvature needs it"
+        )
     return out
 
 
@@ -204,8 +224,9 @@ class _Indexed:
         return i, self.fn(c)
 
 
-def map_indexed(fn: Callable, chunks: Sequence, processes: int | None = None,
-                on_result: Callable[[int, object], None] | None = None) -> list:
+def map_indexed(
+    fn: Callable, chunks: Sequence, processes: int | None = None, on_result: Callable[[int, object], None] | None = None
+) -> list:
     """``[fn(c) for c in chunks]``, in worker processes when more than one is asked for and useful.
 
     Uses the ``fork`` start method (as GraphRicciCurvature does) where the platform has it, so the
@@ -241,8 +262,9 @@ def split_work(p: CoreProblems, parts: int) -> list[CoreProblems]:
     return [p.subset(i) for i in idx if len(i)]
 
 
-def w1_exact_parallel(p: CoreProblems, processes: int | None = None,
-                      check: Callable[[], None] | None = None) -> np.ndarray:
+def w1_exact_parallel(
+    p: CoreProblems, processes: int | None = None, check: Callable[[], None] | None = None
+) -> np.ndarray:
     """``w1_exact`` with the problems split over worker processes when that pays off."""
     processes = default_processes() if processes is None else int(processes)
     n1, n2 = p.C.shape
@@ -264,9 +286,17 @@ def w1_exact_parallel(p: CoreProblems, processes: int | None = None,
 # entropic (Sinkhorn), batched in torch
 
 
-def w1_sinkhorn(p: CoreProblems, *, eps: float = SINKHORN_EPS, tol: float = SINKHORN_TOL,
-                max_iter: int = SINKHORN_MAX_ITER, device: str = "cpu", dtype=None,
-                check: Callable[[], None] | None = None, fallback: bool = True) -> np.ndarray:
+def w1_sinkhorn(
+    p: CoreProblems,
+    *,
+    eps: float = SINKHORN_EPS,
+    tol: float = SINKHORN_TOL,
+    max_iter: int = SINKHORN_MAX_ITER,
+    device: str = "cpu",
+    dtype=None,
+    check: Callable[[], None] | None = None,
+    fallback: bool = True,
+) -> np.ndarray:
     """Transport cost of the entropic plan of every problem at once.
 
     ``eps`` is relative to the median finite core cost (after subtracting the smallest cost).
@@ -325,8 +355,15 @@ def _sinkhorn_batch(q: CoreProblems, eps_final, spread, cmin, tol, max_iter, dev
     C = T(q.C)
     B = q.size
     # per-problem tensors, problem index last
-    prob = {"a": T(q.a), "b": T(q.b), "ax": T(q.ax), "by": T(q.by),
-            "row": T(q.row), "col": T(q.col), "corner": T(q.corner)}
+    prob = {
+        "a": T(q.a),
+        "b": T(q.b),
+        "ax": T(q.ax),
+        "by": T(q.by),
+        "row": T(q.row),
+        "col": T(q.col),
+        "corner": T(q.corner),
+    }
     tiny = torch.finfo(dtype).tiny
 
     def kernel(cost, e):
@@ -336,7 +373,7 @@ def _sinkhorn_batch(q: CoreProblems, eps_final, spread, cmin, tol, max_iter, dev
     eps0 = max(eps_final, spread / 20.0)
     n_stages = max(1, int(math.ceil(math.log(eps0 / eps_final, 4.0))) + 1)
     stages = np.geomspace(eps0, eps_final, n_stages)
-    g = torch.zeros_like(prob["b"])      # target log-potentials, carried from stage to stage
+    g = torch.zeros_like(prob["b"])  # target log-potentials, carried from stage to stage
     gy = torch.zeros_like(prob["by"])
     u_all = torch.zeros_like(prob["a"])
     ux_all = torch.zeros_like(prob["ax"])
@@ -396,17 +433,26 @@ def _sinkhorn_batch(q: CoreProblems, eps_final, spread, cmin, tol, max_iter, dev
     u, ux, v, vy = u_all, ux_all, v_all, vy_all
     fin = lambda x: torch.where(torch.isfinite(x), x, torch.zeros_like(x))  # noqa: E731
     inf = lambda x: (~torch.isfinite(x)).to(dtype)  # noqa: E731
-    cost = (u * ((K * fin(C)) @ v + Kc * fin(prob["col"]) * vy)).sum(0) \
-        + ux * ((Kr * fin(prob["row"]) * v).sum(0) + Kx * fin(prob["corner"]) * vy)
+    cost = (u * ((K * fin(C)) @ v + Kc * fin(prob["col"]) * vy)).sum(0) + ux * (
+        (Kr * fin(prob["row"]) * v).sum(0) + Kx * fin(prob["corner"]) * vy
+    )
     # mass on an infinite-cost arc means no finite plan was found
-    inf_mass = (u * ((K * inf(C)) @ v + Kc * inf(prob["col"]) * vy)).sum(0) \
-        + ux * ((Kr * inf(prob["row"]) * v).sum(0) + Kx * inf(prob["corner"]) * vy)
+    inf_mass = (u * ((K * inf(C)) @ v + Kc * inf(prob["col"]) * vy)).sum(0) + ux * (
+        (Kr * inf(prob["row"]) * v).sum(0) + Kx * inf(prob["corner"]) * vy
+    )
     ok = torch.isfinite(cost) & (err_all <= SINKHORN_ACCEPT) & (inf_mass <= 1e-12)
     return cost.detach().to("cpu", torch.float64).numpy(), ok.detach().cpu().numpy()
 
 
-def solve(p: CoreProblems, method: str, *, processes: int | None = None, device: str = "cpu",
-          check: Callable[[], None] | None = None, sinkhorn_eps: float = SINKHORN_EPS) -> np.ndarray:
+def solve(
+    p: CoreProblems,
+    method: str,
+    *,
+    processes: int | None = None,
+    device: str = "cpu",
+    check: Callable[[], None] | None = None,
+    sinkhorn_eps: float = SINKHORN_EPS,
+) -> np.ndarray:
     """W1 of every problem by ``method`` ("exact" or "sinkhorn")."""
     if p.size == 0:
         return np.zeros(0)
@@ -424,4 +470,3 @@ def solve(p: CoreProblems, method: str, *, processes: int | None = None, device:
             out[~small] = w1_sinkhorn(p.subset(np.flatnonzero(~small)), eps=sinkhorn_eps, device=device, check=check)
         return out
     raise NNGeoError(f"unknown transport method {method!r}; use exact or sinkhorn")
-

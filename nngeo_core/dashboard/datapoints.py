@@ -1,4 +1,5 @@
 """Small samples of a run's data for overlays and thumbnails (generated or read, never trained on)."""
+
 from __future__ import annotations
 
 import numpy as np

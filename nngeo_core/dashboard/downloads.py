@@ -1,4 +1,5 @@
 """Bytes for the download buttons: standalone figure HTML, tables as CSV or Parquet."""
+
 from __future__ import annotations
 
 import io
@@ -9,10 +10,13 @@ import plotly.graph_objects as go
 
 from ..errors import NNGeoError
 
+
 # plotly's own toolbar saves PNG; these options name the file and double its resolution
 def plotly_config(filename: str) -> dict:
-    return {"displaylogo": False,
-            "toImageButtonOptions": {"format": "png", "filename": safe_filename(filename), "scale": 2}}
+    return {
+        "displaylogo": False,
+        "toImageButtonOptions": {"format": "png", "filename": safe_filename(filename), "scale": 2},
+    }
 
 
 def safe_filename(name: str) -> str:

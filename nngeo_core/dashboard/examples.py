@@ -1,4 +1,5 @@
 """The example checkpoints in assets/examples (made by assets/make_examples.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path

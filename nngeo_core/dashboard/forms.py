@@ -1,7 +1,9 @@
 """Turn the Train and Pruning pages' widget values into specs, with one-line errors."""
+
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..errors import NNGeoError
 from ..specs import DataSpec, ModelSpec, RunSpec, TrainSpec
@@ -45,9 +47,15 @@ def snapshot_epochs_for(epochs: int, text: str = "", every: int | None = None) -
     return ()
 
 
-def run_spec(model: str, data: str, *, model_params: Mapping[str, Any] | None = None,
-             data_params: Mapping[str, Any] | None = None, data_seed: int = 0,
-             train: Mapping[str, Any] | None = None) -> RunSpec:
+def run_spec(
+    model: str,
+    data: str,
+    *,
+    model_params: Mapping[str, Any] | None = None,
+    data_params: Mapping[str, Any] | None = None,
+    data_seed: int = 0,
+    train: Mapping[str, Any] | None = None,
+) -> RunSpec:
     """A RunSpec from page values; training values not given come from the model's defaults."""
     from ..defaults import default_train
 
@@ -63,18 +71,25 @@ def run_spec(model: str, data: str, *, model_params: Mapping[str, Any] | None = 
     from ..models import model_info
 
     data_defaults = dataset_info(data).defaults if ":" not in data else {}
-    return RunSpec(data=DataSpec(data, seed=int(data_seed), params=_clean(data_params, data_defaults)),
-                   model=ModelSpec(model, _clean(model_params, model_info(model)["params"])), train=t)
+    return RunSpec(
+        data=DataSpec(data, seed=int(data_seed), params=_clean(data_params, data_defaults)),
+        model=ModelSpec(model, _clean(model_params, model_info(model)["params"])),
+        train=t,
+    )
 
 
 def _clean(params: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dict:
     """Drop params left empty or equal to the default, so a run asked for with the defaults has
     the same spec (and hash) as one asked for without them."""
+
     def norm(v):
         return tuple(v) if isinstance(v, list) else v
 
-    return {k: v for k, v in dict(params or {}).items()
-            if v is not None and v != "" and not (k in defaults and norm(defaults[k]) == norm(v))}
+    return {
+        k: v
+        for k, v in dict(params or {}).items()
+        if v is not None and v != "" and not (k in defaults and norm(defaults[k]) == norm(v))
+    }
 
 
 def parse_param(text: str, default: Any) -> Any:

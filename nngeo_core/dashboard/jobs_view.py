@@ -3,9 +3,9 @@
 The dashboard talks to ``nngeo_core.jobs`` only through this module, so a page never depends on
 the exact attribute names of ``JobInfo``.
 """
+
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 from typing import Any
@@ -135,7 +135,7 @@ def list_jobs(limit: int = 20) -> list[dict]:
     active = active_jobs()
     recent = [job_row(j) for j in jobs.list_jobs(limit=limit)]
     seen = {r["id"] for r in active}
-    return (active + [r for r in recent if r["id"] not in seen])[:max(limit, len(active))]
+    return (active + [r for r in recent if r["id"] not in seen])[: max(limit, len(active))]
 
 
 def worker_status(rows: list[dict] | None = None) -> dict:
@@ -148,8 +148,9 @@ def worker_status(rows: list[dict] | None = None) -> dict:
         info = jobs.worker_status()
     else:
         info = jobs.worker_status(count_jobs=False)
-        info.update(running=sum(r["state"] == "running" for r in rows),
-                    queued=sum(r["state"] == "queued" for r in rows))
+        info.update(
+            running=sum(r["state"] == "running" for r in rows), queued=sum(r["state"] == "queued" for r in rows)
+        )
     alive = bool(info.get("alive"))
     n = len(info.get("workers") or [])
     parts = [f"{n} worker{'s' if n != 1 else ''} alive" if alive else "no worker running"]

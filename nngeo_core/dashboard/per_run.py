@@ -1,9 +1,10 @@
 """The per-run figures the Compare page can put side by side: which analysis each one reads and
 which pure figure builder draws it."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -11,10 +12,10 @@ import plotly.graph_objects as go
 
 @dataclass(frozen=True)
 class PerRunFigure:
-    method: str                                  # the analysis whose stored table it draws
-    what: str                                    # words for buttons and messages
+    method: str  # the analysis whose stored table it draws
+    what: str  # words for buttons and messages
     draw: Callable[[pd.DataFrame], go.Figure]
-    params: dict | None = None                   # None: accept the newest result whatever its params
+    params: dict | None = None  # None: accept the newest result whatever its params
 
 
 def _np(df):

@@ -3,6 +3,7 @@
 ``geometry.image_plane`` evaluates the segment from its first to its second input at points of
 the segment itself (rows with anchor −2 and their t); this takes those rows out of the table.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,7 +27,9 @@ def line_of_plane(plane: pd.DataFrame) -> pd.DataFrame | None:
     if 0 not in anchors.index or 1 not in anchors.index:
         raise NNGeoError("the plane has no rows for its first two inputs")
     # the plane is isometric to input space: the segment's length is the anchors' distance
-    length = float(np.linalg.norm(anchors.loc[1, ["u", "v"]].to_numpy(float) - anchors.loc[0, ["u", "v"]].to_numpy(float)))
+    length = float(
+        np.linalg.norm(anchors.loc[1, ["u", "v"]].to_numpy(float) - anchors.loc[0, ["u", "v"]].to_numpy(float))
+    )
     rows = rows.sort_values("t")
     out = {"t": rows["t"].to_numpy(float), "distance": rows["t"].to_numpy(float) * length}
     out.update({c: rows[c].to_numpy() for c in LINE_VALUES if c in rows.columns})

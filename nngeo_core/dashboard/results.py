@@ -1,16 +1,30 @@
 """Views of the store for the pages: the runs table, model pickers, finding analysis results."""
+
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 
 from ..specs import AnalysisSpec, DataSpec, spec_from_dict
 from ..store import MODEL_KINDS, Store, filter_catalog
 
-RUNS_COLUMNS = ["key", "kind", "label", "model", "data", "method", "strategy", "sparsity", "seed",
-                "metric", "n_rows", "created"]
+RUNS_COLUMNS = [
+    "key",
+    "kind",
+    "label",
+    "model",
+    "data",
+    "method",
+    "strategy",
+    "sparsity",
+    "seed",
+    "metric",
+    "n_rows",
+    "created",
+]
 
 
 def runs_table(catalog: pd.DataFrame, *, kinds: Iterable[str] | None = None, text: str = "") -> pd.DataFrame:
@@ -72,22 +86,33 @@ def is_2d(store: Store, key: str) -> bool:
     return input_shape_of(store, key) == (2,)
 
 
-def analyses_of(store: Store, run: str, method: str | Iterable[str] | None = None,
-                catalog: pd.DataFrame | None = None) -> pd.DataFrame:
+def analyses_of(
+    store: Store, run: str, method: str | Iterable[str] | None = None, catalog: pd.DataFrame | None = None
+) -> pd.DataFrame:
     """Stored analyses of one run, newest first, with their epoch and params from the spec."""
     methods = [method] if isinstance(method, str) else (list(method) if method is not None else None)
     df = filter_catalog(store.catalog() if catalog is None else catalog, kind="analyse", run=run, method=methods)
     specs = [json.loads(s) for s in df["spec"]] if len(df) else []
     # object column: None (the final model) must not turn into NaN
-    df = df.assign(epoch=pd.Series([None if s.get("epoch") is None else int(s["epoch"]) for s in specs],
-                                   index=df.index, dtype=object),
-                   params=[json.dumps(s.get("params") or {}, sort_keys=True) for s in specs])
+    df = df.assign(
+        epoch=pd.Series(
+            [None if s.get("epoch") is None else int(s["epoch"]) for s in specs], index=df.index, dtype=object
+        ),
+        params=[json.dumps(s.get("params") or {}, sort_keys=True) for s in specs],
+    )
     return df
 
 
-def find_analysis(store: Store, run: str, method: str, *, epoch: int | None = None,
-                  params: Mapping[str, Any] | None = None, accept: Callable[[dict], bool] | None = None,
-                  catalog: pd.DataFrame | None = None) -> str | None:
+def find_analysis(
+    store: Store,
+    run: str,
+    method: str,
+    *,
+    epoch: int | None = None,
+    params: Mapping[str, Any] | None = None,
+    accept: Callable[[dict], bool] | None = None,
+    catalog: pd.DataFrame | None = None,
+) -> str | None:
     """Key of the stored analysis of ``run`` by ``method`` at ``epoch`` (None = final model).
 
     With ``params`` the exact spec is looked up by its hash. Otherwise (or when that is not
@@ -101,7 +126,7 @@ def find_analysis(store: Store, run: str, method: str, *, epoch: int | None = No
         if accept is None:
             return None
     df = analyses_of(store, run, method, catalog)
-    for _, row in df.iterrows():   # newest first
+    for _, row in df.iterrows():  # newest first
         e = row["epoch"]
         if (e is None) != (epoch is None) or (e is not None and int(e) != int(epoch)):
             continue
@@ -117,9 +142,15 @@ def analysis_epochs(store: Store, run: str, method: str, catalog: pd.DataFrame |
     return ([None] if None in found else []) + sorted(e for e in found if e is not None)
 
 
-def analyses_over_epochs(store: Store, run: str, method: str, *, params: Mapping[str, Any] | None = None,
-                         catalog: pd.DataFrame | None = None, read: Callable[[str], pd.DataFrame] | None = None
-                         ) -> pd.DataFrame:
+def analyses_over_epochs(
+    store: Store,
+    run: str,
+    method: str,
+    *,
+    params: Mapping[str, Any] | None = None,
+    catalog: pd.DataFrame | None = None,
+    read: Callable[[str], pd.DataFrame] | None = None,
+) -> pd.DataFrame:
     """The stored ``method`` tables of every snapshot epoch of ``run``, stacked with an ``epoch``
     column (the final model is left out: it has no epoch number). With ``params``, only analyses
     computed with exactly those params. ``read`` reads a result table (default ``store.get``)."""
@@ -129,7 +160,7 @@ def analyses_over_epochs(store: Store, run: str, method: str, *, params: Mapping
         df = df[df["params"] == json.dumps(dict(params), sort_keys=True)]
     frames = []
     seen = set()
-    for _, row in df.iterrows():   # newest first: keep the newest table per epoch
+    for _, row in df.iterrows():  # newest first: keep the newest table per epoch
         if row["epoch"] is None or pd.isna(row["epoch"]) or int(row["epoch"]) in seen:
             continue
         seen.add(int(row["epoch"]))

@@ -4,6 +4,7 @@
 environment, waits for ``/_stcore/health`` and yields the base URL; on exit it stops the server
 (its exit handler stops the embedded worker) and kills it if it hangs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -13,8 +14,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Iterator, Mapping
 
 from ..errors import NNGeoError
 
@@ -28,15 +29,32 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def serve(env: Mapping[str, str], *, log_path: str | os.PathLike, port: int | None = None,
-          start_timeout: float = 60.0) -> Iterator[str]:
+def serve(
+    env: Mapping[str, str], *, log_path: str | os.PathLike, port: int | None = None, start_timeout: float = 60.0
+) -> Iterator[str]:
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                                 "--server.address", "127.0.0.1", "--server.headless", "true"],
-                                cwd=ROOT, env={**os.environ, **env}, stdout=log_file, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "streamlit",
+                "run",
+                "app.py",
+                "--server.port",
+                str(port),
+                "--server.address",
+                "127.0.0.1",
+                "--server.headless",
+                "true",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         try:
             deadline = time.monotonic() + start_timeout
             while True:

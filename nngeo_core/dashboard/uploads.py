@@ -5,6 +5,7 @@ with ``weights_only=True``, and builds the architecture itself from our zoo. The
 name is only shown (cleaned) as a label; the result is stored under the hash of a spec holding the
 file's sha256, so the same bytes always land on the same key and can never replace another run.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,15 +20,15 @@ from ..specs import DataSpec, spec_hash, to_dict
 from ..store import Store
 
 UPLOAD_KIND = "upload"
-DEFAULT_MAX_MB = 200   # same as server.maxUploadSize in .streamlit/config.toml
+DEFAULT_MAX_MB = 200  # same as server.maxUploadSize in .streamlit/config.toml
 
 
 @dataclass
 class UploadResult:
     key: str
-    created: bool                      # False: these bytes were already stored
+    created: bool  # False: these bytes were already stored
     model: str
-    source: str                        # nngeo | zoo-state-dict | linear-stack
+    source: str  # nngeo | zoo-state-dict | linear-stack
     n_params: int
     layers: pd.DataFrame = field(repr=False)
     note: str = ""
@@ -60,8 +61,15 @@ def layer_table(model) -> pd.DataFrame:
     """One row per prunable layer: name, kind, weight shape, weight count."""
     from ..models import prunable_layers
 
-    rows = [{"layer": li.name, "kind": li.kind, "weight_shape": "×".join(map(str, li.weight_shape)),
-             "n_weights": int(li.n_weights)} for li in prunable_layers(model)]
+    rows = [
+        {
+            "layer": li.name,
+            "kind": li.kind,
+            "weight_shape": "×".join(map(str, li.weight_shape)),
+            "n_weights": int(li.n_weights),
+        }
+        for li in prunable_layers(model)
+    ]
     return pd.DataFrame(rows, columns=["layer", "kind", "weight_shape", "n_weights"])
 
 
@@ -82,8 +90,14 @@ def validate_checkpoint(data: bytes, max_bytes: int | None = None):
         raise NNGeoError(f"not a usable checkpoint ({type(exc).__name__}: {first})") from None
 
 
-def store_upload(data: bytes, *, name: str | None = None, store: Store | None = None,
-                 data_spec: DataSpec | None = None, max_bytes: int | None = None) -> UploadResult:
+def store_upload(
+    data: bytes,
+    *,
+    name: str | None = None,
+    store: Store | None = None,
+    data_spec: DataSpec | None = None,
+    max_bytes: int | None = None,
+) -> UploadResult:
     """Validate and store an uploaded checkpoint; returns its key (its content-hash spec's hash).
 
     ``data_spec`` names the dataset the model is analysed with when the file does not say
@@ -101,16 +115,35 @@ def store_upload(data: bytes, *, name: str | None = None, store: Store | None = 
     layers = layer_table(ckpt.model)
     n_params = int(sum(p.numel() for p in ckpt.model.parameters()))
     note = str(ckpt.meta.get("inferred", "")) if isinstance(ckpt.meta, dict) else ""
-    result = UploadResult(key=key, created=False, model=ckpt.model_spec.name, source=ckpt.source,
-                          n_params=n_params, layers=layers, note=note)
+    result = UploadResult(
+        key=key,
+        created=False,
+        model=ckpt.model_spec.name,
+        source=ckpt.source,
+        n_params=n_params,
+        layers=layers,
+        note=note,
+    )
     if store.exists(key):
         return result
-    blob = checkpoint.to_bytes(ckpt.model, model_spec=ckpt.model_spec, data_spec=data_spec,
-                               run_spec=ckpt.run_spec, history=ckpt.history, masks=ckpt.masks,
-                               extra={"uploaded_as": display_name(name), "source": ckpt.source})
-    attrs = dict(model=ckpt.model_spec.name, data=data_spec.name if data_spec else None, method="upload",
-                 label=f"{ckpt.model_spec.name} from {display_name(name)}", source=ckpt.source, n_params=n_params,
-                 sha256=spec["sha256"])
+    blob = checkpoint.to_bytes(
+        ckpt.model,
+        model_spec=ckpt.model_spec,
+        data_spec=data_spec,
+        run_spec=ckpt.run_spec,
+        history=ckpt.history,
+        masks=ckpt.masks,
+        extra={"uploaded_as": display_name(name), "source": ckpt.source},
+    )
+    attrs = dict(
+        model=ckpt.model_spec.name,
+        data=data_spec.name if data_spec else None,
+        method="upload",
+        label=f"{ckpt.model_spec.name} from {display_name(name)}",
+        source=ckpt.source,
+        n_params=n_params,
+        sha256=spec["sha256"],
+    )
     store.put(UPLOAD_KIND, spec, layers, artifacts={CHECKPOINT: blob}, attrs=attrs, key=key)
     result.created = True
     return result
@@ -127,5 +160,7 @@ def _check_data_fits(model, data_spec: DataSpec | None) -> None:
     info = dataset_info(data_spec.name, **dict(data_spec.params))
     want = tuple(getattr(model, "input_shape", ()) or ())
     if want and prod(want) != prod(info.input_shape):
-        raise NNGeoError(f"the model takes inputs of shape {want} but {data_spec.name} has {tuple(info.input_shape)}; "
-                         "pick a matching dataset")
+        raise NNGeoError(
+            f"the model takes inputs of shape {want} but {data_spec.name} has {tuple(info.input_shape)}; "
+            "pick a matching dataset"
+        )

@@ -3,10 +3,12 @@
 Pages stay thin: they pick a run, build a spec, call ``submit_job`` or read a result, and show
 it with ``show_figure`` / ``show_table``, which add the downloads every figure and table gets.
 """
+
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -18,8 +20,8 @@ from . import jobs_view
 from .downloads import figure_html, plotly_config, safe_filename, table_bytes
 from .results import model_runs, run_label
 
-CURRENT_RUN = "nngeo_current_run"      # session key: the run opened on the Runs page
-SUBMITTED = "nngeo_submitted_jobs"     # session key: job ids submitted from this session
+CURRENT_RUN = "nngeo_current_run"  # session key: the run opened on the Runs page
+SUBMITTED = "nngeo_submitted_jobs"  # session key: job ids submitted from this session
 
 
 def _leave_pages_directory_mode() -> None:
@@ -91,19 +93,26 @@ def _read_result(root: str, key: str) -> pd.DataFrame:
 
 
 def read_result(store: Store, key: str) -> pd.DataFrame:
-    return _read_result(store.root, key)   # a fresh copy per call (st.cache_data unpickles)
+    return _read_result(store.root, key)  # a fresh copy per call (st.cache_data unpickles)
 
 
 def show_figure(fig: go.Figure, name: str, *, key: str | None = None) -> None:
     """The figure (PNG from plotly's toolbar camera) and a standalone-HTML download button."""
     st.plotly_chart(fig, config=plotly_config(name), key=f"chart-{key or name}")
-    st.download_button("Download HTML", data=lambda: figure_html(fig), file_name=f"{safe_filename(name)}.html",
-                       mime="text/html", key=f"html-{key or name}", on_click="ignore",
-                       icon=":material/download:")
+    st.download_button(
+        "Download HTML",
+        data=lambda: figure_html(fig),
+        file_name=f"{safe_filename(name)}.html",
+        mime="text/html",
+        key=f"html-{key or name}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
-def show_table(df: pd.DataFrame, name: str, *, key: str | None = None, max_rows: int = 5000,
-               **dataframe_kwargs: Any) -> None:
+def show_table(
+    df: pd.DataFrame, name: str, *, key: str | None = None, max_rows: int = 5000, **dataframe_kwargs: Any
+) -> None:
     """The table (sortable by clicking headers; the first ``max_rows`` rows) with CSV and Parquet
     downloads of all of it."""
     st.dataframe(df.head(max_rows), hide_index=True, **dataframe_kwargs)
@@ -115,15 +124,35 @@ def show_table(df: pd.DataFrame, name: str, *, key: str | None = None, max_rows:
 def table_downloads(df: pd.DataFrame, name: str, *, key: str | None = None) -> None:
     c1, c2, _ = st.columns([1, 1, 4])
     fname = safe_filename(name)
-    c1.download_button("CSV", data=lambda: table_bytes(df, "csv"), file_name=f"{fname}.csv", mime="text/csv",
-                       key=f"csv-{key or name}", on_click="ignore", icon=":material/download:")
-    c2.download_button("Parquet", data=lambda: table_bytes(df, "parquet"), file_name=f"{fname}.parquet",
-                       mime="application/octet-stream", key=f"pq-{key or name}", on_click="ignore",
-                       icon=":material/download:")
+    c1.download_button(
+        "CSV",
+        data=lambda: table_bytes(df, "csv"),
+        file_name=f"{fname}.csv",
+        mime="text/csv",
+        key=f"csv-{key or name}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
+    c2.download_button(
+        "Parquet",
+        data=lambda: table_bytes(df, "parquet"),
+        file_name=f"{fname}.parquet",
+        mime="application/octet-stream",
+        key=f"pq-{key or name}",
+        on_click="ignore",
+        icon=":material/download:",
+    )
 
 
-def pick_run(store: Store, *, label: str = "Run", key: str = "run", kinds: Iterable[str] | None = None,
-             where: Callable[[pd.Series], bool] | None = None, empty: str | None = None) -> str | None:
+def pick_run(
+    store: Store,
+    *,
+    label: str = "Run",
+    key: str = "run",
+    kinds: Iterable[str] | None = None,
+    where: Callable[[pd.Series], bool] | None = None,
+    empty: str | None = None,
+) -> str | None:
     """A run picker over stored models; starts at the run opened on the Runs page. ``empty``: the
     message shown when no run qualifies."""
     runs = model_runs(store, catalog(store))
@@ -132,8 +161,12 @@ def pick_run(store: Store, *, label: str = "Run", key: str = "run", kinds: Itera
     if where is not None and len(runs):
         runs = runs[[bool(where(r)) for _, r in runs.iterrows()]]
     if not len(runs):
-        st.info(empty or "No trained or uploaded models in the store yet: train one on the **Train** page or "
-                "upload one on the **Upload** page.", icon=":material/info:")
+        st.info(
+            empty
+            or "No trained or uploaded models in the store yet: train one on the **Train** page or "
+            "upload one on the **Upload** page.",
+            icon=":material/info:",
+        )
         return None
     keys = list(runs["key"])
     labels = {r["key"]: run_label(r) for _, r in runs.iterrows()}
@@ -158,8 +191,12 @@ def same_architecture(store: Store, a: str, b: str, *, with_data: bool = False) 
     """Whether two stored models have the same weight names and shapes (read from their checkpoint
     headers only); ``with_data``: and ``b`` records the dataset it was trained on."""
     head_a, head_b = _checkpoint_header(store.root, a), _checkpoint_header(store.root, b)
-    return (head_a is not None and head_b is not None and head_a.shapes == head_b.shapes
-            and (head_b.data_spec is not None or not with_data))
+    return (
+        head_a is not None
+        and head_b is not None
+        and head_a.shapes == head_b.shapes
+        and (head_b.data_spec is not None or not with_data)
+    )
 
 
 def pick_epoch(store: Store, run: str, *, key: str, label: str = "Training snapshot") -> int | None:
@@ -170,8 +207,13 @@ def pick_epoch(store: Store, run: str, *, key: str, label: str = "Training snaps
     if not epochs:
         return None
     options = ["final", *epochs]
-    value = st.select_slider(label, options=options, value="final", key=key,
-                             format_func=lambda e: "final model" if e == "final" else f"epoch {e}")
+    value = st.select_slider(
+        label,
+        options=options,
+        value="final",
+        key=key,
+        format_func=lambda e: "final model" if e == "final" else f"epoch {e}",
+    )
     return None if value == "final" else int(value)
 
 
@@ -215,9 +257,12 @@ def param_inputs(params: dict, choices: dict | None = None, *, key: str, skip: I
         elif isinstance(default, float):
             out[name] = float(col.number_input(name, value=default, format="%.4g", key=k))
         else:
-            text = col.text_input(name, value=param_text(default), key=k,
-                                  help="comma-separated numbers" if isinstance(default, (tuple, list)) else
-                                  "leave empty for the default")
+            text = col.text_input(
+                name,
+                value=param_text(default),
+                key=k,
+                help="comma-separated numbers" if isinstance(default, (tuple, list)) else "leave empty for the default",
+            )
             out[name] = parse_param(text, default)
     return out
 
@@ -229,9 +274,18 @@ def analysis_available(method: str) -> bool:
     return method in ANALYSES
 
 
-def analysis_result(store: Store, run: str, method: str, *, what: str, epoch: int | None = None,
-                    params: dict | None = None, key: str, any_params: bool = False,
-                    accept: Callable[[dict], bool] | None = None) -> pd.DataFrame | None:
+def analysis_result(
+    store: Store,
+    run: str,
+    method: str,
+    *,
+    what: str,
+    epoch: int | None = None,
+    params: dict | None = None,
+    key: str,
+    any_params: bool = False,
+    accept: Callable[[dict], bool] | None = None,
+) -> pd.DataFrame | None:
     """The stored table of ``method`` on ``run`` (at ``epoch``), or a button that submits the
     ``analyse`` job with ``params``, or a progress line while it runs. A stored result computed
     with other params is shown instead when ``accept(its params)`` is true (``any_params``: any)."""

@@ -6,6 +6,7 @@ Registered: xor, sinusoid, moons, circles, spirals (2-D, generated from the seed
 see ``vision``), and the derived forms ``permuted:<base>:<seed>`` and ``split:<base>:<classes>``.
 Every loader returns float32 inputs and int64 labels, and the same data for the same seed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,14 +16,25 @@ import torch
 from ..errors import NNGeoError
 from ..specs import DataSpec
 from . import derived
+from . import digits as _digits  # noqa: F401  (register loaders)
+from . import toy2d as _toy2d
+from . import vision as _vision
 from .base import DATASETS, Dataset, register_dataset, unknown_dataset
 from .common import DESCRIBERS, DatasetInfo, as_seed, check_param_names, loader_defaults
-from . import digits as _digits, toy2d as _toy2d, vision as _vision  # noqa: F401  (register loaders)
 
 DERIVED_FORMS = derived.FORMS
 
-__all__ = ["DATASETS", "DERIVED_FORMS", "Dataset", "DatasetInfo", "dataset_info", "list_datasets",
-           "load", "register_dataset", "unknown_dataset"]
+__all__ = [
+    "DATASETS",
+    "DERIVED_FORMS",
+    "Dataset",
+    "DatasetInfo",
+    "dataset_info",
+    "list_datasets",
+    "load",
+    "register_dataset",
+    "unknown_dataset",
+]
 
 
 def load(spec: DataSpec | str, seed: Any = None, **params: Any) -> Dataset:
@@ -64,8 +76,9 @@ def _check_loaded(name: str, ds: Dataset) -> None:
         if x.dtype != torch.float32 or y.dtype != torch.int64:
             problems.append(f"{part} dtypes are {x.dtype}/{y.dtype}, not float32/int64")
         elif tuple(x.shape[1:]) != tuple(ds.input_shape) or y.shape != (x.shape[0],):
-            problems.append(f"{part} shapes {tuple(x.shape)}/{tuple(y.shape)} do not match "
-                            f"input_shape {tuple(ds.input_shape)}")
+            problems.append(
+                f"{part} shapes {tuple(x.shape)}/{tuple(y.shape)} do not match input_shape {tuple(ds.input_shape)}"
+            )
         elif len(y) and (int(y.min()) < 0 or int(y.max()) >= ds.num_classes):
             problems.append(f"{part} labels lie outside 0..{ds.num_classes - 1}")
     if problems:
@@ -95,6 +108,11 @@ def dataset_info(name: str, **params: Any) -> DatasetInfo:
     if describe is not None and describe.loader is fn:
         return describe(params)
     ds = _load_name(name, seed=0, **params)
-    return DatasetInfo(name=name, input_shape=tuple(ds.input_shape), num_classes=ds.num_classes,
-                       description=str(ds.meta.get("description", (fn.__doc__ or name).strip().splitlines()[0])),
-                       needs_files=False, defaults=loader_defaults(fn))
+    return DatasetInfo(
+        name=name,
+        input_shape=tuple(ds.input_shape),
+        num_classes=ds.num_classes,
+        description=str(ds.meta.get("description", (fn.__doc__ or name).strip().splitlines()[0])),
+        needs_files=False,
+        defaults=loader_defaults(fn),
+    )

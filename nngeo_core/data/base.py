@@ -1,8 +1,10 @@
 """The dataset record every loader returns, and the registry of loaders."""
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -12,11 +14,11 @@ from ..errors import NNGeoError
 @dataclass
 class Dataset:
     name: str
-    x_train: torch.Tensor            # float32, shape (N, *input_shape)
-    y_train: torch.Tensor            # int64 class labels, shape (N,)
+    x_train: torch.Tensor  # float32, shape (N, *input_shape)
+    y_train: torch.Tensor  # int64 class labels, shape (N,)
     x_test: torch.Tensor
     y_test: torch.Tensor
-    input_shape: tuple[int, ...]     # without batch dimension: (2,) or (C, H, W)
+    input_shape: tuple[int, ...]  # without batch dimension: (2,) or (C, H, W)
     num_classes: int
     meta: dict[str, Any] = field(default_factory=dict)
 
@@ -33,9 +35,12 @@ def register_dataset(name: str):
     def deco(fn):
         DATASETS[name] = fn
         return fn
+
     return deco
 
 
 def unknown_dataset(name: str) -> NNGeoError:
-    return NNGeoError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}, "
-                      "permuted:<base>:<seed>, split:<base>:<classes>")
+    return NNGeoError(
+        f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}, "
+        "permuted:<base>:<seed>, split:<base>:<classes>"
+    )

@@ -1,12 +1,14 @@
 """Shared pieces of the dataset loaders: what a dataset declares before it is loaded
 (``DatasetInfo``), the decorator that registers a loader together with that declaration, and
 the checks that turn bad parameters into one-line ``NNGeoError``s."""
+
 from __future__ import annotations
 
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,8 +25,8 @@ class DatasetInfo:
     input_shape: tuple[int, ...]
     num_classes: int
     description: str
-    needs_files: bool = False          # True: read from the data directory (or downloaded)
-    defaults: dict[str, Any] = field(default_factory=dict)   # loader parameters and defaults
+    needs_files: bool = False  # True: read from the data directory (or downloaded)
+    defaults: dict[str, Any] = field(default_factory=dict)  # loader parameters and defaults
 
     @property
     def is_2d(self) -> bool:
@@ -40,18 +42,27 @@ _NAMED = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWOR
 
 def loader_defaults(fn: Callable) -> dict[str, Any]:
     """The named parameters a loader accepts besides ``seed``, and their defaults."""
-    return {p.name: (None if p.default is inspect.Parameter.empty else p.default)
-            for p in inspect.signature(fn).parameters.values()
-            if p.name != "seed" and p.kind in _NAMED}
+    return {
+        p.name: (None if p.default is inspect.Parameter.empty else p.default)
+        for p in inspect.signature(fn).parameters.values()
+        if p.name != "seed" and p.kind in _NAMED
+    }
 
 
-def dataset(name: str, *, input_shape: tuple[int, ...] | Callable[[dict], tuple[int, ...]],
-            num_classes: int, description: str, needs_files: bool = False):
+def dataset(
+    name: str,
+    *,
+    input_shape: tuple[int, ...] | Callable[[dict], tuple[int, ...]],
+    num_classes: int,
+    description: str,
+    needs_files: bool = False,
+):
     """Register ``fn(seed, *, **params) -> Dataset`` under ``name`` and declare its shape.
 
     ``input_shape`` may be a function of the (defaults-filled) params, for loaders such as
     ``digits`` whose shape depends on ``resize``.
     """
+
     def deco(fn):
         defaults = loader_defaults(fn)
 
@@ -59,14 +70,20 @@ def dataset(name: str, *, input_shape: tuple[int, ...] | Callable[[dict], tuple[
             check_param_names(name, fn, params)
             full = {**defaults, **params}
             shape = input_shape(full) if callable(input_shape) else input_shape
-            return DatasetInfo(name=name, input_shape=tuple(shape), num_classes=num_classes,
-                               description=description, needs_files=needs_files,
-                               defaults=dict(defaults))
+            return DatasetInfo(
+                name=name,
+                input_shape=tuple(shape),
+                num_classes=num_classes,
+                description=description,
+                needs_files=needs_files,
+                defaults=dict(defaults),
+            )
 
-        describe.loader = fn         # lets dataset_info notice a later re-registration
+        describe.loader = fn  # lets dataset_info notice a later re-registration
         DESCRIBERS[name] = describe
         register_dataset(name)(fn)
         return fn
+
     return deco
 
 
@@ -78,8 +95,9 @@ def check_param_names(dataset_name: str, fn: Callable, params: dict) -> None:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         known = ", ".join(sorted(allowed)) or "none"
-        raise NNGeoError(f"dataset {dataset_name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                         f"its parameters are: {known}")
+        raise NNGeoError(
+            f"dataset {dataset_name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters are: {known}"
+        )
 
 
 def one_line(text: Any) -> str:
@@ -89,6 +107,7 @@ def one_line(text: Any) -> str:
 
 # ---- parameter checks: spec hashing treats 1.0 and 1 as the same request, so integral
 # floats are accepted wherever an int is expected.
+
 
 def as_int(what: str, value: Any, *, low: int | None = None, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -107,8 +126,15 @@ def as_optional_int(what: str, value: Any, *, low: int | None = None, high: int 
     return None if value is None else as_int(what, value, low=low, high=high)
 
 
-def as_float(what: str, value: Any, *, low: float | None = None, high: float | None = None,
-             low_open: bool = False, high_open: bool = False) -> float:
+def as_float(
+    what: str,
+    value: Any,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise NNGeoError(f"{what} must be a number, got {value!r}")
     value = float(value)
@@ -125,8 +151,9 @@ def as_seed(value: Any) -> int:
     return as_int("seed", value, low=0, high=2**63 - 1)
 
 
-def subsample(x: torch.Tensor, y: torch.Tensor, n: int | None, rng: np.random.Generator,
-              what: str) -> tuple[torch.Tensor, torch.Tensor]:
+def subsample(
+    x: torch.Tensor, y: torch.Tensor, n: int | None, rng: np.random.Generator, what: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A seeded random subset of ``n`` rows kept in their original order (all rows if ``n`` is None)."""
     if n is None:
         return x, y
@@ -136,13 +163,19 @@ def subsample(x: torch.Tensor, y: torch.Tensor, n: int | None, rng: np.random.Ge
     return x[keep], y[keep]
 
 
-def make_dataset(name: str, x_train, y_train, x_test, y_test, *, num_classes: int,
-                 meta: dict | None = None) -> Dataset:
+def make_dataset(name: str, x_train, y_train, x_test, y_test, *, num_classes: int, meta: dict | None = None) -> Dataset:
     """Wrap arrays as a ``Dataset`` with float32 inputs and int64 labels."""
     x_train = torch.as_tensor(x_train).to(torch.float32).contiguous()
     x_test = torch.as_tensor(x_test).to(torch.float32).contiguous()
     y_train = torch.as_tensor(y_train).to(torch.int64).contiguous()
     y_test = torch.as_tensor(y_test).to(torch.int64).contiguous()
-    return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                   input_shape=tuple(x_train.shape[1:]), num_classes=int(num_classes),
-                   meta=dict(meta or {}))
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        input_shape=tuple(x_train.shape[1:]),
+        num_classes=int(num_classes),
+        meta=dict(meta or {}),
+    )

@@ -10,12 +10,13 @@
 The base may itself be derived (``split:permuted:digits:3:0-4``): the last ``:`` field is the
 argument, the rest is the base. Loader parameters pass through to the base.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import math
 import re
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -55,8 +56,7 @@ def parse_classes(name: str, arg: str, num_classes: int) -> tuple[int, ...]:
     for item in arg.split(","):
         m = _CLASS_ITEM.match(item)
         if m is None:
-            raise NNGeoError(f"in {name!r} cannot read class {item!r}; "
-                             "list classes like 0-4 or 0,1,2 or 0-2,7")
+            raise NNGeoError(f"in {name!r} cannot read class {item!r}; list classes like 0-4 or 0,1,2 or 0-2,7")
         low = int(m.group(1))
         high = int(m.group(2)) if m.group(2) is not None else low
         if high < low:
@@ -78,18 +78,22 @@ def describe(name: str, params: dict, describe_base: Callable[..., DatasetInfo])
     base = describe_base(base_name, **params)
     if kind == "permuted":
         seed = permutation_seed(name, arg)
-        return dataclasses.replace(base, name=name,
-                                   description=f"{base_name} with its pixels in a fixed order drawn from seed {seed}")
+        return dataclasses.replace(
+            base, name=name, description=f"{base_name} with its pixels in a fixed order drawn from seed {seed}"
+        )
     classes = parse_classes(name, arg, base.num_classes)
-    return dataclasses.replace(base, name=name, num_classes=len(classes),
-                               description=f"{base_name} restricted to classes {list(classes)}, "
-                                           f"relabelled 0..{len(classes) - 1}")
+    return dataclasses.replace(
+        base,
+        name=name,
+        num_classes=len(classes),
+        description=f"{base_name} restricted to classes {list(classes)}, relabelled 0..{len(classes) - 1}",
+    )
 
 
 def load(name: str, seed: int, params: dict, load_base: Callable[..., Dataset]) -> Dataset:
     kind, base_name, arg = parse(name)
     if kind == "permuted":
-        perm_seed = permutation_seed(name, arg)       # check the name before loading the base
+        perm_seed = permutation_seed(name, arg)  # check the name before loading the base
         return _permuted(name, load_base(base_name, seed=seed, **params), perm_seed)
     return _split(name, arg, load_base(base_name, seed=seed, **params))
 
@@ -115,9 +119,16 @@ def _permuted(name: str, base: Dataset, perm_seed: int) -> Dataset:
         # the plotting window follows the axes when the two coordinates swap
         pairs = (meta["bounds"][0:2], meta["bounds"][2:4])
         meta["bounds"] = tuple(pairs[int(perm[0])]) + tuple(pairs[int(perm[1])])
-    return Dataset(name=name, x_train=_permute(base.x_train, perm), y_train=base.y_train,
-                   x_test=_permute(base.x_test, perm), y_test=base.y_test,
-                   input_shape=base.input_shape, num_classes=base.num_classes, meta=meta)
+    return Dataset(
+        name=name,
+        x_train=_permute(base.x_train, perm),
+        y_train=base.y_train,
+        x_test=_permute(base.x_test, perm),
+        y_test=base.y_test,
+        input_shape=base.input_shape,
+        num_classes=base.num_classes,
+        meta=meta,
+    )
 
 
 def _split(name: str, arg: str, base: Dataset) -> Dataset:
@@ -133,10 +144,20 @@ def _split(name: str, arg: str, base: Dataset) -> Dataset:
     x_train, y_train = keep(base.x_train, base.y_train)
     x_test, y_test = keep(base.x_test, base.y_test)
     if len(y_train) == 0 or len(y_test) == 0:
-        raise NNGeoError(f"{name!r} has no {'training' if len(y_train) == 0 else 'test'} examples "
-                         f"of classes {list(classes)}; load more of {base.name!r} (n_train/n_test)")
+        raise NNGeoError(
+            f"{name!r} has no {'training' if len(y_train) == 0 else 'test'} examples "
+            f"of classes {list(classes)}; load more of {base.name!r} (n_train/n_test)"
+        )
     meta = {**base.meta, "base": base.name, "classes": classes}
     if isinstance(base.meta.get("class_names"), (list, tuple)):
         meta["class_names"] = [base.meta["class_names"][c] for c in classes]
-    return Dataset(name=name, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
-                   input_shape=base.input_shape, num_classes=len(classes), meta=meta)
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        input_shape=base.input_shape,
+        num_classes=len(classes),
+        meta=meta,
+    )

@@ -2,9 +2,11 @@
 
 ``resize`` upsamples bilinearly (e.g. to 28×28) so that MNIST architectures run on it offline.
 """
+
 from __future__ import annotations
 
 import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -13,7 +15,7 @@ from .base import Dataset
 from .common import as_float, as_optional_int, as_seed, dataset, make_dataset, subsample
 
 DIGITS_SIZE = 8
-DIGITS_MAX = 16.0          # load_digits stores pixel intensities as integers 0..16
+DIGITS_MAX = 16.0  # load_digits stores pixel intensities as integers 0..16
 MAX_RESIZE = 256
 
 
@@ -36,24 +38,34 @@ def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-@dataset("digits", input_shape=_digits_shape, num_classes=10,
-         description="scikit-learn's 8×8 handwritten digits, offline (resize=28 for MNIST models)")
-def digits(seed: int = 0, *, resize: int | None = None, test_fraction: float = 0.25,
-           n_train: int | None = None, n_test: int | None = None) -> Dataset:
+@dataset(
+    "digits",
+    input_shape=_digits_shape,
+    num_classes=10,
+    description="scikit-learn's 8×8 handwritten digits, offline (resize=28 for MNIST models)",
+)
+def digits(
+    seed: int = 0,
+    *,
+    resize: int | None = None,
+    test_fraction: float = 0.25,
+    n_train: int | None = None,
+    n_test: int | None = None,
+) -> Dataset:
     """A seeded stratified train/test split; ``n_train``/``n_test`` subsample it further."""
     from sklearn.model_selection import train_test_split
 
     seed = as_seed(seed)
     side = as_optional_int("resize", resize, low=1, high=MAX_RESIZE)
-    test_fraction = as_float("test_fraction", test_fraction, low=0.0, high=1.0,
-                             low_open=True, high_open=True)
+    test_fraction = as_float("test_fraction", test_fraction, low=0.0, high=1.0, low_open=True, high_open=True)
     n_train = as_optional_int("n_train", n_train, low=1)
     n_test = as_optional_int("n_test", n_test, low=1)
 
     images, labels = _digits_arrays()
-    train_idx, test_idx = train_test_split(np.arange(len(labels)), test_size=test_fraction,
-                                           stratify=labels, random_state=seed % 2**32)
-    x = torch.tensor(images).unsqueeze(1)        # a copy: the cached arrays stay read-only
+    train_idx, test_idx = train_test_split(
+        np.arange(len(labels)), test_size=test_fraction, stratify=labels, random_state=seed % 2**32
+    )
+    x = torch.tensor(images).unsqueeze(1)  # a copy: the cached arrays stay read-only
     if side is not None and side != DIGITS_SIZE:
         # bilinear weights are a convex combination, so values stay in [0, 1] up to rounding
         x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False).clamp_(0.0, 1.0)
@@ -61,6 +73,12 @@ def digits(seed: int = 0, *, resize: int | None = None, test_fraction: float = 0
     rng = np.random.default_rng(seed)
     x_train, y_train = subsample(x[train_idx], y[train_idx], n_train, rng, "n_train")
     x_test, y_test = subsample(x[test_idx], y[test_idx], n_test, rng, "n_test")
-    return make_dataset("digits", x_train, y_train, x_test, y_test, num_classes=10,
-                        meta={"class_names": [str(d) for d in range(10)],
-                              "source": "sklearn.datasets.load_digits"})
+    return make_dataset(
+        "digits",
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        num_classes=10,
+        meta={"class_names": [str(d) for d in range(10)], "source": "sklearn.datasets.load_digits"},
+    )

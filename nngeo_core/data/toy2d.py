@@ -6,6 +6,7 @@ Each loader draws ``n_train + n_test`` independent points with ``numpy.random.de
 level (not fitted to the sample, so plots of different seeds line up); it leaves a margin of
 ``0.25 + 4 * noise`` around the noise-free shape.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -17,8 +18,7 @@ MAX_POINTS = 10_000_000
 
 
 def _sizes(n_train, n_test) -> tuple[int, int]:
-    return (as_int("n_train", n_train, low=1, high=MAX_POINTS),
-            as_int("n_test", n_test, low=1, high=MAX_POINTS))
+    return (as_int("n_train", n_train, low=1, high=MAX_POINTS), as_int("n_test", n_test, low=1, high=MAX_POINTS))
 
 
 def _margin(noise: float) -> float:
@@ -26,12 +26,18 @@ def _margin(noise: float) -> float:
 
 
 def _finish(name: str, x: np.ndarray, y: np.ndarray, n_train: int, bounds, **meta) -> Dataset:
-    return make_dataset(name, x[:n_train], y[:n_train], x[n_train:], y[n_train:], num_classes=2,
-                        meta={"bounds": tuple(float(b) for b in bounds), **meta})
+    return make_dataset(
+        name,
+        x[:n_train],
+        y[:n_train],
+        x[n_train:],
+        y[n_train:],
+        num_classes=2,
+        meta={"bounds": tuple(float(b) for b in bounds), **meta},
+    )
 
 
-@dataset("xor", input_shape=(2,), num_classes=2,
-         description="four Gaussian blobs at (±1, ±1); class 1 where x1·x2 > 0")
+@dataset("xor", input_shape=(2,), num_classes=2, description="four Gaussian blobs at (±1, ±1); class 1 where x1·x2 > 0")
 def xor(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.3) -> Dataset:
     """Blob centres are drawn uniformly; ``noise`` is the blobs' standard deviation. Labels come
     from the drawn point (x1·x2 > 0), not its blob, so the true boundary is exactly the axes."""
@@ -47,8 +53,12 @@ def xor(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float 
     return _finish("xor", x, y, n_train, (-r, r, -r, r), noise=noise)
 
 
-@dataset("sinusoid", input_shape=(2,), num_classes=2,
-         description="uniform on [-1, 1]²; class 1 above the curve x2 = 0.6·sin(7·x1 − 1)")
+@dataset(
+    "sinusoid",
+    input_shape=(2,),
+    num_classes=2,
+    description="uniform on [-1, 1]²; class 1 above the curve x2 = 0.6·sin(7·x1 − 1)",
+)
 def sinusoid(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.0) -> Dataset:
     """``noise`` is the standard deviation of a per-point vertical jitter of the boundary, so
     points near the curve get noisy labels while the inputs stay uniform."""
@@ -63,8 +73,7 @@ def sinusoid(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: f
     return _finish("sinusoid", x, y, n_train, (-1.0, 1.0, -1.0, 1.0), noise=noise)
 
 
-@dataset("moons", input_shape=(2,), num_classes=2,
-         description="two interleaved half circles (scikit-learn make_moons)")
+@dataset("moons", input_shape=(2,), num_classes=2, description="two interleaved half circles (scikit-learn make_moons)")
 def moons(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.1) -> Dataset:
     from sklearn.datasets import make_moons
 
@@ -77,10 +86,15 @@ def moons(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: floa
     return _finish("moons", x, y, n_train, (-1.0 - m, 2.0 + m, -0.5 - m, 1.0 + m), noise=noise)
 
 
-@dataset("circles", input_shape=(2,), num_classes=2,
-         description="a small circle inside a large one (scikit-learn make_circles)")
-def circles(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.05,
-            factor: float = 0.5) -> Dataset:
+@dataset(
+    "circles",
+    input_shape=(2,),
+    num_classes=2,
+    description="a small circle inside a large one (scikit-learn make_circles)",
+)
+def circles(
+    seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.05, factor: float = 0.5
+) -> Dataset:
     """``factor`` is the inner circle's radius relative to the outer one (radius 1)."""
     from sklearn.datasets import make_circles
 
@@ -88,16 +102,15 @@ def circles(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: fl
     n_train, n_test = _sizes(n_train, n_test)
     noise = as_float("noise", noise, low=0.0)
     factor = as_float("factor", factor, low=0.0, high=1.0, low_open=True, high_open=True)
-    x, y = make_circles(n_samples=n_train + n_test, noise=noise, factor=factor,
-                        random_state=seed % 2**32)
+    x, y = make_circles(n_samples=n_train + n_test, noise=noise, factor=factor, random_state=seed % 2**32)
     r = 1.0 + _margin(noise)
     return _finish("circles", x, y, n_train, (-r, r, -r, r), noise=noise, factor=factor)
 
 
-@dataset("spirals", input_shape=(2,), num_classes=2,
-         description="two interleaved Archimedean spirals")
-def spirals(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.05,
-            turns: float = 1.5) -> Dataset:
+@dataset("spirals", input_shape=(2,), num_classes=2, description="two interleaved Archimedean spirals")
+def spirals(
+    seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.05, turns: float = 1.5
+) -> Dataset:
     """Class k lies on r = t, θ = 2π·turns·t + kπ for t in [0, 1]; t = sqrt(u) with u uniform
     spreads points evenly along the arms. ``noise`` is isotropic Gaussian jitter."""
     seed = as_seed(seed)
@@ -106,7 +119,7 @@ def spirals(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: fl
     turns = as_float("turns", turns, low=0.0, high=20.0, low_open=True)
     rng = np.random.default_rng(seed)
     n = n_train + n_test
-    y = rng.permutation(np.arange(n) % 2)            # balanced classes
+    y = rng.permutation(np.arange(n) % 2)  # balanced classes
     t = np.sqrt(rng.uniform(0.0, 1.0, size=n))
     angle = 2.0 * np.pi * turns * t + np.pi * y
     x = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1)

@@ -18,6 +18,7 @@ load). The batches are Python pickles; they are only read from the data director
 configured, and with an unpickler that can build nothing but NumPy arrays, lists, dicts and
 strings, so a planted file cannot run code.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -35,7 +36,7 @@ from ..settings import get_settings
 from .base import Dataset
 from .common import as_optional_int, as_seed, dataset, make_dataset, one_line, subsample
 
-MAX_REASON = 200     # characters of an underlying error kept in our one-line message
+MAX_REASON = 200  # characters of an underlying error kept in our one-line message
 ALLOW_DOWNLOAD = "allow downloads with NNGEO_DOWNLOAD=1 and network access"
 
 
@@ -48,8 +49,7 @@ def _reason(exc: BaseException) -> str:
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST
 
-IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 def _gunzip_missing(raw: Path, names: tuple[str, ...]) -> None:
@@ -58,15 +58,16 @@ def _gunzip_missing(raw: Path, names: tuple[str, ...]) -> None:
         target, archive = raw / name, raw / f"{name}.gz"
         if target.is_file() or not archive.is_file():
             continue
-        partial = raw / f".{name}.{os.getpid()}.partial"   # per process: loaders may race
+        partial = raw / f".{name}.{os.getpid()}.partial"  # per process: loaders may race
         try:
             with gzip.open(archive, "rb") as src, open(partial, "wb") as dst:
                 shutil.copyfileobj(src, dst)
-            partial.replace(target)        # atomic: never leave a half-written file behind
+            partial.replace(target)  # atomic: never leave a half-written file behind
         except (OSError, EOFError) as exc:
             partial.unlink(missing_ok=True)
-            raise NNGeoError(f"could not decompress {archive} ({_reason(exc)}); "
-                             "replace it with the original file") from None
+            raise NNGeoError(
+                f"could not decompress {archive} ({_reason(exc)}); replace it with the original file"
+            ) from None
 
 
 def _load_idx_dataset(name: str, tv_name: str, seed: int, n_train, n_test) -> Dataset:
@@ -78,7 +79,7 @@ def _load_idx_dataset(name: str, tv_name: str, seed: int, n_train, n_test) -> Da
     settings = get_settings()
     root = settings.data_dir
     cls = getattr(tvd, tv_name)
-    raw = root / tv_name / "raw"          # torchvision's raw_folder: <root>/<ClassName>/raw
+    raw = root / tv_name / "raw"  # torchvision's raw_folder: <root>/<ClassName>/raw
     _gunzip_missing(raw, IDX_FILES)
     missing = [f for f in IDX_FILES if not (raw / f).is_file()]
     processed = root / tv_name / "processed"
@@ -89,45 +90,63 @@ def _load_idx_dataset(name: str, tv_name: str, seed: int, n_train, n_test) -> Da
         if not settings.download:
             raise NNGeoError(f"{name} not found in {raw}: {where}, or {ALLOW_DOWNLOAD}")
         try:
-            cls(str(root), train=True, download=True)     # fetches all four files
-        except Exception as exc:   # torchvision raises RuntimeError, URLError, OSError, ...
-            raise NNGeoError(f"{name} not found in {raw} and the download failed ({_reason(exc)}): "
-                             f"{where}") from None
+            cls(str(root), train=True, download=True)  # fetches all four files
+        except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
+            raise NNGeoError(f"{name} not found in {raw} and the download failed ({_reason(exc)}): {where}") from None
 
     try:
         train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)
-    except Exception as exc:   # malformed files trip asserts and TypeErrors deep in the reader
-        raise NNGeoError(f"{name} files in {raw} could not be read ({_reason(exc)}); "
-                         "replace them with the original files") from None
+    except Exception as exc:  # malformed files trip asserts and TypeErrors deep in the reader
+        raise NNGeoError(
+            f"{name} files in {raw} could not be read ({_reason(exc)}); replace them with the original files"
+        ) from None
     for part, images, labels in (("train", train.data, train.targets), ("t10k", test.data, test.targets)):
         if tuple(images.shape[1:]) != (28, 28) or len(images) != len(labels) or len(labels) == 0:
-            raise NNGeoError(f"{name} {part} files in {raw} hold {tuple(images.shape)} images and "
-                             f"{len(labels)} labels; expected N×28×28 images with N labels")
+            raise NNGeoError(
+                f"{name} {part} files in {raw} hold {tuple(images.shape)} images and "
+                f"{len(labels)} labels; expected N×28×28 images with N labels"
+            )
         if int(labels.min()) < 0 or int(labels.max()) >= 10:
             raise NNGeoError(f"{name} {part} labels in {raw} must lie in 0..9")
 
     rng = np.random.default_rng(seed)
     x_train, y_train = subsample(train.data, train.targets, n_train, rng, "n_train")
     x_test, y_test = subsample(test.data, test.targets, n_test, rng, "n_test")
-    return make_dataset(name, _to_unit(x_train).unsqueeze(1), y_train,
-                        _to_unit(x_test).unsqueeze(1), y_test, num_classes=10,
-                        meta={"class_names": list(cls.classes), "source": str(raw)})
+    return make_dataset(
+        name,
+        _to_unit(x_train).unsqueeze(1),
+        y_train,
+        _to_unit(x_test).unsqueeze(1),
+        y_test,
+        num_classes=10,
+        meta={"class_names": list(cls.classes), "source": str(raw)},
+    )
 
 
 def _to_unit(images_uint8: torch.Tensor) -> torch.Tensor:
     return images_uint8.to(torch.float32).div_(255.0)
 
 
-@dataset("mnist", input_shape=(1, 28, 28), num_classes=10, needs_files=True,
-         description="MNIST handwritten digits, 28×28 grey (data directory or download)")
+@dataset(
+    "mnist",
+    input_shape=(1, 28, 28),
+    num_classes=10,
+    needs_files=True,
+    description="MNIST handwritten digits, 28×28 grey (data directory or download)",
+)
 def mnist(seed: int = 0, *, n_train: int | None = None, n_test: int | None = None) -> Dataset:
     """``n_train``/``n_test`` take a seeded random subset (all 60000/10000 when None)."""
     return _load_idx_dataset("mnist", "MNIST", seed, n_train, n_test)
 
 
-@dataset("fashion_mnist", input_shape=(1, 28, 28), num_classes=10, needs_files=True,
-         description="Fashion-MNIST clothing images, 28×28 grey (data directory or download)")
+@dataset(
+    "fashion_mnist",
+    input_shape=(1, 28, 28),
+    num_classes=10,
+    needs_files=True,
+    description="Fashion-MNIST clothing images, 28×28 grey (data directory or download)",
+)
 def fashion_mnist(seed: int = 0, *, n_train: int | None = None, n_test: int | None = None) -> Dataset:
     """``n_train``/``n_test`` take a seeded random subset (all 60000/10000 when None)."""
     return _load_idx_dataset("fashion_mnist", "FashionMNIST", seed, n_train, n_test)
@@ -137,25 +156,45 @@ def fashion_mnist(seed: int = 0, *, n_train: int | None = None, n_test: int | No
 
 CIFAR_SIDE = 32
 CIFAR_PIXELS = 3 * CIFAR_SIDE * CIFAR_SIDE
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
-                   "dog", "frog", "horse", "ship", "truck"]
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 CIFAR = {
     # name: torchvision class (for downloads), folder, train files, test files, label key,
     #       number of classes, meta file and its class-name key
-    "cifar10": ("CIFAR10", "cifar-10-batches-py", tuple(f"data_batch_{i}" for i in range(1, 6)),
-                ("test_batch",), "labels", 10, "batches.meta", "label_names",
-                "cifar-10-python.tar.gz"),
-    "cifar100": ("CIFAR100", "cifar-100-python", ("train",), ("test",), "fine_labels", 100,
-                 "meta", "fine_label_names", "cifar-100-python.tar.gz"),
+    "cifar10": (
+        "CIFAR10",
+        "cifar-10-batches-py",
+        tuple(f"data_batch_{i}" for i in range(1, 6)),
+        ("test_batch",),
+        "labels",
+        10,
+        "batches.meta",
+        "label_names",
+        "cifar-10-python.tar.gz",
+    ),
+    "cifar100": (
+        "CIFAR100",
+        "cifar-100-python",
+        ("train",),
+        ("test",),
+        "fine_labels",
+        100,
+        "meta",
+        "fine_label_names",
+        "cifar-100-python.tar.gz",
+    ),
 }
 
 # The globals a CIFAR batch pickle needs: NumPy's array reconstruction (old and new module
 # paths, pickle protocols 2-5) and _codecs.encode, which Python 3 pickles use for bytes.
 _SAFE_GLOBALS = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
     ("_codecs", "encode"),
 }
 
@@ -173,24 +212,33 @@ def _read_pickle(path: Path) -> dict:
         with open(path, "rb") as f:
             obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
     except Exception as exc:
-        raise NNGeoError(f"{path} is not a readable CIFAR batch ({_reason(exc)}); "
-                         "replace it with the original file") from None
+        raise NNGeoError(
+            f"{path} is not a readable CIFAR batch ({_reason(exc)}); replace it with the original file"
+        ) from None
     if not isinstance(obj, dict):
         raise NNGeoError(f"{path} is not a CIFAR batch (holds a {type(obj).__name__}, not a dict)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
 
 
-def _read_cifar_batches(folder: Path, files: tuple[str, ...], label_key: str,
-                        num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _read_cifar_batches(
+    folder: Path, files: tuple[str, ...], label_key: str, num_classes: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     images, labels = [], []
     for file in files:
         path = folder / file
         batch = _read_pickle(path)
         data, y = batch.get("data"), batch.get(label_key)
-        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
-                or data.shape[1] != CIFAR_PIXELS or y is None or len(y) != len(data):
-            raise NNGeoError(f"{path} is not a CIFAR batch: expected 'data' uint8 N×{CIFAR_PIXELS} "
-                             f"and {label_key!r} with N labels")
+        if (
+            not isinstance(data, np.ndarray)
+            or data.dtype != np.uint8
+            or data.ndim != 2
+            or data.shape[1] != CIFAR_PIXELS
+            or y is None
+            or len(y) != len(data)
+        ):
+            raise NNGeoError(
+                f"{path} is not a CIFAR batch: expected 'data' uint8 N×{CIFAR_PIXELS} and {label_key!r} with N labels"
+            )
         y = np.asarray(y)
         if y.dtype.kind not in "iu" or (len(y) and (y.min() < 0 or y.max() >= num_classes)):
             raise NNGeoError(f"{path}: {label_key!r} must be integers in 0..{num_classes - 1}")
@@ -212,8 +260,7 @@ def _class_names(folder: Path, meta_file: str, key: str) -> list[str] | None:
 
 
 def _load_cifar(name: str, seed: int, n_train, n_test) -> Dataset:
-    tv_name, folder_name, train_files, test_files, label_key, num_classes, meta_file, meta_key, \
-        archive = CIFAR[name]
+    tv_name, folder_name, train_files, test_files, label_key, num_classes, meta_file, meta_key, archive = CIFAR[name]
     seed = as_seed(seed)
     n_train = as_optional_int("n_train", n_train, low=1)
     n_test = as_optional_int("n_test", n_test, low=1)
@@ -226,13 +273,14 @@ def _load_cifar(name: str, seed: int, n_train, n_test) -> Dataset:
         if not settings.download:
             raise NNGeoError(f"{name} not found in {folder}: {where}, or {ALLOW_DOWNLOAD}")
         try:
-            import torchvision.datasets as tvd   # only here: importing it takes seconds
+            import torchvision.datasets as tvd  # only here: importing it takes seconds
 
             # torchvision downloads the archive, checks its md5 and extracts it into root
             getattr(tvd, tv_name)(str(root), train=True, download=True)
         except Exception as exc:
-            raise NNGeoError(f"{name} not found in {folder} and the download failed "
-                             f"({_reason(exc)}): {where}") from None
+            raise NNGeoError(
+                f"{name} not found in {folder} and the download failed ({_reason(exc)}): {where}"
+            ) from None
 
     x_train, y_train = _read_cifar_batches(folder, train_files, label_key, num_classes)
     x_test, y_test = _read_cifar_batches(folder, test_files, label_key, num_classes)
@@ -243,19 +291,28 @@ def _load_cifar(name: str, seed: int, n_train, n_test) -> Dataset:
     meta = {"source": str(folder)}
     if class_names is not None:
         meta["class_names"] = class_names
-    return make_dataset(name, _to_unit(x_train), y_train, _to_unit(x_test), y_test,
-                        num_classes=num_classes, meta=meta)
+    return make_dataset(name, _to_unit(x_train), y_train, _to_unit(x_test), y_test, num_classes=num_classes, meta=meta)
 
 
-@dataset("cifar10", input_shape=(3, CIFAR_SIDE, CIFAR_SIDE), num_classes=10, needs_files=True,
-         description="CIFAR-10 colour images in 10 classes, 32×32 (data directory or download)")
+@dataset(
+    "cifar10",
+    input_shape=(3, CIFAR_SIDE, CIFAR_SIDE),
+    num_classes=10,
+    needs_files=True,
+    description="CIFAR-10 colour images in 10 classes, 32×32 (data directory or download)",
+)
 def cifar10(seed: int = 0, *, n_train: int | None = None, n_test: int | None = None) -> Dataset:
     """``n_train``/``n_test`` take a seeded random subset (all 50000/10000 when None)."""
     return _load_cifar("cifar10", seed, n_train, n_test)
 
 
-@dataset("cifar100", input_shape=(3, CIFAR_SIDE, CIFAR_SIDE), num_classes=100, needs_files=True,
-         description="CIFAR-100 colour images in 100 fine classes, 32×32 (data directory or download)")
+@dataset(
+    "cifar100",
+    input_shape=(3, CIFAR_SIDE, CIFAR_SIDE),
+    num_classes=100,
+    needs_files=True,
+    description="CIFAR-100 colour images in 100 fine classes, 32×32 (data directory or download)",
+)
 def cifar100(seed: int = 0, *, n_train: int | None = None, n_test: int | None = None) -> Dataset:
     """``n_train``/``n_test`` take a seeded random subset (all 50000/10000 when None)."""
     return _load_cifar("cifar100", seed, n_train, n_test)

@@ -4,6 +4,7 @@ Known strategies get hand-picked colours from a colour-blind-friendly palette; a
 gets a colour from a second palette chosen by a stable hash of the name (sha256, not Python's
 salted ``hash``), so a new strategy keeps its colour across processes and sessions.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -40,5 +41,5 @@ def strategy_color(name: str) -> str:
 def with_alpha(hex_color: str, alpha: float) -> str:
     """'#RRGGBB' -> 'rgba(r,g,b,alpha)' (for mean ± std bands)."""
     h = hex_color.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = (int(h[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{alpha})"

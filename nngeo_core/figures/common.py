@@ -1,7 +1,8 @@
 """Small shared pieces of the figure builders: column checks, empty figures, layout defaults."""
+
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -16,14 +17,15 @@ SEQUENTIAL = "Viridis"
 def require_columns(df: pd.DataFrame, columns: Iterable[str], what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise NNGeoError(f"{what} needs columns {', '.join(missing)}; the table has {', '.join(map(str, df.columns)) or 'none'}")
+        raise NNGeoError(
+            f"{what} needs columns {', '.join(missing)}; the table has {', '.join(map(str, df.columns)) or 'none'}"
+        )
 
 
 def empty_figure(message: str, title: str | None = None) -> go.Figure:
     """A blank figure carrying a message (for 'nothing to show yet')."""
     fig = go.Figure()
-    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper",
-                       font=dict(size=14))
+    fig.add_annotation(text=message, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=dict(size=14))
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return finish(fig, title)

@@ -6,6 +6,7 @@ Edge tables are ``nngeo_core.curvature``'s: ``layer``, ``curvature``, the endpoi
 layers ``src_level``/``dst_level``. Node layers are drawn left to right as columns (by level when
 the table has levels, else layer k joins column k to column k+1).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -51,8 +52,13 @@ def _symmetric_limit(values: np.ndarray) -> float:
     return float(finite.max()) if finite.size and finite.max() > 0 else 1.0
 
 
-def layer_graph(edges: pd.DataFrame, *, nodes: pd.DataFrame | None = None, shown: pd.DataFrame | None = None,
-                title: str | None = None) -> go.Figure:
+def layer_graph(
+    edges: pd.DataFrame,
+    *,
+    nodes: pd.DataFrame | None = None,
+    shown: pd.DataFrame | None = None,
+    title: str | None = None,
+) -> go.Figure:
     """The layered network with edges coloured by curvature (RdBu, white at 0) and neurons by node
     curvature. ``nodes`` has ``level``, ``unit``, ``curvature`` (``curvature.node_curvature``'s
     table; computed from ``edges`` when not given); ``shown`` is the subset of edges to draw
@@ -96,35 +102,79 @@ def layer_graph(edges: pd.DataFrame, *, nodes: pd.DataFrame | None = None, shown
         n = int(sel.sum())
         xs = np.column_stack([x0[sel], x1[sel], np.full(n, np.nan)]).ravel()
         ys = np.column_stack([y0[sel], y1[sel], np.full(n, np.nan)]).ravel()
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=palette[b], width=width),
-                                 hoverinfo="skip", showlegend=False, connectgaps=False))
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines",
+                line=dict(color=palette[b], width=width),
+                hoverinfo="skip",
+                showlegend=False,
+                connectgaps=False,
+            )
+        )
     weight = shown["weight"].to_numpy(dtype=float) if "weight" in shown.columns else np.full(len(shown), np.nan)
-    fig.add_trace(go.Scatter(
-        x=(x0 + x1) / 2, y=(y0 + y1) / 2, mode="markers", name="edges",
-        marker=dict(size=6, color=curv, colorscale=DIVERGING, cmin=-lim, cmax=lim, cmid=0.0, opacity=0.9,
-                    colorbar=dict(title=dict(text="edge<br>curvature"), x=1.02, len=0.45, y=0.75)),
-        customdata=np.column_stack([shown["layer"].astype(str).to_numpy(), shown[src].to_numpy(),
-                                    shown[dst].to_numpy(), weight, curv]),
-        hovertemplate=("layer %{customdata[0]}<br>edge %{customdata[1]} → %{customdata[2]}"
-                       "<br>weight %{customdata[3]:.4f}<br>curvature %{customdata[4]:.4f}<extra></extra>"),
-        showlegend=False))
+    fig.add_trace(
+        go.Scatter(
+            x=(x0 + x1) / 2,
+            y=(y0 + y1) / 2,
+            mode="markers",
+            name="edges",
+            marker=dict(
+                size=6,
+                color=curv,
+                colorscale=DIVERGING,
+                cmin=-lim,
+                cmax=lim,
+                cmid=0.0,
+                opacity=0.9,
+                colorbar=dict(title=dict(text="edge<br>curvature"), x=1.02, len=0.45, y=0.75),
+            ),
+            customdata=np.column_stack(
+                [shown["layer"].astype(str).to_numpy(), shown[src].to_numpy(), shown[dst].to_numpy(), weight, curv]
+            ),
+            hovertemplate=(
+                "layer %{customdata[0]}<br>edge %{customdata[1]} → %{customdata[2]}"
+                "<br>weight %{customdata[3]:.4f}<br>curvature %{customdata[4]:.4f}<extra></extra>"
+            ),
+            showlegend=False,
+        )
+    )
     nc = nodes["level"].to_numpy(dtype=int)
     nlim = _symmetric_limit(nodes["curvature"].to_numpy(dtype=float))
-    fig.add_trace(go.Scatter(
-        x=nc, y=ypos(nc, nodes["unit"].to_numpy()), mode="markers", name="neurons",
-        marker=dict(size=9, color=nodes["curvature"], colorscale=DIVERGING, cmin=-nlim, cmax=nlim, cmid=0.0,
-                    line=dict(color="#333333", width=0.8),
-                    colorbar=dict(title=dict(text="node<br>curvature"), x=1.02, len=0.45, y=0.22)),
-        customdata=np.column_stack([nc, nodes["unit"].to_numpy(), nodes["curvature"].to_numpy()]),
-        hovertemplate="node layer %{customdata[0]}, neuron %{customdata[1]}<br>node curvature %{customdata[2]:.4f}"
-                      "<extra></extra>",
-        showlegend=False))
+    fig.add_trace(
+        go.Scatter(
+            x=nc,
+            y=ypos(nc, nodes["unit"].to_numpy()),
+            mode="markers",
+            name="neurons",
+            marker=dict(
+                size=9,
+                color=nodes["curvature"],
+                colorscale=DIVERGING,
+                cmin=-nlim,
+                cmax=nlim,
+                cmid=0.0,
+                line=dict(color="#333333", width=0.8),
+                colorbar=dict(title=dict(text="node<br>curvature"), x=1.02, len=0.45, y=0.22),
+            ),
+            customdata=np.column_stack([nc, nodes["unit"].to_numpy(), nodes["curvature"].to_numpy()]),
+            hovertemplate="node layer %{customdata[0]}, neuron %{customdata[1]}<br>node curvature %{customdata[2]:.4f}"
+            "<extra></extra>",
+            showlegend=False,
+        )
+    )
     # one tick per weight layer, between the node columns it joins
     firsts = edges.drop_duplicates("layer")
     first_src, first_dst = edge_columns(firsts)
     ticks_at = (first_src + first_dst) / 2
-    fig.update_xaxes(tickvals=ticks_at, ticktext=[f"layer {n}" for n in firsts["layer"].astype(str)],
-                     showgrid=False, zeroline=False, range=[-0.2, n_cols - 1 + 0.2])
+    fig.update_xaxes(
+        tickvals=ticks_at,
+        ticktext=[f"layer {n}" for n in firsts["layer"].astype(str)],
+        showgrid=False,
+        zeroline=False,
+        range=[-0.2, n_cols - 1 + 0.2],
+    )
     fig.update_yaxes(visible=False, range=[-0.05, 1.05])
     return finish(fig, title, height=560)
 
@@ -140,8 +190,11 @@ def curvature_histogram(edges: pd.DataFrame, *, bins: int = 40, title: str | Non
     for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str))):
         v = edges.loc[edges["layer"].astype(str) == name, "curvature"]
         # each layer normalised to its own edge count, so a wide layer does not hide a narrow one
-        fig.add_trace(go.Histogram(x=v, name=f"layer {name}", nbinsx=bins, opacity=0.6, histnorm="probability",
-                                   marker_color=layer_color(i)))
+        fig.add_trace(
+            go.Histogram(
+                x=v, name=f"layer {name}", nbinsx=bins, opacity=0.6, histnorm="probability", marker_color=layer_color(i)
+            )
+        )
     fig.add_vline(x=0, line=dict(color="#000000", width=1, dash="dot"))
     fig.update_layout(barmode="overlay")
     fig.update_xaxes(title_text="Ollivier-Ricci curvature")

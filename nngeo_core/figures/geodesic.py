@@ -1,7 +1,8 @@
 """Paths in weight space: accuracy on both tasks and distance to the target along the path."""
+
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -25,8 +26,7 @@ def path_columns(path: pd.DataFrame) -> tuple[str, list[str], list[str]]:
     return x, acc, dist
 
 
-def path_figure(path: pd.DataFrame, *, title: str | None = None, names: Mapping[str, str] | None = None
-                ) -> go.Figure:
+def path_figure(path: pd.DataFrame, *, title: str | None = None, names: Mapping[str, str] | None = None) -> go.Figure:
     """Accuracy columns (left) and distance columns (right) against the position on the path.
 
     ``names`` gives legend names to columns (e.g. ``accuracy_a`` -> "accuracy on xor (task A)").
@@ -39,17 +39,42 @@ def path_figure(path: pd.DataFrame, *, title: str | None = None, names: Mapping[
     p = path.sort_values(x)
     fig = make_subplots(rows=1, cols=2, subplot_titles=("accuracy", "distance to target"), horizontal_spacing=0.1)
     for i, c in enumerate(acc):
-        fig.add_trace(go.Scatter(x=p[x], y=p[c], mode="lines+markers", name=names.get(c, c),
-                                 line=dict(color=TASK_COLORS[i % len(TASK_COLORS)])), row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=p[x],
+                y=p[c],
+                mode="lines+markers",
+                name=names.get(c, c),
+                line=dict(color=TASK_COLORS[i % len(TASK_COLORS)]),
+            ),
+            row=1,
+            col=1,
+        )
     for i, c in enumerate(dist):
-        fig.add_trace(go.Scatter(x=p[x], y=p[c], mode="lines+markers", name=names.get(c, c),
-                                 line=dict(color="#333333", dash=["solid", "dash", "dot"][i % 3])), row=1, col=2)
+        fig.add_trace(
+            go.Scatter(
+                x=p[x],
+                y=p[c],
+                mode="lines+markers",
+                name=names.get(c, c),
+                line=dict(color="#333333", dash=["solid", "dash", "dot"][i % 3]),
+            ),
+            row=1,
+            col=2,
+        )
     if "best" in p.columns and acc and p["best"].astype(bool).any():
         best = p[p["best"].astype(bool)].iloc[0]
-        fig.add_trace(go.Scatter(x=[best[x]] * len(acc), y=[best[c] for c in acc], mode="markers",
-                                 name=names.get("best", "best mean accuracy"),
-                                 marker=dict(symbol="star", size=14, color="#F0E442", line=dict(color="#333333", width=1))),
-                      row=1, col=1)
+        fig.add_trace(
+            go.Scatter(
+                x=[best[x]] * len(acc),
+                y=[best[c] for c in acc],
+                mode="markers",
+                name=names.get("best", "best mean accuracy"),
+                marker=dict(symbol="star", size=14, color="#F0E442", line=dict(color="#333333", width=1)),
+            ),
+            row=1,
+            col=1,
+        )
     fig.update_xaxes(title_text=x)
     fig.update_yaxes(range=[0, 1.02], row=1, col=1)
     return finish(fig, title, height=380)

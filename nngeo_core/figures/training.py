@@ -1,4 +1,5 @@
 """Training curves: loss and accuracy per epoch (train and test)."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -27,11 +28,21 @@ def training_curves(history: pd.DataFrame, title: str | None = None) -> go.Figur
             name = f"{split}_{what}"
             if name not in h.columns or h[name].isna().all():
                 continue
-            fig.add_trace(go.Scatter(x=h["epoch"], y=h[name], mode="lines+markers", name=f"{split}",
-                                     legendgroup=split, showlegend=split not in shown,
-                                     line=dict(color=color, dash=dash), marker=dict(size=5),
-                                     hovertemplate=f"epoch %{{x}}<br>{name} %{{y:.4f}}<extra></extra>"),
-                          row=1, col=col)
+            fig.add_trace(
+                go.Scatter(
+                    x=h["epoch"],
+                    y=h[name],
+                    mode="lines+markers",
+                    name=f"{split}",
+                    legendgroup=split,
+                    showlegend=split not in shown,
+                    line=dict(color=color, dash=dash),
+                    marker=dict(size=5),
+                    hovertemplate=f"epoch %{{x}}<br>{name} %{{y:.4f}}<extra></extra>",
+                ),
+                row=1,
+                col=col,
+            )
             shown.add(split)
     fig.update_xaxes(title_text="epoch")
     fig.update_yaxes(range=[0, 1.02], row=1, col=2)

@@ -1,4 +1,5 @@
 """The ``volume``, ``geodesic`` and ``forgetting`` analyses for the analysis registry (``nngeo_core.analyses``)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,11 +15,37 @@ from .image_plane import image_plane
 from .pullback import grid_heatmap
 
 VOLUME_PARAMS = {"layer", "resolution", "bounds", "ricci", "convention", "indices", "extent"}
-GEODESIC_PARAMS = {"sparsity", "steps", "eps", "beta", "batch_size", "mask", "method", "lam", "fisher",
-                   "seed", "tol", "eval_size", "record_every"}
-FORGETTING_PARAMS = {"run_b", "steps", "eps", "beta", "batch_size", "direction", "method", "lam", "fisher", "tol",
-                     "eval_size", "seed", "record_every"}
-FORGETTING_STEPS = 50   # default: well under a second for a small mlp on a toy task on CPU
+GEODESIC_PARAMS = {
+    "sparsity",
+    "steps",
+    "eps",
+    "beta",
+    "batch_size",
+    "mask",
+    "method",
+    "lam",
+    "fisher",
+    "seed",
+    "tol",
+    "eval_size",
+    "record_every",
+}
+FORGETTING_PARAMS = {
+    "run_b",
+    "steps",
+    "eps",
+    "beta",
+    "batch_size",
+    "direction",
+    "method",
+    "lam",
+    "fisher",
+    "tol",
+    "eval_size",
+    "seed",
+    "record_every",
+}
+FORGETTING_STEPS = 50  # default: well under a second for a small mlp on a toy task on CPU
 
 
 def _check_params(name: str, params: dict, allowed: set[str]) -> dict:
@@ -55,8 +82,11 @@ def default_plane_indices(dataset) -> list[int]:
     return [0, 1, 2]
 
 
-@register_analysis("volume", needs_data=True,
-                   description="Volume element (and Ricci scalar for 2-D inputs) of the pullback metric of a hidden layer")
+@register_analysis(
+    "volume",
+    needs_data=True,
+    description="Volume element (and Ricci scalar for 2-D inputs) of the pullback metric of a hidden layer",
+)
 def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress) -> pd.DataFrame:
     """2-D data: ``grid_heatmap`` over ``bounds`` (default: the dataset's). Images: ``image_plane``
     through three test inputs (``indices``, default the first of three different classes)."""
@@ -66,32 +96,45 @@ def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress)
     layer = p.get("layer", -1)
     if tuple(dataset.input_shape) == (2,):
         bounds = p.get("bounds") or default_bounds(dataset)
-        return grid_heatmap(model, bounds, p.get("resolution", 100), layer=layer, ricci=p.get("ricci", True),
-                            convention=p.get("convention", "standard"), progress=progress)
+        return grid_heatmap(
+            model,
+            bounds,
+            p.get("resolution", 100),
+            layer=layer,
+            ricci=p.get("ricci", True),
+            convention=p.get("convention", "standard"),
+            progress=progress,
+        )
     indices = p.get("indices") or default_plane_indices(dataset)
-    if len(indices) != 3 or any(not isinstance(i, (int, np.integer)) or not 0 <= i < len(dataset.x_test)
-                                for i in indices):
-        raise NNGeoError(f"indices must be three test-set positions from 0 to {len(dataset.x_test) - 1}, got {indices!r}")
+    if len(indices) != 3 or any(
+        not isinstance(i, (int, np.integer)) or not 0 <= i < len(dataset.x_test) for i in indices
+    ):
+        raise NNGeoError(
+            f"indices must be three test-set positions from 0 to {len(dataset.x_test) - 1}, got {indices!r}"
+        )
     x1, x2, x3 = (dataset.x_test[int(i)] for i in indices)
     # default 20×20: each point costs min(n, d) backward passes (seconds for a wide conv layer on CPU)
-    frame = image_plane(model, x1, x2, x3, p.get("resolution", 20), layer=layer, extent=p.get("extent", 1.5),
-                        progress=progress)
+    frame = image_plane(
+        model, x1, x2, x3, p.get("resolution", 20), layer=layer, extent=p.get("extent", 1.5), progress=progress
+    )
     anchor_rows = frame["anchor"].to_numpy()
     labels = dataset.y_test[[int(i) for i in indices]].numpy()
     frame["label"] = np.where(anchor_rows >= 0, labels[np.clip(anchor_rows, 0, 2)], -1)
     return frame
 
 
-@register_analysis("geodesic", needs_data=True,
-                   description="Geodesic path in weight space to a sparse network (functional metric)")
+@register_analysis(
+    "geodesic", needs_data=True, description="Geodesic path in weight space to a sparse network (functional metric)"
+)
 def geodesic_analysis(model: nn.Module, dataset, params: dict, progress: Progress) -> pd.DataFrame:
     """``sparsify_path`` with the metric on training inputs and accuracies on the test set."""
     if dataset is None:
         raise NNGeoError("the geodesic analysis needs the model's dataset")
     p = _check_params("geodesic", params, GEODESIC_PARAMS)
     p.setdefault("steps", 100)
-    _, frame = sparsify_path(model, dataset.x_train, dataset.y_train, eval_x=dataset.x_test,
-                             eval_y=dataset.y_test, progress=progress, **p)
+    _, frame = sparsify_path(
+        model, dataset.x_train, dataset.y_train, eval_x=dataset.x_test, eval_y=dataset.y_test, progress=progress, **p
+    )
     return frame
 
 
@@ -122,11 +165,16 @@ def normalize_forgetting(run: str, params: dict, store) -> dict:
     p = _check_params("forgetting", params, FORGETTING_PARAMS)
     run_b = p.get("run_b")
     if isinstance(run_b, int) and not isinstance(run_b, bool) and run_b >= 0:
-        run_b = str(run_b)   # `--param run_b=12345678` reads an all-digit key as a number
+        run_b = str(run_b)  # `--param run_b=12345678` reads an all-digit key as a number
     if not isinstance(run_b, str) or not run_b.strip():
-        raise NNGeoError("forgetting: give run_b, the key of a stored model trained on task B (see `nngeo list`)"
-                         + (f"; got the number {run_b!r}: give more of the key's digits, up to a letter"
-                            if isinstance(run_b, (int, float)) and not isinstance(run_b, bool) else ""))
+        raise NNGeoError(
+            "forgetting: give run_b, the key of a stored model trained on task B (see `nngeo list`)"
+            + (
+                f"; got the number {run_b!r}: give more of the key's digits, up to a letter"
+                if isinstance(run_b, (int, float)) and not isinstance(run_b, bool)
+                else ""
+            )
+        )
     try:
         head_b = read_header(run_b, store=store)
     except NNGeoError as exc:
@@ -144,15 +192,22 @@ def normalize_forgetting(run: str, params: dict, store) -> dict:
         shape_a = tuple(dataset_info(head_a.data_spec.name, **dict(head_a.data_spec.params)).input_shape)
         shape_b = tuple(dataset_info(head_b.data_spec.name, **dict(head_b.data_spec.params)).input_shape)
         if shape_a != shape_b:
-            raise NNGeoError(f"forgetting: task B ({head_b.data_spec.name}) has inputs of shape {shape_b}, "
-                             f"task A ({head_a.data_spec.name}) {shape_a}; both tasks need the same inputs")
+            raise NNGeoError(
+                f"forgetting: task B ({head_b.data_spec.name}) has inputs of shape {shape_b}, "
+                f"task A ({head_a.data_spec.name}) {shape_a}; both tasks need the same inputs"
+            )
     p["run_b"] = full_b
     return p
 
 
-@register_analysis("forgetting", needs_data=True, needs_store=True, normalize=normalize_forgetting,
-                   description="Forgetting path (Raghavan & Thomson 2020): from this run (task A) towards run_b "
-                               "(task B), accuracy on both tasks and distance to run_b")
+@register_analysis(
+    "forgetting",
+    needs_data=True,
+    needs_store=True,
+    normalize=normalize_forgetting,
+    description="Forgetting path (Raghavan & Thomson 2020): from this run (task A) towards run_b "
+    "(task B), accuracy on both tasks and distance to run_b",
+)
 def forgetting_analysis(model: nn.Module, dataset, params: dict, progress: Progress, *, store) -> pd.DataFrame:
     """``forgetting_path`` from ``model`` (task A: its dataset) towards the final model of stored
     run ``run_b`` (task B: that run's dataset); metric on training inputs, accuracies on test sets.

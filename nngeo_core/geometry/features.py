@@ -12,11 +12,12 @@ The feature map runs on a private float64 copy of the model with a forward hook:
 chosen call stops the forward pass (only while Φ is being evaluated), so later layers are never
 computed, and Φ works under ``torch.func`` transforms (vmap, jacfwd, jacrev).
 """
+
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
@@ -25,9 +26,28 @@ from ..errors import NNGeoError
 from ..settings import float64_device
 
 _ACTIVATION_TYPES = (
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.RReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU,
-    nn.SiLU, nn.Mish, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Softsign, nn.Hardtanh, nn.Hardswish,
-    nn.Hardsigmoid, nn.LogSigmoid, nn.Tanhshrink, nn.Softshrink, nn.Hardshrink,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.RReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Mish,
+    nn.Tanh,
+    nn.Sigmoid,
+    nn.Softplus,
+    nn.Softsign,
+    nn.Hardtanh,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.LogSigmoid,
+    nn.Tanhshrink,
+    nn.Softshrink,
+    nn.Hardshrink,
 )
 # custom activation modules (e.g. an Erf module in the zoo) are recognised by their class name
 _ACTIVATION_NAME_PARTS = ("erf", "relu", "tanh", "sigmoid", "gelu", "softplus", "swish", "activation")
@@ -59,8 +79,9 @@ def working_device(device: str = "auto") -> torch.device:
     return torch.device(float64_device(device))
 
 
-def float64_copy(model: nn.Module, device: str | torch.device = "auto", *, dtype: torch.dtype = torch.float64
-                 ) -> nn.Module:
+def float64_copy(
+    model: nn.Module, device: str | torch.device = "auto", *, dtype: torch.dtype = torch.float64
+) -> nn.Module:
     """A private copy (float64 unless ``dtype`` says otherwise) in eval mode, without gradients.
 
     The caller's model is never changed.
@@ -92,11 +113,12 @@ def input_shape_of(model: nn.Module, points: torch.Tensor | None = None) -> tupl
 @dataclass
 class FeatureMap:
     """Φ for one sample: ``fn(x)`` maps an input of ``input_shape`` to a flat vector of ``width``."""
+
     fn: Callable[[torch.Tensor], torch.Tensor]
-    model: nn.Module              # the float64 copy that ``fn`` runs
-    layer: int | str              # resolved index (0-based) or "output"
-    n_layers: int                 # number of hidden layers found
-    width: int                    # n, the number of features
+    model: nn.Module  # the float64 copy that ``fn`` runs
+    layer: int | str  # resolved index (0-based) or "output"
+    n_layers: int  # number of hidden layers found
+    width: int  # n, the number of features
     input_shape: tuple[int, ...]
     device: torch.device
     # modules up to the layer when Taylor jets can run through them (see jets.py), else None
@@ -111,9 +133,9 @@ class FeatureMap:
 @dataclass
 class _Call:
     module: nn.Module
-    call_no: int          # how many times this module was called before this call
-    shape: torch.Size     # output shape (with the batch dimension)
-    numel_so_far: int     # floats in all leaf-module outputs up to and including this call
+    call_no: int  # how many times this module was called before this call
+    shape: torch.Size  # output shape (with the batch dimension)
+    numel_so_far: int  # floats in all leaf-module outputs up to and including this call
 
 
 def _trace(model: nn.Module, x: torch.Tensor) -> list[_Call]:
@@ -133,14 +155,19 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[_Call]:
         counts[mod] = k + 1
         calls.append(_Call(mod, k, output.shape, state["numel"]))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if m is not model and (m in children or not any(True for _ in m.children()))]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in model.modules()
+        if m is not model and (m in children or not any(True for _ in m.children()))
+    ]
     try:
         with torch.no_grad():
             out = model(x)
     except Exception as exc:
-        raise NNGeoError(f"the model does not accept inputs of shape {tuple(x.shape[1:])}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise NNGeoError(
+            f"the model does not accept inputs of shape {tuple(x.shape[1:])}: "
+            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
     finally:
         for h in handles:
             h.remove()
@@ -191,8 +218,13 @@ def count_hidden_layers(model: nn.Module, input_shape: tuple[int, ...] | None = 
         model.train(was_training)
 
 
-def feature_map(model: nn.Module, layer: int | str = -1, *, input_shape: tuple[int, ...] | None = None,
-                device: str | torch.device = "auto") -> FeatureMap:
+def feature_map(
+    model: nn.Module,
+    layer: int | str = -1,
+    *,
+    input_shape: tuple[int, ...] | None = None,
+    device: str | torch.device = "auto",
+) -> FeatureMap:
     """Φ = the post-activation output of hidden layer ``layer`` (negative counts from the end),
     or the model's output for ``layer="output"``.
 
@@ -213,17 +245,22 @@ def feature_map(model: nn.Module, layer: int | str = -1, *, input_shape: tuple[i
         def fn(x: torch.Tensor) -> torch.Tensor:
             return work(x.unsqueeze(0)).reshape(-1)
 
-        return FeatureMap(fn, work, "output", len(hidden), width, shape, dev,
-                          _jets(work, None, shape), last.numel_so_far)
+        return FeatureMap(
+            fn, work, "output", len(hidden), width, shape, dev, _jets(work, None, shape), last.numel_so_far
+        )
 
     if isinstance(layer, bool) or not isinstance(layer, int):
         raise NNGeoError(f"layer must be an integer hidden-layer index or 'output', got {layer!r}")
     if not hidden:
-        raise NNGeoError("the model has no hidden activation layer after a Linear/Conv layer; "
-                         "use layer='output' to analyse the model's output")
+        raise NNGeoError(
+            "the model has no hidden activation layer after a Linear/Conv layer; "
+            "use layer='output' to analyse the model's output"
+        )
     if not -len(hidden) <= layer < len(hidden):
-        raise NNGeoError(f"layer {layer} does not exist: the model has {len(hidden)} hidden layers "
-                         f"(use 0..{len(hidden) - 1} or -1 for the last)")
+        raise NNGeoError(
+            f"layer {layer} does not exist: the model has {len(hidden)} hidden layers "
+            f"(use 0..{len(hidden) - 1} or -1 for the last)"
+        )
     index = layer % len(hidden)
     target = hidden[index]
     width = int(torch.Size(target.shape[1:]).numel())
@@ -249,8 +286,17 @@ def feature_map(model: nn.Module, layer: int | str = -1, *, input_shape: tuple[i
             counter["active"] = False
         raise NNGeoError("the chosen hidden layer was not reached in the forward pass")
 
-    return FeatureMap(fn, work, index, len(hidden), width, shape, dev,
-                      _jets(work, (target.module, target.call_no), shape), target.numel_so_far)
+    return FeatureMap(
+        fn,
+        work,
+        index,
+        len(hidden),
+        width,
+        shape,
+        dev,
+        _jets(work, (target.module, target.call_no), shape),
+        target.numel_so_far,
+    )
 
 
 def _jets(work: nn.Module, target: tuple[nn.Module, int] | None, shape: tuple[int, ...]) -> list[nn.Module] | None:

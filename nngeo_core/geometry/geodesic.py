@@ -15,6 +15,7 @@ over a fresh batch of inputs and v points to the target.
 
 Nothing here mutates the models it is given.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,16 @@ from torch.func import grad
 
 from ..errors import NNGeoError
 from ..progress import Progress
-from .weight_space import (ParamSpace, exact_batch_size, functional_jacobian, global_magnitude_mask, metric_norm,
-                           output_fn, plain_copy, solve_step)
+from .weight_space import (
+    ParamSpace,
+    exact_batch_size,
+    functional_jacobian,
+    global_magnitude_mask,
+    metric_norm,
+    output_fn,
+    plain_copy,
+    solve_step,
+)
 
 METHODS = ("exact", "gradient")
 MASK_MODES = ("frozen", "recompute")
@@ -38,9 +47,14 @@ MASK_MODES = ("frozen", "recompute")
 
 # ---------------------------------------------------------------- checks and helpers
 
+
 def _check_fraction(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(value) or not (0 < value < 1):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not math.isfinite(value)
+        or not (0 < value < 1)
+    ):
         raise NNGeoError(f"{name} must be a number strictly between 0 and 1, got {value!r}")
     return float(value)
 
@@ -54,8 +68,12 @@ def _check_int(name: str, value, low: int = 1, high: int = 1_000_000) -> int:
 def _check_positive(name: str, value, allow_none=False) -> float | None:
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not math.isfinite(value) or value <= 0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
         raise NNGeoError(f"{name} must be a positive number, got {value!r}")
     return float(value)
 
@@ -92,7 +110,7 @@ def _as_labels(y, n: int, device, name: str) -> torch.Tensor:
 def _accuracy(f, w: torch.Tensor, x: torch.Tensor, y: torch.Tensor, batch: int = 2048) -> float:
     correct = 0
     for i in range(0, len(x), batch):
-        correct += int((f(w, x[i:i + batch]).argmax(1) == y[i:i + batch]).sum())
+        correct += int((f(w, x[i : i + batch]).argmax(1) == y[i : i + batch]).sum())
     return correct / max(1, len(x))
 
 
@@ -136,6 +154,7 @@ def _result_model(model: nn.Module, space: ParamSpace, w: torch.Tensor) -> nn.Mo
 @dataclass
 class _Stepper:
     """Computes one step of either method towards direction v / target."""
+
     model: nn.Module
     space: ParamSpace
     method: str
@@ -147,8 +166,9 @@ class _Stepper:
     def __post_init__(self):
         self.f = output_fn(self.model, self.space)
 
-    def step(self, w: torch.Tensor, v: torch.Tensor, xb: torch.Tensor, w_start: torch.Tensor
-             ) -> tuple[torch.Tensor, float, float]:
+    def step(
+        self, w: torch.Tensor, v: torch.Tensor, xb: torch.Tensor, w_start: torch.Tensor
+    ) -> tuple[torch.Tensor, float, float]:
         """(θ, functional length √θᵀgθ, μ or nan)."""
         if self.method == "exact":
             J = functional_jacobian(self.model, self.space, w, xb, fisher=self.fisher)
@@ -177,19 +197,43 @@ _MAX_RECORD_EVERY = 100_000  # also the most steps a path may take
 
 def _check_path_settings(steps, batch_size, record_every, eval_size, eps, beta, lam, tol):
     """The walking settings shared by the sparsification and forgetting paths, validated."""
-    return (_check_int("steps", steps, 1, 100_000), _check_int("batch_size", batch_size, 1, 100_000),
-            _check_int("record_every", record_every, 1, _MAX_RECORD_EVERY),
-            _check_int("eval_size", eval_size, 1, 10_000_000), _check_positive("eps", eps, allow_none=True),
-            _check_positive("beta", beta), _check_positive("lam", lam),
-            _check_positive("tol", tol, allow_none=True))
+    return (
+        _check_int("steps", steps, 1, 100_000),
+        _check_int("batch_size", batch_size, 1, 100_000),
+        _check_int("record_every", record_every, 1, _MAX_RECORD_EVERY),
+        _check_int("eval_size", eval_size, 1, 10_000_000),
+        _check_positive("eps", eps, allow_none=True),
+        _check_positive("beta", beta),
+        _check_positive("lam", lam),
+        _check_positive("tol", tol, allow_none=True),
+    )
 
 
-def sparsify_path(model: nn.Module, data_x, data_y=None, *, sparsity: float = 0.7, steps: int = 200,
-                  eps: float | None = None, beta: float = 0.01, batch_size: int = 64, mask: str = "frozen",
-                  tol: float | None = None, method: str = "exact", lam: float = 10.0, fisher: bool = False,
-                  eval_x=None, eval_y=None, eval_size: int = 2000, masks: dict | None = None, seed: int = 0,
-                  record_every: int = 1, device: str = "auto", progress: Progress | None = None,
-                  return_masks: bool = False) -> tuple:
+def sparsify_path(
+    model: nn.Module,
+    data_x,
+    data_y=None,
+    *,
+    sparsity: float = 0.7,
+    steps: int = 200,
+    eps: float | None = None,
+    beta: float = 0.01,
+    batch_size: int = 64,
+    mask: str = "frozen",
+    tol: float | None = None,
+    method: str = "exact",
+    lam: float = 10.0,
+    fisher: bool = False,
+    eval_x=None,
+    eval_y=None,
+    eval_size: int = 2000,
+    masks: dict | None = None,
+    seed: int = 0,
+    record_every: int = 1,
+    device: str = "auto",
+    progress: Progress | None = None,
+    return_masks: bool = False,
+) -> tuple:
     """Walk from ``model`` to the ``sparsity``-sparse hyperplane along an approximate geodesic.
 
     ``data_x`` supplies the inputs of the functional metric (a fresh batch of ``batch_size`` each
@@ -207,7 +251,8 @@ def sparsify_path(model: nn.Module, data_x, data_y=None, *, sparsity: float = 0.
     """
     sparsity = _check_fraction("sparsity", sparsity)
     steps, batch_size, record_every, eval_size, eps, beta, lam, tol = _check_path_settings(
-        steps, batch_size, record_every, eval_size, eps, beta, lam, tol)
+        steps, batch_size, record_every, eval_size, eps, beta, lam, tol
+    )
     mask = _check_choice("mask", mask, MASK_MODES)
     method = _check_choice("method", method, METHODS)
     progress = progress or Progress()
@@ -256,9 +301,20 @@ def sparsify_path(model: nn.Module, data_x, data_y=None, *, sparsity: float = 0.
     def record(step: int, step_len: float, mu: float, final: bool = False):
         dist = float(w[pruned].norm())
         projected = torch.where(pruned, torch.zeros_like(w), w)
-        rows.append(dict(step=step, path_length=length, step_length=step_len, mu=mu, distance=dist,
-                         accuracy=_accuracy(f, w, ex, ey), accuracy_projected=_accuracy(f, projected, ex, ey),
-                         n_pruned=int(pruned.sum()), final=final, seconds=time.monotonic() - start))
+        rows.append(
+            dict(
+                step=step,
+                path_length=length,
+                step_length=step_len,
+                mu=mu,
+                distance=dist,
+                accuracy=_accuracy(f, w, ex, ey),
+                accuracy_projected=_accuracy(f, projected, ex, ey),
+                n_pruned=int(pruned.sum()),
+                final=final,
+                seconds=time.monotonic() - start,
+            )
+        )
 
     record(0, 0.0, math.nan)
     step = 0
@@ -311,8 +367,10 @@ def magnitude_prune(model: nn.Module, sparsity: float) -> tuple[nn.Module, dict[
 
 # ---------------------------------------------------------------- pruning-lab strategy
 
-def geodesic_prune(model: nn.Module, x, y, sparsity: float, *, masks: dict | None = None, **settings
-                   ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+
+def geodesic_prune(
+    model: nn.Module, x, y, sparsity: float, *, masks: dict | None = None, **settings
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """Pruning strategy ``geodesic``: (state_dict of the pruned network, masks layer -> bool, True = kept).
 
     ``x, y``: the inputs of the functional metric and the labels used for the recorded accuracy.
@@ -321,8 +379,9 @@ def geodesic_prune(model: nn.Module, x, y, sparsity: float, *, masks: dict | Non
     """
     # the path table is dropped, so record as few rows as possible (recording never changes the walk)
     settings.setdefault("record_every", _MAX_RECORD_EVERY)
-    pruned_model, _, out_masks = sparsify_path(model, x, y, sparsity=sparsity, masks=masks, return_masks=True,
-                                               **settings)
+    pruned_model, _, out_masks = sparsify_path(
+        model, x, y, sparsity=sparsity, masks=masks, return_masks=True, **settings
+    )
     return {k: v.detach().clone() for k, v in pruned_model.state_dict().items()}, out_masks
 
 
@@ -347,11 +406,13 @@ def _xy(data):
 
 # ---------------------------------------------------------------- forgetting
 
+
 def _task(task, name: str):
     from ..data.base import Dataset
 
     if isinstance(task, str):
         from ..data import load
+
         task = load(task)
     if not isinstance(task, Dataset):
         raise NNGeoError(f"{name} must be a Dataset or a dataset name, got a {type(task).__name__}")
@@ -360,11 +421,27 @@ def _task(task, name: str):
     return task
 
 
-def forgetting_path(model_a: nn.Module, model_b: nn.Module | None, task_a, task_b, *, steps: int = 100,
-                    eps: float | None = None, beta: float = 0.01, batch_size: int = 64,
-                    direction: str = "target", method: str = "exact", lam: float = 10.0, fisher: bool = False,
-                    tol: float | None = None, eval_size: int = 2000, seed: int = 0, record_every: int = 1,
-                    device: str = "auto", progress: Progress | None = None) -> tuple[nn.Module, pd.DataFrame]:
+def forgetting_path(
+    model_a: nn.Module,
+    model_b: nn.Module | None,
+    task_a,
+    task_b,
+    *,
+    steps: int = 100,
+    eps: float | None = None,
+    beta: float = 0.01,
+    batch_size: int = 64,
+    direction: str = "target",
+    method: str = "exact",
+    lam: float = 10.0,
+    fisher: bool = False,
+    tol: float | None = None,
+    eval_size: int = 2000,
+    seed: int = 0,
+    record_every: int = 1,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> tuple[nn.Module, pd.DataFrame]:
     """Walk from a net trained on task A towards task B while keeping task A's function.
 
     The metric is taken on task-A training inputs; the direction is v = w_B − w (``direction=
@@ -374,7 +451,8 @@ def forgetting_path(model_a: nn.Module, model_b: nn.Module | None, task_a, task_
     the table's ``best`` column marks that row.
     """
     steps, batch_size, record_every, eval_size, eps, beta, lam, tol = _check_path_settings(
-        steps, batch_size, record_every, eval_size, eps, beta, lam, tol)
+        steps, batch_size, record_every, eval_size, eps, beta, lam, tol
+    )
     direction = _check_choice("direction", direction, ("target", "gradient"))
     method = _check_choice("method", method, METHODS)
     if method == "gradient" and direction != "target":
@@ -402,10 +480,18 @@ def forgetting_path(model_a: nn.Module, model_b: nn.Module | None, task_a, task_
     xb_train = _as_inputs(task_b.x_train, shape, dev, "task B inputs")
     yb_train = _as_labels(task_b.y_train, len(xb_train), dev, "task B labels")
     gen = torch.Generator().manual_seed(int(seed))
-    ea = _subset(_as_inputs(task_a.x_test, shape, dev, "task A test inputs"),
-                 _as_labels(task_a.y_test, len(task_a.x_test), dev, "task A test labels"), eval_size, gen)
-    eb = _subset(_as_inputs(task_b.x_test, shape, dev, "task B test inputs"),
-                 _as_labels(task_b.y_test, len(task_b.x_test), dev, "task B test labels"), eval_size, gen)
+    ea = _subset(
+        _as_inputs(task_a.x_test, shape, dev, "task A test inputs"),
+        _as_labels(task_a.y_test, len(task_a.x_test), dev, "task A test labels"),
+        eval_size,
+        gen,
+    )
+    eb = _subset(
+        _as_inputs(task_b.x_test, shape, dev, "task B test inputs"),
+        _as_labels(task_b.y_test, len(task_b.x_test), dev, "task B test labels"),
+        eval_size,
+        gen,
+    )
 
     if method == "exact":
         batch_size = exact_batch_size(batch_size, _n_outputs(work, xa), space.size)
@@ -431,9 +517,17 @@ def forgetting_path(model_a: nn.Module, model_b: nn.Module | None, task_a, task_
         mean = 0.5 * (acc_a + acc_b)
         if mean > best_mean:
             best_w, best_mean = w.clone(), mean
-        rows.append(dict(step=step, path_length=length, step_length=step_len,
-                         distance_to_b=float((w_b - w).norm()) if w_b is not None else math.nan,
-                         accuracy_a=acc_a, accuracy_b=acc_b, accuracy_mean=mean))
+        rows.append(
+            dict(
+                step=step,
+                path_length=length,
+                step_length=step_len,
+                distance_to_b=float((w_b - w).norm()) if w_b is not None else math.nan,
+                accuracy_a=acc_a,
+                accuracy_b=acc_b,
+                accuracy_mean=mean,
+            )
+        )
 
     record(0, 0.0)
     for step in range(1, steps + 1):

@@ -11,6 +11,7 @@ The plane has its origin at the three inputs' centroid and an orthonormal basis 
 Gram–Schmidt on x1 − c and x2 − c, so the three inputs sit at the vertices of a triangle;
 coordinates (u, v) are Euclidean distances in input space.
 """
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,7 @@ def _flat_inputs(model: nn.Module, xs: list, names: list[str]) -> tuple[torch.Te
     shape = input_shape_of(model, first.unsqueeze(0))
     d = math.prod(shape)
     flat = []
-    for x, name in zip(xs, names):
+    for x, name in zip(xs, names, strict=False):
         t = torch.as_tensor(x, dtype=torch.float64).reshape(-1)
         if t.numel() != d:
             raise NNGeoError(f"{name} has {t.numel()} values, the model takes inputs of shape {shape}")
@@ -42,8 +43,15 @@ def _flat_inputs(model: nn.Module, xs: list, names: list[str]) -> tuple[torch.Te
     return torch.stack(flat), shape
 
 
-def _geometry_at(model: nn.Module, points: torch.Tensor, shape: tuple[int, ...], layer, device,
-                 plane_basis: torch.Tensor | None, progress: Progress) -> dict[str, np.ndarray]:
+def _geometry_at(
+    model: nn.Module,
+    points: torch.Tensor,
+    shape: tuple[int, ...],
+    layer,
+    device,
+    plane_basis: torch.Tensor | None,
+    progress: Progress,
+) -> dict[str, np.ndarray]:
     """log pseudo-volume, rank, (log area on the plane), prediction and entropy at flat points."""
     fmap = feature_map(model, layer, input_shape=shape, device=device)
     x = points.to(fmap.device).reshape(len(points), *shape)
@@ -54,8 +62,9 @@ def _geometry_at(model: nn.Module, points: torch.Tensor, shape: tuple[int, ...],
     E = plane_basis.to(fmap.device) if plane_basis is not None else None
     for sl, J in feature_jacobians(fmap, x, progress.sub(0.0, 0.95)):
         log_s, k = log10_singular_values(J, n)
-        logvol[sl] = torch.where(k > 0, torch.nan_to_num(log_s, neginf=0.0).sum(-1),
-                                 torch.full_like(k, -math.inf, dtype=torch.float64)).cpu()
+        logvol[sl] = torch.where(
+            k > 0, torch.nan_to_num(log_s, neginf=0.0).sum(-1), torch.full_like(k, -math.inf, dtype=torch.float64)
+        ).cpu()
         rank[sl] = k.cpu()
         if E is not None:
             JE = J @ E.T  # (chunk, n, 2): the Jacobian along the plane
@@ -93,9 +102,19 @@ def segment(x1: torch.Tensor, x2: torch.Tensor, n_points: int) -> tuple[torch.Te
     return t, (1 - t)[:, None] * x1 + t[:, None] * x2
 
 
-def image_plane(model: nn.Module, x1, x2, x3, resolution: int = 40, *, layer: int | str = -1,
-                extent: float = 1.5, line_points: int | None = None, device: str = "auto",
-                progress: Progress | None = None) -> pd.DataFrame:
+def image_plane(
+    model: nn.Module,
+    x1,
+    x2,
+    x3,
+    resolution: int = 40,
+    *,
+    layer: int | str = -1,
+    extent: float = 1.5,
+    line_points: int | None = None,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """Geometry on the plane through inputs x1, x2, x3 (each of the model's input shape or flat).
 
     The grid is resolution × resolution over [−r, r]² with r = ``extent`` × the largest distance
@@ -132,8 +151,16 @@ def image_plane(model: nn.Module, x1, x2, x3, resolution: int = 40, *, layer: in
     return frame
 
 
-def image_line(model: nn.Module, x1, x2, n_points: int = 50, *, layer: int | str = -1, device: str = "auto",
-               progress: Progress | None = None) -> pd.DataFrame:
+def image_line(
+    model: nn.Module,
+    x1,
+    x2,
+    n_points: int = 50,
+    *,
+    layer: int | str = -1,
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """Geometry on the segment x(t) = (1 − t)·x1 + t·x2, t in [0, 1].
 
     Columns: t, distance (Euclidean, from x1), log_volume, rank, pred, p_max, entropy.

@@ -16,12 +16,13 @@ of one-hidden-layer 2-D classifiers, and it makes a 200×200 Ricci grid take sec
 σ', σ'', σ''' have closed forms for tanh, sigmoid, softplus and the ReLU family; any other
 elementwise activation gets them from nested ``torch.func.jvp`` of the module itself.
 """
+
 from __future__ import annotations
 
 import itertools
 import math
-from functools import lru_cache
-from typing import Callable
+from collections.abc import Callable
+from functools import cache
 
 import torch
 from torch import nn
@@ -96,9 +97,10 @@ def multi_indices(d: int, order: int) -> list[tuple[int, ...]]:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _partitions(k: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
     """All set partitions of positions {0..k-1}."""
+
     def rec(items):
         if not items:
             yield []
@@ -106,12 +108,14 @@ def _partitions(k: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
         first, rest = items[0], items[1:]
         for part in rec(rest):
             for i in range(len(part)):
-                yield part[:i] + [(first,) + part[i]] + part[i + 1:]
+                yield part[:i] + [(first,) + part[i]] + part[i + 1 :]
             yield [(first,)] + part
+
     return tuple(tuple(tuple(b) for b in p) for p in rec(list(range(k))))
 
 
 # ---------------------------------------------------------------- σ and its derivatives
+
 
 def activation_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[torch.Tensor]:
     """[σ(z), σ'(z), ..., σ^(order)(z)] for an elementwise activation, order ≤ 3.
@@ -202,8 +206,8 @@ def _nested_jvp_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list
 
 # ---------------------------------------------------------------- jets through the network
 
-def propagate_jets(modules: list[nn.Module], x: torch.Tensor, order: int
-                   ) -> dict[tuple[int, ...], torch.Tensor | None]:
+
+def propagate_jets(modules: list[nn.Module], x: torch.Tensor, order: int) -> dict[tuple[int, ...], torch.Tensor | None]:
     """Value (key ``()``) and partial derivatives up to ``order`` of the modules' output at x (N, d).
 
     Derivative tensors may be broadcastable (1, width) where they do not depend on the point,
@@ -270,8 +274,7 @@ def _single_layer(modules: list[nn.Module]) -> tuple[nn.Linear, nn.Module] | Non
     return None
 
 
-def _single_layer_inner_products(linear: nn.Linear, act: nn.Module, x: torch.Tensor, n: int, order: int
-                                 ) -> Callable:
+def _single_layer_inner_products(linear: nn.Linear, act: nn.Module, x: torch.Tensor, n: int, order: int) -> Callable:
     # ∂_AΦ = σ^(|A|)(z) ∘ Π_{i∈A} W[:, i]: ⟨∂_AΦ, ∂_BΦ⟩ = (σ^(|A|) σ^(|B|)) @ Π_{A∪B} W[:, i]
     sig = activation_derivatives(act, nn.functional.linear(x, linear.weight, linear.bias), order)
     W = linear.weight
@@ -294,8 +297,9 @@ def _single_layer_inner_products(linear: nn.Linear, act: nn.Module, x: torch.Ten
     return ip
 
 
-def metric_and_derivatives(modules: list[nn.Module], x: torch.Tensor, n: int, order: int
-                           ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+def metric_and_derivatives(
+    modules: list[nn.Module], x: torch.Tensor, n: int, order: int
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """g (N,d,d), dg[i,j,k] = ∂ₖgᵢⱼ, ddg[i,j,k,l] = ∂ₗ∂ₖgᵢⱼ of g = JᵀJ/n (those beyond ``order`` are None)."""
     single = _single_layer(modules)
     if single is not None:

@@ -6,10 +6,11 @@ float64. MLPs on inputs of dimension ≤ 4 take the faster jet path of ``jets.py
 log10 √det g comes from the 2×2 closed form or ``eigvalsh`` of g for d ≤ 3, and from the singular
 values of J/√n for larger d, where squaring J's condition number would cost too much precision.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,9 +24,9 @@ from .features import FeatureMap, feature_map
 from .jets import metric_and_derivatives
 
 # bytes of working memory one chunk of points may use (Jacobians and their forward passes)
-CHUNK_BYTES = 2 ** 28
+CHUNK_BYTES = 2**28
 # the jet path runs few, large elementwise passes: big chunks amortise per-op (thread) overhead
-JET_CHUNK_BYTES = 2 ** 27
+JET_CHUNK_BYTES = 2**27
 
 
 def chunk_size_for(per_point_floats: int, budget_bytes: int = CHUNK_BYTES, cap: int = 8192) -> int:
@@ -75,8 +76,10 @@ def jacobian_fn(phi: Callable, d: int, n: int, vectors_at_once: int | None = Non
 def plan_jacobian_memory(d: int, n: int, activation_numel: int, budget: int = CHUNK_BYTES) -> tuple[int, int]:
     """(points per chunk, vectors at once) so one chunk of Jacobians fits the memory budget."""
     if 8 * n * d > 4 * budget:
-        raise NNGeoError(f"the Jacobian of this layer has {n} × {d} entries per point, too many; "
-                         "choose a later (narrower) hidden layer")
+        raise NNGeoError(
+            f"the Jacobian of this layer has {n} × {d} entries per point, too many; "
+            "choose a later (narrower) hidden layer"
+        )
     act = max(activation_numel, n + d)
     vectors = min(d, n)
     room = max(budget // 8 - n * d, 3 * act)
@@ -85,8 +88,9 @@ def plan_jacobian_memory(d: int, n: int, activation_numel: int, budget: int = CH
     return points, vectors_at_once
 
 
-def feature_jacobians(fmap: FeatureMap, x: torch.Tensor, progress: Progress | None = None) -> Iterator[
-        tuple[slice, torch.Tensor]]:
+def feature_jacobians(
+    fmap: FeatureMap, x: torch.Tensor, progress: Progress | None = None
+) -> Iterator[tuple[slice, torch.Tensor]]:
     """Yield (slice, J) with J = ∂Φ/∂x of shape (chunk, n, d), chunk by chunk (torch.func path)."""
     d = math.prod(fmap.input_shape)
     n = fmap.width
@@ -112,8 +116,7 @@ def log10_singular_values(J: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.
     s = torch.linalg.svdvals(J.mT if J.shape[-2] < J.shape[-1] else J) / math.sqrt(n)
     tol = s[..., :1] * max(J.shape[-2:]) * torch.finfo(s.dtype).eps
     keep = s > tol
-    log_s = torch.where(keep, torch.log10(torch.where(keep, s, torch.ones_like(s))),
-                        torch.full_like(s, -math.inf))
+    log_s = torch.where(keep, torch.log10(torch.where(keep, s, torch.ones_like(s))), torch.full_like(s, -math.inf))
     return log_s, keep.sum(-1)
 
 
@@ -150,8 +153,9 @@ def log_volume_from_jacobian(J: torch.Tensor, n: int) -> torch.Tensor:
     return log_s.sum(-1)
 
 
-def volume_element(model: nn.Module, points, *, layer: int | str = -1, device: str = "auto",
-                   progress: Progress | None = None) -> torch.Tensor:
+def volume_element(
+    model: nn.Module, points, *, layer: int | str = -1, device: str = "auto", progress: Progress | None = None
+) -> torch.Tensor:
     """log10 √det g(x) of the pullback metric g = JᵀJ/n of hidden layer ``layer``, per point.
 
     ``points``: (N, *input_shape) or flat (N, d). Returns a float64 CPU tensor of shape (N,);
@@ -199,6 +203,7 @@ def log_volume_of_features(phi: Callable[[torch.Tensor], torch.Tensor], points) 
 
 # ---------------------------------------------------------------- predictions on a set of points
 
+
 def predictions(work_model: nn.Module, x: torch.Tensor, batch: int = 4096) -> dict[str, np.ndarray]:
     """Predicted class, softmax entropy (nats) and probability margins of a float64 model copy."""
     preds, ent, margin, pmax = [], [], [], []
@@ -225,6 +230,7 @@ def predictions(work_model: nn.Module, x: torch.Tensor, batch: int = 4096) -> di
 
 # ---------------------------------------------------------------- 2-D heatmaps
 
+
 def parse_bounds(bounds) -> tuple[float, float, float, float]:
     """(xmin, xmax, ymin, ymax) from that tuple, ((xmin, xmax), (ymin, ymax)) or a dict."""
     try:
@@ -237,7 +243,9 @@ def parse_bounds(bounds) -> tuple[float, float, float, float]:
             b = tuple(flat)
         b = tuple(float(v) for v in b)
     except (KeyError, TypeError, ValueError):
-        raise NNGeoError(f"bounds must be (xmin, xmax, ymin, ymax) or ((xmin, xmax), (ymin, ymax)), got {bounds!r}") from None
+        raise NNGeoError(
+            f"bounds must be (xmin, xmax, ymin, ymax) or ((xmin, xmax), (ymin, ymax)), got {bounds!r}"
+        ) from None
     if not all(math.isfinite(v) for v in b) or b[0] >= b[1] or b[2] >= b[3]:
         raise NNGeoError(f"bounds must be finite with xmin < xmax and ymin < ymax, got {b}")
     return b  # type: ignore[return-value]
@@ -258,9 +266,17 @@ def grid_points(bounds, resolution: int) -> tuple[np.ndarray, np.ndarray]:
     return gx.reshape(-1), gy.reshape(-1)
 
 
-def grid_heatmap(model: nn.Module, bounds, resolution: int = 100, *, layer: int | str = -1,
-                 ricci: bool = True, convention: str = "standard", device: str = "auto",
-                 progress: Progress | None = None) -> pd.DataFrame:
+def grid_heatmap(
+    model: nn.Module,
+    bounds,
+    resolution: int = 100,
+    *,
+    layer: int | str = -1,
+    ricci: bool = True,
+    convention: str = "standard",
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """Geometry of a 2-input model on a resolution × resolution grid.
 
     Columns: x, y, log_volume (log10 √det g, −inf where g is singular), ricci (Ricci scalar R,
@@ -274,8 +290,10 @@ def grid_heatmap(model: nn.Module, bounds, resolution: int = 100, *, layer: int 
     gx, gy = grid_points(bounds, resolution)
     fmap = feature_map(model, layer, input_shape=_shape_hint(model, np.zeros((1, 2))), device=device)
     if fmap.input_shape != (2,):
-        raise NNGeoError(f"grid_heatmap needs a model with 2 inputs, this one takes {fmap.input_shape}; "
-                         "use image_plane for image models")
+        raise NNGeoError(
+            f"grid_heatmap needs a model with 2 inputs, this one takes {fmap.input_shape}; "
+            "use image_plane for image models"
+        )
     x = torch.as_tensor(np.stack([gx, gy], 1), dtype=torch.float64, device=fmap.device)
     volume_part = progress.sub(0.0, 0.25 if ricci else 0.95)
     logvol = _log_volume(fmap, x, volume_part)
@@ -288,9 +306,17 @@ def grid_heatmap(model: nn.Module, bounds, resolution: int = 100, *, layer: int 
     return pd.DataFrame(frame)
 
 
-def heatmaps_over_training(models_by_epoch: dict[int, nn.Module], bounds, resolution: int = 60, *,
-                           layer: int | str = -1, ricci: bool = True, convention: str = "standard",
-                           device: str = "auto", progress: Progress | None = None) -> pd.DataFrame:
+def heatmaps_over_training(
+    models_by_epoch: dict[int, nn.Module],
+    bounds,
+    resolution: int = 60,
+    *,
+    layer: int | str = -1,
+    ricci: bool = True,
+    convention: str = "standard",
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> pd.DataFrame:
     """``grid_heatmap`` of each training snapshot, stacked with an ``epoch`` column (for animation)."""
     if not models_by_epoch:
         raise NNGeoError("no training snapshots given")
@@ -299,8 +325,16 @@ def heatmaps_over_training(models_by_epoch: dict[int, nn.Module], bounds, resolu
     frames = []
     for i, epoch in enumerate(epochs):
         sub = progress.sub(i / len(epochs), (i + 1) / len(epochs))
-        frame = grid_heatmap(models_by_epoch[epoch], bounds, resolution, layer=layer, ricci=ricci,
-                             convention=convention, device=device, progress=sub)
+        frame = grid_heatmap(
+            models_by_epoch[epoch],
+            bounds,
+            resolution,
+            layer=layer,
+            ricci=ricci,
+            convention=convention,
+            device=device,
+            progress=sub,
+        )
         frame.insert(0, "epoch", int(epoch))
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)

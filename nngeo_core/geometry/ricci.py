@@ -13,10 +13,11 @@ For a surface R = 2K (K the Gaussian curvature), so the unit sphere has R = 2.
 reports three times the standard value because of a sign slip in its Christoffel terms; this
 option reproduces their plots' numbers.
 """
+
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -39,6 +40,7 @@ def _convention_factor(convention: str) -> float:
 
 def metric_derivatives(metric_fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
     """x -> (g, dg, ddg) with dg[i,j,k] = ∂ₖgᵢⱼ and ddg[i,j,k,l] = ∂ₗ∂ₖgᵢⱼ, by nested jacfwd."""
+
     def g_aux(x):
         g = metric_fn(x)
         return g, g
@@ -61,8 +63,7 @@ def ricci_from_derivatives(g: torch.Tensor, dg: torch.Tensor, ddg: torch.Tensor)
     """
     if g.shape[-1] == 2:  # closed form: much faster than a batched LAPACK inverse
         det = g[:, 0, 0] * g[:, 1, 1] - g[:, 0, 1] * g[:, 1, 0]
-        adj = torch.stack([torch.stack([g[:, 1, 1], -g[:, 0, 1]], -1),
-                           torch.stack([-g[:, 1, 0], g[:, 0, 0]], -1)], -2)
+        adj = torch.stack([torch.stack([g[:, 1, 1], -g[:, 0, 1]], -1), torch.stack([-g[:, 1, 0], g[:, 0, 0]], -1)], -2)
         scale = torch.maximum(g[:, 0, 0].abs(), g[:, 1, 1].abs())
         info = (det <= (scale * scale) * 1e-13).to(torch.int64)  # singular to working precision
         ginv = adj / torch.where(info == 0, det, torch.ones_like(det))[:, None, None]
@@ -79,16 +80,25 @@ def ricci_from_derivatives(g: torch.Tensor, dg: torch.Tensor, ddg: torch.Tensor)
     dginv = -torch.einsum("bka,bmac,bcl->bmkl", ginv, D, ginv)
     dgam = torch.einsum("bmkl,blij->bmkij", dginv, gam1) + torch.einsum("bkl,bmlij->bmkij", ginv, dgam1)
     # Ric_σν = ∂_ρΓᵖ_νσ − ∂_νΓᵖ_ρσ + Γᵖ_ρλΓˡ_νσ − Γᵖ_νλΓˡ_ρσ
-    ric = (torch.einsum("brrns->bsn", dgam) - torch.einsum("bnrrs->bsn", dgam)
-           + torch.einsum("brrl,blns->bsn", gam, gam) - torch.einsum("brnl,blrs->bsn", gam, gam))
+    ric = (
+        torch.einsum("brrns->bsn", dgam)
+        - torch.einsum("bnrrs->bsn", dgam)
+        + torch.einsum("brrl,blns->bsn", gam, gam)
+        - torch.einsum("brnl,blrs->bsn", gam, gam)
+    )
     R = torch.einsum("bsn,bsn->b", ginv, ric)
     bad = (info != 0) | ~torch.isfinite(R)
     return torch.where(bad, torch.full_like(R, math.nan), R)
 
 
-def ricci_scalar_of_metric(metric_fn: Callable[[torch.Tensor], torch.Tensor], points, *,
-                           convention: str = "standard", chunk_size: int = 1024,
-                           progress: Progress | None = None) -> torch.Tensor:
+def ricci_scalar_of_metric(
+    metric_fn: Callable[[torch.Tensor], torch.Tensor],
+    points,
+    *,
+    convention: str = "standard",
+    chunk_size: int = 1024,
+    progress: Progress | None = None,
+) -> torch.Tensor:
     """Ricci scalar of any metric function (one point (d,) -> (d, d)) at each of ``points`` (N, d)."""
     factor = _convention_factor(convention)
     x = torch.as_tensor(points)
@@ -110,6 +120,7 @@ def ricci_scalar_of_metric(metric_fn: Callable[[torch.Tensor], torch.Tensor], po
 
 def pullback_metric(phi: Callable[[torch.Tensor], torch.Tensor], n: int | None = None) -> Callable:
     """x -> J(x)ᵀJ(x)/n for a flat-input, flat-output feature function (n = output size by default)."""
+
     def metric(x: torch.Tensor) -> torch.Tensor:
         J = jacfwd(phi)(x)
         J = J.reshape(-1, x.numel())
@@ -118,8 +129,9 @@ def pullback_metric(phi: Callable[[torch.Tensor], torch.Tensor], n: int | None =
     return metric
 
 
-def _ricci_of_features(fmap: FeatureMap, x: torch.Tensor, convention: str,
-                       progress: Progress | None = None) -> torch.Tensor:
+def _ricci_of_features(
+    fmap: FeatureMap, x: torch.Tensor, convention: str, progress: Progress | None = None
+) -> torch.Tensor:
     d = math.prod(fmap.input_shape)
     if d > 4:
         raise NNGeoError(f"the Ricci scalar is computed for inputs of dimension ≤ 4, this model takes {d}")
@@ -132,12 +144,18 @@ def _ricci_of_features(fmap: FeatureMap, x: torch.Tensor, convention: str,
 
     # forward-mode nesting multiplies the activations by about (2d)^3 per point
     size = chunk_size_for((2 * d) ** 3 * 8 * (fmap.width + d), cap=2048)
-    return ricci_scalar_of_metric(pullback_metric(phi, fmap.width), x.reshape(len(x), d),
-                                  convention=convention, chunk_size=size, progress=progress)
+    return ricci_scalar_of_metric(
+        pullback_metric(phi, fmap.width),
+        x.reshape(len(x), d),
+        convention=convention,
+        chunk_size=size,
+        progress=progress,
+    )
 
 
-def _ricci_by_jets(fmap: FeatureMap, x: torch.Tensor, convention: str,
-                   progress: Progress | None = None) -> torch.Tensor:
+def _ricci_by_jets(
+    fmap: FeatureMap, x: torch.Tensor, convention: str, progress: Progress | None = None
+) -> torch.Tensor:
     factor = _convention_factor(convention)
     d = x.shape[1]
     n_comp = len(multi_indices(d, 3)) + 5
@@ -153,8 +171,15 @@ def _ricci_by_jets(fmap: FeatureMap, x: torch.Tensor, convention: str,
     return torch.cat(out) * factor
 
 
-def ricci_scalar(model: nn.Module, points, *, layer: int | str = -1, convention: str = "standard",
-                 device: str = "auto", progress: Progress | None = None) -> torch.Tensor:
+def ricci_scalar(
+    model: nn.Module,
+    points,
+    *,
+    layer: int | str = -1,
+    convention: str = "standard",
+    device: str = "auto",
+    progress: Progress | None = None,
+) -> torch.Tensor:
     """Ricci scalar R of the pullback metric g = JᵀJ/n of hidden layer ``layer`` at each point.
 
     Meant for 2-D inputs (works up to d = 4). ``convention="standard"`` gives R = 2K for surfaces;

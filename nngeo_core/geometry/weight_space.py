@@ -15,6 +15,7 @@ of JJᵀ), (JᵀJ + μI)⁻¹v = V diag(1/(s² + μ)) Vᵀv + (v − VVᵀv)/μ,
 of μ, decreasing, and μ is found by bisection so that ‖θ‖² = ε. When v has no component in the
 null space of g_w and the unconstrained minimiser (μ = 0) is feasible, it is used.
 """
+
 from __future__ import annotations
 
 import math
@@ -29,17 +30,18 @@ from ..errors import NNGeoError
 from .features import float64_copy
 
 # bytes of per-sample Jacobian blocks materialised at once
-JACOBIAN_CHUNK_BYTES = 2 ** 28
+JACOBIAN_CHUNK_BYTES = 2**28
 # bytes the whole J_w (B·C × P, float64) of one exact step may take
-JACOBIAN_BUDGET_BYTES = 2 ** 29
+JACOBIAN_BUDGET_BYTES = 2**29
 
 
 def exact_batch_size(requested: int, n_outputs: int, n_params: int) -> int:
     """The batch size an exact step can afford: J_w must fit ``JACOBIAN_BUDGET_BYTES``."""
     affordable = JACOBIAN_BUDGET_BYTES // (8 * n_outputs * n_params)
     if affordable < 1:
-        raise NNGeoError(f"the network has {n_params} parameters, too many for the exact geodesic step; "
-                         "use method='gradient'")
+        raise NNGeoError(
+            f"the network has {n_params} parameters, too many for the exact geodesic step; use method='gradient'"
+        )
     return int(min(requested, affordable))
 
 
@@ -66,7 +68,9 @@ class ParamSpace:
         return torch.cat([params[n].detach().reshape(-1) for n in self.names])
 
     def unflatten(self, w: torch.Tensor) -> dict[str, torch.Tensor]:
-        return {n: w[o:o + math.prod(s)].view(s) for n, s, o in zip(self.names, self.shapes, self.offsets)}
+        return {
+            n: w[o : o + math.prod(s)].view(s) for n, s, o in zip(self.names, self.shapes, self.offsets, strict=False)
+        }
 
     def slice_of(self, name: str) -> slice:
         i = self.names.index(name)
@@ -80,8 +84,9 @@ class ParamSpace:
         return model
 
 
-def plain_copy(model: nn.Module, *, dtype=torch.float64, device: str | torch.device = "auto"
-               ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+def plain_copy(
+    model: nn.Module, *, dtype=torch.float64, device: str | torch.device = "auto"
+) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A private copy in eval mode with torch pruning re-parametrisations folded into the weights.
 
     Returns (copy, masks already on the model: layer name -> bool, True = kept).
@@ -97,6 +102,7 @@ def plain_copy(model: nn.Module, *, dtype=torch.float64, device: str | torch.dev
 
 def output_fn(model: nn.Module, space: ParamSpace):
     """f(w, x_batch) -> logits (B, C) with the flat weight vector w."""
+
     def f(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         out = functional_call(model, (space.unflatten(w), space.buffers), (x,))
         return out.reshape(len(x), -1)
@@ -104,9 +110,11 @@ def output_fn(model: nn.Module, space: ParamSpace):
     return f
 
 
-def functional_jacobian(model: nn.Module, space: ParamSpace, w: torch.Tensor, x: torch.Tensor, *,
-                        fisher: bool = False) -> torch.Tensor:
+def functional_jacobian(
+    model: nn.Module, space: ParamSpace, w: torch.Tensor, x: torch.Tensor, *, fisher: bool = False
+) -> torch.Tensor:
     """J_w of shape (B·C, P), scaled by 1/√B so that g_w = JᵀJ is the batch mean metric."""
+
     def single(params, xi):
         return functional_call(model, (params, space.buffers), (xi.unsqueeze(0),)).reshape(-1)
 
@@ -120,7 +128,7 @@ def functional_jacobian(model: nn.Module, space: ParamSpace, w: torch.Tensor, x:
     chunk = int(max(1, JACOBIAN_CHUNK_BYTES // max(1, 8 * C * space.size * 3)))
     blocks = []
     for start in range(0, len(x), chunk):
-        xb = x[start:start + chunk]
+        xb = x[start : start + chunk]
         per_param = per_sample(params, xb)  # name -> (b, C, *shape)
         Jb = torch.cat([per_param[n].reshape(len(xb), C, -1) for n in space.names], dim=2)
         if fisher:
@@ -133,8 +141,7 @@ def functional_jacobian(model: nn.Module, space: ParamSpace, w: torch.Tensor, x:
     return torch.cat(blocks) / math.sqrt(len(x))
 
 
-def metric_norm(model: nn.Module, space: ParamSpace, w: torch.Tensor, theta: torch.Tensor, x: torch.Tensor
-                ) -> float:
+def metric_norm(model: nn.Module, space: ParamSpace, w: torch.Tensor, theta: torch.Tensor, x: torch.Tensor) -> float:
     """√(θᵀg_wθ) by one forward-mode product (for steps whose J was not formed)."""
     f = output_fn(model, space)
     _, tangent = jvp(lambda w_: f(w_, x), (w,), (theta,))
@@ -143,10 +150,10 @@ def metric_norm(model: nn.Module, space: ParamSpace, w: torch.Tensor, theta: tor
 
 @dataclass
 class StepResult:
-    theta: torch.Tensor        # the step (P,)
-    mu: float                  # the multiplier of the norm constraint (0: unconstrained minimiser)
-    length: float              # √(θᵀgθ), the functional length of the step
-    objective: float           # θᵀgθ − β·θᵀv
+    theta: torch.Tensor  # the step (P,)
+    mu: float  # the multiplier of the norm constraint (0: unconstrained minimiser)
+    length: float  # √(θᵀgθ), the functional length of the step
+    objective: float  # θᵀgθ − β·θᵀv
 
 
 def solve_step(J: torch.Tensor, v: torch.Tensor, *, beta: float, eps: float, max_iter: int = 300) -> StepResult:
@@ -183,7 +190,7 @@ def solve_step(J: torch.Tensor, v: torch.Tensor, *, beta: float, eps: float, max
 
     def norm2(mu: float) -> float:
         inside = float(np.sum((c_np / (s2_np + mu)) ** 2))
-        return half_beta ** 2 * (inside + (r2 / mu ** 2 if r2 > 0 else 0.0))
+        return half_beta**2 * (inside + (r2 / mu**2 if r2 > 0 else 0.0))
 
     mu = 0.0
     if r2 == 0.0 and norm2(0.0) <= eps:
@@ -208,8 +215,9 @@ def solve_step(J: torch.Tensor, v: torch.Tensor, *, beta: float, eps: float, max
     return StepResult(theta, float(mu), math.sqrt(max(quad, 0.0)), quad - beta * float(theta @ v))
 
 
-def global_magnitude_mask(w: torch.Tensor, prunable: torch.Tensor, sparsity: float,
-                          forced: torch.Tensor | None = None) -> torch.Tensor:
+def global_magnitude_mask(
+    w: torch.Tensor, prunable: torch.Tensor, sparsity: float, forced: torch.Tensor | None = None
+) -> torch.Tensor:
     """Bool vector over w: True where a weight is pruned (the ``sparsity`` fraction of the prunable
     entries with the smallest |w|, always including ``forced`` entries)."""
     idx = torch.nonzero(prunable).squeeze(1)

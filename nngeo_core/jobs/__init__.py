@@ -17,6 +17,7 @@ The queue comes from ``NNGEO_QUEUE`` (see ``nngeo_core.settings``): a SQLite fil
     jobs.cancel(info.id)
     key = jobs.run_job(spec)              # the same computation, here and now, without a queue
 """
+
 from __future__ import annotations
 
 import os
@@ -106,7 +107,31 @@ def worker_status(*, count_jobs: bool = True) -> dict:
     return _status(count_jobs=count_jobs)
 
 
-__all__ = ["ACTIVE_STATES", "CANCELLED", "DONE", "FAILED", "FINAL_STATES", "JOB_KINDS", "QUEUED", "RUNNING",
-           "STATES", "JobBackend", "JobInfo", "JobKind", "cancel", "ensure_worker", "get_backend", "get_job_kind",
-           "job_kinds", "kind_for_spec", "list_jobs", "logs", "register_job_kind", "run_job", "status", "submit",
-           "wait", "worker_status"]
+__all__ = [
+    "ACTIVE_STATES",
+    "CANCELLED",
+    "DONE",
+    "FAILED",
+    "FINAL_STATES",
+    "JOB_KINDS",
+    "QUEUED",
+    "RUNNING",
+    "STATES",
+    "JobBackend",
+    "JobInfo",
+    "JobKind",
+    "cancel",
+    "ensure_worker",
+    "get_backend",
+    "get_job_kind",
+    "job_kinds",
+    "kind_for_spec",
+    "list_jobs",
+    "logs",
+    "register_job_kind",
+    "run_job",
+    "status",
+    "submit",
+    "wait",
+    "worker_status",
+]

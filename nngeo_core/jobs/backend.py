@@ -4,6 +4,7 @@ shares: dedupe against the store and against active jobs, the job table, job inf
 A backend only has to say how a job id reaches a worker (``_enqueue``) and how a queued delivery
 is withdrawn (``_revoke``); the job table is the single source of truth for job state.
 """
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,9 @@ import socket
 import time
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import NNGeoError
 from ..settings import get_settings
@@ -29,17 +31,17 @@ class JobInfo:
 
     id: str
     kind: str
-    state: str                      # queued | running | done | failed | cancelled
-    progress: float = 0.0           # 0..1
+    state: str  # queued | running | done | failed | cancelled
+    progress: float = 0.0  # 0..1
     phase: str = ""
     metrics: dict = field(default_factory=dict)
-    started: float | None = None    # unix times
+    started: float | None = None  # unix times
     ended: float | None = None
     device: str | None = None
-    error: str | None = None        # one line, on failure
-    cached: bool = False            # the result was already in the store; nothing ran
-    existing: bool = False          # an identical job was already queued or running: this is it
-    result: str | None = None       # store key of the result, once done
+    error: str | None = None  # one line, on failure
+    cached: bool = False  # the result was already in the store; nothing ran
+    existing: bool = False  # an identical job was already queued or running: this is it
+    result: str | None = None  # store key of the result, once done
     submitted: float | None = None
     label: str = ""
     spec_hash: str = ""
@@ -51,18 +53,34 @@ class JobInfo:
     store: str | None = None
 
     @classmethod
-    def from_row(cls, row: dict, cached: bool | None = None) -> "JobInfo":
+    def from_row(cls, row: dict, cached: bool | None = None) -> JobInfo:
         try:
             metrics = json.loads(row.get("metrics") or "{}")
         except ValueError:
             metrics = {}
-        return cls(id=row["id"], kind=row["kind"], state=row["state"], progress=float(row["progress"] or 0.0),
-                   phase=row["phase"] or "", metrics=metrics, started=row["started"], ended=row["ended"],
-                   device=row["device"], error=row["error"],
-                   cached=bool(row["cached"]) if cached is None else cached, result=row["result"],
-                   submitted=row["submitted"], label=row["label"] or "", spec_hash=row["spec_hash"],
-                   worker=row["worker"], host=row["host"], pid=row["pid"], attempts=int(row["attempts"] or 0),
-                   cancel_requested=bool(row["cancel_requested"]), store=row["store"])
+        return cls(
+            id=row["id"],
+            kind=row["kind"],
+            state=row["state"],
+            progress=float(row["progress"] or 0.0),
+            phase=row["phase"] or "",
+            metrics=metrics,
+            started=row["started"],
+            ended=row["ended"],
+            device=row["device"],
+            error=row["error"],
+            cached=bool(row["cached"]) if cached is None else cached,
+            result=row["result"],
+            submitted=row["submitted"],
+            label=row["label"] or "",
+            spec_hash=row["spec_hash"],
+            worker=row["worker"],
+            host=row["host"],
+            pid=row["pid"],
+            attempts=int(row["attempts"] or 0),
+            cancel_requested=bool(row["cancel_requested"]),
+            store=row["store"],
+        )
 
     @property
     def active(self) -> bool:
@@ -90,7 +108,7 @@ class JobBackend(ABC):
     """Submit, follow and cancel jobs. Subclasses say how a job id reaches a worker."""
 
     name = "abstract"
-    spawns_workers = False   # whether `ensure_worker` should start a worker process for it
+    spawns_workers = False  # whether `ensure_worker` should start a worker process for it
 
     def __init__(self, table: JobTable):
         self.table = table
@@ -116,25 +134,45 @@ class JobBackend(ABC):
         root = store.path if store.local else store.root
         key, spec_hash = kind.key_for(spec), spec.hash
         now = time.time()
-        base = dict(kind=kind.name, spec_hash=spec_hash, spec=json.dumps(to_dict(spec), sort_keys=True),
-                     store=root, label=kind.label_for(spec)[:200], submitted=now)
+        base = dict(
+            kind=kind.name,
+            spec_hash=spec_hash,
+            spec=json.dumps(to_dict(spec), sort_keys=True),
+            store=root,
+            label=kind.label_for(spec)[:200],
+            submitted=now,
+        )
         if store.exists(key):
             last = self.table.latest(spec_hash, root)
             if last is not None and last["state"] == DONE and last["result"] == key:
                 return JobInfo.from_row(last, cached=True)
-            row, _ = self.table.create(dict(base, id=new_job_id(), state=DONE, cached=1, result=key, started=now,
-                                            ended=now, progress=1.0, phase="done (found in store)"))
+            row, _ = self.table.create(
+                dict(
+                    base,
+                    id=new_job_id(),
+                    state=DONE,
+                    cached=1,
+                    result=key,
+                    started=now,
+                    ended=now,
+                    progress=1.0,
+                    phase="done (found in store)",
+                )
+            )
             return JobInfo.from_row(row, cached=True)
         row, created = self.table.create(dict(base, id=new_job_id(), state=QUEUED, phase="queued"))
         if created:
-            self.table.append_logs(row["id"], [f"{stamp(now)} queued by {socket.gethostname()}:{os.getpid()} "
-                                               f"({row['label']}, spec {spec_hash})"])
+            self.table.append_logs(
+                row["id"],
+                [f"{stamp(now)} queued by {socket.gethostname()}:{os.getpid()} ({row['label']}, spec {spec_hash})"],
+            )
             try:
                 self._enqueue(row["id"])
             except Exception as exc:
                 error = f"could not queue the job ({self.name} queue): {one_line(exc)}"
-                self.table.transition(row["id"], [QUEUED], {"state": FAILED, "ended": time.time(), "error": error,
-                                                            "phase": "failed"})
+                self.table.transition(
+                    row["id"], [QUEUED], {"state": FAILED, "ended": time.time(), "error": error, "phase": "failed"}
+                )
                 raise NNGeoError(error) from None
         info = JobInfo.from_row(row, cached=False)
         info.existing = not created
@@ -164,7 +202,9 @@ class JobBackend(ABC):
                 pass  # the claim refuses a cancelled job anyway
         return info
 
-    def list(self, state: str | list[str] | None = None, kind: str | None = None, limit: int | None = 50) -> list[JobInfo]:
+    def list(
+        self, state: str | list[str] | None = None, kind: str | None = None, limit: int | None = 50
+    ) -> list[JobInfo]:
         states = [state] if isinstance(state, str) else state
         return [JobInfo.from_row(r) for r in self.table.list(states, kind, limit)]
 
@@ -177,8 +217,13 @@ class JobBackend(ABC):
 
         return live_workers(self.table)
 
-    def wait(self, job_id: str, timeout: float | None = None, poll: float = 0.2,
-             on_update: Callable[[JobInfo], None] | None = None) -> JobInfo:
+    def wait(
+        self,
+        job_id: str,
+        timeout: float | None = None,
+        poll: float = 0.2,
+        on_update: Callable[[JobInfo], None] | None = None,
+    ) -> JobInfo:
         """Block until the job has finished (or ``timeout`` seconds passed); returns its info."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:

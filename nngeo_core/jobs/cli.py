@@ -6,6 +6,7 @@ accepts ``--spec-json '{...}'`` (or ``@file.json``) with a spec as `to_dict` wri
 flags are parsed in a second stage, so kinds registered by plugins get their own flags without
 this module importing them on every `nngeo` call.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ def cmd_worker(a) -> int:
 
     if a.workers < 1:
         raise NNGeoError("--workers must be at least 1")
-    code = run_worker_command(workers=a.workers, gpus=a.gpus, requeue_dead=a.requeue_dead,
-                              parent_pid=a.parent_pid, verbose=a.verbose)
+    code = run_worker_command(
+        workers=a.workers, gpus=a.gpus, requeue_dead=a.requeue_dead, parent_pid=a.parent_pid, verbose=a.verbose
+    )
     # everything is recorded by now; skip the interpreter's slow teardown of torch (seconds)
     logging.shutdown()
     sys.stdout.flush()
@@ -37,8 +39,9 @@ def cmd_worker(a) -> int:
 
 # -- submit ------------------------------------------------------------------------------------
 def _submit_parser(kind) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=f"nngeo jobs submit {kind.name}",
-                                description=f"Queue a {kind.name} job for a worker.")
+    p = argparse.ArgumentParser(
+        prog=f"nngeo jobs submit {kind.name}", description=f"Queue a {kind.name} job for a worker."
+    )
     g = p.add_argument_group("job")
     g.add_argument("--json", action="store_true", help="print the job as JSON")
     g.add_argument("--wait", action="store_true", help="wait until it finishes, with a progress bar")
@@ -99,8 +102,9 @@ def cmd_submit(a) -> int:
 def _wait_with_bar(backend, job_id: str, *, quiet: bool, timeout: float | None):
     bar = ProgressBar(f"job {job_id}", enabled=not quiet)
     try:
-        return backend.wait(job_id, timeout=timeout, poll=0.25,
-                            on_update=lambda i: bar(i.progress, i.phase or i.state, i.metrics))
+        return backend.wait(
+            job_id, timeout=timeout, poll=0.25, on_update=lambda i: bar(i.progress, i.phase or i.state, i.metrics)
+        )
     finally:
         bar.close()
 
@@ -167,10 +171,20 @@ def cmd_list(a) -> int:
     if a.json:
         print_json([i.to_dict() for i in infos])
         return 0
-    rows = [{"id": i.id, "kind": i.kind, "state": i.state, "done": f"{100 * i.progress:.0f}%", "phase": i.phase,
-             "label": i.label, "submitted": _clock(i.submitted),
-             "elapsed": "" if i.elapsed is None else f"{i.elapsed:.1f}s",
-             "result/error": i.result or i.error or ""} for i in infos]
+    rows = [
+        {
+            "id": i.id,
+            "kind": i.kind,
+            "state": i.state,
+            "done": f"{100 * i.progress:.0f}%",
+            "phase": i.phase,
+            "label": i.label,
+            "submitted": _clock(i.submitted),
+            "elapsed": "" if i.elapsed is None else f"{i.elapsed:.1f}s",
+            "result/error": i.result or i.error or "",
+        }
+        for i in infos
+    ]
     print_table(pd.DataFrame(rows))
     return 0
 
@@ -227,20 +241,28 @@ def cmd_workers(a) -> int:
     if not st["workers"]:
         print("no live worker: start one with `nngeo worker`")
     for w in st["workers"]:
-        print(f"worker {w['id']}  {w.get('state', '')}  device {w.get('device')}  job {w.get('job') or '-'}  "
-              f"heartbeat {w.get('heartbeat_age')} s ago")
+        print(
+            f"worker {w['id']}  {w.get('state', '')}  device {w.get('device')}  job {w.get('job') or '-'}  "
+            f"heartbeat {w.get('heartbeat_age')} s ago"
+        )
     return 0
 
 
 def add_commands(sub) -> None:
-    w = sub.add_parser("worker", help="run a background worker for the job queue",
-                       description="Consume jobs from the queue ($NNGEO_QUEUE): one consumer per visible GPU "
-                                   "(each with its own CUDA_VISIBLE_DEVICES), or one CPU consumer.")
+    w = sub.add_parser(
+        "worker",
+        help="run a background worker for the job queue",
+        description="Consume jobs from the queue ($NNGEO_QUEUE): one consumer per visible GPU "
+        "(each with its own CUDA_VISIBLE_DEVICES), or one CPU consumer.",
+    )
     w.add_argument("--workers", type=int, default=1, help="jobs run at once per consumer (threads; default 1)")
     w.add_argument("--gpus", default="auto", help="auto (one consumer per visible GPU), all, none, or ids e.g. 0,1")
-    w.add_argument("--requeue-dead", action="store_true", default=None,
-                   help="re-queue (once) jobs whose worker died, instead of failing them "
-                        "(default: $NNGEO_REQUEUE_DEAD)")
+    w.add_argument(
+        "--requeue-dead",
+        action="store_true",
+        default=None,
+        help="re-queue (once) jobs whose worker died, instead of failing them (default: $NNGEO_REQUEUE_DEAD)",
+    )
     w.add_argument("--parent-pid", type=int, help="stop when this process exits (the dashboard's embedded worker)")
     w.add_argument("--verbose", action="store_true", help="log every task Huey runs")
     w.set_defaults(func=cmd_worker)
@@ -248,9 +270,11 @@ def add_commands(sub) -> None:
     j = sub.add_parser("jobs", help="submit, follow and cancel background jobs")
     js = j.add_subparsers(dest="jobs_command", required=True)
 
-    s = js.add_parser("submit", help="queue a job (same flags as the direct command)",
-                      description=f"Queue a job. KIND: {SUBMIT_KINDS_HELP}. "
-                                  "`nngeo jobs submit KIND --help` lists its flags.")
+    s = js.add_parser(
+        "submit",
+        help="queue a job (same flags as the direct command)",
+        description=f"Queue a job. KIND: {SUBMIT_KINDS_HELP}. `nngeo jobs submit KIND --help` lists its flags.",
+    )
     s.add_argument("kind", metavar="KIND", help=SUBMIT_KINDS_HELP)
     s.add_argument("args", nargs=argparse.REMAINDER, help="the kind's flags, then --json/--wait")
     s.set_defaults(func=cmd_submit)

@@ -8,6 +8,7 @@ transaction; Redis: BRPOP). A task that runs anyway after a cancel, or a second 
 re-queue, is harmless: the worker claims the job in the table first and skips it if it is not
 ``queued`` any more.
 """
+
 from __future__ import annotations
 
 import logging

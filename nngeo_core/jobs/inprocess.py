@@ -4,6 +4,7 @@ Jobs wait in a FIFO until ``run_pending()`` runs them in the calling thread (det
 tests), or, with ``background=True``, until a daemon thread picks them up. It uses the same job
 table, claim and runner as the Huey worker; only the transport differs.
 """
+
 from __future__ import annotations
 
 import collections
@@ -22,8 +23,9 @@ class InProcessBackend(JobBackend):
         super().__init__(table or SqliteJobTable(":memory:"))
         self._pending: collections.deque[str] = collections.deque()
         self._cond = threading.Condition()
-        self.ctx = WorkerContext(worker_id=f"inprocess-{os.getpid()}-{id(self):x}", device=device,
-                                 enqueue=self._enqueue)
+        self.ctx = WorkerContext(
+            worker_id=f"inprocess-{os.getpid()}-{id(self):x}", device=device, enqueue=self._enqueue
+        )
         self._thread = None
         if background:
             self._thread = threading.Thread(target=self._loop, name="nngeo-inprocess-worker", daemon=True)
@@ -77,8 +79,16 @@ class InProcessBackend(JobBackend):
     def workers(self) -> list[dict]:
         if self._thread is None or not self._thread.is_alive():
             return []
-        return [{"id": self.ctx.worker_id, "host": self.ctx.host, "pid": self.ctx.pid, "device": self.ctx.device,
-                 "state": "busy" if self.ctx.running else "idle", "job": next(iter(self.ctx.running), None)}]
+        return [
+            {
+                "id": self.ctx.worker_id,
+                "host": self.ctx.host,
+                "pid": self.ctx.pid,
+                "device": self.ctx.device,
+                "state": "busy" if self.ctx.running else "idle",
+                "job": next(iter(self.ctx.running), None),
+            }
+        ]
 
     def close(self) -> None:
         self.ctx.shutdown.set()

@@ -6,6 +6,7 @@ the store only at the end, so a cancelled or killed job leaves nothing behind. H
 (torch, the analyses) happen inside the functions: importing this module stays cheap, which keeps
 `nngeo jobs ...` commands fast.
 """
+
 from __future__ import annotations
 
 import os
@@ -81,8 +82,10 @@ def analyse_job(spec: AnalysisSpec, *, store, progress: Progress) -> str:
     dataset = None
     if ANALYSIS_INFO.get(spec.method, {}).get("needs_data"):
         if ckpt.data_spec is None:
-            raise NNGeoError(f"analysis {spec.method!r} needs data, but model {spec.run} records no dataset "
-                             "(an upload?); train it with nngeo or choose a method without data")
+            raise NNGeoError(
+                f"analysis {spec.method!r} needs data, but model {spec.run} records no dataset "
+                "(an upload?); train it with nngeo or choose a method without data"
+            )
         from ..data import load as load_data
 
         progress.update(0.0, f"loading {ckpt.data_spec.name}", force=True)
@@ -95,10 +98,18 @@ def analyse_job(spec: AnalysisSpec, *, store, progress: Progress) -> str:
     progress.check()  # a cancel during the last chunk still writes nothing
     entry = store.entry(spec.run)
     where = f" at epoch {spec.epoch}" if spec.epoch is not None else ""
-    attrs = dict(model=entry["model"], data=entry["data"], method=spec.method, run=entry["key"],
-                 seed=entry["seed"], strategy=entry["strategy"], sparsity=entry["sparsity"],
-                 label=f"{spec.method} of {entry['label'] or entry['key'][:8]}{where}",
-                 epoch=spec.epoch, params=dict(spec.params))
+    attrs = dict(
+        model=entry["model"],
+        data=entry["data"],
+        method=spec.method,
+        run=entry["key"],
+        seed=entry["seed"],
+        strategy=entry["strategy"],
+        sparsity=entry["sparsity"],
+        label=f"{spec.method} of {entry['label'] or entry['key'][:8]}{where}",
+        epoch=spec.epoch,
+        params=dict(spec.params),
+    )
     return store.put("analyse", spec, table, attrs={k: v for k, v in attrs.items() if v is not None})
 
 
@@ -152,13 +163,20 @@ def health_job(spec: HealthSpec, *, store, progress: Progress) -> str:
     n = 64
     ones = torch.ones(n, n, device=device)
     total = float((ones @ ones).sum())
-    if total != float(n ** 3):
-        raise NNGeoError(f"device {device} computed {total} for a {n}x{n} ones matmul, expected {n ** 3}")
-    row = dict(host=socket.gethostname(), pid=os.getpid(), device=device, python=sys.version.split()[0],
-               torch=torch.__version__, waited=round(time.monotonic() - start, 4),
-               cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    return store.put("health", spec, pd.DataFrame([row]),
-                     attrs=dict(method="health", label=f"health check {spec.tag}".strip()))
+    if total != float(n**3):
+        raise NNGeoError(f"device {device} computed {total} for a {n}x{n} ones matmul, expected {n**3}")
+    row = dict(
+        host=socket.gethostname(),
+        pid=os.getpid(),
+        device=device,
+        python=sys.version.split()[0],
+        torch=torch.__version__,
+        waited=round(time.monotonic() - start, 4),
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    )
+    return store.put(
+        "health", spec, pd.DataFrame([row]), attrs=dict(method="health", label=f"health check {spec.tag}".strip())
+    )
 
 
 def _add_health_arguments(p) -> None:
@@ -170,9 +188,28 @@ def _health_spec_from_args(a) -> HealthSpec:
     return HealthSpec(seconds=a.seconds, tag=a.tag if a.tag is not None else f"{time.time():.6f}")
 
 
-register_job_kind("train", RunSpec, train_job, describe=describe_run,
-                  add_arguments=_add_train_arguments, spec_from_args=_train_spec_from_args)
-register_job_kind("analyse", AnalysisSpec, analyse_job, describe=describe_analysis, normalize=normalize_analysis,
-                  add_arguments=_add_analyse_arguments, spec_from_args=_analyse_spec_from_args)
-register_job_kind("health", HealthSpec, health_job, describe=lambda s: f"health check {s.tag}".strip(),
-                  add_arguments=_add_health_arguments, spec_from_args=_health_spec_from_args)
+register_job_kind(
+    "train",
+    RunSpec,
+    train_job,
+    describe=describe_run,
+    add_arguments=_add_train_arguments,
+    spec_from_args=_train_spec_from_args,
+)
+register_job_kind(
+    "analyse",
+    AnalysisSpec,
+    analyse_job,
+    describe=describe_analysis,
+    normalize=normalize_analysis,
+    add_arguments=_add_analyse_arguments,
+    spec_from_args=_analyse_spec_from_args,
+)
+register_job_kind(
+    "health",
+    HealthSpec,
+    health_job,
+    describe=lambda s: f"health check {s.tag}".strip(),
+    add_arguments=_add_health_arguments,
+    spec_from_args=_health_spec_from_args,
+)

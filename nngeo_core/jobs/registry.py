@@ -9,13 +9,15 @@ with ``register_job_kind`` when imported (``nngeo_core.pruning.jobs`` is importe
 the ``prune-sweep`` kind is found without anyone importing it first). ``NNGEO_JOB_MODULES`` (comma
 separated module names) adds modules of your own that register kinds, in workers and submitters.
 """
+
 from __future__ import annotations
 
 import argparse
 import importlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import NNGeoError
 
@@ -28,9 +30,9 @@ class JobKind:
     name: str
     spec_type: type
     fn: Callable[..., str]
-    describe: Callable[[Any], str] | None = None           # spec -> short label for lists
-    normalize: Callable[[Any, Any], Any] | None = None     # (spec, store) -> canonical spec
-    result_key: Callable[[Any], str] | None = None         # spec -> key its result is stored under
+    describe: Callable[[Any], str] | None = None  # spec -> short label for lists
+    normalize: Callable[[Any, Any], Any] | None = None  # (spec, store) -> canonical spec
+    result_key: Callable[[Any], str] | None = None  # spec -> key its result is stored under
     add_arguments: Callable[[argparse.ArgumentParser], None] | None = None  # `nngeo jobs submit KIND` flags
     spec_from_args: Callable[[argparse.Namespace], Any] | None = None
 
@@ -50,12 +52,17 @@ JOB_KINDS: dict[str, JobKind] = {}
 _loaded = False
 
 
-def register_job_kind(kind: str, spec_type: type, fn: Callable[..., str], *,
-                      describe: Callable[[Any], str] | None = None,
-                      normalize: Callable[[Any, Any], Any] | None = None,
-                      result_key: Callable[[Any], str] | None = None,
-                      add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
-                      spec_from_args: Callable[[argparse.Namespace], Any] | None = None) -> Callable[..., str]:
+def register_job_kind(
+    kind: str,
+    spec_type: type,
+    fn: Callable[..., str],
+    *,
+    describe: Callable[[Any], str] | None = None,
+    normalize: Callable[[Any, Any], Any] | None = None,
+    result_key: Callable[[Any], str] | None = None,
+    add_arguments: Callable[[argparse.ArgumentParser], None] | None = None,
+    spec_from_args: Callable[[argparse.Namespace], Any] | None = None,
+) -> Callable[..., str]:
     """Register ``fn(spec, *, store, progress) -> result key`` for specs of ``spec_type`` whose
     ``kind`` field is ``kind``. The result key defaults to ``spec.hash``: a submission whose key is
     already in the store is served from there without running. ``add_arguments`` and

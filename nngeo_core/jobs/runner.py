@@ -8,6 +8,7 @@ metrics to the table (throttled) and reads the cancel flag at most every ``CANCE
 the kind raises ``Cancelled`` at its next ``progress.check()`` and, since kinds write to the
 store only at the end, a cancelled job leaves nothing behind.
 """
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,8 @@ import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ..errors import NNGeoError
 from ..progress import Cancelled, Progress
@@ -26,9 +27,9 @@ from .registry import get_job_kind
 from .table import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobTable, metrics_json
 
 CANCEL_POLL_SECONDS = 0.5
-PROGRESS_WRITE_SECONDS = 0.5   # regular updates
-MIN_WRITE_SECONDS = 0.25       # even forced ones (end of each epoch) are written at most this often
-LOG_PHASE_SECONDS = 1.0        # phase changes go to the job log at most this often
+PROGRESS_WRITE_SECONDS = 0.5  # regular updates
+MIN_WRITE_SECONDS = 0.25  # even forced ones (end of each epoch) are written at most this often
+LOG_PHASE_SECONDS = 1.0  # phase changes go to the job log at most this often
 LOG_FLUSH_SECONDS = 0.5
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class WorkerContext:
     shutdown: threading.Event = field(default_factory=threading.Event)
     # called with a job id to put it back in the queue (the backend's enqueue)
     enqueue: Callable[[str], None] | None = None
-    running: set = field(default_factory=set)   # job ids running in this process now
+    running: set = field(default_factory=set)  # job ids running in this process now
     _stores: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -145,8 +146,15 @@ class JobProgress(Progress):
         now = time.monotonic()
         self._last_write = now
         try:
-            self.table.update(self.job_id, {"progress": float(fraction), "phase": phase[:200],
-                                            "metrics": metrics_json(metrics), "heartbeat": time.time()})
+            self.table.update(
+                self.job_id,
+                {
+                    "progress": float(fraction),
+                    "phase": phase[:200],
+                    "metrics": metrics_json(metrics),
+                    "heartbeat": time.time(),
+                },
+            )
         except Exception:
             log.exception("could not record progress of job %s", self.job_id)
         if phase != self._logged_phase and now - self._last_log >= LOG_PHASE_SECONDS:
@@ -175,10 +183,24 @@ def execute_job(table: JobTable, job_id: str, ctx: WorkerContext) -> str | None:
     """Claim and run one job; returns its final state, or None if it was not ours to run
     (cancelled while queued, or claimed by another worker)."""
     now = time.time()
-    claimed = table.transition(job_id, [QUEUED], {
-        "state": RUNNING, "started": now, "heartbeat": now, "ended": None, "worker": ctx.worker_id,
-        "host": ctx.host, "pid": ctx.pid, "device": ctx.device, "phase": "starting", "error": None,
-        "progress": 0.0}, count_attempt=True)
+    claimed = table.transition(
+        job_id,
+        [QUEUED],
+        {
+            "state": RUNNING,
+            "started": now,
+            "heartbeat": now,
+            "ended": None,
+            "worker": ctx.worker_id,
+            "host": ctx.host,
+            "pid": ctx.pid,
+            "device": ctx.device,
+            "phase": "starting",
+            "error": None,
+            "progress": 0.0,
+        },
+        count_attempt=True,
+    )
     if not claimed:
         return None
     ctx.running.add(job_id)
@@ -194,8 +216,9 @@ def execute_job(table: JobTable, job_id: str, ctx: WorkerContext) -> str | None:
             kind = get_job_kind(job["kind"])
             spec = spec_from_dict(job["spec"])
             if not isinstance(spec, kind.spec_type):
-                raise NNGeoError(f"job kind {kind.name!r} takes a {kind.spec_type.__name__}, "
-                                 f"got a {type(spec).__name__}")
+                raise NNGeoError(
+                    f"job kind {kind.name!r} takes a {kind.spec_type.__name__}, got a {type(spec).__name__}"
+                )
             progress.check()
             try:
                 key = kind.fn(spec, store=ctx.store(job["store"]), progress=progress)
@@ -208,22 +231,41 @@ def execute_job(table: JobTable, job_id: str, ctx: WorkerContext) -> str | None:
                 state = _requeue_after_shutdown(table, job_id, ctx, job_log)
             else:
                 state = CANCELLED
-                table.transition(job_id, [RUNNING], {"state": CANCELLED, "ended": time.time(), "phase": "cancelled"},
-                                 worker=ctx.worker_id)
+                table.transition(
+                    job_id,
+                    [RUNNING],
+                    {"state": CANCELLED, "ended": time.time(), "phase": "cancelled"},
+                    worker=ctx.worker_id,
+                )
                 job_log.write("cancelled; nothing was stored")
         except Exception as exc:
             error = one_line(exc)
-            table.transition(job_id, [RUNNING], {"state": FAILED, "ended": time.time(), "error": error[:1000],
-                                                 "phase": "failed"}, worker=ctx.worker_id)
+            table.transition(
+                job_id,
+                [RUNNING],
+                {"state": FAILED, "ended": time.time(), "error": error[:1000], "phase": "failed"},
+                worker=ctx.worker_id,
+            )
             job_log.write(f"failed: {error}")
             if not isinstance(exc, NNGeoError):  # bad input is explained by its message; bugs need the trace
                 job_log.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
         else:
             state = DONE
             # FAILED too: a worker wrongly presumed dead (e.g. suspended) still records its result
-            table.transition(job_id, [RUNNING, FAILED], {
-                "state": DONE, "ended": time.time(), "result": key, "progress": 1.0, "phase": "done",
-                "error": None, "metrics": metrics_json(progress.metrics)}, worker=ctx.worker_id)
+            table.transition(
+                job_id,
+                [RUNNING, FAILED],
+                {
+                    "state": DONE,
+                    "ended": time.time(),
+                    "result": key,
+                    "progress": 1.0,
+                    "phase": "done",
+                    "error": None,
+                    "metrics": metrics_json(progress.metrics),
+                },
+                worker=ctx.worker_id,
+            )
             job_log.write(f"done: result {key}")
     finally:
         logging.getLogger().removeHandler(handler)
@@ -240,19 +282,47 @@ def _cancel_requested(table: JobTable, job_id: str) -> bool:
 def _requeue_after_shutdown(table: JobTable, job_id: str, ctx: WorkerContext, job_log: JobLog) -> str:
     """The worker is stopping (not the user cancelling): put the job back for the next worker."""
     if ctx.enqueue is None:
-        table.transition(job_id, [RUNNING], {"state": FAILED, "ended": time.time(), "phase": "failed",
-                                             "error": "worker stopped before the job finished"}, worker=ctx.worker_id)
+        table.transition(
+            job_id,
+            [RUNNING],
+            {
+                "state": FAILED,
+                "ended": time.time(),
+                "phase": "failed",
+                "error": "worker stopped before the job finished",
+            },
+            worker=ctx.worker_id,
+        )
         job_log.write("worker stopping: job failed (no queue to put it back)")
         return FAILED
-    if not table.transition(job_id, [RUNNING], {"state": QUEUED, "started": None, "worker": None, "pid": None,
-                                                "host": None, "progress": 0.0, "phase": "re-queued (worker stopped)"},
-                            worker=ctx.worker_id):
+    if not table.transition(
+        job_id,
+        [RUNNING],
+        {
+            "state": QUEUED,
+            "started": None,
+            "worker": None,
+            "pid": None,
+            "host": None,
+            "progress": 0.0,
+            "phase": "re-queued (worker stopped)",
+        },
+        worker=ctx.worker_id,
+    ):
         return (table.get(job_id) or {}).get("state") or FAILED
     try:
         ctx.enqueue(job_id)
     except Exception as exc:
-        table.transition(job_id, [QUEUED], {"state": FAILED, "ended": time.time(), "phase": "failed",
-                                            "error": f"worker stopped and the job could not be re-queued: {one_line(exc)}"})
+        table.transition(
+            job_id,
+            [QUEUED],
+            {
+                "state": FAILED,
+                "ended": time.time(),
+                "phase": "failed",
+                "error": f"worker stopped and the job could not be re-queued: {one_line(exc)}",
+            },
+        )
         return FAILED
     job_log.write("worker stopping: job re-queued")
     return QUEUED

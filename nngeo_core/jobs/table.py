@@ -10,6 +10,7 @@ so two workers never claim the same job and a late writer never overwrites a new
 States: queued -> running -> done | failed | cancelled; queued -> cancelled; running -> queued
 (re-queued after its worker stopped or died, when that is enabled).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,9 @@ import sqlite3
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..errors import NNGeoError
 
@@ -30,15 +32,41 @@ STATES = ACTIVE_STATES + FINAL_STATES
 
 # column -> python type; every row dict has exactly these keys (None where unset)
 FIELDS: dict[str, type] = {
-    "id": str, "kind": str, "spec_hash": str, "spec": str, "store": str, "label": str,
-    "state": str, "progress": float, "phase": str, "metrics": str,
-    "submitted": float, "started": float, "ended": float, "heartbeat": float,
-    "device": str, "worker": str, "host": str, "pid": int,
-    "error": str, "result": str, "cached": int, "cancel_requested": int, "attempts": int,
+    "id": str,
+    "kind": str,
+    "spec_hash": str,
+    "spec": str,
+    "store": str,
+    "label": str,
+    "state": str,
+    "progress": float,
+    "phase": str,
+    "metrics": str,
+    "submitted": float,
+    "started": float,
+    "ended": float,
+    "heartbeat": float,
+    "device": str,
+    "worker": str,
+    "host": str,
+    "pid": int,
+    "error": str,
+    "result": str,
+    "cached": int,
+    "cancel_requested": int,
+    "attempts": int,
 }
 WORKER_FIELDS: dict[str, type] = {
-    "id": str, "host": str, "pid": int, "device": str, "started": float, "heartbeat": float,
-    "state": str, "job": str, "queue": str, "version": str,
+    "id": str,
+    "host": str,
+    "pid": int,
+    "device": str,
+    "started": float,
+    "heartbeat": float,
+    "state": str,
+    "job": str,
+    "queue": str,
+    "version": str,
 }
 MAX_LOG_LINES = 5000  # per job; older lines are dropped first
 
@@ -79,8 +107,15 @@ class JobTable(ABC):
         """The most recent job for this spec and store, if any."""
 
     @abstractmethod
-    def transition(self, job_id: str, from_states: Iterable[str], fields: Mapping[str, Any], *,
-                   worker: str | None = None, count_attempt: bool = False) -> bool:
+    def transition(
+        self,
+        job_id: str,
+        from_states: Iterable[str],
+        fields: Mapping[str, Any],
+        *,
+        worker: str | None = None,
+        count_attempt: bool = False,
+    ) -> bool:
         """Set ``fields`` only if the job's state is one of ``from_states`` (and its worker is
         ``worker`` when given); returns whether it applied. ``count_attempt`` adds 1 to attempts."""
 
@@ -89,8 +124,7 @@ class JobTable(ABC):
         """Unconditional update of non-state fields (progress, phase, metrics, heartbeat)."""
 
     @abstractmethod
-    def list(self, states: Iterable[str] | None = None, kind: str | None = None,
-             limit: int | None = 100) -> list[dict]:
+    def list(self, states: Iterable[str] | None = None, kind: str | None = None, limit: int | None = 100) -> list[dict]:
         """Jobs, newest first."""
 
     @abstractmethod
@@ -209,7 +243,7 @@ class SqliteJobTable(JobTable):
         with self._lock:
             cur = self._retry(lambda: self._conn.execute(sql, tuple(params)))
             names = [d[0] for d in cur.description]
-            return [dict(zip(names, r)) for r in cur.fetchall()]
+            return [dict(zip(names, r, strict=False)) for r in cur.fetchall()]
 
     def close(self) -> None:
         with self._lock:
@@ -224,8 +258,10 @@ class SqliteJobTable(JobTable):
                 self._exec(f"insert into jobs ({cols}) values ({marks})", row.values())
                 return self.get(row["id"]), True
             except sqlite3.IntegrityError:
-                existing = self._rows("select * from jobs where spec_hash=? and store=? and state in ('queued', 'running')",
-                                      (row["spec_hash"], row["store"]))
+                existing = self._rows(
+                    "select * from jobs where spec_hash=? and store=? and state in ('queued', 'running')",
+                    (row["spec_hash"], row["store"]),
+                )
                 if existing:
                     return _typed(existing[0], FIELDS), False
                 # the active job finished between our insert and select: try again
@@ -236,8 +272,9 @@ class SqliteJobTable(JobTable):
         return _typed(rows[0], FIELDS) if rows else None
 
     def latest(self, spec_hash: str, store: str) -> dict | None:
-        rows = self._rows("select * from jobs where spec_hash=? and store=? order by submitted desc limit 1",
-                          (spec_hash, store))
+        rows = self._rows(
+            "select * from jobs where spec_hash=? and store=? order by submitted desc limit 1", (spec_hash, store)
+        )
         return _typed(rows[0], FIELDS) if rows else None
 
     def transition(self, job_id, from_states, fields, *, worker=None, count_attempt=False) -> bool:
@@ -245,8 +282,9 @@ class SqliteJobTable(JobTable):
         _check_fields(fields)
         states = list(from_states)
         sets = [f"{k}=?" for k in fields] + (["attempts=attempts+1"] if count_attempt else [])
-        sql = (f"update jobs set {', '.join(sets)} where id=? and state in ({', '.join('?' for _ in states)})"
-               + (" and worker=?" if worker is not None else ""))
+        sql = f"update jobs set {', '.join(sets)} where id=? and state in ({', '.join('?' for _ in states)})" + (
+            " and worker=?" if worker is not None else ""
+        )
         params = [*fields.values(), job_id, *states] + ([worker] if worker is not None else [])
         return self._exec(sql, params).rowcount == 1
 
@@ -273,20 +311,29 @@ class SqliteJobTable(JobTable):
 
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        return [r["id"] for r in self._rows("select id from jobs where id like ? escape '\\' limit ?",
-                                            (escaped + "%", limit))]
+        return [
+            r["id"]
+            for r in self._rows("select id from jobs where id like ? escape '\\' limit ?", (escaped + "%", limit))
+        ]
 
     def append_logs(self, job_id: str, lines: list[str]) -> None:
         if not lines:
             return
         with self._lock:
-            self._retry(lambda: self._conn.executemany("insert into job_logs (job, line) values (?, ?)",
-                                                       [(job_id, line) for line in lines]))
+            self._retry(
+                lambda: self._conn.executemany(
+                    "insert into job_logs (job, line) values (?, ?)", [(job_id, line) for line in lines]
+                )
+            )
             n = self._conn.execute("select count(*) from job_logs where job=?", (job_id,)).fetchone()[0]
             if n > MAX_LOG_LINES:
-                self._retry(lambda: self._conn.execute(
-                    "delete from job_logs where job=? and seq in (select seq from job_logs where job=? "
-                    "order by seq limit ?)", (job_id, job_id, n - MAX_LOG_LINES)))
+                self._retry(
+                    lambda: self._conn.execute(
+                        "delete from job_logs where job=? and seq in (select seq from job_logs where job=? "
+                        "order by seq limit ?)",
+                        (job_id, job_id, n - MAX_LOG_LINES),
+                    )
+                )
 
     def logs(self, job_id: str, start: int = 0) -> list[str]:
         rows = self._rows("select line from job_logs where job=? order by seq", (job_id,))
@@ -400,7 +447,8 @@ class RedisJobTable(JobTable):
         active = "1" if row["state"] in ACTIVE_STATES else "0"
         job_id, created = self._create(
             keys=[self._pointer(row["spec_hash"], row["store"]), self._job(row["id"]), self._index, self._active],
-            args=[row["id"], repr(float(row["submitted"])), f"{self.p}job:", active, *pairs])
+            args=[row["id"], repr(float(row["submitted"])), f"{self.p}job:", active, *pairs],
+        )
         job_id = job_id.decode() if isinstance(job_id, bytes) else job_id
         return self.get(job_id), bool(created)
 
@@ -422,10 +470,20 @@ class RedisJobTable(JobTable):
         fields = dict(fields)
         _check_fields(fields)
         deleted, pairs = self._pairs(fields)
-        return bool(self._transition(
-            keys=[self._job(job_id), self._active],
-            args=[job_id, ",".join(from_states), worker or "", "1" if count_attempt else "0",
-                  len(deleted), *deleted, *pairs]))
+        return bool(
+            self._transition(
+                keys=[self._job(job_id), self._active],
+                args=[
+                    job_id,
+                    ",".join(from_states),
+                    worker or "",
+                    "1" if count_attempt else "0",
+                    len(deleted),
+                    *deleted,
+                    *pairs,
+                ],
+            )
+        )
 
     def update(self, job_id, fields) -> None:
         fields = dict(fields)
@@ -456,7 +514,7 @@ class RedisJobTable(JobTable):
     def ids_with_prefix(self, prefix: str, limit: int = 2) -> list[str]:
         found = []
         for key in self.r.scan_iter(match=f"{self.p}job:{_redis_glob_escape(prefix)}*", count=1000):
-            found.append(key.decode()[len(f"{self.p}job:"):])
+            found.append(key.decode()[len(f"{self.p}job:") :])
             if len(found) >= limit:
                 break
         return found
@@ -480,7 +538,7 @@ class RedisJobTable(JobTable):
         _, pairs = self._pairs({k: row.get(k) for k in WORKER_FIELDS})
         pipe = self.r.pipeline()
         pipe.delete(key)
-        pipe.hset(key, mapping=dict(zip(pairs[::2], pairs[1::2])))
+        pipe.hset(key, mapping=dict(zip(pairs[::2], pairs[1::2], strict=False)))
         pipe.expire(key, int(STALE_SECONDS * 2))  # a worker that stops beating disappears by itself
         pipe.sadd(f"{self.p}workers", row["id"])
         pipe.execute()
@@ -495,7 +553,7 @@ class RedisJobTable(JobTable):
         for i in ids:
             pipe.hgetall(f"{self.p}worker:{i}")
         out = []
-        for wid, raw in zip(ids, pipe.execute()):
+        for wid, raw in zip(ids, pipe.execute(), strict=False):
             if raw:
                 out.append(_typed({k.decode(): v for k, v in raw.items()}, WORKER_FIELDS))
             else:
@@ -523,7 +581,7 @@ def is_redis_url(queue: str) -> bool:
 
 def sqlite_queue_path(queue: str) -> Path:
     """'sqlite:///abs/queue.db' or a bare path -> the path (as ``Settings.queue_sqlite_path``)."""
-    return Path(queue[len("sqlite://"):] if queue.startswith("sqlite://") else queue).expanduser()
+    return Path(queue[len("sqlite://") :] if queue.startswith("sqlite://") else queue).expanduser()
 
 
 def sqlite_jobs_path(queue_path: Path) -> Path:

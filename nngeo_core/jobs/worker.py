@@ -12,6 +12,7 @@ queues them once more. Stopping a worker (SIGTERM, SIGINT, SIGHUP, or its parent
 GPUs: `nngeo worker` runs one consumer per visible GPU (each its own process with
 ``CUDA_VISIBLE_DEVICES`` set to one GPU), or one CPU consumer when there is none.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -42,7 +43,7 @@ HEARTBEAT_SECONDS = 2.0
 STALE_SECONDS = float(os.environ.get("NNGEO_WORKER_STALE_S") or 30.0)
 RECOVER_EVERY_BEATS = 5
 SHUTDOWN_WAIT_SECONDS = 15.0
-MAX_ATTEMPTS = 2                # a job re-queued after its worker died runs at most twice
+MAX_ATTEMPTS = 2  # a job re-queued after its worker died runs at most twice
 ORPHAN_AGE_SECONDS = 5.0
 # SQLite has no blocking pop: poll quickly, back off to at most this when idle
 SQLITE_POLL = dict(initial_delay=0.05, backoff=1.2, max_delay=0.5)
@@ -97,15 +98,29 @@ def recover_dead_jobs(table: JobTable, *, me: str | None, requeue: bool, enqueue
             continue
         who = f"{job['worker']} (pid {job['pid']} on {job['host']})"
         if requeue and enqueue is not None and job["attempts"] < MAX_ATTEMPTS:
-            if table.transition(job["id"], [RUNNING], {"state": QUEUED, "started": None, "worker": None, "pid": None,
-                                                       "host": None, "progress": 0.0,
-                                                       "phase": "re-queued (worker died)"}, worker=job["worker"]):
+            if table.transition(
+                job["id"],
+                [RUNNING],
+                {
+                    "state": QUEUED,
+                    "started": None,
+                    "worker": None,
+                    "pid": None,
+                    "host": None,
+                    "progress": 0.0,
+                    "phase": "re-queued (worker died)",
+                },
+                worker=job["worker"],
+            ):
                 enqueue(job["id"])
                 table.append_logs(job["id"], [f"{stamp()} worker {who} died; job re-queued"])
                 changed.append((job["id"], QUEUED))
-        elif table.transition(job["id"], [RUNNING], {"state": FAILED, "ended": now, "phase": "failed",
-                                                     "error": f"worker died (killed?) while running: {who}"},
-                              worker=job["worker"]):
+        elif table.transition(
+            job["id"],
+            [RUNNING],
+            {"state": FAILED, "ended": now, "phase": "failed", "error": f"worker died (killed?) while running: {who}"},
+            worker=job["worker"],
+        ):
             table.append_logs(job["id"], [f"{stamp()} worker {who} died while running the job; marked failed"])
             changed.append((job["id"], FAILED))
     for w in table.workers():
@@ -119,8 +134,11 @@ def requeue_orphans(backend, older_than: float = ORPHAN_AGE_SECONDS) -> list[str
     queue was flushed) are handed to the queue again. A duplicate delivery is harmless."""
     now = time.time()
     pending = backend.pending_ids()
-    orphans = [j["id"] for j in backend.table.list([QUEUED], limit=None)
-               if j["id"] not in pending and now - (j["submitted"] or now) > older_than]
+    orphans = [
+        j["id"]
+        for j in backend.table.list([QUEUED], limit=None)
+        if j["id"] not in pending and now - (j["submitted"] or now) > older_than
+    ]
     for job_id in orphans:
         backend._enqueue(job_id)
     return orphans
@@ -133,8 +151,7 @@ def current_context():
         from . import get_backend
 
         backend = get_backend()
-        _CURRENT = (backend, WorkerContext(worker_id=new_worker_id(), device=detect_device(),
-                                           enqueue=backend._enqueue))
+        _CURRENT = (backend, WorkerContext(worker_id=new_worker_id(), device=detect_device(), enqueue=backend._enqueue))
     return _CURRENT
 
 
@@ -182,8 +199,9 @@ class _Consumer(Consumer):
 class Worker:
     """One consumer process: `nngeo worker` for one device."""
 
-    def __init__(self, queue: str | None = None, *, workers: int = 1, requeue_dead: bool = False,
-                 parent_pid: int | None = None):
+    def __init__(
+        self, queue: str | None = None, *, workers: int = 1, requeue_dead: bool = False, parent_pid: int | None = None
+    ):
         from .huey_backend import HueyBackend
 
         self.settings = get_settings()
@@ -200,17 +218,27 @@ class Worker:
     def beat(self, state: str | None = None) -> None:
         now = time.time()
         running = sorted(self.ctx.running)
-        self.table.put_worker(dict(id=self.id, host=HOST, pid=os.getpid(), device=self.ctx.device,
-                                   started=self.started, heartbeat=now,
-                                   state=state or ("busy" if running else "idle"),
-                                   job=running[0] if running else None, queue=redact(self.backend.queue),
-                                   version=__version__))
+        self.table.put_worker(
+            dict(
+                id=self.id,
+                host=HOST,
+                pid=os.getpid(),
+                device=self.ctx.device,
+                started=self.started,
+                heartbeat=now,
+                state=state or ("busy" if running else "idle"),
+                job=running[0] if running else None,
+                queue=redact(self.backend.queue),
+                version=__version__,
+            )
+        )
         for job_id in running:
             self.table.update(job_id, {"heartbeat": now})
 
     def recover(self) -> None:
-        for job_id, state in recover_dead_jobs(self.table, me=self.id, requeue=self.requeue_dead,
-                                               enqueue=self.backend._enqueue):
+        for job_id, state in recover_dead_jobs(
+            self.table, me=self.id, requeue=self.requeue_dead, enqueue=self.backend._enqueue
+        ):
             log.warning("job %s of a dead worker -> %s", job_id, state)
         for job_id in requeue_orphans(self.backend):
             log.warning("job %s was queued without a queue entry; handed to the queue again", job_id)
@@ -247,13 +275,25 @@ class Worker:
         self.beat("idle")
         beater = threading.Thread(target=self._heartbeat_loop, name="nngeo-heartbeat", daemon=True)
         beater.start()
-        options = dict(workers=self.workers, worker_type="thread", periodic=False,
-                       shutdown_timeout=SHUTDOWN_WAIT_SECONDS, check_worker_health=True)
+        options = dict(
+            workers=self.workers,
+            worker_type="thread",
+            periodic=False,
+            shutdown_timeout=SHUTDOWN_WAIT_SECONDS,
+            check_worker_health=True,
+        )
         if self.backend.name == "sqlite":
             options.update(SQLITE_POLL)
         consumer = _Consumer(self.backend.huey, self._request_stop, **options)
-        log.info("worker %s ready: queue %s (%s), store %s, device %s, kinds %s", self.id,
-                 redact(self.backend.queue), self.backend.name, self.settings.store, self.ctx.device, ", ".join(kinds))
+        log.info(
+            "worker %s ready: queue %s (%s), store %s, device %s, kinds %s",
+            self.id,
+            redact(self.backend.queue),
+            self.backend.name,
+            self.settings.store,
+            self.ctx.device,
+            ", ".join(kinds),
+        )
         try:
             consumer.run()
         finally:
@@ -271,10 +311,17 @@ class Worker:
     def _abandon_running(self) -> None:
         """Jobs that did not stop within the shutdown wait: fail them (their thread dies with us)."""
         for job_id in sorted(self.ctx.running):
-            if self.table.transition(job_id, [RUNNING], {
-                    "state": FAILED, "ended": time.time(), "phase": "failed",
-                    "error": f"worker stopped while running (the job did not stop within {SHUTDOWN_WAIT_SECONDS:.0f} s)"},
-                    worker=self.id):
+            if self.table.transition(
+                job_id,
+                [RUNNING],
+                {
+                    "state": FAILED,
+                    "ended": time.time(),
+                    "phase": "failed",
+                    "error": f"worker stopped while running (the job did not stop within {SHUTDOWN_WAIT_SECONDS:.0f} s)",
+                },
+                worker=self.id,
+            ):
                 self.table.append_logs(job_id, [f"{stamp()} worker {self.id} stopped; job failed"])
 
 
@@ -316,23 +363,32 @@ def count_gpus() -> int:
 
 
 def configure_logging(verbose: bool = False) -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("huey").setLevel(logging.INFO if verbose else logging.WARNING)
     logging.getLogger("nngeo_core").setLevel(logging.INFO)
     logging.captureWarnings(True)
 
 
-def run_worker_command(*, workers: int = 1, gpus: str = "auto", requeue_dead: bool | None = None,
-                       parent_pid: int | None = None, verbose: bool = False) -> int:
+def run_worker_command(
+    *,
+    workers: int = 1,
+    gpus: str = "auto",
+    requeue_dead: bool | None = None,
+    parent_pid: int | None = None,
+    verbose: bool = False,
+) -> int:
     configure_logging(verbose)
     if requeue_dead is None:
         requeue_dead = os.environ.get("NNGEO_REQUEUE_DEAD", "0").lower() in ("1", "true", "yes")
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     plan = plan_consumers(gpus, visible, count_gpus() if visible is None else 0)
     if len(plan) > 1:
-        extra = ["--workers", str(workers)] + (["--requeue-dead"] if requeue_dead else []) + \
-                (["--verbose"] if verbose else []) + (["--parent-pid", str(parent_pid)] if parent_pid else [])
+        extra = (
+            ["--workers", str(workers)]
+            + (["--requeue-dead"] if requeue_dead else [])
+            + (["--verbose"] if verbose else [])
+            + (["--parent-pid", str(parent_pid)] if parent_pid else [])
+        )
         return supervise(plan, extra)
     if plan[0] is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = plan[0]
@@ -460,8 +516,14 @@ def spawn_worker(*, parent_pid: int | None = None, extra_args: list[str] | None 
         args += ["--parent-pid", str(parent_pid)]
     with open(log_path, "ab") as fh:
         # own session: a Ctrl-C meant for the dashboard's terminal reaches the worker via atexit, in order
-        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=os.environ.copy(), start_new_session=True)
+        proc = subprocess.Popen(
+            args,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=os.environ.copy(),
+            start_new_session=True,
+        )
     return WorkerHandle(proc, log_path)
 
 
@@ -477,8 +539,10 @@ def _wait_for_heartbeat(table: JobTable, handle: WorkerHandle, wait: float) -> N
                 tail = f": {lines[-1][:200]}" if lines else ""
             except OSError:
                 pass
-            raise NNGeoError(f"the background worker exited at once (status {handle.process.returncode})"
-                             f"{tail}; see {handle.log_path}")
+            raise NNGeoError(
+                f"the background worker exited at once (status {handle.process.returncode})"
+                f"{tail}; see {handle.log_path}"
+            )
         time.sleep(0.1)
     log.warning("worker %s started but has not reported yet; see %s", handle.pid, handle.log_path)
 
@@ -518,10 +582,25 @@ def worker_status(*, count_jobs: bool = True) -> dict:
     embedded = None
     if _EMBEDDED is not None:
         embedded = {"pid": _EMBEDDED.pid, "alive": _EMBEDDED.alive(), "log": str(_EMBEDDED.log_path)}
-    return {"alive": bool(workers), "workers": workers, "queued": queued, "running": running,
-            "backend": backend.name, "queue": redact(getattr(backend, "queue", backend.name)),
-            "embedded": embedded}
+    return {
+        "alive": bool(workers),
+        "workers": workers,
+        "queued": queued,
+        "running": running,
+        "backend": backend.name,
+        "queue": redact(getattr(backend, "queue", backend.name)),
+        "embedded": embedded,
+    }
 
 
-__all__ = ["Worker", "WorkerHandle", "ensure_worker", "worker_status", "live_workers", "plan_consumers",
-           "recover_dead_jobs", "requeue_orphans", "run_worker_command"]
+__all__ = [
+    "Worker",
+    "WorkerHandle",
+    "ensure_worker",
+    "worker_status",
+    "live_workers",
+    "plan_consumers",
+    "recover_dead_jobs",
+    "requeue_orphans",
+    "run_worker_command",
+]

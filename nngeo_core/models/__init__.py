@@ -7,13 +7,15 @@ included), so ``build(m.zoo_name, input_shape=m.input_shape, num_classes=m.num_c
 **m.zoo_params)`` rebuilds the same architecture. Weights come from torch's generator: seed it
 with ``torch.manual_seed`` before ``build`` for a reproducible initialisation.
 """
+
 from __future__ import annotations
 
 import inspect
 import math
 import numbers
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 from torch import nn
 
@@ -23,14 +25,25 @@ from .base import LayerInfo, get_layer, layer_io, layer_weights, model_input_sha
 from .cnn import build_cnn_mnist
 from .fcn import build_fcn_mnist
 from .lenet import build_lenet5
-from .mlp import ACTIVATIONS, FeedForward, check_positive_int, build_mlp
+from .mlp import ACTIVATIONS, FeedForward, build_mlp, check_positive_int
 from .resnet import build_resnet20
 from .vgg import build_vgg11
 
 __all__ = [
-    "MODELS", "ModelEntry", "register_model", "build", "list_models", "model_info",
-    "FeedForward", "ACTIVATIONS",
-    "LayerInfo", "prunable_layers", "get_layer", "layer_weights", "layer_io", "model_input_shape",
+    "MODELS",
+    "ModelEntry",
+    "register_model",
+    "build",
+    "list_models",
+    "model_info",
+    "FeedForward",
+    "ACTIVATIONS",
+    "LayerInfo",
+    "prunable_layers",
+    "get_layer",
+    "layer_weights",
+    "layer_io",
+    "model_input_shape",
 ]
 
 
@@ -42,30 +55,47 @@ class ModelEntry:
     description: str
     default_input_shape: tuple[int, ...]
     default_num_classes: int
-    image: bool                          # needs (C, H, W) input; otherwise any shape, flattened
-    params: Mapping[str, Any]            # parameter -> default (the builder's keyword-only arguments)
+    image: bool  # needs (C, H, W) input; otherwise any shape, flattened
+    params: Mapping[str, Any]  # parameter -> default (the builder's keyword-only arguments)
     choices: Mapping[str, tuple] = field(default_factory=dict)  # parameter -> allowed values
 
 
 MODELS: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, *, description: str, default_input_shape: Iterable[int], image: bool,
-                   default_num_classes: int = 10, choices: Mapping[str, Iterable] | None = None):
+def register_model(
+    name: str,
+    *,
+    description: str,
+    default_input_shape: Iterable[int],
+    image: bool,
+    default_num_classes: int = 10,
+    choices: Mapping[str, Iterable] | None = None,
+):
     """Decorator: add ``builder(input_shape, num_classes, *, param=default, ...)`` to the zoo.
 
     The builder checks its parameters (raising ``NNGeoError``) and returns the module and the dict
     of parameters it used. Its keyword-only arguments and their defaults are the model's parameters.
     """
+
     def deco(builder):
-        params = {p.name: p.default for p in inspect.signature(builder).parameters.values()
-                  if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        params = {
+            p.name: p.default
+            for p in inspect.signature(builder).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        }
         MODELS[name] = ModelEntry(
-            name=name, builder=builder, description=description,
+            name=name,
+            builder=builder,
+            description=description,
             default_input_shape=tuple(int(s) for s in default_input_shape),
-            default_num_classes=int(default_num_classes), image=bool(image), params=params,
-            choices={k: tuple(v) for k, v in (choices or {}).items()})
+            default_num_classes=int(default_num_classes),
+            image=bool(image),
+            params=params,
+            choices={k: tuple(v) for k, v in (choices or {}).items()},
+        )
         return builder
+
     return deco
 
 
@@ -84,24 +114,38 @@ def _entry(name: str) -> ModelEntry:
 def model_info(name: str) -> dict:
     """What a picker needs: description, parameters with defaults, allowed values, default shapes."""
     entry = _entry(name)
-    return {"name": entry.name, "description": entry.description, "params": dict(entry.params),
-            "choices": dict(entry.choices), "default_input_shape": entry.default_input_shape,
-            "default_num_classes": entry.default_num_classes, "image": entry.image}
+    return {
+        "name": entry.name,
+        "description": entry.description,
+        "params": dict(entry.params),
+        "choices": dict(entry.choices),
+        "default_input_shape": entry.default_input_shape,
+        "default_num_classes": entry.default_num_classes,
+        "image": entry.image,
+    }
 
 
 def _check_input_shape(model: str, shape: Any) -> tuple[int, ...]:
     if isinstance(shape, (str, bytes)) or not isinstance(shape, Iterable):
         raise NNGeoError(f"{model}: input_shape must be a tuple of positive whole numbers, got {shape!r}")
     dims = tuple(shape)
-    if not dims or any(isinstance(d, bool) or not isinstance(d, numbers.Real) or not math.isfinite(d)
-                       or not float(d).is_integer() or d < 1 for d in dims):
-        raise NNGeoError(f"{model}: input_shape must be a tuple of positive whole numbers "
-                         f"(no batch dimension), got {shape!r}")
+    if not dims or any(
+        isinstance(d, bool)
+        or not isinstance(d, numbers.Real)
+        or not math.isfinite(d)
+        or not float(d).is_integer()
+        or d < 1
+        for d in dims
+    ):
+        raise NNGeoError(
+            f"{model}: input_shape must be a tuple of positive whole numbers (no batch dimension), got {shape!r}"
+        )
     return tuple(int(d) for d in dims)
 
 
-def build(name: str | ModelSpec, *, input_shape: Iterable[int] | None = None,
-          num_classes: int | None = None, **params) -> nn.Module:
+def build(
+    name: str | ModelSpec, *, input_shape: Iterable[int] | None = None, num_classes: int | None = None, **params
+) -> nn.Module:
     """A freshly initialised zoo model. ``name`` may be a ``ModelSpec`` (its params, then ``params``)."""
     if isinstance(name, ModelSpec):
         params = {**name.params, **params}
@@ -112,8 +156,7 @@ def build(name: str | ModelSpec, *, input_shape: Iterable[int] | None = None,
         known = ", ".join(entry.params) or "none"
         raise NNGeoError(f"{name} has no parameter {unknown[0]!r}; its parameters: {known}")
     shape = _check_input_shape(name, entry.default_input_shape if input_shape is None else input_shape)
-    classes = check_positive_int(name, "num_classes",
-                                 entry.default_num_classes if num_classes is None else num_classes)
+    classes = check_positive_int(name, "num_classes", entry.default_num_classes if num_classes is None else num_classes)
     model, used = entry.builder(shape, classes, **{**entry.params, **params})
     model.input_shape = shape
     model.num_classes = classes
@@ -122,22 +165,45 @@ def build(name: str | ModelSpec, *, input_shape: Iterable[int] | None = None,
     return model
 
 
-register_model("mlp", description="Fully connected net on the flattened input: hidden layers of the "
-               "given widths, one activation, a linear output layer.",
-               default_input_shape=(2,), default_num_classes=2, image=False,
-               choices={"activation": tuple(ACTIVATIONS), "bias": (True, False)})(build_mlp)
-register_model("fcn_mnist", description="784-100-100-100-100-100-10 ReLU net (SynFlow / topological IMP "
-               "papers); the first layer adapts to the input size.",
-               default_input_shape=(1, 28, 28), image=False)(build_fcn_mnist)
-register_model("lenet5", description="LeNet-5: conv 6@5x5 pad 2, max-pool, conv 16@5x5, max-pool, "
-               "fc 120, fc 84, output; ReLU.",
-               default_input_shape=(1, 28, 28), image=True)(build_lenet5)
-register_model("cnn_mnist", description="Two 32-channel 3x3 convs (padding 1) with ReLU, then one dense "
-               "layer (25,088 -> 10 on 28x28).",
-               default_input_shape=(1, 28, 28), image=True)(build_cnn_mnist)
-register_model("vgg11", description="CIFAR VGG-11 with batch norm and a linear classifier; width "
-               "multiplies the channels. Needs images of at least 32x32.",
-               default_input_shape=(3, 32, 32), image=True)(build_vgg11)
-register_model("resnet20", description="CIFAR ResNet-20 (He et al. 2016), 16/32/64 channels, option-A "
-               "shortcuts; width multiplies the channels.",
-               default_input_shape=(3, 32, 32), image=True)(build_resnet20)
+register_model(
+    "mlp",
+    description="Fully connected net on the flattened input: hidden layers of the "
+    "given widths, one activation, a linear output layer.",
+    default_input_shape=(2,),
+    default_num_classes=2,
+    image=False,
+    choices={"activation": tuple(ACTIVATIONS), "bias": (True, False)},
+)(build_mlp)
+register_model(
+    "fcn_mnist",
+    description="784-100-100-100-100-100-10 ReLU net (SynFlow / topological IMP "
+    "papers); the first layer adapts to the input size.",
+    default_input_shape=(1, 28, 28),
+    image=False,
+)(build_fcn_mnist)
+register_model(
+    "lenet5",
+    description="LeNet-5: conv 6@5x5 pad 2, max-pool, conv 16@5x5, max-pool, fc 120, fc 84, output; ReLU.",
+    default_input_shape=(1, 28, 28),
+    image=True,
+)(build_lenet5)
+register_model(
+    "cnn_mnist",
+    description="Two 32-channel 3x3 convs (padding 1) with ReLU, then one dense layer (25,088 -> 10 on 28x28).",
+    default_input_shape=(1, 28, 28),
+    image=True,
+)(build_cnn_mnist)
+register_model(
+    "vgg11",
+    description="CIFAR VGG-11 with batch norm and a linear classifier; width "
+    "multiplies the channels. Needs images of at least 32x32.",
+    default_input_shape=(3, 32, 32),
+    image=True,
+)(build_vgg11)
+register_model(
+    "resnet20",
+    description="CIFAR ResNet-20 (He et al. 2016), 16/32/64 channels, option-A "
+    "shortcuts; width multiplies the channels.",
+    default_input_shape=(3, 32, 32),
+    image=True,
+)(build_resnet20)

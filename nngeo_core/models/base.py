@@ -4,10 +4,11 @@ A prunable layer is an ``nn.Linear`` ("dense") or ``nn.Conv2d`` ("conv") weight.
 order in which the forward pass uses them, found by running one dummy input through the model
 with hooks, so it works for zoo models and for any uploaded ``nn.Module`` alike.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 import torch
 from torch import nn
@@ -17,11 +18,11 @@ from ..errors import NNGeoError
 
 @dataclass(frozen=True)
 class LayerInfo:
-    name: str                                  # qualified module name, e.g. "layers.0"
-    kind: str                                  # "dense" | "conv"
-    weight_shape: tuple[int, ...]              # (out, in) or (out, in/groups, kh, kw)
+    name: str  # qualified module name, e.g. "layers.0"
+    kind: str  # "dense" | "conv"
+    weight_shape: tuple[int, ...]  # (out, in) or (out, in/groups, kh, kw)
     input_size: tuple[int, int] | None = None  # conv: spatial (H, W) of the input, before padding
-    output_size: tuple[int, int] | None = None # conv: spatial (H, W) of the output
+    output_size: tuple[int, int] | None = None  # conv: spatial (H, W) of the output
     stride: tuple[int, int] | None = None
     padding: tuple[int, int] | None = None
     dilation: tuple[int, int] | None = None
@@ -66,12 +67,19 @@ def prunable_layers(model: nn.Module, input_shape: Iterable[int] | None = None) 
         w = mod.weight
         if isinstance(mod, nn.Conv2d):
             x = inputs[0]
-            seen.append(LayerInfo(
-                name=name, kind="conv", weight_shape=tuple(w.shape),
-                input_size=(int(x.shape[-2]), int(x.shape[-1])),
-                output_size=(int(output.shape[-2]), int(output.shape[-1])),
-                stride=tuple(mod.stride), padding=_padding(mod), dilation=tuple(mod.dilation),
-                groups=int(mod.groups)))
+            seen.append(
+                LayerInfo(
+                    name=name,
+                    kind="conv",
+                    weight_shape=tuple(w.shape),
+                    input_size=(int(x.shape[-2]), int(x.shape[-1])),
+                    output_size=(int(output.shape[-2]), int(output.shape[-1])),
+                    stride=tuple(mod.stride),
+                    padding=_padding(mod),
+                    dilation=tuple(mod.dilation),
+                    groups=int(mod.groups),
+                )
+            )
         else:
             seen.append(LayerInfo(name=name, kind="dense", weight_shape=tuple(w.shape)))
 
@@ -115,12 +123,12 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
 
 def layer_weights(model: nn.Module, input_shape=None) -> dict[str, torch.Tensor]:
     """Effective weight of each prunable layer (mask applied if pruned), detached, in forward order."""
-    return {info.name: get_layer(model, info.name).weight.detach()
-            for info in prunable_layers(model, input_shape)}
+    return {info.name: get_layer(model, info.name).weight.detach() for info in prunable_layers(model, input_shape)}
 
 
-def layer_io(model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = None
-             ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def layer_io(
+    model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = None
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Input and output of each named layer (all prunable layers by default) for a batch ``x``,
     computed in eval mode. A layer called twice reports its first call."""
     wanted = set(names) if names is not None else {n for n, m in model.named_modules() if _is_prunable(m)}
@@ -131,8 +139,10 @@ def layer_io(model: nn.Module, x: torch.Tensor, names: Iterable[str] | None = No
     out: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     handles = []
     for n, m in modules.items():
+
         def hook(mod, inputs, output, n=n):
             out.setdefault(n, (inputs[0].detach(), output.detach()))
+
         handles.append(m.register_forward_hook(hook))
     was_training = model.training
     model.eval()  # batch-norm layers must use (and keep) their running statistics

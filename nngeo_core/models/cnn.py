@@ -2,6 +2,7 @@
 
 For (1, 28, 28) the dense layer is 32*28*28 = 25,088 -> num_classes; other image sizes give 32*H*W.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -16,8 +17,10 @@ class CNNMnist(FeedForward):
 def build_cnn_mnist(input_shape: tuple[int, ...], num_classes: int) -> tuple[CNNMnist, dict]:
     channels, height, width = image_shape("cnn_mnist", input_shape)
     layers = [
-        nn.Conv2d(channels, 32, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(channels, 32, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(32, 32, 3, padding=1),
+        nn.ReLU(),
         nn.Flatten(),
         nn.Linear(32 * height * width, num_classes),
     ]

@@ -1,4 +1,5 @@
 """``fcn_mnist``: the 784-100-100-100-100-100-10 ReLU network of the SynFlow and topological-IMP papers."""
+
 from __future__ import annotations
 
 from .mlp import MLP, mlp_layers, sequential

@@ -4,6 +4,7 @@ conv 6@5x5 pad 2 -> ReLU -> max-pool 2 -> conv 16@5x5 -> ReLU -> max-pool 2 -> f
 -> fc 84 -> ReLU -> fc num_classes. For (1, 28, 28) the first dense layer is 16*5*5 = 400 -> 120;
 other image sizes of at least 12x12 give the matching first dense layer.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -17,8 +18,8 @@ class LeNet5(FeedForward):
 
 
 def _lenet_spatial(size: int) -> int:
-    size = size // 2          # conv1 keeps the size (pad 2, 5x5), then pool
-    return (size - 4) // 2    # conv2 (5x5, no pad), then pool
+    size = size // 2  # conv1 keeps the size (pad 2, 5x5), then pool
+    return (size - 4) // 2  # conv2 (5x5, no pad), then pool
 
 
 def build_lenet5(input_shape: tuple[int, ...], num_classes: int) -> tuple[LeNet5, dict]:
@@ -27,11 +28,17 @@ def build_lenet5(input_shape: tuple[int, ...], num_classes: int) -> tuple[LeNet5
     if h < 1 or w < 1:
         raise NNGeoError(f"lenet5 needs images of at least 12x12 pixels, got {height}x{width}")
     layers = [
-        nn.Conv2d(channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(channels, 6, 5, padding=2),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(6, 16, 5),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
         nn.Flatten(),
-        nn.Linear(16 * h * w, 120), nn.ReLU(),
-        nn.Linear(120, 84), nn.ReLU(),
+        nn.Linear(16 * h * w, 120),
+        nn.ReLU(),
+        nn.Linear(120, 84),
+        nn.ReLU(),
         nn.Linear(84, num_classes),
     ]
     return sequential(LeNet5, layers), {}

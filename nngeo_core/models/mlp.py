@@ -6,12 +6,14 @@ so that ``model[:k]`` is the network up to (not including) child ``k`` and a lay
 hidden layer ``j`` as ``model[:model.hidden_activation_indices[j] + 1](x)``, or all of them in one
 pass with ``model.hidden_outputs(x)``.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
 from collections import OrderedDict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,8 +72,7 @@ class FeedForward(nn.Sequential):
         for i in range(len(children) - 1, -1, -1):
             later_prunable[i] = seen
             seen = seen or _has_prunable(children[i])
-        return [i for i, m in enumerate(children)
-                if isinstance(m, REPRESENTATION_TYPES) and later_prunable[i]]
+        return [i for i, m in enumerate(children) if isinstance(m, REPRESENTATION_TYPES) and later_prunable[i]]
 
     def feature_layers(self) -> list[int]:
         """Same as ``hidden_activation_indices`` (kept as a method for callers that expect one)."""
@@ -95,6 +96,7 @@ def sequential(cls: type[FeedForward], modules: Iterable[nn.Module]) -> FeedForw
 
 # ---- parameter checks shared by the zoo builders (each raises NNGeoError with one line) ----
 
+
 def check_activation(model: str, value: Any) -> str:
     name = value.lower() if isinstance(value, str) else value
     if name not in ACTIVATIONS:
@@ -103,8 +105,13 @@ def check_activation(model: str, value: Any) -> str:
 
 
 def check_positive_int(model: str, param: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or not float(value).is_integer() or value < 1:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not float(value).is_integer()
+        or value < 1
+    ):
         raise NNGeoError(f"{model}: {param} must be a positive whole number, got {value!r}")
     return int(value)
 
@@ -136,19 +143,22 @@ def scaled(channels: int, width: float) -> int:
 
 def image_shape(model: str, input_shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(input_shape) != 3:
-        raise NNGeoError(f"{model} needs an image input shape (C, H, W), got {input_shape}; "
-                         "use an image dataset or the mlp")
+        raise NNGeoError(
+            f"{model} needs an image input shape (C, H, W), got {input_shape}; use an image dataset or the mlp"
+        )
     return input_shape  # type: ignore[return-value]
 
 
 # ---- the mlp ----
 
+
 class MLP(FeedForward):
     """Flatten, then Linear and activation alternating, then the output Linear."""
 
 
-def mlp_layers(input_shape: tuple[int, ...], num_classes: int, widths: tuple[int, ...],
-               activation: str, bias: bool) -> list[nn.Module]:
+def mlp_layers(
+    input_shape: tuple[int, ...], num_classes: int, widths: tuple[int, ...], activation: str, bias: bool
+) -> list[nn.Module]:
     layers: list[nn.Module] = [nn.Flatten()]
     fan_in = math.prod(input_shape)
     for width in widths:
@@ -158,9 +168,13 @@ def mlp_layers(input_shape: tuple[int, ...], num_classes: int, widths: tuple[int
     return layers
 
 
-def build_mlp(input_shape: tuple[int, ...], num_classes: int, *, widths=(32, 32), activation="relu",
-              bias=True) -> tuple[MLP, dict]:
+def build_mlp(
+    input_shape: tuple[int, ...], num_classes: int, *, widths=(32, 32), activation="relu", bias=True
+) -> tuple[MLP, dict]:
     """Fully connected network on the flattened input; ``widths`` are the hidden layer sizes."""
-    params = {"widths": check_widths("mlp", widths), "activation": check_activation("mlp", activation),
-              "bias": check_bool("mlp", "bias", bias)}
+    params = {
+        "widths": check_widths("mlp", widths),
+        "activation": check_activation("mlp", activation),
+        "bias": check_bool("mlp", "bias", bias),
+    }
     return sequential(MLP, mlp_layers(input_shape, num_classes, **params)), params

@@ -7,6 +7,7 @@ where the shape changes, stride-2 subsampling with the extra channels zero-fille
 no weights, so every prunable layer is on the main path. ``width`` multiplies every channel count
 (at least 1 channel).
 """
+
 from __future__ import annotations
 
 import torch
@@ -39,7 +40,7 @@ class BasicBlock(ResidualBlock):
 
     def shortcut(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride != 1:
-            x = x[:, :, ::self.stride, ::self.stride]  # what a stride-2 1x1 identity would see
+            x = x[:, :, :: self.stride, :: self.stride]  # what a stride-2 1x1 identity would see
         if self.extra_channels:
             x = F.pad(x, (0, 0, 0, 0, 0, self.extra_channels))  # zero channels appended
         return x

@@ -5,6 +5,7 @@ Configuration [64, M, 128, M, 256, 256, M, 512, 512, M, 512, 512, M]: each numbe
 pools take 32x32 to 1x1, so the classifier is Linear(512, num_classes) at width 1. ``width``
 multiplies every channel count (at least 1 channel), so tests can build tiny ones.
 """
+
 from __future__ import annotations
 
 from torch import nn
@@ -23,7 +24,7 @@ def build_vgg11(input_shape: tuple[int, ...], num_classes: int, *, width=1.0) ->
     width = check_multiplier("vgg11", "width", width)
     channels, height, wide = image_shape("vgg11", input_shape)
     n_pools = VGG11_CONFIG.count("M")
-    if min(height, wide) < 2 ** n_pools:
+    if min(height, wide) < 2**n_pools:
         raise NNGeoError(f"vgg11 needs images of at least 32x32 pixels, got {height}x{wide}")
     layers: list[nn.Module] = []
     for item in VGG11_CONFIG:

@@ -9,6 +9,7 @@ The names below load their modules on first use, so ``nngeo --help`` starts with
 "prune-sweep" job kind is registered by ``nngeo_core.pruning.jobs``, which the job registry
 imports on demand.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -16,11 +17,30 @@ import importlib
 # public name -> submodule that defines it
 _EXPORTS = {
     "comparison": ("Comparison", "compare", "pareto_frontier"),
-    "masks": ("apply_masks", "export_state_dict", "fold_masks", "layer_sparsity", "plain_copy", "pruned_model",
-              "read_masks", "select_layers", "sparsity"),
+    "masks": (
+        "apply_masks",
+        "export_state_dict",
+        "fold_masks",
+        "layer_sparsity",
+        "plain_copy",
+        "pruned_model",
+        "read_masks",
+        "select_layers",
+        "sparsity",
+    ),
     "specs": ("SweepSpec", "compression_levels", "compression_to_sparsity", "sparsity_to_compression"),
-    "strategies": ("STRATEGIES", "PruneData", "PruneResult", "PruneSettings", "Strategy", "get_strategy", "prune",
-                   "register_strategy", "resolve_params", "select_masks"),
+    "strategies": (
+        "STRATEGIES",
+        "PruneData",
+        "PruneResult",
+        "PruneSettings",
+        "Strategy",
+        "get_strategy",
+        "prune",
+        "register_strategy",
+        "resolve_params",
+        "select_masks",
+    ),
     "sweep": ("dense_run_spec", "run_sweep"),
 }
 _WHERE = {name: mod for mod, names in _EXPORTS.items() for name in names}

@@ -4,6 +4,7 @@ One rule for image models on the offline digits data: when ``--data digits`` is 
 ``resize`` parameter and the model's default input is 28×28 (fcn_mnist, lenet5, cnn_mnist), the
 CLI adds ``resize=28`` (and says so on stderr), so MNIST architectures run at their own size.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,8 +21,11 @@ def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> Non
 
     add_run_arguments(p)
     g = p.add_argument_group("pruning")
-    g.add_argument("--strategy", default="magnitude",
-                   help="strategy name" + (" or a comma-separated list (one sweep each)" if many else ""))
+    g.add_argument(
+        "--strategy",
+        default="magnitude",
+        help="strategy name" + (" or a comma-separated list (one sweep each)" if many else ""),
+    )
     levels = g.add_mutually_exclusive_group()
     levels.add_argument("--sparsity", help="comma-separated sparsities in [0, 1), e.g. 0.5,0.8,0.9")
     levels.add_argument("--compression", help="comma-separated compression ratios >= 1, e.g. 2,4,8,16")
@@ -31,8 +35,12 @@ def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> Non
     g.add_argument("--finetune-lr", type=float, help="fine-tuning learning rate (default: the run's)")
     g.add_argument("--scope", choices=["global", "layer"], default="global")
     g.add_argument("--exclude-last", action="store_true", help="never prune the last (output) layer")
-    g.add_argument("--strategy-param", action="append", metavar="[STRATEGY.]K=V",
-                   help="strategy parameter, e.g. imp.rewind_epoch=0 or samples=64 (repeatable)")
+    g.add_argument(
+        "--strategy-param",
+        action="append",
+        metavar="[STRATEGY.]K=V",
+        help="strategy parameter, e.g. imp.rewind_epoch=0 or samples=64 (repeatable)",
+    )
     g.add_argument("--analyses", help="per-level analyses: persistence, eta_floor, mst_overlap (comma-separated)")
 
 
@@ -103,8 +111,10 @@ def sweep_specs_from_args(a, *, note=None) -> list:
     run = run_spec_from_args(a)
     run, resized = resize_rule(run)
     if resized and note is not None:
-        note(f"note: digits resized to {MNIST_SIDE}x{MNIST_SIDE} for {run.model.name} "
-             "(give --data-param resize=N to choose another size)")
+        note(
+            f"note: digits resized to {MNIST_SIDE}x{MNIST_SIDE} for {run.model.name} "
+            "(give --data-param resize=N to choose another size)"
+        )
     strategies = [s.strip() for s in str(a.strategy).split(",") if s.strip()]
     if not strategies:
         raise NNGeoError("give at least one --strategy")
@@ -117,15 +127,31 @@ def sweep_specs_from_args(a, *, note=None) -> list:
     levels = _levels(a)
     specs = []
     for s in strategies:
-        spec = SweepSpec(run=run, strategy=s, params=params[s], sparsities=levels,
-                         seeds=tuple(range(a.seed, a.seed + a.seeds)), finetune_epochs=a.finetune_epochs,
-                         scope=a.scope, exclude_last=a.exclude_last, finetune_lr=a.finetune_lr, analyses=analyses)
+        spec = SweepSpec(
+            run=run,
+            strategy=s,
+            params=params[s],
+            sparsities=levels,
+            seeds=tuple(range(a.seed, a.seed + a.seeds)),
+            finetune_epochs=a.finetune_epochs,
+            scope=a.scope,
+            exclude_last=a.exclude_last,
+            finetune_lr=a.finetune_lr,
+            analyses=analyses,
+        )
         specs.append(spec.validate())
     return specs
 
 
-ROW_COLUMNS = ["strategy", "seed", "sparsity_requested", "sparsity_achieved", "accuracy_pruned", "accuracy",
-               "flops_fraction"]
+ROW_COLUMNS = [
+    "strategy",
+    "seed",
+    "sparsity_requested",
+    "sparsity_achieved",
+    "accuracy_pruned",
+    "accuracy",
+    "flops_fraction",
+]
 
 
 def cmd_prune(a) -> int:
@@ -185,8 +211,10 @@ def cmd_compare(a) -> int:
         print(f"accuracy right after pruning (post-training), mean ± std over {n} seed(s), by requested sparsity")
         print_table(result.accuracy_pivot("accuracy_pruned"))
         print()
-    print(f"accuracy {'after fine-tuning' if tuned else '(no fine-tuning)'}, mean ± std over {n} seed(s), "
-          "by requested sparsity")
+    print(
+        f"accuracy {'after fine-tuning' if tuned else '(no fine-tuning)'}, mean ± std over {n} seed(s), "
+        "by requested sparsity"
+    )
     print_table(result.accuracy_pivot())
     print(f"\nhighest sparsity within {a.delta:g} accuracy point(s) of dense")
     print_table(result.within_delta.round(4))

@@ -1,10 +1,12 @@
 """Compare stored pruning sweeps: accuracy vs sparsity over seeds, the Pareto frontier, the highest
 sparsity each run reaches within Δ of dense accuracy, and the settings that differ between runs."""
+
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -12,18 +14,18 @@ import pandas as pd
 from ..errors import NNGeoError
 from ..store import Store, default_store
 
-DEFAULT_DELTA = 0.01     # one accuracy point (accuracies are fractions)
+DEFAULT_DELTA = 0.01  # one accuracy point (accuracies are fractions)
 REQUIRED = ("strategy", "seed", "sparsity_requested", "sparsity_achieved", "accuracy")
 
 
 @dataclass
 class Comparison:
-    table: pd.DataFrame          # one row per (label, level): mean/std/n over seeds
-    pareto: pd.DataFrame         # the non-dominated (sparsity, accuracy) points over all labels
-    within_delta: pd.DataFrame   # per label: highest sparsity within delta of dense accuracy
-    settings: pd.DataFrame       # per run: only the settings that differ between runs
+    table: pd.DataFrame  # one row per (label, level): mean/std/n over seeds
+    pareto: pd.DataFrame  # the non-dominated (sparsity, accuracy) points over all labels
+    within_delta: pd.DataFrame  # per label: highest sparsity within delta of dense accuracy
+    settings: pd.DataFrame  # per run: only the settings that differ between runs
     delta: float = DEFAULT_DELTA
-    labels: dict[str, str] = field(default_factory=dict)   # sweep key -> label
+    labels: dict[str, str] = field(default_factory=dict)  # sweep key -> label
     rows: pd.DataFrame = field(default_factory=pd.DataFrame)  # the compared sweep rows, with their label
 
     def accuracy_pivot(self, column: str = "accuracy") -> pd.DataFrame:
@@ -33,8 +35,12 @@ class Comparison:
         mean, std = f"{column}_mean", f"{column}_std"
         if self.table.empty or mean not in self.table.columns:
             return pd.DataFrame()
-        t = self.table.assign(cell=[f"{m:.4f} ± {s:.4f}" if np.isfinite(s) else f"{m:.4f}"
-                                    for m, s in zip(self.table[mean], self.table[std])])
+        t = self.table.assign(
+            cell=[
+                f"{m:.4f} ± {s:.4f}" if np.isfinite(s) else f"{m:.4f}"
+                for m, s in zip(self.table[mean], self.table[std], strict=False)
+            ]
+        )
         out = t.pivot(index="sparsity_requested", columns="label", values="cell").fillna("")
         out.columns.name = None
         return out.reset_index()
@@ -42,9 +48,15 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         def records(df):
             return json.loads(df.to_json(orient="records"))
-        return {"delta": self.delta, "table": records(self.table), "pareto": records(self.pareto),
-                "within_delta": records(self.within_delta), "settings": records(self.settings),
-                "labels": dict(self.labels)}
+
+        return {
+            "delta": self.delta,
+            "table": records(self.table),
+            "pareto": records(self.pareto),
+            "within_delta": records(self.within_delta),
+            "settings": records(self.settings),
+            "labels": dict(self.labels),
+        }
 
 
 def load_sweeps(keys: Iterable[str], store: Store | None = None) -> tuple[pd.DataFrame, dict[str, dict]]:
@@ -84,8 +96,7 @@ def settings_diff(specs: dict[str, dict]) -> pd.DataFrame:
         return pd.DataFrame()
     # object dtype: ints stay ints where other runs lack the setting (no NaN-driven float casts)
     flat = pd.DataFrame([{"sweep": k, **flatten(v)} for k, v in specs.items()], dtype=object)
-    keep = ["sweep"] + [c for c in flat.columns if c != "sweep"
-                        and flat[c].astype(str).nunique(dropna=False) > 1]
+    keep = ["sweep"] + [c for c in flat.columns if c != "sweep" and flat[c].astype(str).nunique(dropna=False) > 1]
     return flat[keep].reset_index(drop=True)
 
 
@@ -123,8 +134,9 @@ def pareto_frontier(points: pd.DataFrame, x: str = "sparsity", y: str = "accurac
     return order[keep].sort_values(x).reset_index(drop=True)
 
 
-def compare(source: Iterable[str] | pd.DataFrame, *, store: Store | None = None,
-            delta: float = DEFAULT_DELTA) -> Comparison:
+def compare(
+    source: Iterable[str] | pd.DataFrame, *, store: Store | None = None, delta: float = DEFAULT_DELTA
+) -> Comparison:
     """Aggregate sweeps (keys, or a DataFrame of sweep rows) over seeds and compare them."""
     if not (np.isfinite(delta) and delta >= 0):
         raise NNGeoError(f"delta must be a number >= 0 (accuracy as a fraction), got {delta!r}")
@@ -141,31 +153,49 @@ def compare(source: Iterable[str] | pd.DataFrame, *, store: Store | None = None,
     diff = settings_diff(specs)
     labels = _labels(rows, diff)
     rows = rows.assign(label=rows["sweep"].map(labels))
-    agg = dict(sparsity=("sparsity_achieved", "mean"), accuracy_mean=("accuracy", "mean"),
-               accuracy_std=("accuracy", "std"), n=("accuracy", "size"))
+    agg = dict(
+        sparsity=("sparsity_achieved", "mean"),
+        accuracy_mean=("accuracy", "mean"),
+        accuracy_std=("accuracy", "std"),
+        n=("accuracy", "size"),
+    )
     if "accuracy_pruned" in rows.columns:
         agg.update(accuracy_pruned_mean=("accuracy_pruned", "mean"), accuracy_pruned_std=("accuracy_pruned", "std"))
     if "finetune_epochs" in rows.columns:
         agg.update(finetune_epochs=("finetune_epochs", "max"))
     if "flops_fraction" in rows.columns:
         agg.update(flops_fraction=("flops_fraction", "mean"))
-    table = (rows.groupby(["label", "strategy", "sparsity_requested"], as_index=False).agg(**agg)
-             .sort_values(["label", "sparsity_requested"]).reset_index(drop=True))
-    pareto = pareto_frontier(table.rename(columns={"accuracy_mean": "accuracy"})[
-        ["label", "sparsity_requested", "sparsity", "accuracy"]])
+    table = (
+        rows.groupby(["label", "strategy", "sparsity_requested"], as_index=False)
+        .agg(**agg)
+        .sort_values(["label", "sparsity_requested"])
+        .reset_index(drop=True)
+    )
+    pareto = pareto_frontier(
+        table.rename(columns={"accuracy_mean": "accuracy"})[["label", "sparsity_requested", "sparsity", "accuracy"]]
+    )
     within = []
     for label, grp in table.groupby("label"):
         dense = rows[rows["label"] == label]
         dense_acc = float(dense["dense_accuracy"].mean()) if "dense_accuracy" in dense else float("nan")
         ok = grp[grp["accuracy_mean"] >= dense_acc - delta - 1e-12] if np.isfinite(dense_acc) else grp.iloc[:0]
         best = ok.loc[ok["sparsity_requested"].idxmax()] if len(ok) else None
-        within.append(dict(label=label, dense_accuracy=dense_acc,
-                           max_sparsity=float(best["sparsity_requested"]) if best is not None else float("nan"),
-                           accuracy_there=float(best["accuracy_mean"]) if best is not None else float("nan")))
-    within_df = pd.DataFrame(within).sort_values("max_sparsity", ascending=False, na_position="last") \
-        .reset_index(drop=True) if within else pd.DataFrame()
+        within.append(
+            dict(
+                label=label,
+                dense_accuracy=dense_acc,
+                max_sparsity=float(best["sparsity_requested"]) if best is not None else float("nan"),
+                accuracy_there=float(best["accuracy_mean"]) if best is not None else float("nan"),
+            )
+        )
+    within_df = (
+        pd.DataFrame(within).sort_values("max_sparsity", ascending=False, na_position="last").reset_index(drop=True)
+        if within
+        else pd.DataFrame()
+    )
     if not diff.empty:
         diff = diff.assign(label=diff["sweep"].map(labels))
         diff = diff[["label", "sweep"] + [c for c in diff.columns if c not in ("label", "sweep")]]
-    return Comparison(table=table, pareto=pareto, within_delta=within_df, settings=diff, delta=delta,
-                      labels=labels, rows=rows)
+    return Comparison(
+        table=table, pareto=pareto, within_delta=within_df, settings=diff, delta=delta, labels=labels, rows=rows
+    )

@@ -1,5 +1,6 @@
 """Registers the "prune-sweep" job kind with the worker's registry when imported (the registry
 imports this module on demand)."""
+
 from __future__ import annotations
 
 from ..errors import NNGeoError
@@ -9,8 +10,10 @@ from .sweep import run_sweep
 
 
 def describe(spec: SweepSpec) -> str:
-    return (f"prune {spec.strategy} {spec.run.model.name}/{spec.run.data.name} "
-            f"{len(spec.sparsities)} levels x {len(spec.seeds)} seeds")
+    return (
+        f"prune {spec.strategy} {spec.run.model.name}/{spec.run.data.name} "
+        f"{len(spec.sparsities)} levels x {len(spec.seeds)} seeds"
+    )
 
 
 def add_arguments(p) -> None:
@@ -28,5 +31,6 @@ def spec_from_args(a) -> SweepSpec:
     return specs[0]
 
 
-register_job_kind("prune-sweep", SweepSpec, run_sweep, describe=describe, add_arguments=add_arguments,
-                  spec_from_args=spec_from_args)
+register_job_kind(
+    "prune-sweep", SweepSpec, run_sweep, describe=describe, add_arguments=add_arguments, spec_from_args=spec_from_args
+)

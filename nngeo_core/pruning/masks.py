@@ -7,11 +7,12 @@ torch's own pruning parametrisation (``weight_orig`` parameter, ``weight_mask`` 
 pre-hook recomputing ``weight``), so a pruned model's ``state_dict`` loads in plain PyTorch after
 ``prune.identity`` on the same layers, and ``checkpoint.effective_state_dict`` folds it away.
 """
+
 from __future__ import annotations
 
 import copy
 import math
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -25,8 +26,13 @@ SCOPES = ("global", "layer")
 
 
 # -- which layers --------------------------------------------------------------------------------
-def select_layers(model: nn.Module, layers: Iterable[str] | None = None, *, exclude_last: bool = False,
-                  input_shape: Iterable[int] | None = None) -> list[LayerInfo]:
+def select_layers(
+    model: nn.Module,
+    layers: Iterable[str] | None = None,
+    *,
+    exclude_last: bool = False,
+    input_shape: Iterable[int] | None = None,
+) -> list[LayerInfo]:
     """The prunable layers a request covers, in forward order.
 
     Default: every dense/conv weight (biases and norms are never pruned). ``layers`` narrows the set
@@ -38,8 +44,9 @@ def select_layers(model: nn.Module, layers: Iterable[str] | None = None, *, excl
         wanted = {layers} if isinstance(layers, str) else {str(n) for n in layers}
         unknown = sorted(wanted - {i.name for i in infos})
         if unknown:
-            raise NNGeoError(f"no prunable layer named {unknown[0]!r}; prunable layers: "
-                             f"{', '.join(i.name for i in infos)}")
+            raise NNGeoError(
+                f"no prunable layer named {unknown[0]!r}; prunable layers: {', '.join(i.name for i in infos)}"
+            )
         infos = [i for i in infos if i.name in wanted]
     if exclude_last:
         infos = [i for i in infos if i.name != last]
@@ -67,15 +74,15 @@ def read_masks(model: nn.Module) -> Masks:
     return out
 
 
-def check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor], infos: Iterable[LayerInfo] | None = None
-                ) -> Masks:
+def check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor], infos: Iterable[LayerInfo] | None = None) -> Masks:
     """Validate masks against the model (known layer, weight shape, 0/1 values) and return them as bool."""
     allowed = {i.name: i for i in infos} if infos is not None else None
     out = {}
     for name, m in masks.items():
         if allowed is not None and name not in allowed:
-            raise NNGeoError(f"mask for layer {name!r}, which is not among the layers being pruned "
-                             f"({', '.join(allowed)})")
+            raise NNGeoError(
+                f"mask for layer {name!r}, which is not among the layers being pruned ({', '.join(allowed)})"
+            )
         w = get_layer(model, name).weight
         if not isinstance(m, torch.Tensor):
             raise NNGeoError(f"the mask of layer {name} is a {type(m).__name__}, not a tensor")
@@ -124,8 +131,9 @@ def plain_copy(model: nn.Module) -> nn.Module:
     return fold_masks(copy.deepcopy(model))
 
 
-def pruned_model(model: nn.Module, masks: Mapping[str, torch.Tensor],
-                 state_dict: Mapping[str, torch.Tensor] | None = None) -> nn.Module:
+def pruned_model(
+    model: nn.Module, masks: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
     """A new model: a copy of ``model`` (optionally with ``state_dict`` loaded) carrying ``masks``."""
     out = plain_copy(model)
     if state_dict is not None:
@@ -182,27 +190,33 @@ def target_count(sparsity_: float, n: int) -> int:
     return min(n, int(math.floor(sparsity_ * n + 0.5)))
 
 
-def check_sparsity(masks: Mapping[str, torch.Tensor], requested: float, scope: str, *,
-                   what: str = "the strategy") -> None:
+def check_sparsity(
+    masks: Mapping[str, torch.Tensor], requested: float, scope: str, *, what: str = "the strategy"
+) -> None:
     """Raise unless the masks hit ``requested`` within one weight per layer (layer) or overall (global)."""
     c = counts(masks)
     if scope == "layer":
         for name, (pruned, total) in c.items():
             want = target_count(requested, total)
             if abs(pruned - want) > 1:
-                raise NNGeoError(f"{what} pruned {pruned} of {total} weights of layer {name} "
-                                 f"({pruned / total:.4f}) but {requested:.4f} was requested ({want} weights)")
+                raise NNGeoError(
+                    f"{what} pruned {pruned} of {total} weights of layer {name} "
+                    f"({pruned / total:.4f}) but {requested:.4f} was requested ({want} weights)"
+                )
     else:
         total = sum(t for _, t in c.values())
         pruned = sum(p for p, _ in c.values())
         want = target_count(requested, total)
         if abs(pruned - want) > 1:
-            raise NNGeoError(f"{what} pruned {pruned} of {total} weights ({pruned / max(total, 1):.4f}) "
-                             f"but {requested:.4f} was requested ({want} weights)")
+            raise NNGeoError(
+                f"{what} pruned {pruned} of {total} weights ({pruned / max(total, 1):.4f}) "
+                f"but {requested:.4f} was requested ({want} weights)"
+            )
 
 
-def check_no_revival(old: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor], *,
-                     what: str = "the strategy") -> None:
+def check_no_revival(
+    old: Mapping[str, torch.Tensor], new: Mapping[str, torch.Tensor], *, what: str = "the strategy"
+) -> None:
     """Raise if ``new`` keeps a weight that ``old`` had pruned."""
     for name, m in old.items():
         revived = int((new[name].bool() & ~m.bool().to(new[name].device)).sum())

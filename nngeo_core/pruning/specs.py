@@ -2,11 +2,13 @@
 sparsities and a list of seeds. Its hash names the stored result, so the same request is computed
 once. Budgets (dense training, fine-tuning) are fields of the spec shared by every strategy.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from ..errors import NNGeoError
 from ..specs import RunSpec, SpecBase, register_spec
@@ -23,7 +25,7 @@ def compression_levels(n: int = 6, *, base: float = 2.0, start: float = 2.0) -> 
     """
     if n < 1 or start < 1 or base <= 1 or not (math.isfinite(base) and math.isfinite(start)):
         raise NNGeoError("compression levels need n >= 1, start >= 1 and base > 1")
-    return tuple(1.0 - 1.0 / (start * base ** i) for i in range(int(n)))
+    return tuple(1.0 - 1.0 / (start * base**i) for i in range(int(n)))
 
 
 def compression_to_sparsity(c: float) -> float:
@@ -51,7 +53,7 @@ class SweepSpec(SpecBase):
     finetune_epochs: int = 0
     scope: str = "global"
     exclude_last: bool = False
-    finetune_lr: float | None = None       # None: the run's learning rate
+    finetune_lr: float | None = None  # None: the run's learning rate
     analyses: tuple = ()
     kind: str = "prune-sweep"
 
@@ -72,7 +74,7 @@ class SweepSpec(SpecBase):
         except NNGeoError:
             pass  # unknown parameters are reported by validate(), when the sweep runs
 
-    def validate(self) -> "SweepSpec":
+    def validate(self) -> SweepSpec:
         from .strategies import get_strategy, resolve_params
 
         get_strategy(self.strategy)
@@ -83,8 +85,11 @@ class SweepSpec(SpecBase):
             check_sparsity_value(s)
         if not self.seeds:
             raise NNGeoError("a sweep needs at least one seed")
-        if isinstance(self.finetune_epochs, bool) or int(self.finetune_epochs) != self.finetune_epochs \
-                or self.finetune_epochs < 0:
+        if (
+            isinstance(self.finetune_epochs, bool)
+            or int(self.finetune_epochs) != self.finetune_epochs
+            or self.finetune_epochs < 0
+        ):
             raise NNGeoError(f"finetune_epochs must be a whole number >= 0, got {self.finetune_epochs!r}")
         check_scope(self.scope)
         unknown = [a for a in self.analyses if a not in ANALYSES]

@@ -7,6 +7,7 @@ SynFlow) continue from the previous level's masks and weights, so their masks ar
 pruning, each level is evaluated, fine-tuned for ``finetune_epochs`` (same budget for every
 strategy; 0 = post-training comparison) and evaluated again. One row per (seed, level).
 """
+
 from __future__ import annotations
 
 import json
@@ -23,14 +24,15 @@ from ..models import LayerInfo, get_layer, prunable_layers
 from ..progress import Progress
 from ..specs import RunSpec
 from ..store import Store, default_store
-from .masks import counts, layer_sparsity, plain_copy, pruned_model, sparsity as mask_sparsity
+from .masks import counts, layer_sparsity, plain_copy, pruned_model
+from .masks import sparsity as mask_sparsity
 from .specs import SweepSpec
 from .strategies import PruneData, get_strategy, prune
 
 # epochs every sweep's dense run keeps, so IMP's default rewind point (epoch 1) and init (0) are
 # always there and all strategies share one dense run per seed
 DEFAULT_SNAPSHOTS = (0, 1)
-TRAIN_SHARE = 0.15          # progress share of the dense training within one seed
+TRAIN_SHARE = 0.15  # progress share of the dense training within one seed
 
 
 def dense_run_spec(spec: SweepSpec, seed: int) -> RunSpec:
@@ -40,8 +42,9 @@ def dense_run_spec(spec: SweepSpec, seed: int) -> RunSpec:
     rewind = spec.params.get("rewind_epoch") if get_strategy(spec.strategy).trains else None
     if rewind is not None:
         if isinstance(rewind, bool) or not isinstance(rewind, int) or not 0 <= rewind <= t.epochs:
-            raise NNGeoError(f"rewind_epoch must be a whole number in 0..{t.epochs} (the run's epochs) "
-                             f"or none, got {rewind!r}")
+            raise NNGeoError(
+                f"rewind_epoch must be a whole number in 0..{t.epochs} (the run's epochs) or none, got {rewind!r}"
+            )
         snaps.add(rewind)
     return spec.run.replace(train=t.replace(seed=int(seed), snapshots=tuple(sorted(snaps))))
 
@@ -71,9 +74,13 @@ def cost_of(model: nn.Module, infos: list[LayerInfo]) -> dict[str, Any]:
             params += int(torch.count_nonzero(effective_weight(mod)))
         else:
             params += int(torch.count_nonzero(p.detach()))
-    return {"nonzero_weights": sum(nonzero.values()), "total_weights": sum(total.values()),
-            "flops": sum(flops.values()), "nonzero_params": params,
-            "total_params": sum(p.numel() for p in model.parameters())}
+    return {
+        "nonzero_weights": sum(nonzero.values()),
+        "total_weights": sum(total.values()),
+        "flops": sum(flops.values()),
+        "nonzero_params": params,
+        "total_params": sum(p.numel() for p in model.parameters()),
+    }
 
 
 def run_sweep(spec: SweepSpec, *, store: Store | None = None, progress: Progress | None = None) -> str:
@@ -98,18 +105,30 @@ def run_sweep(spec: SweepSpec, *, store: Store | None = None, progress: Progress
         run_keys.append(run_key)
     table = pd.DataFrame(rows)
     last = table[table["sparsity_requested"] == max(spec.sparsities)]
-    attrs = dict(model=spec.run.model.name, data=spec.run.data.name, method="prune-sweep",
-                 strategy=spec.strategy, sparsity=max(spec.sparsities), seed=spec.seeds[0], run=run_keys[0],
-                 label=f"{spec.strategy} on {spec.run.model.name}/{spec.run.data.name}",
-                 metric=float(last["accuracy"].mean()), seeds=list(spec.seeds), runs=run_keys,
-                 levels=list(spec.sparsities), finetune_epochs=spec.finetune_epochs, scope=spec.scope,
-                 seconds={k: round(v, 3) for k, v in timing.items()})
+    attrs = dict(
+        model=spec.run.model.name,
+        data=spec.run.data.name,
+        method="prune-sweep",
+        strategy=spec.strategy,
+        sparsity=max(spec.sparsities),
+        seed=spec.seeds[0],
+        run=run_keys[0],
+        label=f"{spec.strategy} on {spec.run.model.name}/{spec.run.data.name}",
+        metric=float(last["accuracy"].mean()),
+        seeds=list(spec.seeds),
+        runs=run_keys,
+        levels=list(spec.sparsities),
+        finetune_epochs=spec.finetune_epochs,
+        scope=spec.scope,
+        seconds={k: round(v, 3) for k, v in timing.items()},
+    )
     progress.update(1.0, "stored", force=True)
     return store.put("prune-sweep", spec, table, attrs=attrs)
 
 
-def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: Progress,
-               timing: dict[str, float]) -> tuple[list[dict], str]:
+def sweep_seed(
+    spec: SweepSpec, seed: int, dataset, *, store: Store, progress: Progress, timing: dict[str, float]
+) -> tuple[list[dict], str]:
     """All levels of one seed: rows and the dense run's key."""
     from ..runs import load_run, train_run
     from ..settings import pick_device
@@ -126,13 +145,19 @@ def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: P
     rewind = {}
     if entry.trains and spec.params.get("rewind_epoch") is not None:
         epoch = int(spec.params["rewind_epoch"])
-        rewind[epoch] = {k: v.to(device) for k, v in load_run(run_key, store=store, epoch=epoch).model.state_dict().items()}
+        rewind[epoch] = {
+            k: v.to(device) for k, v in load_run(run_key, store=store, epoch=epoch).model.state_dict().items()
+        }
     x_test, y_test = dataset.x_test, dataset.y_test
     dense_loss, dense_acc = evaluate(dense, x_test, y_test)
     infos = prunable_layers(dense)
     dense_cost = cost_of(dense, infos)
-    ft_train = run_spec.train.replace(epochs=int(spec.finetune_epochs), snapshots=(), seed=int(seed) + 7,
-                                      **({"lr": spec.finetune_lr} if spec.finetune_lr is not None else {}))
+    ft_train = run_spec.train.replace(
+        epochs=int(spec.finetune_epochs),
+        snapshots=(),
+        seed=int(seed) + 7,
+        **({"lr": spec.finetune_lr} if spec.finetune_lr is not None else {}),
+    )
     analysis_ctx = AnalysisContext(spec.analyses, dense) if spec.analyses else None
     prev_model, prev_masks = dense, None
     rows = []
@@ -145,8 +170,17 @@ def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: P
         base_model, base_masks = (prev_model, prev_masks) if entry.iterative else (dense, None)
         data = PruneData(dataset=dataset, train=run_spec.train, rewind=rewind, progress=step.sub(0.0, 0.7))
         clock = time.perf_counter()
-        result = prune(base_model, spec.strategy, level, masks=base_masks, data=data, scope=spec.scope,
-                       exclude_last=spec.exclude_last, seed=seed, params=spec.params)
+        result = prune(
+            base_model,
+            spec.strategy,
+            level,
+            masks=base_masks,
+            data=data,
+            scope=spec.scope,
+            exclude_last=spec.exclude_last,
+            seed=seed,
+            params=spec.params,
+        )
         pruned = pruned_model(base_model, result.masks, result.state_dict)
         prune_seconds = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -163,17 +197,32 @@ def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: P
         ft_seconds = time.perf_counter() - clock
         cost = cost_of(tuned, infos)
         c = counts(result.masks)
-        row = dict(strategy=spec.strategy, seed=int(seed), level=j, sparsity_requested=float(level),
-                   sparsity_achieved=mask_sparsity(result.masks),
-                   sparsity_overall=1 - cost["nonzero_weights"] / cost["total_weights"],
-                   compression=cost["total_weights"] / max(cost["nonzero_weights"], 1),
-                   accuracy_pruned=acc_pruned, loss_pruned=loss_pruned, accuracy=acc, loss=loss,
-                   dense_accuracy=dense_acc, dense_loss=dense_loss, **cost,
-                   dense_flops=dense_cost["flops"], flops_fraction=cost["flops"] / max(dense_cost["flops"], 1),
-                   pruned_weights=sum(p for p, _ in c.values()),
-                   layer_sparsity=json.dumps(layer_sparsity(result.masks), sort_keys=True),
-                   finetune_epochs=int(spec.finetune_epochs), scope=spec.scope, run=run_key,
-                   prune_seconds=prune_seconds, finetune_seconds=ft_seconds, eval_seconds=eval_seconds)
+        row = dict(
+            strategy=spec.strategy,
+            seed=int(seed),
+            level=j,
+            sparsity_requested=float(level),
+            sparsity_achieved=mask_sparsity(result.masks),
+            sparsity_overall=1 - cost["nonzero_weights"] / cost["total_weights"],
+            compression=cost["total_weights"] / max(cost["nonzero_weights"], 1),
+            accuracy_pruned=acc_pruned,
+            loss_pruned=loss_pruned,
+            accuracy=acc,
+            loss=loss,
+            dense_accuracy=dense_acc,
+            dense_loss=dense_loss,
+            **cost,
+            dense_flops=dense_cost["flops"],
+            flops_fraction=cost["flops"] / max(dense_cost["flops"], 1),
+            pruned_weights=sum(p for p, _ in c.values()),
+            layer_sparsity=json.dumps(layer_sparsity(result.masks), sort_keys=True),
+            finetune_epochs=int(spec.finetune_epochs),
+            scope=spec.scope,
+            run=run_key,
+            prune_seconds=prune_seconds,
+            finetune_seconds=ft_seconds,
+            eval_seconds=eval_seconds,
+        )
         timing["prune"] += prune_seconds
         timing["finetune"] += ft_seconds
         timing["evaluate"] += eval_seconds
@@ -182,8 +231,7 @@ def sweep_seed(spec: SweepSpec, seed: int, dataset, *, store: Store, progress: P
             row.update(analysis_ctx.level(tuned, result.masks, sparsity_overall=row["sparsity_overall"]))
             timing["analyses"] += time.perf_counter() - clock
         rows.append(row)
-        step.update(1.0, f"{spec.strategy} seed {seed} sparsity {level:.4g}", force=True, sparsity=level,
-                    accuracy=acc)
+        step.update(1.0, f"{spec.strategy} seed {seed} sparsity {level:.4g}", force=True, sparsity=level, accuracy=acc)
         if entry.iterative:
             prev_model, prev_masks = pruned, result.masks
     return rows, run_key

@@ -14,6 +14,7 @@ writer killed half-way leaves at most a ``.tmp-*`` file, which readers never loo
 each catalog row is its own file, so writers never touch the same file unless they compute the
 same result, in which case either complete copy is correct.
 """
+
 from __future__ import annotations
 
 import io
@@ -21,7 +22,8 @@ import json
 import os
 import time
 import uuid
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -33,19 +35,31 @@ from ..settings import get_settings
 from ..specs import spec_hash, to_dict
 
 # catalog columns with fixed types, so every catalog file has the same schema
-CATALOG_SCHEMA = pa.schema([
-    ("key", pa.string()), ("kind", pa.string()), ("created", pa.float64()),
-    ("version", pa.string()), ("model", pa.string()), ("data", pa.string()),
-    ("method", pa.string()), ("strategy", pa.string()), ("sparsity", pa.float64()),
-    ("seed", pa.int64()), ("run", pa.string()), ("label", pa.string()),
-    ("metric", pa.float64()), ("n_rows", pa.int64()), ("attrs", pa.string()),
-    ("spec", pa.string()),
-])
+CATALOG_SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("kind", pa.string()),
+        ("created", pa.float64()),
+        ("version", pa.string()),
+        ("model", pa.string()),
+        ("data", pa.string()),
+        ("method", pa.string()),
+        ("strategy", pa.string()),
+        ("sparsity", pa.float64()),
+        ("seed", pa.int64()),
+        ("run", pa.string()),
+        ("label", pa.string()),
+        ("metric", pa.float64()),
+        ("n_rows", pa.int64()),
+        ("attrs", pa.string()),
+        ("spec", pa.string()),
+    ]
+)
 CATALOG_COLUMNS = [f.name for f in CATALOG_SCHEMA]
 TEMP_PREFIX = ".tmp-"
 
 
-MODEL_KINDS = ("train", "upload", "prune")   # the result kinds whose artifacts hold a model
+MODEL_KINDS = ("train", "upload", "prune")  # the result kinds whose artifacts hold a model
 
 
 def filter_catalog(catalog: pd.DataFrame, **filters: Any) -> pd.DataFrame:
@@ -59,6 +73,7 @@ def filter_catalog(catalog: pd.DataFrame, **filters: Any) -> pd.DataFrame:
             raise NNGeoError(f"the catalog has no column {col!r}; columns: {', '.join(CATALOG_COLUMNS)}")
         df = df[df[col].isin(want if isinstance(want, (list, tuple, set)) else [want])]
     return df.reset_index(drop=True)
+
 
 class Store:
     def __init__(self, root: str | os.PathLike | None = None):
@@ -103,9 +118,16 @@ class Store:
             self.fs.pipe_file(path, data)
 
     # -- results ---------------------------------------------------------------------------
-    def put(self, kind: str, spec: Any, table: pd.DataFrame | pa.Table | None = None, *,
-            artifacts: Mapping[str, bytes] | None = None, attrs: Mapping[str, Any] | None = None,
-            key: str | None = None) -> str:
+    def put(
+        self,
+        kind: str,
+        spec: Any,
+        table: pd.DataFrame | pa.Table | None = None,
+        *,
+        artifacts: Mapping[str, bytes] | None = None,
+        attrs: Mapping[str, Any] | None = None,
+        key: str | None = None,
+    ) -> str:
         """Store a result under the hash of ``spec``; returns its key."""
         key = key or spec_hash(spec)
         spec_json = json.dumps(to_dict(spec), sort_keys=True) if not isinstance(spec, str) else spec
@@ -113,8 +135,14 @@ class Store:
             table = pd.DataFrame()
         arrow = table if isinstance(table, pa.Table) else pa.Table.from_pandas(table, preserve_index=False)
         meta = dict(arrow.schema.metadata or {})
-        meta.update({b"nngeo.spec": spec_json.encode(), b"nngeo.kind": kind.encode(),
-                     b"nngeo.version": __version__.encode(), b"nngeo.key": key.encode()})
+        meta.update(
+            {
+                b"nngeo.spec": spec_json.encode(),
+                b"nngeo.kind": kind.encode(),
+                b"nngeo.version": __version__.encode(),
+                b"nngeo.key": key.encode(),
+            }
+        )
         arrow = arrow.replace_schema_metadata(meta)
         for name, data in (artifacts or {}).items():
             self._write_bytes(self.artifact_path(key, name), bytes(data))
@@ -134,8 +162,10 @@ class Store:
         """``entry(key)`` of a result that holds a model (kind in ``MODEL_KINDS``), else a one-line error."""
         entry = self.entry(key)
         if entry["kind"] not in MODEL_KINDS:
-            raise NNGeoError(f"result {entry['key']} is a {entry['kind']} result, not a model; "
-                             "give a trained, uploaded or pruned model")
+            raise NNGeoError(
+                f"result {entry['key']} is a {entry['kind']} result, not a model; "
+                "give a trained, uploaded or pruned model"
+            )
         return entry
 
     def resolve(self, key: str) -> str:
@@ -192,8 +222,11 @@ class Store:
         folder = self._join("artifacts", _safe(self.resolve(key)))
         if not self.fs.exists(folder):
             return []
-        return sorted(p.rsplit("/", 1)[-1] for p in self.fs.ls(folder, detail=False)
-                      if not p.rsplit("/", 1)[-1].startswith(TEMP_PREFIX))
+        return sorted(
+            p.rsplit("/", 1)[-1]
+            for p in self.fs.ls(folder, detail=False)
+            if not p.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+        )
 
     # -- catalog ---------------------------------------------------------------------------
     def catalog(self, **filters: Any) -> pd.DataFrame:
@@ -201,14 +234,21 @@ class Store:
         folder = self._join("catalog")
         files = []
         if self.fs.exists(folder):
-            files = [p for p in self.fs.ls(folder, detail=False)
-                     if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)]
+            files = [
+                p
+                for p in self.fs.ls(folder, detail=False)
+                if p.endswith(".parquet") and not p.rsplit("/", 1)[-1].startswith(TEMP_PREFIX)
+            ]
         if not files:
-            return pd.DataFrame({c: pd.Series(dtype=t.to_pandas_dtype()) for c, t in zip(CATALOG_COLUMNS, CATALOG_SCHEMA.types)})
+            return pd.DataFrame(
+                {
+                    c: pd.Series(dtype=t.to_pandas_dtype())
+                    for c, t in zip(CATALOG_COLUMNS, CATALOG_SCHEMA.types, strict=False)
+                }
+            )
         import pyarrow.dataset as ds
 
-        dataset = ds.dataset(files, format="parquet", schema=CATALOG_SCHEMA,
-                             filesystem=None if self.local else self.fs)
+        dataset = ds.dataset(files, format="parquet", schema=CATALOG_SCHEMA, filesystem=None if self.local else self.fs)
         df = dataset.to_table().to_pandas()
         return filter_catalog(df, **filters).sort_values("created", ascending=False).reset_index(drop=True)
 
@@ -286,11 +326,17 @@ def _catalog_row(key: str, kind: str, spec_json: str, n_rows: int, attrs: Mappin
     row["seed"] = None if row["seed"] is None else int(row["seed"])
     for s in ("model", "data", "method", "strategy", "run", "label"):
         row[s] = None if row[s] is None else str(row[s])
-    row.update(key=key, kind=kind, created=time.time(), version=__version__, spec=spec_json,
-               n_rows=int(n_rows), attrs=json.dumps(extra, sort_keys=True, default=str))
+    row.update(
+        key=key,
+        kind=kind,
+        created=time.time(),
+        version=__version__,
+        spec=spec_json,
+        n_rows=int(n_rows),
+        attrs=json.dumps(extra, sort_keys=True, default=str),
+    )
     return row
 
 
 def default_store() -> Store:
     return Store(get_settings().store)
-

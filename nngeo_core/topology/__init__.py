@@ -10,23 +10,40 @@
 Conventions are documented in ``diagrams.py`` (normalisation, essential classes, zero weights),
 ``graphs.py`` (conv graphs, algorithm), ``compression.py`` and ``overlap.py`` (bounds).
 """
+
 from __future__ import annotations
 
 from ..analyses import register_analysis
 from ..errors import NNGeoError
-from .compression import (critical_compression, critical_ratio_conv, critical_ratio_dense,
-                          critical_ratio_recurrent, mst_mask, mst_mask_from_weight)
+from .compression import (
+    critical_compression,
+    critical_ratio_conv,
+    critical_ratio_dense,
+    critical_ratio_recurrent,
+    mst_mask,
+    mst_mask_from_weight,
+)
 from .diagrams import diagram_norm, persistence_diagram
 from .distances import diagram_distances
 from .overlap import mst_overlap, overlap_lower_bound
-from .persistence import (network_persistence, neural_persistence, np_over_training,
-                          persistence_diagrams)
+from .persistence import network_persistence, neural_persistence, np_over_training, persistence_diagrams
 
 __all__ = [
-    "persistence_diagram", "persistence_diagrams", "neural_persistence", "network_persistence",
-    "diagram_norm", "critical_compression", "critical_ratio_dense", "critical_ratio_recurrent",
-    "critical_ratio_conv", "mst_mask", "mst_mask_from_weight", "mst_overlap", "overlap_lower_bound",
-    "diagram_distances", "np_over_training",
+    "persistence_diagram",
+    "persistence_diagrams",
+    "neural_persistence",
+    "network_persistence",
+    "diagram_norm",
+    "critical_compression",
+    "critical_ratio_dense",
+    "critical_ratio_recurrent",
+    "critical_ratio_conv",
+    "mst_mask",
+    "mst_mask_from_weight",
+    "mst_overlap",
+    "overlap_lower_bound",
+    "diagram_distances",
+    "np_over_training",
 ]
 
 
@@ -40,15 +57,20 @@ def _params(method: str, params: dict | None, allowed: tuple[str, ...]) -> dict:
     return params
 
 
-@register_analysis("persistence", description="Neural persistence per layer (Rieck et al. 2019): "
-                   "p-norm of each layer's 0-dim persistence diagram.")
+@register_analysis(
+    "persistence",
+    description="Neural persistence per layer (Rieck et al. 2019): p-norm of each layer's 0-dim persistence diagram.",
+)
 def _persistence_analysis(model, dataset, params, progress):
     params = _params("persistence", params, ("p", "normalize", "essential", "conv", "zeros", "input_shape"))
     return neural_persistence(model, progress=progress, **params)
 
 
-@register_analysis("persistence_diagrams", description="Every layer's 0-dim persistence diagram as a long "
-                   "table (layer, birth, death), for diagram and barcode plots.")
+@register_analysis(
+    "persistence_diagrams",
+    description="Every layer's 0-dim persistence diagram as a long "
+    "table (layer, birth, death), for diagram and barcode plots.",
+)
 def _persistence_diagrams_analysis(model, dataset, params, progress):
     params = _params("persistence_diagrams", params, ("normalize", "essential", "conv", "zeros", "input_shape"))
     if progress is not None:
@@ -56,8 +78,11 @@ def _persistence_diagrams_analysis(model, dataset, params, progress):
     return persistence_diagrams(model, **params)
 
 
-@register_analysis("critical_compression", description="Topologically critical compression ratio "
-                   "|W| / |MST| per layer and for the model (Balwani & Krzyston 2022).")
+@register_analysis(
+    "critical_compression",
+    description="Topologically critical compression ratio "
+    "|W| / |MST| per layer and for the model (Balwani & Krzyston 2022).",
+)
 def _critical_compression_analysis(model, dataset, params, progress):
     params = _params("critical_compression", params, ("conv", "input_shape"))
     if progress is not None:
@@ -65,8 +90,11 @@ def _critical_compression_analysis(model, dataset, params, progress):
     return critical_compression(model, params.pop("input_shape", None), **params)
 
 
-@register_analysis("mst_overlap", description="Fraction of each layer's maximum spanning tree among its "
-                   "largest weights, with a lower bound and the random-chance value.")
+@register_analysis(
+    "mst_overlap",
+    description="Fraction of each layer's maximum spanning tree among its "
+    "largest weights, with a lower bound and the random-chance value.",
+)
 def _mst_overlap_analysis(model, dataset, params, progress):
     params = _params("mst_overlap", params, ("conv", "input_shape"))
     if progress is not None:

@@ -16,6 +16,7 @@ every edge present, so the closed forms hold whenever that graph is connected; a
 skips some padded positions leaves them isolated and gets the exact (smaller) spanning-forest size.
 The whole model's ratio is total edges / total spanning-tree edges over the layers.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -55,17 +56,35 @@ def critical_compression(model: nn.Module, input_shape=None, *, conv: str = "fil
     checkpoint given its input shape. ``conv="filter"`` (default) is the paper's per-filter formula.
     """
     graphs = model_graphs(model, conv=conv, input_shape=input_shape)
-    rows = [{"layer": g.name, "kind": g.kind, "n_in": g.n_in, "n_out": g.n_out, "n_params": g.n_params,
-             "n_edges": g.n_edges, "mst_size": g.structural_mst_size,
-             "eta_tau": g.n_edges / g.structural_mst_size if g.structural_mst_size else float("nan"),
-             "conv_method": g.method} for g in graphs]
+    rows = [
+        {
+            "layer": g.name,
+            "kind": g.kind,
+            "n_in": g.n_in,
+            "n_out": g.n_out,
+            "n_params": g.n_params,
+            "n_edges": g.n_edges,
+            "mst_size": g.structural_mst_size,
+            "eta_tau": g.n_edges / g.structural_mst_size if g.structural_mst_size else float("nan"),
+            "conv_method": g.method,
+        }
+        for g in graphs
+    ]
     total_edges = sum(r["n_edges"] for r in rows)
     total_mst = sum(r["mst_size"] for r in rows)
-    rows.append({"layer": "total", "kind": "total", "n_in": sum(r["n_in"] for r in rows),
-                 "n_out": sum(r["n_out"] for r in rows), "n_params": sum(r["n_params"] for r in rows),
-                 "n_edges": total_edges, "mst_size": total_mst,
-                 "eta_tau": total_edges / total_mst if total_mst else float("nan"),
-                 "conv_method": conv})
+    rows.append(
+        {
+            "layer": "total",
+            "kind": "total",
+            "n_in": sum(r["n_in"] for r in rows),
+            "n_out": sum(r["n_out"] for r in rows),
+            "n_params": sum(r["n_params"] for r in rows),
+            "n_edges": total_edges,
+            "mst_size": total_mst,
+            "eta_tau": total_edges / total_mst if total_mst else float("nan"),
+            "conv_method": conv,
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -87,8 +106,9 @@ def mst_mask_from_weight(W, *, zeros: str = "absent"):
     return mask
 
 
-def mst_mask(model: nn.Module, *, conv: str = "toeplitz", zeros: str = "absent",
-             input_shape=None) -> dict[str, torch.Tensor]:
+def mst_mask(
+    model: nn.Module, *, conv: str = "toeplitz", zeros: str = "absent", input_shape=None
+) -> dict[str, torch.Tensor]:
     """Per prunable layer, a bool mask shaped like its weight that keeps a maximum spanning tree.
 
     Dense: exactly the spanning-tree edges. Conv, ``"toeplitz"``: a kernel weight is kept when any

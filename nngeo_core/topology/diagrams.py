@@ -22,6 +22,7 @@ Conventions (stated once, used by every function in ``nngeo_core.topology``):
   ``1 - w'`` has the sub-level diagram ``{(0, 1 - w')}`` plus ``(0, inf)`` per component; ``(b, d)``
   there is ``(1 - b, 1 - d)`` here.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -76,13 +77,16 @@ def check_wmax(wmax, largest: float) -> float:
     if not np.isfinite(wmax) or wmax <= 0:
         raise NNGeoError(f"wmax must be a positive finite number, got {wmax!r}")
     if wmax < largest:
-        raise NNGeoError(f"wmax={wmax:g} is below the largest |weight| {largest:g}; "
-                         "it must be at least the largest magnitude so that w' <= 1")
+        raise NNGeoError(
+            f"wmax={wmax:g} is below the largest |weight| {largest:g}; "
+            "it must be at least the largest magnitude so that w' <= 1"
+        )
     return wmax
 
 
-def persistence_diagram(W, *, wmax: float | None = None, essential: bool = False,
-                        backend: str = "nngeo", zeros: str = "absent") -> np.ndarray:
+def persistence_diagram(
+    W, *, wmax: float | None = None, essential: bool = False, backend: str = "nngeo", zeros: str = "absent"
+) -> np.ndarray:
     """0-dim persistence diagram of one dense ``(out, in)`` weight matrix as a ``(k, 2)`` array.
 
     Rows are ``(birth, death) = (1, w')``, sorted by death (most persistent first); see the module
@@ -97,8 +101,10 @@ def persistence_diagram(W, *, wmax: float | None = None, essential: bool = False
     check_choice("zeros", zeros, ZERO_MODES)
     arr = as_numpy(W)
     if arr.ndim != 2:
-        raise NNGeoError(f"persistence_diagram takes a 2-D (out, in) weight matrix, got shape {arr.shape}; "
-                         "for conv layers use persistence_diagrams(model)")
+        raise NNGeoError(
+            f"persistence_diagram takes a 2-D (out, in) weight matrix, got shape {arr.shape}; "
+            "for conv layers use persistence_diagrams(model)"
+        )
     graph = dense_graph("matrix", arr)
     largest = float(graph.values.max())
     wmax = largest if wmax is None else check_wmax(wmax, largest)
@@ -140,4 +146,4 @@ def _pnorm(pers: np.ndarray, p: float) -> float:
         return 0.0
     if np.isinf(p):
         return float(pers.max())
-    return float(np.sum(pers ** p) ** (1.0 / p))
+    return float(np.sum(pers**p) ** (1.0 / p))

@@ -14,6 +14,7 @@ rather than an hour-long call; raise the limits to force them.
 Diagrams are passed to gudhi as ``(1 - birth, 1 - death) = (0, 1 - w')`` (its sub-level
 convention); that reflection is an isometry fixing the diagonal, so distances are unchanged.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,11 +25,20 @@ from ..errors import NNGeoError
 from .persistence import layer_topologies
 
 
-def diagram_distances(model_a: nn.Module, model_b: nn.Module, *, normalize: str = "layer",
-                      essential: bool = False, conv: str = "toeplitz", zeros: str = "absent",
-                      input_shape=None, order: float = 1.0, internal_p: float = np.inf,
-                      max_points_wasserstein: int = 2500, max_points_bottleneck: int = 20000
-                      ) -> pd.DataFrame:
+def diagram_distances(
+    model_a: nn.Module,
+    model_b: nn.Module,
+    *,
+    normalize: str = "layer",
+    essential: bool = False,
+    conv: str = "toeplitz",
+    zeros: str = "absent",
+    input_shape=None,
+    order: float = 1.0,
+    internal_p: float = np.inf,
+    max_points_wasserstein: int = 2500,
+    max_points_bottleneck: int = 20000,
+) -> pd.DataFrame:
     """Bottleneck and Wasserstein distance between each layer's diagrams in two models.
 
     Layers are matched by name and must have the same weight shape. Each model is normalised on
@@ -51,19 +61,29 @@ def diagram_distances(model_a: nn.Module, model_b: nn.Module, *, normalize: str 
         name = lt_a.graph.name
         lt_b = by_name.get(name)
         if lt_b is None or lt_b.graph.weight_shape != lt_a.graph.weight_shape:
-            raise NNGeoError(f"layer {name!r} is missing or has another shape in the second model; "
-                             "compare two models of the same architecture")
+            raise NNGeoError(
+                f"layer {name!r} is missing or has another shape in the second model; "
+                "compare two models of the same architecture"
+            )
         # gudhi expects death >= birth: use the sub-level picture (1 - birth, 1 - death); the map
         # x -> 1 - x is an isometry that keeps the diagonal, so the distances are the same
         da, db = 1.0 - lt_a.points(bool(essential)), 1.0 - lt_b.points(bool(essential))
         size = max(len(da), len(db))
-        row = {"layer": name, "bottleneck": float("nan"), "wasserstein": float("nan"),
-               "bottleneck_method": "skipped", "wasserstein_method": "skipped",
-               "n_points_a": len(da), "n_points_b": len(db)}
+        row = {
+            "layer": name,
+            "bottleneck": float("nan"),
+            "wasserstein": float("nan"),
+            "bottleneck_method": "skipped",
+            "wasserstein_method": "skipped",
+            "n_points_a": len(da),
+            "n_points_b": len(db),
+        }
         if size <= max_points_bottleneck:
             row.update(bottleneck=float(gudhi.bottleneck_distance(da, db)), bottleneck_method="gudhi")
         if size <= max_points_wasserstein:
-            row.update(wasserstein=float(gudhi.wasserstein.wasserstein_distance(
-                da, db, order=order, internal_p=internal_p)), wasserstein_method="pot")
+            row.update(
+                wasserstein=float(gudhi.wasserstein.wasserstein_distance(da, db, order=order, internal_p=internal_p)),
+                wasserstein_method="pot",
+            )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -25,6 +25,7 @@ per cent of edges are ever built, which makes the exact Toeplitz version of a VG
 vgg11 at 32x32, ~150 million edges, in a few seconds). Memory stays bounded: at most
 ``_MAX_CHUNK_EDGES`` edges are materialised at once.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -45,14 +46,15 @@ _MAX_CHUNK_EDGES = 4_000_000
 @dataclass
 class LayerGraph:
     """One layer's bipartite graph in compact form (see the module docstring)."""
+
     name: str
-    kind: str                     # "dense" | "conv"
-    method: str                   # "dense" | "toeplitz" | "filter"
-    n_in: int                     # input vertices
-    n_out: int                    # output vertices
-    values: np.ndarray            # magnitude of each group (|w|, or the filter sum), float32/64
-    group_size: int               # edges per group
-    structural_components: int    # components of the graph with every edge present
+    kind: str  # "dense" | "conv"
+    method: str  # "dense" | "toeplitz" | "filter"
+    n_in: int  # input vertices
+    n_out: int  # output vertices
+    values: np.ndarray  # magnitude of each group (|w|, or the filter sum), float32/64
+    group_size: int  # edges per group
+    structural_components: int  # components of the graph with every edge present
     nonzero_components_floor: int  # a lower bound on the components of the nonzero-edge graph
     weight_shape: tuple[int, ...]
     n_params: int
@@ -124,10 +126,19 @@ def dense_graph(name: str, weight) -> LayerGraph:
     n_out, n_in = w.shape
     nz = w != 0
     isolated = int((~nz.any(axis=0)).sum() + (~nz.any(axis=1)).sum())
-    return LayerGraph(name=name, kind="dense", method="dense", n_in=int(n_in), n_out=int(n_out),
-                      values=np.abs(w).ravel(), group_size=1, structural_components=1,
-                      nonzero_components_floor=max(1, isolated + int(nz.any())),
-                      weight_shape=tuple(w.shape), n_params=int(w.size))
+    return LayerGraph(
+        name=name,
+        kind="dense",
+        method="dense",
+        n_in=int(n_in),
+        n_out=int(n_out),
+        values=np.abs(w).ravel(),
+        group_size=1,
+        structural_components=1,
+        nonzero_components_floor=max(1, isolated + int(nz.any())),
+        weight_shape=tuple(w.shape),
+        n_params=int(w.size),
+    )
 
 
 def _conv_geometry(info) -> dict:
@@ -138,9 +149,11 @@ def _conv_geometry(info) -> dict:
     hp, wp = h + 2 * ph, w + 2 * pw
     ho, wo = info.output_size
     if (ho - 1) * sy + dy * (kh - 1) >= hp or (wo - 1) * sx + dx * (kw - 1) >= wp:
-        raise NNGeoError(f"layer {info.name!r}: output size {ho}x{wo} does not fit input {h}x{w} with "
-                         f"padding {ph},{pw}; asymmetric padding (padding='same' with an even kernel) "
-                         "is not supported")
+        raise NNGeoError(
+            f"layer {info.name!r}: output size {ho}x{wo} does not fit input {h}x{w} with "
+            f"padding {ph},{pw}; asymmetric padding (padding='same' with an even kernel) "
+            "is not supported"
+        )
     oy, ox = np.meshgrid(np.arange(ho, dtype=np.int64), np.arange(wo, dtype=np.int64), indexing="ij")
     q_in = (oy * sy * wp + ox * sx).ravel()  # top-left padded input position of each output window
     return dict(kh=kh, kw=kw, dy=dy, dx=dx, wp=wp, m=hp * wp, n=ho * wo, q_in=q_in)
@@ -162,8 +175,7 @@ def _single_channel_components(geo: dict) -> tuple[int, int, np.ndarray]:
     return int(isolated), int(n_comp - isolated), reach
 
 
-def _nonzero_floor(nonzero: np.ndarray, reach: np.ndarray, n_positions: int, groups: int,
-                   structural: int) -> int:
+def _nonzero_floor(nonzero: np.ndarray, reach: np.ndarray, n_positions: int, groups: int, structural: int) -> int:
     """Lower bound on the components of the conv graph made of nonzero weights only.
 
     ``nonzero`` is ``(C_out, C_in/groups, K)``. Isolated vertices are each a component: an input
@@ -201,10 +213,20 @@ def conv_graph(info, weight, method: str = "toeplitz") -> LayerGraph:
     nonzero = (values != 0).reshape(c_out, cpg, kh * kw)
     floor = _nonzero_floor(nonzero, reach, geo["n"], groups, components)
     geo.update(cpg=cpg, opg=opg)
-    return LayerGraph(name=info.name, kind="conv", method=method, n_in=int(c_in * geo["m"]),
-                      n_out=int(c_out * geo["n"]), values=values, group_size=int(geo["n"]),
-                      structural_components=int(components), nonzero_components_floor=int(floor),
-                      weight_shape=tuple(w.shape), n_params=int(w.size), _conv=geo)
+    return LayerGraph(
+        name=info.name,
+        kind="conv",
+        method=method,
+        n_in=int(c_in * geo["m"]),
+        n_out=int(c_out * geo["n"]),
+        values=values,
+        group_size=int(geo["n"]),
+        structural_components=int(components),
+        nonzero_components_floor=int(floor),
+        weight_shape=tuple(w.shape),
+        n_params=int(w.size),
+        _conv=geo,
+    )
 
 
 def kruskal_blocks(values: np.ndarray, include_zero: bool, first: int):
@@ -240,8 +262,9 @@ def kruskal_blocks(values: np.ndarray, include_zero: bool, first: int):
 @dataclass
 class Forest:
     """A maximum spanning forest: one entry per forest edge (a group can own several edges)."""
-    groups: np.ndarray        # int64 group of each forest edge
-    components: int           # components of the graph actually spanned
+
+    groups: np.ndarray  # int64 group of each forest edge
+    components: int  # components of the graph actually spanned
     n_vertices: int
 
     @property
@@ -271,7 +294,7 @@ def spanning_forest(graph: LayerGraph, *, include_zero: bool = False, progress=N
         while start < block.size and n_comp > target:
             if progress is not None:
                 progress.check()
-            chunk = block[start:start + chunk_size]
+            chunk = block[start : start + chunk_size]
             labels, n_comp = _kruskal_chunk(graph, chunk, labels, n_comp, picked)
             start += chunk.size
             chunk_size = min(max_chunk, 2 * chunk_size)
@@ -281,8 +304,9 @@ def spanning_forest(graph: LayerGraph, *, include_zero: bool = False, progress=N
     return Forest(groups=groups, components=int(n_comp), n_vertices=n_vertices)
 
 
-def _kruskal_chunk(graph: LayerGraph, chunk: np.ndarray, labels: np.ndarray, n_comp: int,
-                   picked: list) -> tuple[np.ndarray, int]:
+def _kruskal_chunk(
+    graph: LayerGraph, chunk: np.ndarray, labels: np.ndarray, n_comp: int, picked: list
+) -> tuple[np.ndarray, int]:
     """Run Kruskal on ``chunk`` (groups in order) given the components so far; extend ``picked``."""
     gs = graph.group_size
     u, v = graph.edges(chunk)

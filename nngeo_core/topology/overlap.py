@@ -30,6 +30,7 @@ the paper's Theorem 3.3 and its p-sparse corollary)
     fraction ``chance = alpha / N = 1 / eta_tau`` for a dense layer; ``p_chance`` is the probability
     of an overlap at least as large as the measured one by chance.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -86,14 +87,23 @@ def mst_overlap(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) -
         n_present = int(np.count_nonzero(g.values)) * g.group_size
         count = top_overlap_count(g, alpha)
         bound = overlap_lower_bound(alpha, g.n_in, g.n_out)
-        frac = (lambda k: k / alpha if alpha else float("nan"))
-        rows.append({
-            "layer": g.name, "kind": g.kind, "n_in": g.n_in, "n_out": g.n_out, "n_edges": n_present,
-            "alpha": alpha, "overlap_count": count, "overlap": frac(count),
-            "bound_count": bound, "bound": frac(bound),
-            "chance_count": alpha * alpha / n_present if n_present else float("nan"),
-            "chance": alpha / n_present if n_present else float("nan"),
-            "p_chance": float(hypergeom.sf(count - 1, n_present, alpha, alpha)) if alpha else float("nan"),
-            "conv_method": g.method,
-        })
+        frac = lambda k: k / alpha if alpha else float("nan")
+        rows.append(
+            {
+                "layer": g.name,
+                "kind": g.kind,
+                "n_in": g.n_in,
+                "n_out": g.n_out,
+                "n_edges": n_present,
+                "alpha": alpha,
+                "overlap_count": count,
+                "overlap": frac(count),
+                "bound_count": bound,
+                "bound": frac(bound),
+                "chance_count": alpha * alpha / n_present if n_present else float("nan"),
+                "chance": alpha / n_present if n_present else float("nan"),
+                "p_chance": float(hypergeom.sf(count - 1, n_present, alpha, alpha)) if alpha else float("nan"),
+                "conv_method": g.method,
+            }
+        )
     return pd.DataFrame(rows)

@@ -10,10 +10,11 @@ positions; ``"filter"`` sums ``|w|`` over input channels and builds one small gr
 layer's NP is the sum of the filters' NPs and its normalised NP the mean over filters of
 ``NP_f / (|V_f| - 1)^(1/p)``. Residual blocks need nothing special: each conv is its own layer.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,13 +22,14 @@ from torch import nn
 
 from ..errors import NNGeoError
 from ..models.base import get_layer, prunable_layers
-from .diagrams import (NORMALIZE_MODES, _pnorm, check_choice, check_p, diagram_points, normalized)
+from .diagrams import NORMALIZE_MODES, _pnorm, check_choice, check_p, diagram_points, normalized
 from .graphs import CONV_METHODS, ZERO_MODES, Forest, LayerGraph, conv_graph, dense_graph, spanning_forest
 
 
 @dataclass
 class LayerTopology:
     """A layer's graph, its maximum spanning forest and the ``w_max`` used to normalise it."""
+
     graph: LayerGraph
     forest: Forest
     wmax: float
@@ -60,7 +62,7 @@ class LayerTopology:
             per_filter = np.zeros(n_filters)
             np.maximum.at(per_filter, filt, pers)
         else:
-            per_filter = np.bincount(filt, weights=pers ** p, minlength=n_filters) ** (1.0 / p)
+            per_filter = np.bincount(filt, weights=pers**p, minlength=n_filters) ** (1.0 / p)
         return float(per_filter.sum()), float(np.mean(per_filter / _root(v_f - 1, p)))
 
 
@@ -83,8 +85,15 @@ def model_graphs(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) 
     return graphs
 
 
-def layer_topologies(model: nn.Module, *, normalize: str = "layer", conv: str = "toeplitz",
-                     zeros: str = "absent", input_shape=None, progress=None) -> list[LayerTopology]:
+def layer_topologies(
+    model: nn.Module,
+    *,
+    normalize: str = "layer",
+    conv: str = "toeplitz",
+    zeros: str = "absent",
+    input_shape=None,
+    progress=None,
+) -> list[LayerTopology]:
     """Spanning forest of every layer with its ``w_max`` (layer's own or the network's)."""
     check_choice("normalize", normalize, NORMALIZE_MODES)
     check_choice("zeros", zeros, ZERO_MODES)
@@ -106,9 +115,17 @@ def layer_topologies(model: nn.Module, *, normalize: str = "layer", conv: str = 
     return out
 
 
-def neural_persistence(model: nn.Module, *, p: float = 2, normalize: str = "layer",
-                       essential: bool = False, conv: str = "toeplitz", input_shape=None,
-                       zeros: str = "absent", progress=None) -> pd.DataFrame:
+def neural_persistence(
+    model: nn.Module,
+    *,
+    p: float = 2,
+    normalize: str = "layer",
+    essential: bool = False,
+    conv: str = "toeplitz",
+    input_shape=None,
+    zeros: str = "absent",
+    progress=None,
+) -> pd.DataFrame:
     """Neural persistence per layer, one row each, in forward order.
 
     Columns: ``layer`` (and ``name``, the same), ``kind``, ``n_in``/``n_out`` (vertices on each
@@ -124,19 +141,33 @@ def neural_persistence(model: nn.Module, *, p: float = 2, normalize: str = "laye
     p = check_p(p)
     essential = bool(essential)
     rows = []
-    for lt in layer_topologies(model, normalize=normalize, conv=conv, zeros=zeros,
-                               input_shape=input_shape, progress=progress):
+    for lt in layer_topologies(
+        model, normalize=normalize, conv=conv, zeros=zeros, input_shape=input_shape, progress=progress
+    ):
         g = lt.graph
         value, value_norm = lt.persistence(p, essential)
-        rows.append({
-            "layer": g.name, "name": g.name, "kind": g.kind, "n_in": g.n_in, "n_out": g.n_out,
-            "n_edges": g.n_edges, "n_nonzero": int(np.count_nonzero(g.values)) * g.group_size,
-            "np": value, "np_normalized": value_norm,
-            "eta_tau": g.n_edges / g.structural_mst_size if g.structural_mst_size else float("nan"),
-            "mst_size": lt.forest.size, "components": lt.forest.components, "wmax": lt.wmax,
-            "p": p, "normalize": normalize, "essential": essential, "conv_method": g.method,
-            "zeros": zeros,
-        })
+        rows.append(
+            {
+                "layer": g.name,
+                "name": g.name,
+                "kind": g.kind,
+                "n_in": g.n_in,
+                "n_out": g.n_out,
+                "n_edges": g.n_edges,
+                "n_nonzero": int(np.count_nonzero(g.values)) * g.group_size,
+                "np": value,
+                "np_normalized": value_norm,
+                "eta_tau": g.n_edges / g.structural_mst_size if g.structural_mst_size else float("nan"),
+                "mst_size": lt.forest.size,
+                "components": lt.forest.components,
+                "wmax": lt.wmax,
+                "p": p,
+                "normalize": normalize,
+                "essential": essential,
+                "conv_method": g.method,
+                "zeros": zeros,
+            }
+        )
     table = pd.DataFrame(rows)
     table.attrs.update(network_persistence(table))
     return table
@@ -146,13 +177,19 @@ def network_persistence(table: pd.DataFrame) -> dict:
     """Network NP from a ``neural_persistence`` table: sum of NP, mean of normalised NP."""
     if len(table) == 0:
         raise NNGeoError("the neural persistence table is empty")
-    return {"network_np": float(table["np"].sum()),
-            "network_np_normalized": float(table["np_normalized"].mean())}
+    return {"network_np": float(table["np"].sum()), "network_np_normalized": float(table["np_normalized"].mean())}
 
 
-def persistence_diagrams(model: nn.Module, *, normalize: str = "layer", essential: bool = False,
-                         conv: str = "toeplitz", input_shape=None, zeros: str = "absent",
-                         progress=None) -> pd.DataFrame:
+def persistence_diagrams(
+    model: nn.Module,
+    *,
+    normalize: str = "layer",
+    essential: bool = False,
+    conv: str = "toeplitz",
+    input_shape=None,
+    zeros: str = "absent",
+    progress=None,
+) -> pd.DataFrame:
     """Every layer's diagram as one long table for plotting.
 
     Columns ``layer``, ``birth`` (always 1), ``death`` (= w'), ``persistence`` (= 1 - w'); for
@@ -160,8 +197,9 @@ def persistence_diagrams(model: nn.Module, *, normalize: str = "layer", essentia
     other layers). Points of one layer are sorted by death.
     """
     frames = []
-    for lt in layer_topologies(model, normalize=normalize, conv=conv, zeros=zeros,
-                               input_shape=input_shape, progress=progress):
+    for lt in layer_topologies(
+        model, normalize=normalize, conv=conv, zeros=zeros, input_shape=input_shape, progress=progress
+    ):
         frames.append(_diagram_frame(lt, bool(essential), conv == "filter"))
     return pd.concat(frames, ignore_index=True)
 
@@ -175,8 +213,7 @@ def _diagram_frame(lt: LayerTopology, essential: bool, with_filter: bool) -> pd.
         deaths, filt = deaths[keep], filt[keep]
         if essential:
             n_filters = g.weight_shape[0]
-            comps = g.n_vertices // n_filters - np.bincount(g.group_filter(lt.forest.groups),
-                                                            minlength=n_filters)
+            comps = g.n_vertices // n_filters - np.bincount(g.group_filter(lt.forest.groups), minlength=n_filters)
             deaths = np.concatenate([np.zeros(int(comps.sum())), deaths])
             filt = np.concatenate([np.repeat(np.arange(n_filters), comps), filt])
         order = np.argsort(deaths, kind="stable")
@@ -185,15 +222,13 @@ def _diagram_frame(lt: LayerTopology, essential: bool, with_filter: bool) -> pd.
         pts = lt.points(essential)
         deaths = pts[:, 1]
         filt = np.full(deaths.size, -1)
-    frame = pd.DataFrame({"layer": g.name, "birth": np.ones(deaths.size), "death": deaths,
-                          "persistence": 1.0 - deaths})
+    frame = pd.DataFrame({"layer": g.name, "birth": np.ones(deaths.size), "death": deaths, "persistence": 1.0 - deaths})
     if with_filter:
         frame["filter"] = filt.astype(np.int64)
     return frame
 
 
-def np_over_training(snapshots: Mapping, build_model: Callable[[], nn.Module] | None = None,
-                     **options) -> pd.DataFrame:
+def np_over_training(snapshots: Mapping, build_model: Callable[[], nn.Module] | None = None, **options) -> pd.DataFrame:
     """NP of each layer at each snapshot: columns ``epoch``, ``layer``, ``np``, ``np_normalized``.
 
     ``snapshots`` maps epoch -> ``nn.Module`` (or -> state_dict, then ``build_model()`` must make a
@@ -213,11 +248,13 @@ def np_over_training(snapshots: Mapping, build_model: Callable[[], nn.Module] | 
             try:
                 model.load_state_dict(snap)
             except RuntimeError as exc:
-                raise NNGeoError(f"snapshot {epoch!r} does not fit build_model(): "
-                                 f"{str(exc).splitlines()[0]}") from None
+                raise NNGeoError(f"snapshot {epoch!r} does not fit build_model(): {str(exc).splitlines()[0]}") from None
         else:
             raise NNGeoError(f"snapshot {epoch!r} is a {type(snap).__name__}, expected an nn.Module or state_dict")
         table = neural_persistence(model, **options)
-        frames.append(pd.DataFrame({"epoch": epoch, "layer": table["layer"], "np": table["np"],
-                                    "np_normalized": table["np_normalized"]}))
+        frames.append(
+            pd.DataFrame(
+                {"epoch": epoch, "layer": table["layer"], "np": table["np"], "np_normalized": table["np_normalized"]}
+            )
+        )
     return pd.concat(frames, ignore_index=True)

@@ -1,5 +1,6 @@
 """A store with real fixture results, made once per session: a tiny trained run with snapshots,
 its analyses, two pruning sweeps and an uploaded example checkpoint."""
+
 from __future__ import annotations
 
 import os
@@ -18,10 +19,10 @@ APP = str(ROOT / "app.py")
 @dataclass
 class Fixture:
     home: Path
-    run: str                  # a trained mlp on xor with snapshots at epochs 0 and 3
-    image_run: str            # a trained mlp on 8×8 digits (an image task)
-    upload: str               # the mlp-on-xor example, uploaded
-    sweeps: list[str]         # random and magnitude sweeps of the run
+    run: str  # a trained mlp on xor with snapshots at epochs 0 and 3
+    image_run: str  # a trained mlp on 8×8 digits (an image task)
+    upload: str  # the mlp-on-xor example, uploaded
+    sweeps: list[str]  # random and magnitude sweeps of the run
 
 
 def env_for(home: Path) -> dict[str, str]:
@@ -40,24 +41,34 @@ def fixture_store(tmp_path_factory) -> Fixture:
         from nngeo_core.store import default_store
 
         store = default_store()
-        spec = RunSpec(data=DataSpec("xor", params={"n_train": 200, "n_test": 200}),
-                       model=ModelSpec("mlp", {"widths": (8, 8)}),
-                       train=TrainSpec(epochs=3, batch_size=64, lr=0.01, snapshots=(0, 3), device="cpu"))
+        spec = RunSpec(
+            data=DataSpec("xor", params={"n_train": 200, "n_test": 200}),
+            model=ModelSpec("mlp", {"widths": (8, 8)}),
+            train=TrainSpec(epochs=3, batch_size=64, lr=0.01, snapshots=(0, 3), device="cpu"),
+        )
         run = train_run(spec, store=store)
         for method in ("persistence", "critical_compression", "mst_overlap"):
             jobs.run_job(AnalysisSpec(run=run, method=method), store=store)
         jobs.run_job(AnalysisSpec(run=run, method="persistence", epoch=0), store=store)
         jobs.run_job(AnalysisSpec(run=run, method="volume", params={"resolution": 20}), store=store)
         jobs.run_job(AnalysisSpec(run=run, method="curvature_weights"), store=store)
-        jobs.run_job(AnalysisSpec(run=run, method="geodesic", params={"sparsity": 0.7, "steps": 4, "method": "exact",
-                                                                      "batch_size": 16, "eval_size": 100}),
-                     store=store)
-        image_spec = RunSpec(data=DataSpec("digits", params={"n_train": 200, "n_test": 50}),
-                             model=ModelSpec("mlp", {"widths": (8,)}),
-                             train=TrainSpec(epochs=1, batch_size=64, lr=0.01, device="cpu"))
+        jobs.run_job(
+            AnalysisSpec(
+                run=run,
+                method="geodesic",
+                params={"sparsity": 0.7, "steps": 4, "method": "exact", "batch_size": 16, "eval_size": 100},
+            ),
+            store=store,
+        )
+        image_spec = RunSpec(
+            data=DataSpec("digits", params={"n_train": 200, "n_test": 50}),
+            model=ModelSpec("mlp", {"widths": (8,)}),
+            train=TrainSpec(epochs=1, batch_size=64, lr=0.01, device="cpu"),
+        )
         image_run = train_run(image_spec, store=store)
-        jobs.run_job(AnalysisSpec(run=image_run, method="volume", params={"indices": [0, 1, 2], "resolution": 6}),
-                     store=store)
+        jobs.run_job(
+            AnalysisSpec(run=image_run, method="volume", params={"indices": [0, 1, 2], "resolution": 6}), store=store
+        )
         sweeps = []
         try:
             from nngeo_core.pruning import SweepSpec, run_sweep
@@ -65,8 +76,9 @@ def fixture_store(tmp_path_factory) -> Fixture:
             pass
         else:
             for strategy in ("random", "magnitude"):
-                sweeps.append(run_sweep(SweepSpec(run=spec, strategy=strategy, sparsities=(0.5, 0.75), seeds=(0, 1)),
-                                        store=store))
+                sweeps.append(
+                    run_sweep(SweepSpec(run=spec, strategy=strategy, sparsities=(0.5, 0.75), seeds=(0, 1)), store=store)
+                )
         name = "mlp on xor"
         upload = store_upload(example_bytes(name), name=EXAMPLES[name][0], store=store, data_spec=EXAMPLES[name][1]).key
     return Fixture(home=home, run=run, image_run=image_run, upload=upload, sweeps=sweeps)

@@ -1,12 +1,13 @@
 """Every page renders without an exception on an empty store and on a store with real results,
 and the pages' actions (submit, upload, delete) do what they say. Streamlit's AppTest runs the
 real app.py (st.navigation) in-process; NNGEO_EMBEDDED_WORKER=0 keeps it from spawning a worker."""
+
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
-from pathlib import Path
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
@@ -46,7 +47,7 @@ def charts(at: AppTest) -> list:
 def test_page_renders_on_an_empty_store(page):
     at = open_page(page)
     no_exception(at)
-    assert at.title and at.title[0].value   # the page itself ran, not only the sidebar
+    assert at.title and at.title[0].value  # the page itself ran, not only the sidebar
 
 
 @pytest.mark.parametrize("page", PAGES)
@@ -92,7 +93,7 @@ def test_persistence_page_shows_stored_figures_and_submits_missing_epochs(with_f
 
     at = open_page("persistence", {CURRENT_RUN: with_fixture_store.run})
     no_exception(at)
-    assert len(charts(at)) >= 4          # NP per layer, NP over training, eta, MST overlap
+    assert len(charts(at)) >= 4  # NP per layer, NP over training, eta, MST overlap
     button = at.button(key="pers-train-go")
     assert "1 snapshot" in button.label  # epoch 0 is stored, epoch 3 is not
     button.click().run()
@@ -116,11 +117,11 @@ def test_volume_page_image_plane_and_line(with_fixture_store):
 
     at = open_page("volume", {CURRENT_RUN: with_fixture_store.image_run})
     no_exception(at)
-    assert len(at.image) == 3                # thumbnails of the three chosen inputs
-    assert len(charts(at)) == 2              # the plane and the line
+    assert len(at.image) == 3  # thumbnails of the three chosen inputs
+    assert len(charts(at)) == 2  # the plane and the line
     at.number_input(key="vol-idx-2").set_value(5).run()
     no_exception(at)
-    assert len(charts(at)) == 0 and at.button(key="vol-plane-go")   # another plane: not computed yet
+    assert len(charts(at)) == 0 and at.button(key="vol-plane-go")  # another plane: not computed yet
 
 
 def test_curvature_page_graph_histogram_and_top_k(with_fixture_store):
@@ -129,14 +130,14 @@ def test_curvature_page_graph_histogram_and_top_k(with_fixture_store):
     pytest.importorskip("nngeo_core.curvature")
     at = open_page("curvature", {CURRENT_RUN: with_fixture_store.run})
     no_exception(at)
-    assert len(charts(at)) == 2              # the layer graph and the histogram
+    assert len(charts(at)) == 2  # the layer graph and the histogram
     at.slider(key="curv-k").set_value(3).run()
     no_exception(at)
     import json
 
     graph = json.loads(charts(at)[0].proto.spec)
     edges = next(t for t in graph["data"] if t.get("name") == "edges")
-    assert n_values(edges["x"]) == 3 * 3     # three layers, three edges each
+    assert n_values(edges["x"]) == 3 * 3  # three layers, three edges each
 
 
 def test_geodesics_page_draws_the_stored_path(with_fixture_store):
@@ -153,9 +154,13 @@ def _train_tiny(data: str, widths=(8, 8)) -> str:
     from nngeo_core.runs import train_run
     from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 
-    return train_run(RunSpec(data=DataSpec(data, params={"n_train": 100, "n_test": 100}),
-                             model=ModelSpec("mlp", {"widths": widths}),
-                             train=TrainSpec(epochs=1, batch_size=50, lr=0.01, device="cpu")))
+    return train_run(
+        RunSpec(
+            data=DataSpec(data, params={"n_train": 100, "n_test": 100}),
+            model=ModelSpec("mlp", {"widths": widths}),
+            train=TrainSpec(epochs=1, batch_size=50, lr=0.01, device="cpu"),
+        )
+    )
 
 
 def test_geodesics_forgetting_tab_picks_a_second_run_and_submits_the_path():
@@ -164,7 +169,7 @@ def test_geodesics_forgetting_tab_picks_a_second_run_and_submits_the_path():
     from nngeo_core.specs import AnalysisSpec
 
     run_a, run_b = _train_tiny("xor"), _train_tiny("moons")
-    _train_tiny("moons", widths=(4,))                    # another architecture: not offered
+    _train_tiny("moons", widths=(4,))  # another architecture: not offered
     at = open_page("geodesics", {CURRENT_RUN: run_a})
     no_exception(at)
     picker = at.selectbox(key="geo-f-run-b")
@@ -172,17 +177,21 @@ def test_geodesics_forgetting_tab_picks_a_second_run_and_submits_the_path():
     at.number_input(key="geo-f-steps").set_value(10).run()
     at.button(key="geo-f-go").click().run()
     no_exception(at)
-    want = AnalysisSpec(run=run_a, method="forgetting", epoch=None,
-                        params={"run_b": run_b, "steps": 10, "method": "exact", "direction": "target"})
+    want = AnalysisSpec(
+        run=run_a,
+        method="forgetting",
+        epoch=None,
+        params={"run_b": run_b, "steps": 10, "method": "exact", "direction": "target"},
+    )
     queued = jobs.list_jobs()
     assert [(j.kind, j.spec_hash) for j in queued] == [("analyse", want.hash)]
 
-    jobs.run_job(want)                                   # what the worker would do
+    jobs.run_job(want)  # what the worker would do
     at.run()
     no_exception(at)
     import json
 
-    (chart,) = charts(at)                                # the sparsification tab has no path yet
+    (chart,) = charts(at)  # the sparsification tab has no path yet
     names = [t["name"] for t in json.loads(chart.proto.spec)["data"]]
     assert names[:4] == ["task A (xor)", "task B (moons)", "mean of both", "distance to run B"]
     assert len(at.dataframe[0].value) == 11 and all(b.key != "geo-f-go" for b in at.button)
@@ -208,8 +217,9 @@ def test_train_page_submits_a_training_job():
     no_exception(at)
     queued = jobs.list_jobs()
     assert len(queued) == 1 and queued[0].kind == "train" and queued[0].state == "queued"
-    from nngeo_core.specs import spec_from_dict
     import json
+
+    from nngeo_core.specs import spec_from_dict
 
     spec = spec_from_dict(json.loads(jobs.get_backend().table.get(queued[0].id)["spec"]))
     assert spec.model.name == "mlp" and spec.data.name == "xor" and spec.train.epochs == 4
@@ -235,7 +245,7 @@ def test_compare_page_draws_the_sweeps(with_fixture_store):
     at = open_page("compare")
     no_exception(at)
     assert len(charts(at)) == 1
-    assert len(at.dataframe) >= 3        # within-Δ, Pareto, mean ± std
+    assert len(at.dataframe) >= 3  # within-Δ, Pareto, mean ± std
 
 
 def test_upload_page_stores_a_checkpoint_under_its_hash():
@@ -245,7 +255,9 @@ def test_upload_page_stores_a_checkpoint_under_its_hash():
 
     data = example_bytes("mlp on xor")
     at = open_page("upload")
-    at.file_uploader(key="upload-file").set_value(("../../evil name.safetensors", data, "application/octet-stream")).run()
+    at.file_uploader(key="upload-file").set_value(
+        ("../../evil name.safetensors", data, "application/octet-stream")
+    ).run()
     at.button(key="upload-store").click().run()
     no_exception(at)
     assert at.success and "Stored as" in at.success[0].value
@@ -255,12 +267,14 @@ def test_upload_page_stores_a_checkpoint_under_its_hash():
     assert default_store().keys() == [key]
 
 
-@pytest.mark.filterwarnings("ignore:Detected pickle protocol")   # torch, about the garbage bytes
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch, about the garbage bytes
 def test_upload_page_refuses_a_bad_file_with_a_message():
     from nngeo_core.store import default_store
 
     at = open_page("upload")
-    at.file_uploader(key="upload-file").set_value(("model.pt", b"\x80\x04garbage" * 20, "application/octet-stream")).run()
+    at.file_uploader(key="upload-file").set_value(
+        ("model.pt", b"\x80\x04garbage" * 20, "application/octet-stream")
+    ).run()
     at.button(key="upload-store").click().run()
     no_exception(at)
     assert len(at.error) == 1 and "\n" not in at.error[0].value
@@ -286,7 +300,7 @@ def test_delete_asks_for_confirmation():
     at.selectbox(key="runs-chosen").set_value(key).run()
     at.button(key="runs-delete").click().run()
     assert at.warning and key in at.warning[0].value
-    assert default_store().exists(key)           # nothing deleted before the confirmation
+    assert default_store().exists(key)  # nothing deleted before the confirmation
     at.button(key="runs-delete-no").click().run()
     assert default_store().exists(key) and not at.warning
     at.button(key="runs-delete").click().run()

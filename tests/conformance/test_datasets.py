@@ -5,6 +5,7 @@ this file. Datasets that read files (``dataset_info(name).needs_files``) are loa
 real files in the published formats, written once per module into a temporary data directory;
 a file-based dataset without a writer here fails ``test_every_file_based_dataset_has_fixture_files``.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -86,7 +87,7 @@ def test_dataset_contract(case, offline):
         assert y.shape == (len(x),)
         assert int(y.min()) >= 0 and int(y.max()) < info.num_classes
         assert torch.isfinite(x).all()
-        if not info.is_2d:       # images are intensities in [0, 1]
+        if not info.is_2d:  # images are intensities in [0, 1]
             assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
 
     if info.is_2d:
@@ -94,12 +95,19 @@ def test_dataset_contract(case, offline):
         assert all(math.isfinite(b) for b in (xmin, xmax, ymin, ymax)) and xmin < xmax and ymin < ymax
 
     again = load(name, seed=0, **params)
-    for a, b in ((ds.x_train, again.x_train), (ds.y_train, again.y_train),
-                 (ds.x_test, again.x_test), (ds.y_test, again.y_test)):
+    for a, b in (
+        (ds.x_train, again.x_train),
+        (ds.y_train, again.y_train),
+        (ds.x_test, again.x_test),
+        (ds.y_test, again.y_test),
+    ):
         assert torch.equal(a, b)
 
     if not info.needs_files:
         # generated or split by the seed: another seed gives other data
         other = load(name, seed=1, **params)
-        assert not (torch.equal(ds.x_train, other.x_train) and torch.equal(ds.x_test, other.x_test)
-                    and torch.equal(ds.y_train, other.y_train))
+        assert not (
+            torch.equal(ds.x_train, other.x_train)
+            and torch.equal(ds.x_test, other.x_test)
+            and torch.equal(ds.y_train, other.y_train)
+        )

@@ -3,6 +3,7 @@
 The generic tests iterate ``MODELS``, so a newly registered model is covered without edits. Models
 with a ``width`` multiplier are built tiny (``width=0.125``) to keep the suite fast.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,6 +61,7 @@ def test_registry_lists_the_required_zoo():
 
 # ---------------------------------------------------------------- generic, over every model
 
+
 @pytest.mark.parametrize("name", NAMES)
 def test_forward_gives_one_logit_per_class(name):
     model = make(name)
@@ -88,10 +90,8 @@ def test_built_model_describes_itself(name):
     assert set(info) >= {"description", "params", "default_input_shape"} and info["description"]
 
     # the recorded attributes are enough to rebuild the same architecture
-    again = build(model.zoo_name, input_shape=model.input_shape, num_classes=model.num_classes,
-                  **model.zoo_params)
-    assert {k: v.shape for k, v in again.state_dict().items()} == \
-        {k: v.shape for k, v in model.state_dict().items()}
+    again = build(model.zoo_name, input_shape=model.input_shape, num_classes=model.num_classes, **model.zoo_params)
+    assert {k: v.shape for k, v in again.state_dict().items()} == {k: v.shape for k, v in model.state_dict().items()}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -100,7 +100,7 @@ def test_prunable_layers_are_the_linear_and_conv_modules_in_forward_order(name):
     layers = prunable_layers(model)
     expected = prunable_modules(model)
     assert [info.name for info in layers] == [n for n, _ in expected]
-    for info, (_, module) in zip(layers, expected):
+    for info, (_, module) in zip(layers, expected, strict=False):
         assert info.weight_shape == tuple(module.weight.shape)
         assert info.kind == ("conv" if isinstance(module, nn.Conv2d) else "dense")
         assert info.n_weights == module.weight.numel()
@@ -119,8 +119,9 @@ def test_conv_spatial_sizes_follow_conv_arithmetic(name):
         assert info.stride == conv.stride and info.padding == conv.padding
         assert info.dilation == conv.dilation and info.groups == conv.groups
         assert info.output_size == tuple(
-            conv_output_size(info.input_size[i], conv.kernel_size[i], conv.stride[i], conv.padding[i],
-                             conv.dilation[i]) for i in range(2))
+            conv_output_size(info.input_size[i], conv.kernel_size[i], conv.stride[i], conv.padding[i], conv.dilation[i])
+            for i in range(2)
+        )
         assert info.weight_shape[1] * info.groups == conv.in_channels
 
 
@@ -167,11 +168,11 @@ def test_hidden_outputs_match_slices_of_the_sequential(name):
     with torch.no_grad():
         hidden = model.hidden_outputs(x)
         assert len(hidden) == len(indices)
-        for index, rep in zip(indices, hidden):
-            head = model[:index + 1]
+        for index, rep in zip(indices, hidden, strict=False):
+            head = model[: index + 1]
             assert type(head) is type(model)
             assert torch.equal(head(x), rep)
-        assert torch.equal(model[indices[-1] + 1:](hidden[-1]), model(x))
+        assert torch.equal(model[indices[-1] + 1 :](hidden[-1]), model(x))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -221,9 +222,16 @@ def test_build_accepts_a_model_spec():
 
 # ---------------------------------------------------------------- the specific architectures
 
+
 def test_mlp_layers_and_activations():
-    references = {"relu": torch.relu, "tanh": torch.tanh, "gelu": F.gelu, "erf": torch.erf,
-                  "sigmoid": torch.sigmoid, "softplus": F.softplus}
+    references = {
+        "relu": torch.relu,
+        "tanh": torch.tanh,
+        "gelu": F.gelu,
+        "erf": torch.erf,
+        "sigmoid": torch.sigmoid,
+        "softplus": F.softplus,
+    }
     assert set(references) == set(model_info("mlp")["choices"]["activation"])
     x = torch.randn(5, 2)
     for activation, reference in references.items():
@@ -247,8 +255,9 @@ def test_mlp_layers_and_activations():
 def test_fcn_mnist_is_784_100x5_10_relu():
     model = make("fcn_mnist")
     widths = [784, 100, 100, 100, 100, 100, 10]
-    assert [info.weight_shape for info in prunable_layers(model)] == \
-        [(out, inp) for inp, out in zip(widths[:-1], widths[1:])]
+    assert [info.weight_shape for info in prunable_layers(model)] == [
+        (out, inp) for inp, out in zip(widths[:-1], widths[1:], strict=False)
+    ]
     assert [type(model[i]) for i in model.hidden_activation_indices] == [nn.ReLU] * 5
 
 
@@ -257,10 +266,14 @@ def test_lenet5_shapes():
     layers = prunable_layers(model)
     after_pools = (((28 + 2 * 2 - 5) // 1 + 1) // 2 - 5 + 1) // 2  # conv pad 2, pool, conv, pool
     assert after_pools == 5
-    assert [info.weight_shape for info in layers] == \
-        [(6, 1, 5, 5), (16, 6, 5, 5), (120, 16 * after_pools ** 2), (84, 120), (10, 84)]
-    assert [(info.input_size, info.output_size) for info in layers[:2]] == \
-        [((28, 28), (28, 28)), ((14, 14), (10, 10))]
+    assert [info.weight_shape for info in layers] == [
+        (6, 1, 5, 5),
+        (16, 6, 5, 5),
+        (120, 16 * after_pools**2),
+        (84, 120),
+        (10, 84),
+    ]
+    assert [(info.input_size, info.output_size) for info in layers[:2]] == [((28, 28), (28, 28)), ((14, 14), (10, 10))]
     assert_one_line_error(build, "lenet5", input_shape=(1, 8, 8), match="12x12")
 
 

@@ -5,6 +5,7 @@ dense model and a tiny conv model on a tiny random image dataset keep the suite 
 whose capability module (curvature, geometry, ...) is not part of this build are skipped with the
 reason shown; once the module exists they are tested like the rest.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -23,18 +24,34 @@ NAMES = list(STRATEGIES)
 SHAPE = (1, 6, 6)
 CLASSES = 3
 # small budgets so every strategy runs in well under a second on the tiny models
-FAST_PARAMS = {"imp": {"round_epochs": 1, "rewind_epoch": 0}, "timp": {"round_epochs": 1, "rewind_epoch": 0},
-               "snip": {"samples": 32}, "grasp": {"samples": 32}, "wanda": {"samples": 32},
-               "synflow": {"rounds": 20}, "geodesic": {"samples": 32, "steps": 10}}
+FAST_PARAMS = {
+    "imp": {"round_epochs": 1, "rewind_epoch": 0},
+    "timp": {"round_epochs": 1, "rewind_epoch": 0},
+    "snip": {"samples": 32},
+    "grasp": {"samples": 32},
+    "wanda": {"samples": 32},
+    "synflow": {"rounds": 20},
+    "geodesic": {"samples": 32, "steps": 10},
+}
 
 
 def tiny_models():
     torch.manual_seed(0)
-    dense = sequential(FeedForward, [nn.Flatten(), nn.Linear(36, 12), nn.ReLU(), nn.Linear(12, 10), nn.ReLU(),
-                                     nn.Linear(10, CLASSES)])
+    dense = sequential(
+        FeedForward, [nn.Flatten(), nn.Linear(36, 12), nn.ReLU(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, CLASSES)]
+    )
     torch.manual_seed(1)
-    conv = sequential(FeedForward, [nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 3, stride=2),
-                                    nn.ReLU(), nn.Flatten(), nn.Linear(16, CLASSES)])
+    conv = sequential(
+        FeedForward,
+        [
+            nn.Conv2d(1, 3, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(3, 4, 3, stride=2),
+            nn.ReLU(),
+            nn.Flatten(),
+            nn.Linear(16, CLASSES),
+        ],
+    )
     for m in (dense, conv):
         m.input_shape, m.num_classes = SHAPE, CLASSES
     return {"dense": dense, "conv": conv}
@@ -80,8 +97,18 @@ def nearest(s, n):
 
 
 def test_registry_has_the_required_strategies():
-    required = {"random", "magnitude", "imp", "timp", "curvature", "curvature_neg", "snip", "synflow", "wanda",
-                "geodesic"}
+    required = {
+        "random",
+        "magnitude",
+        "imp",
+        "timp",
+        "curvature",
+        "curvature_neg",
+        "snip",
+        "synflow",
+        "wanda",
+        "geodesic",
+    }
     assert required <= set(STRATEGIES)
     for name, entry in STRATEGIES.items():
         assert entry.name == name and callable(entry.fn) and entry.description
@@ -160,8 +187,7 @@ def test_leaves_the_input_model_untouched(name, model_name):
     before = state(model)
     model.train()
     entry = STRATEGIES[name]
-    masks = {n: torch.ones_like(dict(model.named_modules())[n].weight, dtype=torch.bool)
-             for n in layer_names(model)}
+    masks = {n: torch.ones_like(dict(model.named_modules())[n].weight, dtype=torch.bool) for n in layer_names(model)}
     params = {**entry.params, **FAST_PARAMS.get(name, {})}
     settings = PruneSettings(sparsity=0.5, scope="global", layers=tuple(masks), seed=0, params=params)
     try:  # the strategy function itself, with no copy made for it
@@ -169,7 +195,7 @@ def test_leaves_the_input_model_untouched(name, model_name):
     except CapabilityMissing as exc:
         pytest.skip(str(exc))
     after = model.state_dict()
-    assert set(after) == set(before)          # no pruning parametrisation added
+    assert set(after) == set(before)  # no pruning parametrisation added
     for k in before:
         assert torch.equal(before[k], after[k]), k
     assert model.training

@@ -8,6 +8,7 @@ it side by side with the xor run, train a second run on moons and walk the forge
 the xor run to it, and screenshot every page into assets/screenshots/ for
 the README.
 """
+
 from __future__ import annotations
 
 import os
@@ -23,8 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "assets" / "screenshots"
 EXAMPLE = ROOT / "assets" / "examples" / "fcn_mnist_digits.safetensors"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 T0 = time.monotonic()
 
@@ -44,7 +52,7 @@ pytestmark = [
 def app_url(tmp_path_factory):
     home = tmp_path_factory.mktemp("nngeo-e2e-home")
     env = {**home_env(home), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "1"}
-    with serve(env, log_path=home / "streamlit.log") as url:   # stopping the app stops its worker
+    with serve(env, log_path=home / "streamlit.log") as url:  # stopping the app stops its worker
         log("server up")
         yield url
 
@@ -58,7 +66,7 @@ def page(app_url):
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.set_default_timeout(60_000)
         pg.goto(app_url)
-        pg.wait_for_selector("h1", timeout=120_000)   # first load starts the worker
+        pg.wait_for_selector("h1", timeout=120_000)  # first load starts the worker
         log("first page")
         yield pg
         browser.close()
@@ -72,8 +80,12 @@ def go(page, title: str) -> None:
 
 
 def heading(title: str) -> str:
-    return {"Persistence": "Neural persistence", "Upload": "Upload a checkpoint",
-            "Pruning": "Pruning sweeps", "Geodesics": "Geodesics"}.get(title, title)
+    return {
+        "Persistence": "Neural persistence",
+        "Upload": "Upload a checkpoint",
+        "Pruning": "Pruning sweeps",
+        "Geodesics": "Geodesics",
+    }.get(title, title)
 
 
 def settle(page, seconds: float = 0.5) -> None:
@@ -87,8 +99,10 @@ def shot(page, name: str) -> None:
     """A screenshot of the whole page: Streamlit scrolls inside its main block, not the document,
     so the viewport is stretched to the content's height first."""
     SHOTS.mkdir(parents=True, exist_ok=True)
-    height = page.evaluate("() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
-                           " return m ? m.scrollHeight : document.body.scrollHeight; }")
+    height = page.evaluate(
+        "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
+        " return m ? m.scrollHeight : document.body.scrollHeight; }"
+    )
     page.set_viewport_size({"width": 1400, "height": int(min(max(height, 800), 3200))})
     page.wait_for_timeout(400)
     page.screenshot(path=str(SHOTS / f"{name}.png"))
@@ -102,8 +116,14 @@ def plots(page) -> int:
 
 def sidebar_job_done(page, label: str, timeout: float = 150_000) -> None:
     """Wait until the sidebar's job list shows the job labelled ``label`` done (fail if it failed)."""
-    ended = page.locator("[data-testid='stSidebar'] [data-testid='stAlertContentSuccess'], "
-                         "[data-testid='stSidebar'] [data-testid='stAlertContentError']").filter(has_text=label).first
+    ended = (
+        page.locator(
+            "[data-testid='stSidebar'] [data-testid='stAlertContentSuccess'], "
+            "[data-testid='stSidebar'] [data-testid='stAlertContentError']"
+        )
+        .filter(has_text=label)
+        .first
+    )
     ended.wait_for(timeout=timeout)
     if ended.get_attribute("data-testid") == "stAlertContentError":
         pytest.fail(f"job failed: {ended.inner_text()}")
@@ -135,7 +155,7 @@ def test_train_analyse_upload_in_a_browser(page):
     assert page.get_by_text("1 of 1 results").count() == 1
     page.locator("[data-testid='stSelectbox']").filter(has_text="Result").click()
     page.get_by_role("option").first.click()
-    page.wait_for_selector(".js-plotly-plot")     # the run's training history
+    page.wait_for_selector(".js-plotly-plot")  # the run's training history
     settle(page, 1.0)
     assert page.get_by_role("button", name="Delete…").count() == 1
     shot(page, "runs")
@@ -174,7 +194,7 @@ def test_train_analyse_upload_in_a_browser(page):
     # Pruning: magnitude and T-IMP at 3 levels (0.5, 0.75, 0.875: below T-IMP's spanning-tree
     # floor), one seed, no fine-tuning (the page's default)
     go(page, "Pruning")
-    run_key = page.get_by_role("combobox", name="Trained run to prune").input_value()[:8]   # the run trained above
+    run_key = page.get_by_role("combobox", name="Trained run to prune").input_value()[:8]  # the run trained above
     page.get_by_role("button", name="Remove random").click()
     settle(page)
     page.get_by_role("combobox", name="Strategies").fill("timp")
@@ -190,7 +210,7 @@ def test_train_analyse_upload_in_a_browser(page):
     for strategy in ("magnitude", "timp"):
         sidebar_job_done(page, f"prune {strategy} mlp/xor")
     log("sweeps done")
-    settle(page, 1.0)   # the page reruns when its jobs finish: the stored sweeps are listed
+    settle(page, 1.0)  # the page reruns when its jobs finish: the stored sweeps are listed
     assert page.get_by_text("none yet").count() == 0
     no_errors(page)
     shot(page, "pruning")
@@ -206,7 +226,7 @@ def test_train_analyse_upload_in_a_browser(page):
     # Geodesics: a sparsification path with cheap settings (gradient steps, 20 of them)
     go(page, "Geodesics")
     picker = page.get_by_role("combobox", name="Run", exact=True)
-    if not picker.input_value().startswith(run_key):   # the sweeps stored dense runs of their own
+    if not picker.input_value().startswith(run_key):  # the sweeps stored dense runs of their own
         picker.click()
         page.get_by_role("option").filter(has_text=run_key).click()
         settle(page)
@@ -239,11 +259,11 @@ def test_train_analyse_upload_in_a_browser(page):
     # line between the first two (the upload is opened on every page by default)
     go(page, "Volume element")
     assert "fcn_mnist" in page.get_by_role("combobox", name="Run", exact=True).input_value()
-    page.locator("img").first.wait_for()   # the three inputs as thumbnails
+    page.locator("img").first.wait_for()  # the three inputs as thumbnails
     page.get_by_role("button", name="Compute plane through the three inputs (the final model)").click()
     page.get_by_text("Along the segment").wait_for(timeout=120_000)
     settle(page, 1.0)
-    assert plots(page) == 2   # the plane's heatmap and the profile along the line
+    assert plots(page) == 2  # the plane's heatmap and the profile along the line
     no_errors(page)
     shot(page, "volume_image")
 
@@ -261,11 +281,11 @@ def test_train_analyse_upload_in_a_browser(page):
     page.keyboard.press("Escape")
     settle(page)
     compute = page.get_by_role("button", name="Compute neural persistence (the final model)")
-    assert compute.count() == 1   # the xor run's is stored already; the upload's is not
+    assert compute.count() == 1  # the xor run's is stored already; the upload's is not
     compute.click()
     page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot').length >= 3", timeout=120_000)
     settle(page, 1.0)
-    assert plots(page) == 3   # accuracy vs compression, and one persistence figure per run
+    assert plots(page) == 3  # accuracy vs compression, and one persistence figure per run
     no_errors(page)
     shot(page, "compare")
 

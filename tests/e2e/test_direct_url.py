@@ -1,5 +1,6 @@
 """A page's URL opened directly as the first visit after the server starts (a bookmark, a reload)
 must show the whole app: app.py's navigation and sidebar, not the page script on its own."""
+
 from __future__ import annotations
 
 import os

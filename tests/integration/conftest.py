@@ -1,11 +1,11 @@
 """Fixtures for integration tests: worker processes (stopped at teardown, their logs printed when
 a test fails) and a throwaway redis-server on a free loopback port."""
+
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-
 from worker_helpers import REDIS_SERVER, Workers, wait_until
 
 from nngeo_core.dashboard.server import free_port
@@ -27,9 +27,25 @@ def redis_url(tmp_path):
     import redis
 
     port = free_port()
-    proc = subprocess.Popen([REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no", "--daemonize", "no", "--dir", str(tmp_path)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            REDIS_SERVER,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
 
     def up():

@@ -1,6 +1,7 @@
 """The SQLite queue with real `python -m nngeo_core worker` processes: submit -> worker -> store,
 cache hits, cancel, 50 jobs over two consumers, SIGKILL mid-job (and mid-write), the dashboard's
 embedded worker."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from worker_helpers import Workers, nngeo_env, use_env, wait_until
 
 from nngeo_core import jobs
 from nngeo_core.cli import build_parser, main, run_spec_from_args
@@ -22,15 +24,28 @@ from nngeo_core.jobs.kinds import HealthSpec
 from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from nngeo_core.store import Store
 
-from worker_helpers import Workers, nngeo_env, use_env, wait_until
-
-TINY_ARGS = ["--model", "mlp", "--widths", "4", "--data", "xor", "--data-param", "n_train=64",
-             "--data-param", "n_test=64", "--epochs", "1"]
+TINY_ARGS = [
+    "--model",
+    "mlp",
+    "--widths",
+    "4",
+    "--data",
+    "xor",
+    "--data-param",
+    "n_train=64",
+    "--data-param",
+    "n_test=64",
+    "--epochs",
+    "1",
+]
 
 
 def tiny_run(seed: int = 0, epochs: int = 1) -> RunSpec:
-    return RunSpec(data=DataSpec("xor", params={"n_train": 64, "n_test": 64}),
-                   model=ModelSpec("mlp", {"widths": (4,)}), train=TrainSpec(epochs=epochs, seed=seed))
+    return RunSpec(
+        data=DataSpec("xor", params={"n_train": 64, "n_test": 64}),
+        model=ModelSpec("mlp", {"widths": (4,)}),
+        train=TrainSpec(epochs=epochs, seed=seed),
+    )
 
 
 def wait_finished(job_id: str, timeout: float = 90.0):
@@ -97,7 +112,7 @@ def test_cancel_running_training_stops_within_seconds_and_stores_nothing(shared_
 def test_fifty_jobs_over_two_consumers_each_stored_exactly_once(shared_env, workers, tmp_path):
     second = workers.start(shared_env.env)
     Workers.wait_ready(jobs.get_backend().table, [shared_env.proc, second])
-    store = Store(tmp_path / "fifty")   # the job carries its store: results land here, and only here
+    store = Store(tmp_path / "fifty")  # the job carries its store: results land here, and only here
     specs = [tiny_run(seed=1000 + i) for i in range(50)]
     t0 = time.monotonic()
     infos = [jobs.submit(s, store=store) for s in specs]
@@ -107,7 +122,7 @@ def test_fifty_jobs_over_two_consumers_each_stored_exactly_once(shared_env, work
     assert [f.state for f in finals] == ["done"] * 50, [f.error for f in finals if f.state != "done"]
     assert [f.result for f in finals] == [s.hash for s in specs]
     assert all(f.attempts == 1 for f in finals)
-    assert {f.pid for f in finals} == {shared_env.proc.pid, second.pid}      # both consumers took work
+    assert {f.pid for f in finals} == {shared_env.proc.pid, second.pid}  # both consumers took work
     assert sorted(store.keys()) == sorted(s.hash for s in specs)
     assert len(os.listdir(os.path.join(store.path, "results", "train"))) == 50 and store.temp_files() == []
     for f in finals:
@@ -158,8 +173,11 @@ def test_sigkill_mid_job_leaves_no_partial_results_and_no_stuck_job(workers, tmp
     (tmp_path / "plugins" / "nngeo_test_writer.py").write_text(textwrap.dedent(WRITER_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
     home = tmp_path / "home"
-    env = nngeo_env(home, NNGEO_JOB_MODULES="nngeo_test_writer",
-                    PYTHONPATH=os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]))
+    env = nngeo_env(
+        home,
+        NNGEO_JOB_MODULES="nngeo_test_writer",
+        PYTHONPATH=os.pathsep.join([str(tmp_path / "plugins"), os.environ.get("PYTHONPATH", "")]),
+    )
     use_env(monkeypatch, env)
     from nngeo_core.jobs.registry import JOB_KINDS
 
@@ -185,9 +203,9 @@ def test_sigkill_mid_job_leaves_no_partial_results_and_no_stuck_job(workers, tmp
     wait_until(lambda: jobs.status(write_job.id).metrics.get("written", 0) >= 3, 90, "the writer to write")
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
-    assert {jobs.status(j.id).state for j in (long_train, write_job)} == {"running"}   # nobody noticed yet
+    assert {jobs.status(j.id).state for j in (long_train, write_job)} == {"running"}  # nobody noticed yet
 
-    second = workers.start(env)          # restart: it finds the dead worker's jobs
+    second = workers.start(env)  # restart: it finds the dead worker's jobs
     for j in (long_train, write_job):
         final = wait_finished(j.id, timeout=120)
         assert final.state == "failed" and final.error.startswith("worker died (killed?) while running")
@@ -223,7 +241,7 @@ def test_sigkill_mid_job_leaves_no_partial_results_and_no_stuck_job(workers, tmp
 
 
 # -- the dashboard's embedded worker -----------------------------------------------------------
-EMBEDDED_SCRIPT = '''
+EMBEDDED_SCRIPT = """
 import json, sys, time
 from nngeo_core import jobs
 from nngeo_core.jobs.kinds import HealthSpec
@@ -240,7 +258,7 @@ while jobs.status(long.id).state != "running":
 print(json.dumps({"worker_pid": handle.pid, "alive": status["alive"], "long": long.id,
                   "status_pids": [w["pid"] for w in status["workers"]], "state": final.state, "job_pid": final.pid}))
 sys.stdout.flush()
-'''
+"""
 
 
 @pytest.mark.timeout(300)
@@ -248,8 +266,7 @@ def test_embedded_worker_starts_when_none_is_alive_and_stops_with_the_app(tmp_pa
     home = tmp_path / "home"
     env = nngeo_env(home, NNGEO_EMBEDDED_WORKER="1")
     use_env(monkeypatch, env)
-    proc = subprocess.run([sys.executable, "-c", EMBEDDED_SCRIPT], env=env, capture_output=True, text=True,
-                          timeout=280)
+    proc = subprocess.run([sys.executable, "-c", EMBEDDED_SCRIPT], env=env, capture_output=True, text=True, timeout=280)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["alive"] and out["status_pids"] == [out["worker_pid"]]
@@ -285,14 +302,14 @@ def test_requeue_dead_runs_a_killed_job_once_more(workers, tmp_path, monkeypatch
     assert Store(env["NNGEO_STORE"]).keys() == [spec.hash]
 
 
-PARENT_SCRIPT = '''
+PARENT_SCRIPT = """
 import sys, time
 from nngeo_core import jobs
 handle = jobs.ensure_worker()
 print(handle.pid)
 sys.stdout.flush()
 time.sleep(600)
-'''
+"""
 
 
 @pytest.mark.slow
@@ -304,7 +321,7 @@ def test_embedded_worker_exits_when_its_parent_is_killed(tmp_path, monkeypatch):
     parent = subprocess.Popen([sys.executable, "-c", PARENT_SCRIPT], env=env, stdout=subprocess.PIPE, text=True)
     worker_pid = int(parent.stdout.readline())
     assert pid_alive(worker_pid)
-    parent.kill()          # no atexit: the worker must notice by itself
+    parent.kill()  # no atexit: the worker must notice by itself
     parent.wait()
     wait_until(lambda: not pid_alive(worker_pid), 30, "the orphaned worker to exit")
 
@@ -318,14 +335,17 @@ def test_one_consumer_per_gpu_id_under_a_supervisor(workers, tmp_path, monkeypat
     supervisor = workers.start(env, "--gpus", "0,1")
     from nngeo_core.jobs.worker import live_workers, pid_alive
 
-    rows = wait_until(lambda: (r := [w for w in live_workers(table) if w["state"] != "starting"]) and len(r) == 2 and r,
-                      180, "two consumers")
+    rows = wait_until(
+        lambda: (r := [w for w in live_workers(table) if w["state"] != "starting"]) and len(r) == 2 and r,
+        180,
+        "two consumers",
+    )
     assert supervisor.pid not in {w["pid"] for w in rows}
     info = jobs.submit(HealthSpec(tag="gpu-ids"))
     final = wait_finished(info.id)
     assert final.state == "done"
     visible = Store(env["NNGEO_STORE"]).get(final.result)["cuda_visible_devices"].iloc[0]
-    assert visible in ("0", "1")          # each consumer sees exactly one GPU id
+    assert visible in ("0", "1")  # each consumer sees exactly one GPU id
     supervisor.send_signal(signal.SIGTERM)
     supervisor.wait(60)
     wait_until(lambda: not any(pid_alive(w["pid"]) for w in rows), 30, "the consumers to exit")

@@ -1,22 +1,25 @@
 """Scale-out: two consumers with separate homes (two 'machines') share one Redis queue and one
 store folder (a shared disk). Needs `redis-server` (Debian package redis-server); skipped without."""
+
 from __future__ import annotations
 
 import time
 
 import pytest
+from worker_helpers import Workers, nngeo_env, wait_until
 
 from nngeo_core import jobs
 from nngeo_core.jobs.kinds import HealthSpec
 from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from nngeo_core.store import Store
 
-from worker_helpers import Workers, nngeo_env, wait_until
-
 
 def tiny_run(seed: int) -> RunSpec:
-    return RunSpec(data=DataSpec("xor", params={"n_train": 64, "n_test": 64}),
-                   model=ModelSpec("mlp", {"widths": (4,)}), train=TrainSpec(epochs=1, seed=seed))
+    return RunSpec(
+        data=DataSpec("xor", params={"n_train": 64, "n_test": 64}),
+        model=ModelSpec("mlp", {"widths": (4,)}),
+        train=TrainSpec(epochs=1, seed=seed),
+    )
 
 
 @pytest.mark.timeout(300)
@@ -39,7 +42,7 @@ def test_two_consumers_share_one_redis_queue(redis_url, workers, tmp_path, monke
     finals = [wait_until(lambda i=i: (s := jobs.status(i.id)).finished and s, 120, f"job {i.id}", 0.1) for i in infos]
     assert [f.state for f in finals] == ["done"] * 20, [f.error for f in finals if f.state != "done"]
     assert all(f.attempts == 1 for f in finals)
-    assert {f.pid for f in finals} == {a.pid, b.pid}               # both machines took work
+    assert {f.pid for f in finals} == {a.pid, b.pid}  # both machines took work
     store = Store(shared_store)
     assert sorted(store.keys()) == sorted(s.hash for s in specs) and store.temp_files() == []
     assert all(sum("started on worker" in line for line in jobs.logs(f.id)) == 1 for f in finals)

@@ -1,5 +1,6 @@
 """Helpers for integration tests with real worker processes: `python -m nngeo_core worker`
 subprocesses with NNGEO_HOME / NNGEO_STORE / NNGEO_QUEUE pointing into tmp_path."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ from pathlib import Path
 from nngeo_core.settings import home_env
 
 REDIS_SERVER = shutil.which("redis-server")
-WORKER_START_TIMEOUT = 120.0   # torch import on a loaded 2-core machine
+WORKER_START_TIMEOUT = 120.0  # torch import on a loaded 2-core machine
 
 
 def wait_until(cond, timeout: float, what: str, poll: float = 0.05):
@@ -52,8 +53,13 @@ class Workers:
     def start(self, env: dict, *args: str) -> subprocess.Popen:
         log = self.log_dir / f"worker-{len(self.procs)}.log"
         with open(log, "wb") as fh:
-            proc = subprocess.Popen([sys.executable, "-m", "nngeo_core", "worker", *args], env=env,
-                                    stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "nngeo_core", "worker", *args],
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
         self.procs.append((proc, log))
         return proc
 
@@ -87,5 +93,3 @@ class Workers:
         for _, log in self.procs:
             print(f"---- {log.name} ----")
             print(log.read_text(errors="replace")[-5000:])
-
-

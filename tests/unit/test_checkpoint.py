@@ -4,9 +4,9 @@ import pickle
 
 import pytest
 import torch
+import torch.nn.utils.prune  # noqa: F401  (registers the submodule)
 from safetensors.torch import save as st_save
 from torch import nn
-import torch.nn.utils.prune  # noqa: F401  (registers the submodule)
 
 from nngeo_core import checkpoint
 from nngeo_core.errors import NNGeoError
@@ -28,12 +28,21 @@ def _bytes_of(obj) -> bytes:
 def test_round_trip_keeps_weights_specs_history_and_masks(tmp_path):
     torch.manual_seed(0)
     model = build("mlp", widths=(8, 4), activation="tanh")
-    mask = {model_layer: torch.rand(model.get_submodule(model_layer).weight.shape) > 0.5
-            for model_layer in [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][:1]}
+    mask = {
+        model_layer: torch.rand(model.get_submodule(model_layer).weight.shape) > 0.5
+        for model_layer in [n for n, m in model.named_modules() if isinstance(m, nn.Linear)][:1]
+    }
     run = RunSpec(data=DataSpec("xor"), model=ModelSpec("mlp", {"widths": (8, 4), "activation": "tanh"}))
     history = [{"epoch": 0, "test_acc": 0.5}, {"epoch": 1, "test_acc": 0.75}]
-    path = checkpoint.save(tmp_path / "m.safetensors", model, model_spec=run.model, data_spec=run.data,
-                           run_spec=run, history=history, masks=mask)
+    path = checkpoint.save(
+        tmp_path / "m.safetensors",
+        model,
+        model_spec=run.model,
+        data_spec=run.data,
+        run_spec=run,
+        history=history,
+        masks=mask,
+    )
     ck = checkpoint.load(path)
     assert ck.source == "nngeo" and _same_weights(ck.model, model)
     assert ck.model_spec == run.model and ck.data_spec == run.data and ck.run_spec == run
@@ -42,8 +51,10 @@ def test_round_trip_keeps_weights_specs_history_and_masks(tmp_path):
     assert ck.model.input_shape == model.input_shape
 
 
-@pytest.mark.parametrize("name,params", [("fcn_mnist", {}), ("lenet5", {}), ("cnn_mnist", {}),
-                                         ("vgg11", {"width": 0.125}), ("resnet20", {"width": 0.5})])
+@pytest.mark.parametrize(
+    "name,params",
+    [("fcn_mnist", {}), ("lenet5", {}), ("cnn_mnist", {}), ("vgg11", {"width": 0.125}), ("resnet20", {"width": 0.5})],
+)
 def test_foreign_state_dict_of_a_zoo_model_is_recognised(name, params):
     torch.manual_seed(1)
     model = build(name, **params)
@@ -51,22 +62,32 @@ def test_foreign_state_dict_of_a_zoo_model_is_recognised(name, params):
     assert ck.source == "zoo-state-dict" and ck.model_spec.name == name
     assert _same_weights(ck.model, model)
     x = torch.randn(2, *model.input_shape)
-    model.eval(); ck.model.eval()
+    model.eval()
+    ck.model.eval()
     assert torch.allclose(model(x), ck.model(x))
 
 
 def test_foreign_linear_stack_is_inferred_and_computes_the_same_function():
     torch.manual_seed(2)
     foreign = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3), nn.ReLU(), nn.Linear(3, 4))
-    for wrapped in (foreign.state_dict(), {"state_dict": foreign.state_dict()},
-                    {f"module.{k}": v for k, v in foreign.state_dict().items()}):
+    for wrapped in (
+        foreign.state_dict(),
+        {"state_dict": foreign.state_dict()},
+        {f"module.{k}": v for k, v in foreign.state_dict().items()},
+    ):
         ck = checkpoint.load(_bytes_of(wrapped))
         assert ck.source == "linear-stack" and ck.model.input_shape == (5,) and ck.model.num_classes == 4
         x = torch.randn(6, 5)
         assert torch.allclose(ck.model(x), foreign(x), atol=1e-6)
     # named layers (fc1, fc2, fc10) are ordered naturally, not alphabetically
-    named = {"fc1.weight": torch.randn(7, 5), "fc1.bias": torch.randn(7), "fc2.weight": torch.randn(3, 7),
-             "fc2.bias": torch.randn(3), "fc10.weight": torch.randn(2, 3), "fc10.bias": torch.randn(2)}
+    named = {
+        "fc1.weight": torch.randn(7, 5),
+        "fc1.bias": torch.randn(7),
+        "fc2.weight": torch.randn(3, 7),
+        "fc2.bias": torch.randn(3),
+        "fc10.weight": torch.randn(2, 3),
+        "fc10.bias": torch.randn(2),
+    }
     ck = checkpoint.load(st_save(named))
     assert ck.model.num_classes == 2
 
@@ -95,8 +116,12 @@ def test_hostile_pickle_is_refused_and_never_executed(tmp_path):
 def test_corrupt_files_get_a_clear_error(damage, tmp_path):
     torch.manual_seed(0)
     good = checkpoint.to_bytes(build("mlp"))
-    bad = {"truncate": good[: len(good) // 2], "garbage": os.urandom(300), "empty": b"",
-           "flip-header": good[:8] + b"{" + b"\xff" * 20 + good[29:]}[damage]
+    bad = {
+        "truncate": good[: len(good) // 2],
+        "garbage": os.urandom(300),
+        "empty": b"",
+        "flip-header": good[:8] + b"{" + b"\xff" * 20 + good[29:],
+    }[damage]
     with pytest.raises(NNGeoError) as err:
         checkpoint.load(bad)
     assert "\n" not in str(err.value)
@@ -116,11 +141,14 @@ def test_wrong_architecture_is_named():
     torch.manual_seed(0)
     m = build("mlp", widths=(8,))
     data = checkpoint.to_bytes(m)
+    import json
+    import struct
+
     from safetensors.torch import load as st_load
-    import json, struct
+
     tensors = st_load(data)
     n = struct.unpack("<Q", data[:8])[0]
-    meta = json.loads(data[8:8 + n])["__metadata__"]
+    meta = json.loads(data[8 : 8 + n])["__metadata__"]
     meta["model_spec"] = json.dumps({"__type__": "ModelSpec", "name": "mlp", "params": {"widths": [9]}})
     with pytest.raises(NNGeoError, match="wrong architecture"):
         checkpoint.load(st_save(tensors, metadata=meta))

@@ -1,4 +1,5 @@
 """The command line, run as a real subprocess the way a user runs it."""
+
 import json
 import os
 import subprocess
@@ -8,15 +9,28 @@ import pandas as pd
 
 
 def nngeo(*args, check=True):
-    proc = subprocess.run([sys.executable, "-m", "nngeo_core", *args], capture_output=True, text=True,
-                          env=os.environ.copy(), timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "nngeo_core", *args], capture_output=True, text=True, env=os.environ.copy(), timeout=300
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
 
 
-TINY = ["--model", "mlp", "--data", "xor", "--widths", "8", "--epochs", "3",
-        "--data-param", "n_train=200", "--data-param", "n_test=200"]
+TINY = [
+    "--model",
+    "mlp",
+    "--data",
+    "xor",
+    "--widths",
+    "8",
+    "--epochs",
+    "3",
+    "--data-param",
+    "n_train=200",
+    "--data-param",
+    "n_test=200",
+]
 
 
 def test_train_list_show_export(tmp_path):
@@ -41,8 +55,13 @@ def test_plain_train_prints_progress_and_is_listed():
 
 
 def test_errors_are_one_line_with_nonzero_exit():
-    for args in (["train", "--model", "nonexistent"], ["train", "--data", "nonexistent"],
-                 ["show", "ffffffff"], ["train", *TINY, "--epochs", "-1"], ["export", "zz"]):
+    for args in (
+        ["train", "--model", "nonexistent"],
+        ["train", "--data", "nonexistent"],
+        ["show", "ffffffff"],
+        ["train", *TINY, "--epochs", "-1"],
+        ["export", "zz"],
+    ):
         proc = nngeo(*args, check=False)
         assert proc.returncode == 2, args
         lines = proc.stderr.strip().splitlines()
@@ -65,8 +84,10 @@ def _fresh_python(code: str) -> str:
 
 def test_help_starts_without_torch():
     # every subcommand's parser is built for --help; torch (seconds to import) must stay out of it
-    code = ("import sys\nfrom nngeo_core.cli import build_parser\nbuild_parser().format_help()\n"
-            "print(sorted(m for m in ('torch', 'pandas', 'pyarrow') if m in sys.modules))")
+    code = (
+        "import sys\nfrom nngeo_core.cli import build_parser\nbuild_parser().format_help()\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'pyarrow') if m in sys.modules))"
+    )
     assert _fresh_python(code).strip() == "[]"
 
 
@@ -75,11 +96,14 @@ def test_sweep_spec_json_rebuilds_in_a_fresh_process():
     from nngeo_core.pruning import SweepSpec
     from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, to_dict
 
-    spec = SweepSpec(run=RunSpec(model=ModelSpec("mlp"), data=DataSpec("xor")), strategy="random",
-                     sparsities=(0.5, 0.9))
-    code = (f"import json\nfrom nngeo_core.specs import spec_from_dict\n"
-            f"s = spec_from_dict({json.dumps(json.dumps(to_dict(spec)))})\n"
-            f"print(type(s).__name__, s.hash)")
+    spec = SweepSpec(
+        run=RunSpec(model=ModelSpec("mlp"), data=DataSpec("xor")), strategy="random", sparsities=(0.5, 0.9)
+    )
+    code = (
+        f"import json\nfrom nngeo_core.specs import spec_from_dict\n"
+        f"s = spec_from_dict({json.dumps(json.dumps(to_dict(spec)))})\n"
+        f"print(type(s).__name__, s.hash)"
+    )
     assert _fresh_python(code).split() == ["SweepSpec", spec.hash]
 
 

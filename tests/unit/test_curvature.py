@@ -1,5 +1,6 @@
 """Ollivier-Ricci curvature of graphs (``nngeo_core.curvature.ollivier_ricci``) against
 GraphRicciCurvature and against a direct per-edge POT computation written here."""
+
 from __future__ import annotations
 
 import math
@@ -42,9 +43,9 @@ def direct_orc(G, alpha=0.5, weight="weight"):
     def measure(x, nbrs, lengths):
         if not nbrs:
             return {x: 1.0}
-        w = np.exp(-np.asarray(lengths) ** 2)
+        w = np.exp(-(np.asarray(lengths) ** 2))
         w = w / w.sum() if w.sum() > 1e-7 else np.full(len(w), 1.0 / len(w))
-        m = {z: (1 - alpha) * wi for z, wi in zip(nbrs, w)}
+        m = {z: (1 - alpha) * wi for z, wi in zip(nbrs, w, strict=False)}
         m[x] = m.get(x, 0.0) + alpha
         return m
 
@@ -66,6 +67,7 @@ def direct_orc(G, alpha=0.5, weight="weight"):
 
 
 # ---------------------------------------------------------------- agreement with GraphRicciCurvature
+
 
 def test_exact_equals_graphricci_on_karate_unit_weights():
     G = nx.karate_club_graph()
@@ -107,6 +109,7 @@ def test_graphricci_backend_returns_the_library_values():
 
 # ---------------------------------------------------------------- against a direct computation
 
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_exact_equals_direct_emd2_per_edge(seed):
     # lengths spread 0.1..3 so many edges are longer than a detour: the denominator must be
@@ -114,8 +117,7 @@ def test_exact_equals_direct_emd2_per_edge(seed):
     G = with_random_weights(nx.gnp_random_graph(30, 0.15, seed=seed), seed=seed, low=0.1, high=3.0)
     ref = direct_orc(G)
     assert max_diff(ollivier_ricci(G, processes=1), ref) < 1e-9
-    detours = [(u, v) for u, v in G.edges()
-               if nx.dijkstra_path_length(G, u, v) < G[u][v]["weight"] - 1e-9]
+    detours = [(u, v) for u, v in G.edges() if nx.dijkstra_path_length(G, u, v) < G[u][v]["weight"] - 1e-9]
     assert detours, "the test graph should contain edges longer than a detour"
 
 
@@ -172,9 +174,16 @@ def test_sinkhorn_solver_against_emd2_directly():
     a = rng.random((n1, B)) ** 3
     b = rng.random((n2, B)) ** 3
     a, b = 0.5 * a / a.sum(0), 0.5 * b / b.sum(0)
-    p = CoreProblems(C=D[:n1, :n2], a=a, b=b, ax=np.full(B, 0.5), by=np.full(B, 0.5),
-                     row=np.repeat(D[n1, :n2, None], B, 1), col=np.repeat(D[:n1, n2, None], B, 1),
-                     corner=np.full(B, D[n1, n2]))
+    p = CoreProblems(
+        C=D[:n1, :n2],
+        a=a,
+        b=b,
+        ax=np.full(B, 0.5),
+        by=np.full(B, 0.5),
+        row=np.repeat(D[n1, :n2, None], B, 1),
+        col=np.repeat(D[:n1, n2, None], B, 1),
+        corner=np.full(B, D[n1, n2]),
+    )
     got = w1_sinkhorn(p, device="cpu")
     ref = np.array([ot.emd2(np.r_[a[:, e], 0.5], np.r_[b[:, e], 0.5], D) for e in range(B)])
     assert np.abs(got - ref).max() < 0.01 * np.median(D)
@@ -182,12 +191,14 @@ def test_sinkhorn_solver_against_emd2_directly():
 
 # ---------------------------------------------------------------- parallel exact
 
+
 def test_exact_with_worker_processes_equals_serial():
     G = bipartite_layer(45, 45, seed=1)  # enough work to start the worker pool
     assert max_diff(ollivier_ricci(G, processes=2), ollivier_ricci(G, processes=1)) < 1e-12
 
 
 # ---------------------------------------------------------------- odd graphs and bad input
+
 
 def test_disconnected_graph_and_isolated_nodes():
     A = with_random_weights(nx.cycle_graph(7), seed=0)

@@ -1,6 +1,7 @@
 """Neural curvature and weight-only curvature of networks, against graphs built here neuron by
 neuron (explicit loops over units, positions and kernel taps), GraphRicciCurvature, networkx
 shortest paths and ``ot.emd2``."""
+
 from __future__ import annotations
 
 import math
@@ -14,8 +15,13 @@ import torch
 from torch import nn
 
 from nngeo_core.analyses import get_analysis
-from nngeo_core.curvature import (calibration_set, curvature_scores, neural_curvature, node_curvature,
-                                  weight_only_curvature)
+from nngeo_core.curvature import (
+    calibration_set,
+    curvature_scores,
+    neural_curvature,
+    node_curvature,
+    weight_only_curvature,
+)
 from nngeo_core.data.base import Dataset
 from nngeo_core.errors import NNGeoError
 from nngeo_core.models.mlp import FeedForward, sequential
@@ -25,7 +31,7 @@ from nngeo_core.progress import Cancelled, Progress
 def mlp(widths=(5, 4, 6, 3, 2), seed=0, prune=()):
     torch.manual_seed(seed)
     mods = []
-    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:])):
+    for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=False)):
         mods.append(nn.Linear(a, b))
         if i < len(widths) - 2:
             mods.append(nn.ReLU())
@@ -74,8 +80,14 @@ def conv_edges(conv: nn.Conv2d, in_shape):
                         for kx in range(kw):
                             iy, ix = oy * sy - py + ky * dy, ox * sx - px + kx * dx
                             if 0 <= iy < h and 0 <= ix < w and W[o, cl, ky, kx] != 0:
-                                edges.append((c * h * w + iy * w + ix, o * ho * wo + oy * wo + ox,
-                                              W[o, cl, ky, kx], ((o * cin_g + cl) * kh + ky) * kw + kx))
+                                edges.append(
+                                    (
+                                        c * h * w + iy * w + ix,
+                                        o * ho * wo + oy * wo + ox,
+                                        W[o, cl, ky, kx],
+                                        ((o * cin_g + cl) * kh + ky) * kw + kx,
+                                    )
+                                )
     return edges, (cout, ho, wo)
 
 
@@ -90,8 +102,12 @@ def explicit_network(model, input_shape):
         if isinstance(mod, (nn.Linear, nn.Conv2d)):
             if isinstance(mod, nn.Linear):
                 W = mod.weight.detach().double().numpy()
-                es = [(i, j, W[j, i], j * W.shape[1] + i) for j in range(W.shape[0]) for i in range(W.shape[1])
-                      if W[j, i] != 0]
+                es = [
+                    (i, j, W[j, i], j * W.shape[1] + i)
+                    for j in range(W.shape[0])
+                    for i in range(W.shape[1])
+                    if W[j, i] != 0
+                ]
                 out_shape = (W.shape[0],)
             else:
                 es, out_shape = conv_edges(mod, shape)
@@ -147,13 +163,13 @@ def brute_force_nc(model, x, *, alpha=0.5, normalize=True, dead_value=1.0, aggre
         if not nbrs:
             return {node: 1.0}
         if weight_only:
-            w = np.exp(-np.asarray(lengths) ** 2)
+            w = np.exp(-(np.asarray(lengths) ** 2))
             w = w / w.sum() if w.sum() > 1e-7 else np.full(len(w), 1 / len(w))
         else:
             at = norm(nbrs[0][0], n)[[u for _, u in nbrs]]
-            w = np.array([math.exp(-1.0 / t ** 2) if t > 0 else 0.0 for t in at])
+            w = np.array([math.exp(-1.0 / t**2) if t > 0 else 0.0 for t in at])
             w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1 / len(w))
-        m = {z: (1 - alpha) * wi for z, wi in zip(nbrs, w)}
+        m = {z: (1 - alpha) * wi for z, wi in zip(nbrs, w, strict=False)}
         m[node] = alpha
         return m
 
@@ -233,8 +249,7 @@ def inputs_with_zeros(n, d, seed=0):
 def test_neural_curvature_equals_brute_force_on_an_mlp(aggregate, normalize):
     m = mlp(prune=[(1, 2, 3)])
     x = inputs_with_zeros(4, 5)
-    ours = neural_curvature(m, x, method="exact", aggregate=aggregate, normalize_idleness=normalize,
-                            dead_value=0.7)
+    ours = neural_curvature(m, x, method="exact", aggregate=aggregate, normalize_idleness=normalize, dead_value=0.7)
     ref = brute_force_nc(m, x, aggregate=aggregate, normalize=normalize, dead_value=0.7)
     compare(ours, ref)
     assert (ours["curvature"] == 0.7).any()  # some edges are dead on every input
@@ -314,7 +329,10 @@ def test_node_curvature_is_the_mean_over_incident_edges():
     df = weight_only_curvature(m)
     nodes = node_curvature(df)
     for _, r in nodes.sample(5, random_state=0).iterrows():
-        inc = df[((df["src_level"] == r.level) & (df["src"] == r.unit)) | ((df["dst_level"] == r.level) & (df["dst"] == r.unit))]
+        inc = df[
+            ((df["src_level"] == r.level) & (df["src"] == r.unit))
+            | ((df["dst_level"] == r.level) & (df["dst"] == r.unit))
+        ]
         assert r.curvature == pytest.approx(inc["curvature"].mean())
         assert r.degree == len(inc)
     assert len(nodes) == 5 + 4 + 6 + 3 + 2
@@ -348,8 +366,11 @@ def test_calibration_set_takes_k_correct_inputs_per_class():
         with torch.no_grad():
             never[0].weight.zero_()
             never[0].bias.copy_(torch.tensor([0.0, 0.0, 5.0]))
-        calibration_set(never, Dataset("t", ds.x_train, ds.y_train, ds.x_test[ds.y_test < 2],
-                                       ds.y_test[ds.y_test < 2], (5,), 3), k=1)
+        calibration_set(
+            never,
+            Dataset("t", ds.x_train, ds.y_train, ds.x_test[ds.y_test < 2], ds.y_test[ds.y_test < 2], (5,), 3),
+            k=1,
+        )
 
 
 def test_analyses_are_registered_and_run():
@@ -362,6 +383,7 @@ def test_analyses_are_registered_and_run():
     with pytest.raises(NNGeoError, match="no parameter"):
         get_analysis("curvature")(m, ds, {"bogus": 1}, Progress())
     from nngeo_core.analyses import ANALYSIS_INFO
+
     assert ANALYSIS_INFO["curvature"]["needs_data"] and not ANALYSIS_INFO["curvature_weights"]["needs_data"]
 
 

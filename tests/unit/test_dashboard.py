@@ -1,4 +1,5 @@
 """Dashboard helpers without Streamlit: uploads, forms, store views, job rows, downloads."""
+
 from __future__ import annotations
 
 import io
@@ -43,7 +44,7 @@ def test_upload_is_stored_under_its_content_hash_and_loads_as_a_run(store):
     assert entry["kind"] == "upload" and json.loads(entry["spec"])["sha256"] == content_hash(data)
     ckpt = load_run(result.key, store=store)
     ref = checkpoint.load(data)
-    for (k, a), (_, b) in zip(ckpt.model.state_dict().items(), ref.model.state_dict().items()):
+    for (k, a), (_, b) in zip(ckpt.model.state_dict().items(), ref.model.state_dict().items(), strict=False):
         assert torch.equal(a, b), k
     assert ckpt.data_spec == DataSpec("xor")
     assert list(store.get(result.key)["layer"]) == [li for li in result.layers["layer"]]
@@ -85,8 +86,10 @@ def test_a_pickle_that_runs_code_is_refused_and_never_executed(store, tmp_path):
     assert store.keys() == []
 
 
-@pytest.mark.parametrize("data, match", [(b"", "empty"), (b"not a checkpoint at all" * 10, "checkpoint|refusing"),
-                                         (b"PK\x03\x04garbage", "corrupt")])
+@pytest.mark.parametrize(
+    "data, match",
+    [(b"", "empty"), (b"not a checkpoint at all" * 10, "checkpoint|refusing"), (b"PK\x03\x04garbage", "corrupt")],
+)
 def test_bad_files_get_one_line_errors(store, data, match):
     with pytest.raises(NNGeoError, match=match) as err:
         store_upload(data, store=store)
@@ -129,16 +132,22 @@ def test_examples_exist_are_small_and_load():
         data = example_bytes(name)
         assert len(data) < 1_000_000
         ckpt = checkpoint.load(data)
-        assert ckpt.model_spec.name == {"mlp_xor.safetensors": "mlp",
-                                        "fcn_mnist_digits.safetensors": "fcn_mnist"}[EXAMPLES[name][0]]
+        assert (
+            ckpt.model_spec.name
+            == {"mlp_xor.safetensors": "mlp", "fcn_mnist_digits.safetensors": "fcn_mnist"}[EXAMPLES[name][0]]
+        )
         assert ckpt.data_spec == EXAMPLES[name][1]
 
 
 # -- forms -----------------------------------------------------------------------------------------
 def test_run_spec_from_default_values_equals_the_plain_default_spec():
     plain = RunSpec(data=DataSpec("xor"), model=ModelSpec("mlp"), train=default_train("mlp", "xor"))
-    spec = forms.run_spec("mlp", "xor", model_params={"widths": (32, 32), "activation": "relu", "bias": True},
-                          data_params={"n_train": 1000, "noise": 0.3})
+    spec = forms.run_spec(
+        "mlp",
+        "xor",
+        model_params={"widths": (32, 32), "activation": "relu", "bias": True},
+        data_params={"n_train": 1000, "noise": 0.3},
+    )
     assert spec.hash == plain.hash
     changed = forms.run_spec("mlp", "xor", model_params={"widths": (8,)}, train={"epochs": 5})
     assert changed.model.params == {"widths": (8,)} and changed.train.epochs == 5
@@ -175,13 +184,19 @@ def test_runs_table_filters_and_finds_analyses(store):
     store.put("upload", {"x": 2}, attrs=dict(model="fcn_mnist", data="digits"))
     for epoch, p in ((None, {}), (3, {}), (3, {"p": 1})):
         spec = AnalysisSpec(run=run, method="persistence", params=p, epoch=epoch)
-        store.put("analyse", spec, pd.DataFrame({"layer": ["1"], "np": [float(epoch or 0) + len(p)]}),
-                  attrs=dict(run=run, method="persistence"))
+        store.put(
+            "analyse",
+            spec,
+            pd.DataFrame({"layer": ["1"], "np": [float(epoch or 0) + len(p)]}),
+            attrs=dict(run=run, method="persistence"),
+        )
     table = runs_table(store.catalog(), kinds=["train", "upload"])
     assert set(table["kind"]) == {"train", "upload"} and len(table) == 2
     assert len(runs_table(store.catalog(), text="DIGITS")) == 1
-    assert find_analysis(store, run, "persistence", epoch=3, params={"p": 1}) == \
-        AnalysisSpec(run=run, method="persistence", params={"p": 1}, epoch=3).hash
+    assert (
+        find_analysis(store, run, "persistence", epoch=3, params={"p": 1})
+        == AnalysisSpec(run=run, method="persistence", params={"p": 1}, epoch=3).hash
+    )
     assert find_analysis(store, run, "persistence", epoch=7) is None
     assert find_analysis(store, run, "persistence", epoch=None) == AnalysisSpec(run=run, method="persistence").hash
     over = analyses_over_epochs(store, run, "persistence", params={})
@@ -191,11 +206,13 @@ def test_runs_table_filters_and_finds_analyses(store):
 
 # -- jobs ------------------------------------------------------------------------------------------
 def test_job_rows_from_real_job_infos(tmp_path, monkeypatch):
-    from nngeo_core import jobs
 
     monkeypatch.setenv("NNGEO_QUEUE", str(tmp_path / "q.db"))
-    spec = RunSpec(data=DataSpec("xor", params={"n_train": 50, "n_test": 50}), model=ModelSpec("mlp", {"widths": (4,)}),
-                   train=default_train("mlp", "xor").replace(epochs=1))
+    spec = RunSpec(
+        data=DataSpec("xor", params={"n_train": 50, "n_test": 50}),
+        model=ModelSpec("mlp", {"widths": (4,)}),
+        train=default_train("mlp", "xor").replace(epochs=1),
+    )
     row = jobs_view.submit(spec)
     assert row["state"] == "queued" and row["kind"] == "train" and row["spec_hash"] == spec.hash
     assert jobs_view.active_job_for(spec.hash)["id"] == row["id"]
@@ -206,8 +223,15 @@ def test_job_rows_from_real_job_infos(tmp_path, monkeypatch):
 
 
 def test_job_row_defaults_and_progress_text():
-    row = jobs_view.job_row({"id": "abc", "state": "running", "progress": 2.0, "phase": "epoch 3/9",
-                             "metrics": {"loss": 0.41234, "accuracy": 0.875}})
+    row = jobs_view.job_row(
+        {
+            "id": "abc",
+            "state": "running",
+            "progress": 2.0,
+            "phase": "epoch 3/9",
+            "metrics": {"loss": 0.41234, "accuracy": 0.875},
+        }
+    )
     assert row["fraction"] == 1.0 and jobs_view.is_active(row)
     assert jobs_view.progress_text(row) == "epoch 3/9 · loss 0.412 · acc 0.875"
 
@@ -245,7 +269,9 @@ def test_every_per_run_figure_draws_its_analysis_table():
         "persistence": pd.DataFrame({"layer": ["1", "3"], "np": [1.0, 2.0], "np_normalized": [0.1, 0.2]}),
         "critical_compression": pd.DataFrame({"layer": ["1", "total"], "eta_tau": [2.0, 2.0]}),
         "mst_overlap": pd.DataFrame({"layer": ["1"], "overlap": [0.5], "bound": [0.2], "chance": [0.1]}),
-        "curvature_weights": pd.DataFrame({"layer": ["1", "1"], "src": [0, 1], "dst": [0, 0], "curvature": [-0.1, 0.2]}),
+        "curvature_weights": pd.DataFrame(
+            {"layer": ["1", "1"], "src": [0, 1], "dst": [0, 0], "curvature": [-0.1, 0.2]}
+        ),
         "volume": pd.DataFrame({"x": gx.ravel(), "y": gy.ravel(), "log_volume": gx.ravel()}),
     }
     for name, fig in PER_RUN_FIGURES.items():
@@ -283,13 +309,15 @@ def test_filter_catalog_matches_the_store_filters_and_the_cached_catalog_follows
     from nngeo_core.dashboard.widgets import catalog
     from nngeo_core.store import filter_catalog
 
-    keys = [store.put(kind, {"i": i}, attrs=dict(model=model)) for i, (kind, model) in
-            enumerate([("train", "mlp"), ("upload", "mlp"), ("train", "lenet5")])]
+    keys = [
+        store.put(kind, {"i": i}, attrs=dict(model=model))
+        for i, (kind, model) in enumerate([("train", "mlp"), ("upload", "mlp"), ("train", "lenet5")])
+    ]
     full = store.catalog()
     for filters in ({"kind": "train"}, {"kind": ["train", "upload"], "model": "mlp"}, {"model": None}):
         assert list(filter_catalog(full, **filters)["key"]) == list(store.catalog(**filters)["key"])
     assert sorted(catalog(store)["key"]) == sorted(keys)
     extra = store.put("train", {"i": 99})
-    assert extra in set(catalog(store)["key"])           # added: seen at once
+    assert extra in set(catalog(store)["key"])  # added: seen at once
     store.delete(keys[0])
-    assert keys[0] not in set(catalog(store)["key"])     # deleted: gone at once
+    assert keys[0] not in set(catalog(store)["key"])  # deleted: gone at once

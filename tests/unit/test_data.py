@@ -5,6 +5,7 @@ array and scipy's bilinear zoom, and the image datasets against small real files
 in the published formats (IDX for MNIST/Fashion-MNIST, pickled batches for CIFAR), read back
 through the real loaders (torchvision's for IDX).
 """
+
 from __future__ import annotations
 
 import gzip
@@ -24,8 +25,8 @@ from nngeo_core.specs import DataSpec
 # ------------------------------------------------------------------ file writers (also used
 # by tests/conformance/test_datasets.py)
 
-IDX_IMAGES_MAGIC = 2051       # 0x00000803: unsigned bytes, 3 dimensions
-IDX_LABELS_MAGIC = 2049       # 0x00000801: unsigned bytes, 1 dimension
+IDX_IMAGES_MAGIC = 2051  # 0x00000803: unsigned bytes, 3 dimensions
+IDX_LABELS_MAGIC = 2049  # 0x00000801: unsigned bytes, 1 dimension
 IDX_FOLDERS = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 CIFAR_LAYOUT = {  # name: folder, train files, test files, label key
     "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], b"labels"),
@@ -44,8 +45,9 @@ def write_idx(path: Path, array: np.ndarray, magic: int, *, compress: bool = Fal
         path.write_bytes(payload)
 
 
-def write_idx_dataset(root: Path, name: str, *, n_train: int = 30, n_test: int = 20, seed: int = 0,
-                      compress: bool = False) -> dict[str, np.ndarray]:
+def write_idx_dataset(
+    root: Path, name: str, *, n_train: int = 30, n_test: int = 20, seed: int = 0, compress: bool = False
+) -> dict[str, np.ndarray]:
     """Random 28×28 images and labels cycling through 0..9, as the four MNIST files."""
     rng = np.random.default_rng(seed)
     raw = root / IDX_FOLDERS[name] / "raw"
@@ -59,8 +61,9 @@ def write_idx_dataset(root: Path, name: str, *, n_train: int = 30, n_test: int =
     return arrays
 
 
-def write_cifar_dataset(root: Path, name: str, *, per_file: int = 12, seed: int = 0,
-                        protocol: int = pickle.DEFAULT_PROTOCOL) -> dict[str, np.ndarray]:
+def write_cifar_dataset(
+    root: Path, name: str, *, per_file: int = 12, seed: int = 0, protocol: int = pickle.DEFAULT_PROTOCOL
+) -> dict[str, np.ndarray]:
     """CIFAR python batches: a pickled dict with b'data' (N×3072 uint8, the red plane, then
     green, then blue, each row-major) and the labels as a list of ints."""
     folder, train_files, test_files, label_key = CIFAR_LAYOUT[name]
@@ -110,11 +113,22 @@ def one_line_error(excinfo) -> str:
 
 # ------------------------------------------------------------------ registry and load()
 
+
 def test_list_datasets_names_every_registered_loader():
     names = list_datasets()
     assert names == sorted(DATASETS)
-    for expected in ("xor", "sinusoid", "moons", "circles", "spirals", "digits",
-                     "mnist", "fashion_mnist", "cifar10", "cifar100"):
+    for expected in (
+        "xor",
+        "sinusoid",
+        "moons",
+        "circles",
+        "spirals",
+        "digits",
+        "mnist",
+        "fashion_mnist",
+        "cifar10",
+        "cifar100",
+    ):
         assert expected in names
 
 
@@ -142,26 +156,29 @@ def test_unknown_dataset_names_the_known_ones():
     assert "'nope'" in one_line_error(e) and "digits" in str(e.value)
 
 
-@pytest.mark.parametrize("call, fragment", [
-    (lambda: load("xor", n_train=0), "n_train"),
-    (lambda: load("xor", n_train=1.5), "n_train"),
-    (lambda: load("xor", n_train="10"), "n_train"),
-    (lambda: load("xor", n_test=True), "n_test"),
-    (lambda: load("xor", noise=-0.1), "noise"),
-    (lambda: load("xor", noise=float("nan")), "noise"),
-    (lambda: load("xor", seed=-1), "seed"),
-    (lambda: load("xor", seed="a"), "seed"),
-    (lambda: load("xor", widths=3), "widths"),
-    (lambda: load("circles", factor=1.0), "factor"),
-    (lambda: load("spirals", turns=0), "turns"),
-    (lambda: load("digits", resize=0), "resize"),
-    (lambda: load("digits", test_fraction=1.0), "test_fraction"),
-    (lambda: load("digits", n_train=5000), "n_train"),
-    (lambda: load(DataSpec(name="xor"), seed=1), "DataSpec"),
-    (lambda: load(3), "int"),
-    (lambda: dataset_info("digits", resize=-3), "resize"),
-    (lambda: dataset_info("xor", colour=1), "colour"),
-])
+@pytest.mark.parametrize(
+    "call, fragment",
+    [
+        (lambda: load("xor", n_train=0), "n_train"),
+        (lambda: load("xor", n_train=1.5), "n_train"),
+        (lambda: load("xor", n_train="10"), "n_train"),
+        (lambda: load("xor", n_test=True), "n_test"),
+        (lambda: load("xor", noise=-0.1), "noise"),
+        (lambda: load("xor", noise=float("nan")), "noise"),
+        (lambda: load("xor", seed=-1), "seed"),
+        (lambda: load("xor", seed="a"), "seed"),
+        (lambda: load("xor", widths=3), "widths"),
+        (lambda: load("circles", factor=1.0), "factor"),
+        (lambda: load("spirals", turns=0), "turns"),
+        (lambda: load("digits", resize=0), "resize"),
+        (lambda: load("digits", test_fraction=1.0), "test_fraction"),
+        (lambda: load("digits", n_train=5000), "n_train"),
+        (lambda: load(DataSpec(name="xor"), seed=1), "DataSpec"),
+        (lambda: load(3), "int"),
+        (lambda: dataset_info("digits", resize=-3), "resize"),
+        (lambda: dataset_info("xor", colour=1), "colour"),
+    ],
+)
 def test_bad_parameters_give_one_line_errors(call, fragment):
     with pytest.raises(NNGeoError) as e:
         call()
@@ -181,13 +198,14 @@ def test_dataset_info_reads_no_data(monkeypatch, data_dir):
 
     def refuse(*a, **k):
         raise AssertionError("dataset_info must not load data")
+
     monkeypatch.setattr(sklearn.datasets, "load_digits", refuse)
-    monkeypatch.setattr(nngeo_core.data.digits, "_digits_arrays", refuse)   # the in-process cache
+    monkeypatch.setattr(nngeo_core.data.digits, "_digits_arrays", refuse)  # the in-process cache
     assert dataset_info("digits").input_shape == (1, 8, 8)
     assert dataset_info("digits", resize=28).input_shape == (1, 28, 28)
     info = dataset_info("split:permuted:digits:3:0-2,7", resize=28)
     assert info.input_shape == (1, 28, 28) and info.num_classes == 4
-    assert dataset_info("mnist").input_shape == (1, 28, 28)          # no files in data_dir
+    assert dataset_info("mnist").input_shape == (1, 28, 28)  # no files in data_dir
     assert dataset_info("cifar100").num_classes == 100 and dataset_info("cifar100").needs_files
     xor = dataset_info("xor")
     assert xor.is_2d and xor.num_classes == 2 and xor.defaults["n_train"] == 1000 and xor.description
@@ -208,6 +226,7 @@ def test_loader_registered_elsewhere_is_loaded_and_checked():
         ds = load("xor", seed=seed, n_train=n, n_test=n)
         ds.x_train = ds.x_train.double()
         return ds
+
     try:
         with pytest.raises(NNGeoError) as e:
             load("_test_float64")
@@ -261,7 +280,7 @@ def test_sinusoid_labels_follow_the_curve():
     above = (x[:, 1] > 0.6 * torch.sin(7 * x[:, 0] - 1)).long()
     assert torch.equal(ds.y_train, above)
     noisy = load("sinusoid", seed=5, n_train=3000, n_test=500, noise=0.2)
-    assert torch.equal(noisy.x_train, ds.x_train)           # the jitter moves labels, not points
+    assert torch.equal(noisy.x_train, ds.x_train)  # the jitter moves labels, not points
     flipped = (noisy.y_train != ds.y_train).float().mean().item()
     assert 0.01 < flipped < 0.3
 
@@ -306,8 +325,10 @@ def test_toy_train_and_test_are_different_points(name):
 
 # ------------------------------------------------------------------ digits
 
+
 def _sklearn_digits():
     from sklearn.datasets import load_digits
+
     bunch = load_digits()
     return bunch.images.astype(np.float64) / 16.0, bunch.target
 
@@ -325,9 +346,12 @@ def test_digits_split_is_a_stratified_partition_of_sklearn_digits():
     assert abs(len(ds.y_test) - 0.25 * len(labels)) <= 1
     assert ds.x_train.min() >= 0 and ds.x_train.max() == 1.0
     # the two parts together are exactly the 1797 images (as a multiset of image+label rows)
-    ours = np.concatenate([
-        np.concatenate([ds.x_train.flatten(1).double().numpy(), ds.y_train[:, None].numpy()], axis=1),
-        np.concatenate([ds.x_test.flatten(1).double().numpy(), ds.y_test[:, None].numpy()], axis=1)])
+    ours = np.concatenate(
+        [
+            np.concatenate([ds.x_train.flatten(1).double().numpy(), ds.y_train[:, None].numpy()], axis=1),
+            np.concatenate([ds.x_test.flatten(1).double().numpy(), ds.y_test[:, None].numpy()], axis=1),
+        ]
+    )
     theirs = np.concatenate([images.reshape(len(images), -1), labels[:, None]], axis=1)
     np.testing.assert_allclose(_sorted_rows(ours), _sorted_rows(theirs), atol=1e-7)
     # stratified: each class's test count is within one of its share
@@ -348,8 +372,7 @@ def test_digits_resize_is_bilinear_with_half_pixel_centres():
     assert big.input_shape == (1, 28, 28) and torch.equal(small.y_train, big.y_train)
     for i in range(5):
         # scipy's zoom with grid_mode=True and edge replication is the same convention
-        expected = ndimage.zoom(small.x_train[i, 0].double().numpy(), 28 / 8, order=1,
-                                grid_mode=True, mode="nearest")
+        expected = ndimage.zoom(small.x_train[i, 0].double().numpy(), 28 / 8, order=1, grid_mode=True, mode="nearest")
         np.testing.assert_allclose(big.x_train[i, 0].numpy(), expected, atol=1e-6)
     assert big.x_train.min() >= 0 and big.x_train.max() <= 1
 
@@ -365,6 +388,7 @@ def test_digits_subsample_is_seeded_subset():
 
 
 # ------------------------------------------------------------------ derived tasks
+
 
 def test_permuted_moves_pixels_the_same_way_everywhere():
     base = load("digits", seed=1, resize=12)
@@ -405,8 +429,10 @@ def test_split_keeps_and_relabels_the_listed_classes():
     assert ds.meta["classes"] == (7, 2, 3) and ds.num_classes == 3
     assert ds.meta["class_names"] == ["7", "2", "3"]
     original = torch.tensor([7, 2, 3])
-    for x, y, bx, by in ((ds.x_train, ds.y_train, base.x_train, base.y_train),
-                         (ds.x_test, ds.y_test, base.x_test, base.y_test)):
+    for x, y, bx, by in (
+        (ds.x_train, ds.y_train, base.x_train, base.y_train),
+        (ds.x_test, ds.y_test, base.x_test, base.y_test),
+    ):
         mask = (by == 7) | (by == 2) | (by == 3)
         assert torch.equal(x, bx[mask])
         assert torch.equal(original[y], by[mask])
@@ -422,20 +448,23 @@ def test_split_range_and_nesting():
     assert torch.equal(nested.y_train, perm.y_train[perm.y_train >= 5] - 5)
 
 
-@pytest.mark.parametrize("name, fragment", [
-    ("split:digits:0-10", "do not exist"),
-    ("split:digits:4-2", "backwards"),
-    ("split:digits:a", "cannot read class"),
-    ("split:digits:1,1", "more than once"),
-    ("split:digits:3", "at least two"),
-    ("split:digits:", "split:<base>:<classes>"),
-    ("split:digits", "split:<base>:<classes>"),
-    ("permuted:digits:x", "permutation seed"),
-    ("permuted:digits:-1", "permutation seed"),
-    ("permuted:nope:1", "unknown dataset 'nope'"),
-    ("split:nope:0-1", "unknown dataset 'nope'"),
-    ("digits:0-1", "unknown dataset 'digits:0-1'"),
-])
+@pytest.mark.parametrize(
+    "name, fragment",
+    [
+        ("split:digits:0-10", "do not exist"),
+        ("split:digits:4-2", "backwards"),
+        ("split:digits:a", "cannot read class"),
+        ("split:digits:1,1", "more than once"),
+        ("split:digits:3", "at least two"),
+        ("split:digits:", "split:<base>:<classes>"),
+        ("split:digits", "split:<base>:<classes>"),
+        ("permuted:digits:x", "permutation seed"),
+        ("permuted:digits:-1", "permutation seed"),
+        ("permuted:nope:1", "unknown dataset 'nope'"),
+        ("split:nope:0-1", "unknown dataset 'nope'"),
+        ("digits:0-1", "unknown dataset 'digits:0-1'"),
+    ],
+)
 def test_bad_derived_names(name, fragment):
     with pytest.raises(NNGeoError) as e:
         load(name)
@@ -453,6 +482,7 @@ def test_split_with_no_examples_left_says_so():
 
 
 # ------------------------------------------------------------------ MNIST-format files
+
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist"])
 def test_idx_files_load_through_torchvision(data_dir, name):
@@ -475,8 +505,9 @@ def test_idx_subsample_is_seeded_and_ordered(data_dir):
     assert a.x_train.shape == (10, 1, 28, 28) and a.x_test.shape == (5, 1, 28, 28)
     assert torch.equal(a.x_train, b.x_train) and not torch.equal(a.x_train, c.x_train)
     flat = arrays["train_images"].reshape(40, -1)
-    found = [int(np.flatnonzero((flat == (r * 255).round()).all(axis=1))[0])
-             for r in a.x_train.flatten(1).double().numpy()]
+    found = [
+        int(np.flatnonzero((flat == (r * 255).round()).all(axis=1))[0]) for r in a.x_train.flatten(1).double().numpy()
+    ]
     assert found == sorted(found) and len(set(found)) == 10
     np.testing.assert_array_equal(a.y_train.numpy(), arrays["train_labels"][found])
     with pytest.raises(NNGeoError) as e:
@@ -516,8 +547,11 @@ def test_failed_download_is_one_line(data_dir, monkeypatch):
     import torchvision.datasets
 
     def no_network(self):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://x, got:\n"
-                           "<urlopen error [Errno -3] Temporary failure in name resolution>\n")
+        raise RuntimeError(
+            "Error downloading train-images-idx3-ubyte.gz:\nTried https://x, got:\n"
+            "<urlopen error [Errno -3] Temporary failure in name resolution>\n"
+        )
+
     monkeypatch.setattr(torchvision.datasets.MNIST, "download", no_network)
     monkeypatch.setenv("NNGEO_DOWNLOAD", "1")
     with pytest.raises(NNGeoError) as e:
@@ -532,9 +566,10 @@ def test_download_is_used_when_allowed(data_dir, monkeypatch):
 
     calls = []
 
-    def fake_download(self):    # stands in for the network: writes the files torchvision would
+    def fake_download(self):  # stands in for the network: writes the files torchvision would
         calls.append(self.raw_folder)
         write_idx_dataset(data_dir, "fashion_mnist")
+
     monkeypatch.setattr(torchvision.datasets.FashionMNIST, "download", fake_download)
     monkeypatch.setenv("NNGEO_DOWNLOAD", "1")
     assert load("fashion_mnist").x_train.shape == (30, 1, 28, 28)
@@ -560,6 +595,7 @@ def test_idx_images_of_the_wrong_size_are_refused(data_dir):
 
 # ------------------------------------------------------------------ CIFAR batches
 
+
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
 @pytest.mark.parametrize("name", ["cifar10", "cifar100"])
 def test_cifar_batches_load_in_channel_plane_order(data_dir, name, protocol):
@@ -569,7 +605,7 @@ def test_cifar_batches_load_in_channel_plane_order(data_dir, name, protocol):
     n_train = len(arrays["train_labels"])
     assert ds.x_train.shape == (n_train, 3, 32, 32) and ds.x_test.shape == (12, 3, 32, 32)
     rng = np.random.default_rng(0)
-    for _ in range(50):     # pixel (c, i, j) of image n is byte c·1024 + i·32 + j of row n
+    for _ in range(50):  # pixel (c, i, j) of image n is byte c·1024 + i·32 + j of row n
         n, c, i, j = rng.integers(0, n_train), rng.integers(0, 3), rng.integers(0, 32), rng.integers(0, 32)
         assert ds.x_train[n, c, i, j].item() == pytest.approx(arrays["train_data"][n, c * 1024 + i * 32 + j] / 255)
     np.testing.assert_array_equal(ds.y_train.numpy(), arrays["train_labels"])
@@ -592,6 +628,7 @@ def test_failed_cifar_download_is_one_line(data_dir, monkeypatch):
 
     def no_network(self):
         raise URLError("[Errno 101] Network is unreachable")
+
     monkeypatch.setattr(torchvision.datasets.CIFAR10, "download", no_network)
     monkeypatch.setenv("NNGEO_DOWNLOAD", "1")
     with pytest.raises(NNGeoError) as e:

@@ -1,4 +1,5 @@
 """The dashboard's figure builders, without Streamlit: pure DataFrame -> plotly Figure."""
+
 from __future__ import annotations
 
 import os
@@ -25,7 +26,7 @@ def test_known_strategies_have_distinct_fixed_colours():
     assert len(set(colours)) == len(colours)
     for name, c in STRATEGY_COLORS.items():
         assert strategy_color(name) == c
-        assert strategy_color(f"  {name.upper()} ") == c   # case and spaces do not change it
+        assert strategy_color(f"  {name.upper()} ") == c  # case and spaces do not change it
     assert not set(FALLBACK_PALETTE) & set(colours)
 
 
@@ -38,9 +39,16 @@ def test_every_registered_strategy_has_a_fixed_colour():
 def test_unknown_strategy_colour_is_stable_across_processes():
     names = ["my_new_strategy", "zeta", "x"]
     here = [strategy_color(n) for n in names]
-    code = "from nngeo_core.figures.colors import strategy_color as c; print(','.join(c(n) for n in %r))" % names
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONHASHSEED": "12345"}).stdout.strip()
+    code = "from nngeo_core.figures.colors import strategy_color as c; print(','.join(c(n) for n in {!r}))".format(
+        names
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    ).stdout.strip()
     assert out.split(",") == here
     assert all(c in FALLBACK_PALETTE for c in here)
 
@@ -56,8 +64,15 @@ def _sweep_rows(strategies=("magnitude", "random", "snip"), levels=(0.5, 0.75, 0
     for s in strategies:
         for lv in levels:
             for seed in seeds:
-                rows.append(dict(strategy=s, seed=seed, sparsity_requested=lv,
-                                 sparsity_achieved=lv + rng.uniform(-1e-3, 1e-3), accuracy=rng.uniform(0.5, 1.0)))
+                rows.append(
+                    dict(
+                        strategy=s,
+                        seed=seed,
+                        sparsity_requested=lv,
+                        sparsity_achieved=lv + rng.uniform(-1e-3, 1e-3),
+                        accuracy=rng.uniform(0.5, 1.0),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -68,7 +83,7 @@ def test_accuracy_vs_sparsity_one_trace_group_per_strategy_in_its_colour():
     assert groups == {"magnitude", "random", "snip"}
     for t in fig.data:
         colour = strategy_color(t.legendgroup)
-        if t.fill == "toself":          # the ± std band
+        if t.fill == "toself":  # the ± std band
             assert t.fillcolor == with_alpha(colour, 0.18)
         else:
             assert t.line.color == colour and t.marker.color == colour
@@ -102,8 +117,12 @@ def test_single_seed_draws_no_band_and_std_is_zero():
 
 
 def test_same_strategy_in_two_groups_shares_colour_and_differs_by_dash():
-    df = pd.concat([_sweep_rows(("magnitude",)).assign(label="magnitude (scope=global)"),
-                    _sweep_rows(("magnitude",)).assign(label="magnitude (scope=layer)")])
+    df = pd.concat(
+        [
+            _sweep_rows(("magnitude",)).assign(label="magnitude (scope=global)"),
+            _sweep_rows(("magnitude",)).assign(label="magnitude (scope=layer)"),
+        ]
+    )
     fig = accuracy_vs_sparsity(df, group="label")
     lines = [t for t in fig.data if t.fill != "toself"]
     assert {t.line.color for t in lines} == {strategy_color("magnitude")}
@@ -121,8 +140,20 @@ def _grid(nx=7, ny=5):
     xs, ys = np.linspace(-1, 1, nx), np.linspace(-2, 2, ny)
     gx, gy = np.meshgrid(xs, ys, indexing="xy")
     gx, gy = gx.ravel(), gy.ravel()
-    return pd.DataFrame({"x": gx, "y": gy, "log_volume": gx * 10 + gy, "ricci": gx - gy,
-                         "margin": gx * gy, "pred": (gx * gy > 0).astype(int)}), xs, ys
+    return (
+        pd.DataFrame(
+            {
+                "x": gx,
+                "y": gy,
+                "log_volume": gx * 10 + gy,
+                "ricci": gx - gy,
+                "margin": gx * gy,
+                "pred": (gx * gy > 0).astype(int),
+            }
+        ),
+        xs,
+        ys,
+    )
 
 
 def test_heatmap_has_the_grid_shape_and_values():
@@ -177,8 +208,9 @@ def test_heatmap_of_a_real_model_grid():
 def test_plane_marks_the_appended_anchor_rows_and_keeps_them_out_of_the_grid():
     grid, xs, ys = _grid()
     plane = grid.rename(columns={"x": "u", "y": "v"}).assign(anchor=-1)
-    anchors = pd.DataFrame({"u": [0.05, 0.5, -0.3], "v": [0.0, 0.7, 0.2], "log_volume": [99.0, 99.0, 99.0],
-                            "anchor": [0, 1, 2]})
+    anchors = pd.DataFrame(
+        {"u": [0.05, 0.5, -0.3], "v": [0.0, 0.7, 0.2], "log_volume": [99.0, 99.0, 99.0], "anchor": [0, 1, 2]}
+    )
     fig = plane_heatmap(pd.concat([plane, anchors]), names=["#1", "#2", "#3"])
     heat = next(t for t in fig.data if t.type == "heatmap")
     assert np.asarray(heat.z).shape == (len(ys), len(xs)) and np.nanmax(heat.z) < 99
@@ -198,20 +230,29 @@ def test_line_profile():
 
 # -- training --------------------------------------------------------------------------------------
 def test_training_curves_one_legend_entry_per_split():
-    h = pd.DataFrame({"epoch": [0, 1, 2], "train_loss": [1, .5, .3], "test_loss": [1, .6, .4],
-                      "train_acc": [.5, .8, .9], "test_acc": [.5, .7, .85]})
+    h = pd.DataFrame(
+        {
+            "epoch": [0, 1, 2],
+            "train_loss": [1, 0.5, 0.3],
+            "test_loss": [1, 0.6, 0.4],
+            "train_acc": [0.5, 0.8, 0.9],
+            "test_acc": [0.5, 0.7, 0.85],
+        }
+    )
     fig = training_curves(h)
     assert len(fig.data) == 4
     assert sorted(t.name for t in fig.data if t.showlegend) == ["test", "train"]
     acc = [t for t in fig.data if t.xaxis == "x2"]
-    np.testing.assert_allclose(sorted(map(tuple, (t.y for t in acc))), sorted([(.5, .8, .9), (.5, .7, .85)]))
+    np.testing.assert_allclose(sorted(map(tuple, (t.y for t in acc))), sorted([(0.5, 0.8, 0.9), (0.5, 0.7, 0.85)]))
 
 
 # -- persistence -----------------------------------------------------------------------------------
 def _diagrams():
     rng = np.random.default_rng(1)
-    frames = [pd.DataFrame({"layer": name, "birth": 1.0, "death": np.sort(rng.uniform(0, 1, n))})
-              for name, n in (("1", 30), ("3", 12))]
+    frames = [
+        pd.DataFrame({"layer": name, "birth": 1.0, "death": np.sort(rng.uniform(0, 1, n))})
+        for name, n in (("1", 30), ("3", 12))
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -246,11 +287,17 @@ def test_np_eta_and_overlap_figures_carry_the_table_values():
 
 
 def test_np_over_epochs_one_line_per_layer_sorted_by_epoch():
-    t = pd.DataFrame({"epoch": [3, 0, 3, 0], "layer": ["1", "1", "3", "3"], "np": [1, 2, 3, 4],
-                      "np_normalized": [.3, .1, .4, .2]})
+    t = pd.DataFrame(
+        {
+            "epoch": [3, 0, 3, 0],
+            "layer": ["1", "1", "3", "3"],
+            "np": [1, 2, 3, 4],
+            "np_normalized": [0.3, 0.1, 0.4, 0.2],
+        }
+    )
     fig = pf.np_over_epochs(t)
     assert [list(tr.x) for tr in fig.data] == [[0, 3], [0, 3]]
-    assert [list(tr.y) for tr in fig.data] == [[.1, .3], [.2, .4]]
+    assert [list(tr.y) for tr in fig.data] == [[0.1, 0.3], [0.2, 0.4]]
 
 
 def test_figures_on_a_real_model_topology():
@@ -336,13 +383,14 @@ def test_layer_graph_diverging_colours_centred_at_zero_and_edge_hover():
 
 
 def test_layer_graph_colour_bins_follow_the_sign():
-    e = pd.DataFrame({"layer": ["1", "1"], "src": [0, 1], "dst": [0, 0], "weight": [1.0, 1.0],
-                      "curvature": [-0.9, 0.9]})
+    e = pd.DataFrame(
+        {"layer": ["1", "1"], "src": [0, 1], "dst": [0, 0], "weight": [1.0, 1.0], "curvature": [-0.9, 0.9]}
+    )
     fig = cf.layer_graph(e)
     lines = sorted((t for t in fig.data if t.mode == "lines"), key=lambda t: np.asarray(t.y, dtype=float)[0])
-    colours = [[int(v) for v in t.line.color[t.line.color.index("(") + 1:-1].split(",")] for t in lines]
+    colours = [[int(v) for v in t.line.color[t.line.color.index("(") + 1 : -1].split(",")] for t in lines]
     (r0, _, b0), (r1, _, b1) = colours
-    assert b0 > r0 and r1 > b1     # src 0 (negative): blue; src 1 (positive): red
+    assert b0 > r0 and r1 > b1  # src 0 (negative): blue; src 1 (positive): red
 
 
 def test_curvature_histogram_one_trace_per_layer():
@@ -357,17 +405,36 @@ def test_layer_graph_needs_endpoints():
 
 # -- geodesic paths --------------------------------------------------------------------------------
 def test_path_figure_accuracy_and_distance_panels():
-    p = pd.DataFrame({"t": [0, .5, 1], "accuracy_a": [.9, .8, .7], "accuracy_b": [.1, .5, .9],
-                      "distance_to_target": [2, 1, 0]})
+    p = pd.DataFrame(
+        {
+            "t": [0, 0.5, 1],
+            "accuracy_a": [0.9, 0.8, 0.7],
+            "accuracy_b": [0.1, 0.5, 0.9],
+            "distance_to_target": [2, 1, 0],
+        }
+    )
     fig = path_figure(p)
     assert [t.name for t in fig.data] == ["accuracy_a", "accuracy_b", "distance_to_target"]
     assert fig.data[2].xaxis == "x2"
 
 
 def test_path_figure_names_the_curves_and_stars_the_best_network():
-    p = pd.DataFrame({"path_length": [0, .1, .2], "accuracy_a": [.9, .8, .7], "accuracy_b": [.1, .6, .9],
-                      "accuracy_mean": [.5, .7, .8], "distance_to_b": [2, 1, .5], "best": [False, False, True]})
+    p = pd.DataFrame(
+        {
+            "path_length": [0, 0.1, 0.2],
+            "accuracy_a": [0.9, 0.8, 0.7],
+            "accuracy_b": [0.1, 0.6, 0.9],
+            "accuracy_mean": [0.5, 0.7, 0.8],
+            "distance_to_b": [2, 1, 0.5],
+            "best": [False, False, True],
+        }
+    )
     fig = path_figure(p, names={"accuracy_a": "task A (xor)"})
-    assert [t.name for t in fig.data] == ["task A (xor)", "accuracy_b", "accuracy_mean", "distance_to_b",
-                                          "best mean accuracy"]
-    assert list(fig.data[-1].x) == [.2, .2, .2] and list(fig.data[-1].y) == [.7, .9, .8]
+    assert [t.name for t in fig.data] == [
+        "task A (xor)",
+        "accuracy_b",
+        "accuracy_mean",
+        "distance_to_b",
+        "best mean accuracy",
+    ]
+    assert list(fig.data[-1].x) == [0.2, 0.2, 0.2] and list(fig.data[-1].y) == [0.7, 0.9, 0.8]

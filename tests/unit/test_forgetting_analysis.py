@@ -1,6 +1,7 @@
 """The ``forgetting`` analysis through the real analyse job: two tiny mlps trained with the
 project's own ``train_run`` on two toy tasks (xor = task A, moons = task B), the second run given
 by its key, checked at submission."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,16 +19,21 @@ COLUMNS = {"step", "path_length", "step_length", "distance_to_b", "accuracy_a", 
 
 
 def _run_spec(data: str, widths=(8, 8), seed: int = 0) -> RunSpec:
-    return RunSpec(data=DataSpec(data, params={"n_train": 200, "n_test": 200}), model=ModelSpec("mlp", {"widths": widths}),
-                   train=TrainSpec(epochs=3, batch_size=32, lr=0.01, seed=seed, device="cpu"))
+    return RunSpec(
+        data=DataSpec(data, params={"n_train": 200, "n_test": 200}),
+        model=ModelSpec("mlp", {"widths": widths}),
+        train=TrainSpec(epochs=3, batch_size=32, lr=0.01, seed=seed, device="cpu"),
+    )
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     store = Store(str(tmp_path_factory.mktemp("forgetting-store")))
-    keys = {"a": train_run(_run_spec("xor"), store=store),
-            "b": train_run(_run_spec("moons", seed=1), store=store),
-            "narrow": train_run(_run_spec("moons", widths=(4,)), store=store)}
+    keys = {
+        "a": train_run(_run_spec("xor"), store=store),
+        "b": train_run(_run_spec("moons", seed=1), store=store),
+        "narrow": train_run(_run_spec("moons", widths=(4,)), store=store),
+    }
     return store, keys
 
 
@@ -41,7 +47,7 @@ def test_the_path_walks_from_run_a_towards_run_b(runs):
     path = store.get(key)
     assert set(path.columns) == COLUMNS
     assert list(path.step) == list(range(13))
-    assert store.spec(key)["params"]["run_b"] == k["b"]          # the prefix became the full key
+    assert store.spec(key)["params"]["run_b"] == k["b"]  # the prefix became the full key
     assert store.entry(key)["method"] == "forgetting" and store.entry(key)["run"] == k["a"]
 
     d = path.distance_to_b.to_numpy()
@@ -71,14 +77,17 @@ def test_submitting_a_bad_request_fails_at_once_with_one_line(runs):
     assert jobs.list_jobs() == []
 
 
-@pytest.mark.parametrize("params,match", [
-    ({}, "give run_b"),
-    ({"run_b": 1.5e30}, "got the number 1.5e.30: give more of the key's digits"),   # `--param run_b=15e29`
-    ({"run_b": "0123abcd0123abcd"}, "run_b: no result"),
-    ({"run_b": "narrow"}, r"another architecture than run \w{8}: 1\.bias is 4 there, 8 here"),
-    ({"run_b": "a"}, "the analysed run itself"),
-    ({"run_b": "b", "step": 3}, "unknown parameter 'step'"),
-])
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({}, "give run_b"),
+        ({"run_b": 1.5e30}, "got the number 1.5e.30: give more of the key's digits"),  # `--param run_b=15e29`
+        ({"run_b": "0123abcd0123abcd"}, "run_b: no result"),
+        ({"run_b": "narrow"}, r"another architecture than run \w{8}: 1\.bias is 4 there, 8 here"),
+        ({"run_b": "a"}, "the analysed run itself"),
+        ({"run_b": "b", "step": 3}, "unknown parameter 'step'"),
+    ],
+)
 def test_bad_requests_give_one_line_errors(runs, params, match):
     store, k = runs
     params = {n: k.get(v, v) if isinstance(v, str) else v for n, v in params.items()}

@@ -5,6 +5,7 @@ hyperplane along the functional geodesic ends at a network that is more accurate
 magnitude pruning to the same mask size without retraining, and the path between a task-A net
 and a task-B net passes networks that do better on both tasks than the straight line does.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,8 +33,9 @@ def _train(ds, widths, seed, epochs=30, init=None):
     if init is not None:
         model.load_state_dict(init.state_dict())
     # the project's one training loop: Adam 1e-2, batch 64, batches from a permutation seeded by `seed`
-    return fit(model, ds, TrainSpec(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, seed=seed,
-                                    device="cpu")).model
+    return fit(
+        model, ds, TrainSpec(epochs=epochs, batch_size=64, optimizer="adam", lr=1e-2, seed=seed, device="cpu")
+    ).model
 
 
 @torch.no_grad()
@@ -54,8 +56,9 @@ def small_net(digits):
 def _path(model, ds, sparsity=0.7, **kw):
     kw.setdefault("steps", 60)
     kw.setdefault("batch_size", 32)
-    return sparsify_path(model, ds.x_train, ds.y_train, eval_x=ds.x_test, eval_y=ds.y_test, sparsity=sparsity,
-                         seed=SEED, **kw)
+    return sparsify_path(
+        model, ds.x_train, ds.y_train, eval_x=ds.x_test, eval_y=ds.y_test, sparsity=sparsity, seed=SEED, **kw
+    )
 
 
 def test_geodesic_path_beats_one_shot_magnitude_pruning(digits, small_net, capsys):
@@ -65,7 +68,9 @@ def test_geodesic_path_beats_one_shot_magnitude_pruning(digits, small_net, capsy
     pruned, path = _path(small_net, digits)
     geo_acc = _accuracy(pruned, digits.x_test, digits.y_test)
     with capsys.disabled():
-        print(f"\n[digits 64-32-10 relu, 70% sparsity] dense {dense:.4f}  magnitude {mag_acc:.4f}  geodesic {geo_acc:.4f}")
+        print(
+            f"\n[digits 64-32-10 relu, 70% sparsity] dense {dense:.4f}  magnitude {mag_acc:.4f}  geodesic {geo_acc:.4f}"
+        )
     assert path.iloc[-1].accuracy_projected == pytest.approx(geo_acc)
     assert geo_acc > mag_acc
 
@@ -74,8 +79,16 @@ def test_sparsify_path_table_masks_and_no_mutation(digits, small_net):
     before = copy.deepcopy(small_net.state_dict())
     pruned, path, masks = _path(small_net, digits, steps=8, return_masks=True)
     assert all(torch.equal(before[k], v) for k, v in small_net.state_dict().items())
-    assert list(path.columns[:8]) == ["step", "path_length", "step_length", "mu", "distance", "accuracy",
-                                      "accuracy_projected", "n_pruned"]
+    assert list(path.columns[:8]) == [
+        "step",
+        "path_length",
+        "step_length",
+        "mu",
+        "distance",
+        "accuracy",
+        "accuracy_projected",
+        "n_pruned",
+    ]
     assert path.final.tolist() == [False] * (len(path) - 1) + [True]
     assert (np.diff(path.path_length) >= 0).all() and (path.mu.iloc[1:-1] > 0).all()
     assert path.distance.iloc[-2] < path.distance.iloc[0] and path.distance.iloc[-1] == 0
@@ -95,8 +108,9 @@ def test_pruning_strategy_outputs_and_respects_existing_masks(digits, small_net)
     first = "1"  # the mlp's first Linear (children: Flatten, Linear, ReLU, Linear)
     existing = {first: torch.ones(32, 64, dtype=torch.bool)}
     existing[first][:, :10] = False  # inputs 0..9 already pruned
-    state, masks = geodesic_prune(small_net, digits.x_train, digits.y_train, 0.5, masks=existing, steps=5,
-                                  batch_size=16)
+    state, masks = geodesic_prune(
+        small_net, digits.x_train, digits.y_train, 0.5, masks=existing, steps=5, batch_size=16
+    )
     assert set(masks) == {"1", "3"}
     assert not masks[first][:, :10].any()
     total = sum(m.numel() for m in masks.values())
@@ -157,16 +171,19 @@ def test_cancel_stops_the_path(digits, small_net):
         _path(small_net, digits, steps=50, progress=Progress(is_cancelled=cancelled))
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"sparsity": 1.2}, "sparsity"),
-    ({"sparsity": 0.0}, "sparsity"),
-    ({"mask": "sometimes"}, "mask"),
-    ({"method": "newton"}, "method"),
-    ({"steps": 0}, "steps"),
-    ({"beta": -1.0}, "beta"),
-    ({"masks": {"1": torch.zeros(32, 64, dtype=torch.bool)}, "sparsity": 0.3}, "already prune"),
-    ({"masks": {"9": torch.zeros(2, 2, dtype=torch.bool)}}, "unknown layer"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"sparsity": 1.2}, "sparsity"),
+        ({"sparsity": 0.0}, "sparsity"),
+        ({"mask": "sometimes"}, "mask"),
+        ({"method": "newton"}, "method"),
+        ({"steps": 0}, "steps"),
+        ({"beta": -1.0}, "beta"),
+        ({"masks": {"1": torch.zeros(32, 64, dtype=torch.bool)}, "sparsity": 0.3}, "already prune"),
+        ({"masks": {"9": torch.zeros(2, 2, dtype=torch.bool)}}, "unknown layer"),
+    ],
+)
 def test_bad_settings_give_one_line_errors(digits, small_net, kwargs, match):
     with pytest.raises(NNGeoError, match=match) as err:
         _path(small_net, digits, **{"steps": 2, **kwargs})
@@ -194,8 +211,17 @@ def test_geodesic_beats_magnitude_on_64_64_10(digits, seed, capsys):
     """The issue's setting: a 64-64-10 MLP, 70% sparsity, 100 steps of batch 64."""
     model = _train(digits, (64,), seed)
     mag_acc = _accuracy(magnitude_prune(model, 0.7)[0], digits.x_test, digits.y_test)
-    pruned, _ = sparsify_path(model, digits.x_train, digits.y_train, eval_x=digits.x_test, eval_y=digits.y_test,
-                              sparsity=0.7, steps=100, batch_size=64, seed=seed)
+    pruned, _ = sparsify_path(
+        model,
+        digits.x_train,
+        digits.y_train,
+        eval_x=digits.x_test,
+        eval_y=digits.y_test,
+        sparsity=0.7,
+        steps=100,
+        batch_size=64,
+        seed=seed,
+    )
     geo_acc = _accuracy(pruned, digits.x_test, digits.y_test)
     with capsys.disabled():
         print(f"\n[digits 64-64-10 relu, 70%, seed {seed}] magnitude {mag_acc:.4f}  geodesic {geo_acc:.4f}")

@@ -4,6 +4,7 @@ Reference for the step: with g = JᵀJ built explicitly (P × P) and diagonalise
 conditions of min θᵀgθ − β·θᵀv s.t. ‖θ‖² ≤ ε are 2(g + μI)θ = βv, μ ≥ 0, μ(‖θ‖² − ε) = 0; μ is
 the root of ‖θ(μ)‖² = ε found by SciPy's brentq and θ is then a dense linear solve.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,12 +43,15 @@ def objective(J, theta, v, beta):
     return float(np.sum((J @ theta) ** 2) - beta * theta @ v)
 
 
-@pytest.mark.parametrize("m,P,beta,eps", [
-    (5, 12, 0.3, 0.01),    # singular g (P > m): the constraint is always active
-    (5, 12, 50.0, 0.5),
-    (20, 6, 0.3, 1e-4),    # invertible g, constrained
-    (40, 30, 1.0, 1e-3),
-])
+@pytest.mark.parametrize(
+    "m,P,beta,eps",
+    [
+        (5, 12, 0.3, 0.01),  # singular g (P > m): the constraint is always active
+        (5, 12, 50.0, 0.5),
+        (20, 6, 0.3, 1e-4),  # invertible g, constrained
+        (40, 30, 1.0, 1e-3),
+    ],
+)
 def test_step_equals_dense_kkt_solution(m, P, beta, eps):
     rng = np.random.default_rng(m * 100 + P)
     J = rng.normal(size=(m, P)) * rng.uniform(0.1, 3, size=(m, 1))

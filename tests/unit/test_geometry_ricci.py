@@ -5,6 +5,7 @@ the Poincaré half-plane g = (du² + dv²)/v² has R = −2; for a network, the 
 from E, F, G and their derivatives, taken here by central finite differences of g, where g comes
 from plain per-point autograd Jacobians (``torch.autograd.functional.jacobian``).
 """
+
 from __future__ import annotations
 
 import math
@@ -42,16 +43,18 @@ def test_unit_sphere_has_ricci_scalar_two_in_two_charts():
 
     def spherical(x):  # g = diag(1, sin²θ) in spherical coordinates (θ, φ)
         s = torch.sin(x[0])
-        return torch.stack([torch.stack([torch.ones_like(s), torch.zeros_like(s)]),
-                            torch.stack([torch.zeros_like(s), s * s])])
+        return torch.stack(
+            [torch.stack([torch.ones_like(s), torch.zeros_like(s)]), torch.stack([torch.zeros_like(s), s * s])]
+        )
 
     theta_phi = torch.rand(20, 2, dtype=torch.float64) * torch.tensor([2.5, 6.0]) + torch.tensor([0.3, 0.0])
     np.testing.assert_allclose(ricci_scalar_of_metric(spherical, theta_phi).numpy(), 2.0, atol=1e-9)
     # through the model API (the model's output as the feature map)
     model_R = ricci_scalar(SphereModel(), pts[:10], layer="output")
     np.testing.assert_allclose(model_R.numpy(), 2.0, atol=1e-9)
-    np.testing.assert_allclose(ricci_scalar(SphereModel(), pts[:10], layer="output", convention="paper").numpy(),
-                               6.0, atol=1e-8)
+    np.testing.assert_allclose(
+        ricci_scalar(SphereModel(), pts[:10], layer="output", convention="paper").numpy(), 6.0, atol=1e-8
+    )
 
 
 def test_hyperbolic_half_plane_has_ricci_scalar_minus_two():
@@ -64,20 +67,19 @@ def test_hyperbolic_half_plane_has_ricci_scalar_minus_two():
 
 def _brioschi_R(metric_at, x: np.ndarray, h: float = 1e-3) -> float:
     """R = 2K with K from the Brioschi formula, every derivative by central differences."""
+
     def efg(u, v):
         g = metric_at(np.array([u, v]))
         return g[0, 0], g[0, 1], g[1, 1]
 
     u, v = x
     E, F, G = efg(u, v)
-    Eu, Fu, Gu = [(a - b) / (2 * h) for a, b in zip(efg(u + h, v), efg(u - h, v))]
-    Ev, Fv, Gv = [(a - b) / (2 * h) for a, b in zip(efg(u, v + h), efg(u, v - h))]
-    Evv = (efg(u, v + h)[0] - 2 * E + efg(u, v - h)[0]) / h ** 2
-    Guu = (efg(u + h, v)[2] - 2 * G + efg(u - h, v)[2]) / h ** 2
+    Eu, Fu, Gu = [(a - b) / (2 * h) for a, b in zip(efg(u + h, v), efg(u - h, v), strict=False)]
+    Ev, Fv, Gv = [(a - b) / (2 * h) for a, b in zip(efg(u, v + h), efg(u, v - h), strict=False)]
+    Evv = (efg(u, v + h)[0] - 2 * E + efg(u, v - h)[0]) / h**2
+    Guu = (efg(u + h, v)[2] - 2 * G + efg(u - h, v)[2]) / h**2
     Fuv = (efg(u + h, v + h)[1] - efg(u + h, v - h)[1] - efg(u - h, v + h)[1] + efg(u - h, v - h)[1]) / (4 * h * h)
-    A = np.array([[-Evv / 2 + Fuv - Guu / 2, Eu / 2, Fu - Ev / 2],
-                  [Fv - Gu / 2, E, F],
-                  [Gv / 2, F, G]])
+    A = np.array([[-Evv / 2 + Fuv - Guu / 2, Eu / 2, Fu - Ev / 2], [Fv - Gu / 2, E, F], [Gv / 2, F, G]])
     B = np.array([[0, Ev / 2, Gu / 2], [Ev / 2, E, F], [Gu / 2, F, G]])
     K = (np.linalg.det(A) - np.linalg.det(B)) / (E * G - F * F) ** 2
     return 2 * K
@@ -114,8 +116,7 @@ def test_jet_fast_path_equals_nested_jacfwd_of_the_metric():
         fmap = feature_map(model, layer)
         assert fmap.jet_modules is not None
         generic = ricci_scalar_of_metric(pullback_metric(fmap.fn), pts)
-        np.testing.assert_allclose(ricci_scalar(model, pts, layer=layer).numpy(), generic.numpy(),
-                                   rtol=1e-9, atol=1e-9)
+        np.testing.assert_allclose(ricci_scalar(model, pts, layer=layer).numpy(), generic.numpy(), rtol=1e-9, atol=1e-9)
 
 
 def test_relu_network_is_flat_where_its_metric_is_regular():

@@ -4,6 +4,7 @@ References: for a linear feature map g = WᵀW/n, so √det g = √det(WᵀW)/n 
 layer J = diag(σ'(Wx + b)) W and det(JᵀJ) = Σ over d-subsets S of rows det(J_S)² (Cauchy–Binet),
 computed here in NumPy from the weights alone.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -16,8 +17,16 @@ import torch
 from torch import nn
 
 from nngeo_core.errors import NNGeoError
-from nngeo_core.geometry import (feature_map, grid_heatmap, heatmaps_over_training, image_line, image_plane,
-                                 log_volume_of_features, plane_frame, volume_element)
+from nngeo_core.geometry import (
+    feature_map,
+    grid_heatmap,
+    heatmaps_over_training,
+    image_line,
+    image_plane,
+    log_volume_of_features,
+    plane_frame,
+    volume_element,
+)
 from nngeo_core.models import build
 
 
@@ -65,11 +74,14 @@ def test_linear_feature_map_has_constant_closed_form_volume():
         np.testing.assert_allclose(got.numpy(), expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("act,dsig", [
-    (nn.Tanh, lambda z: 1 - np.tanh(z) ** 2),
-    (nn.Sigmoid, lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2),
-    (nn.Softplus, lambda z: 1 / (1 + np.exp(-z))),
-])
+@pytest.mark.parametrize(
+    "act,dsig",
+    [
+        (nn.Tanh, lambda z: 1 - np.tanh(z) ** 2),
+        (nn.Sigmoid, lambda z: np.exp(-z) / (1 + np.exp(-z)) ** 2),
+        (nn.Softplus, lambda z: 1 / (1 + np.exp(-z))),
+    ],
+)
 @pytest.mark.parametrize("d", [2, 3])
 def test_one_hidden_layer_matches_cauchy_binet(act, dsig, d):
     torch.manual_seed(1)
@@ -145,7 +157,7 @@ def test_image_plane_puts_the_inputs_on_a_triangle_and_uses_the_pseudo_volume():
     xs = torch.rand(3, 1, 4, 4)
     frame = image_plane(model, *xs, 5)
     anchors = frame[frame.anchor >= 0].sort_values("anchor")
-    assert len(frame) == 25 + 3 + 11 and list(anchors.anchor) == [0, 1, 2]   # grid, inputs, the line 1 → 2
+    assert len(frame) == 25 + 3 + 11 and list(anchors.anchor) == [0, 1, 2]  # grid, inputs, the line 1 → 2
     uv = anchors[["u", "v"]].to_numpy()
     np.testing.assert_allclose(uv.mean(0), 0, atol=1e-12)  # origin at the centroid
     flat = xs.reshape(3, -1).double().numpy()
@@ -219,11 +231,12 @@ def test_line_is_computed_at_points_of_the_segment():
             continue
         assert row.log_volume == pytest.approx(0.5 * math.log10(np.linalg.det(J @ J.T / n)), abs=1e-10)
         assert row.log_volume == pytest.approx(_pseudo_log_volume(J, n), abs=1e-10)
-    assert len(active_counts) > 1   # the line crosses ReLU regions: interpolating the grid would blur them
+    assert len(active_counts) > 1  # the line crosses ReLU regions: interpolating the grid would blur them
     # its plane coordinates run from input 1 to input 2; the rows equal image_line's
     ends = plane[plane.anchor.isin([0, 1])].sort_values("anchor")[["u", "v"]].to_numpy()
-    np.testing.assert_allclose(on_line[["u", "v"]].to_numpy(),
-                               ends[0] + on_line.t.to_numpy()[:, None] * (ends[1] - ends[0]), atol=1e-12)
+    np.testing.assert_allclose(
+        on_line[["u", "v"]].to_numpy(), ends[0] + on_line.t.to_numpy()[:, None] * (ends[1] - ends[0]), atol=1e-12
+    )
     line = image_line(model, xs[0], xs[1], 21)
     np.testing.assert_allclose(line.log_volume, on_line.log_volume, rtol=1e-12)
     np.testing.assert_array_equal(line.pred, on_line.pred)
@@ -262,15 +275,18 @@ def test_does_not_change_the_callers_model():
     assert next(model.parameters()).dtype == torch.float32 and not model._forward_hooks
 
 
-@pytest.mark.parametrize("call", [
-    lambda m: volume_element(m, torch.zeros(3, 5)),                      # wrong input size
-    lambda m: volume_element(m, torch.full((2, 2), math.nan)),           # NaN points
-    lambda m: volume_element(m, torch.zeros(2, 2), layer=5),             # no such layer
-    lambda m: volume_element(m, torch.zeros(2, 2), layer="first"),
-    lambda m: grid_heatmap(m, (1, -1, 0, 1), 10),                        # xmin > xmax
-    lambda m: grid_heatmap(m, (0, 1, 0), 10),
-    lambda m: grid_heatmap(m, (0, 1, 0, 1), 1),                          # resolution too small
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda m: volume_element(m, torch.zeros(3, 5)),  # wrong input size
+        lambda m: volume_element(m, torch.full((2, 2), math.nan)),  # NaN points
+        lambda m: volume_element(m, torch.zeros(2, 2), layer=5),  # no such layer
+        lambda m: volume_element(m, torch.zeros(2, 2), layer="first"),
+        lambda m: grid_heatmap(m, (1, -1, 0, 1), 10),  # xmin > xmax
+        lambda m: grid_heatmap(m, (0, 1, 0), 10),
+        lambda m: grid_heatmap(m, (0, 1, 0, 1), 1),  # resolution too small
+    ],
+)
 def test_bad_input_gives_one_line_error(call):
     model = build("mlp", input_shape=(2,), num_classes=2, widths=(4,), activation="tanh")
     with pytest.raises(NNGeoError) as err:

@@ -1,5 +1,6 @@
 """Jobs with the in-process backend: the same submit/claim/run/record code the worker uses, with
 the transport replaced by a FIFO in this process."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,11 @@ from nngeo_core.store import Store
 
 
 def tiny_run(seed: int = 0, epochs: int = 1, **train) -> RunSpec:
-    return RunSpec(data=DataSpec("xor", params={"n_train": 64, "n_test": 64}),
-                   model=ModelSpec("mlp", {"widths": (4,)}), train=TrainSpec(epochs=epochs, seed=seed, **train))
+    return RunSpec(
+        data=DataSpec("xor", params={"n_train": 64, "n_test": 64}),
+        model=ModelSpec("mlp", {"widths": (4,)}),
+        train=TrainSpec(epochs=epochs, seed=seed, **train),
+    )
 
 
 @pytest.fixture
@@ -122,7 +126,7 @@ def test_submit_runs_and_resubmit_is_served_from_store(backend, store):
 
     again = backend.submit(spec, store=store)
     assert again.cached and again.state == "done" and again.result == spec.hash and again.id == info.id
-    assert backend.run_pending() == []          # nothing was queued
+    assert backend.run_pending() == []  # nothing was queued
     assert len(backend.list()) == 1
     logs = backend.logs(info.id)
     assert any("started on worker" in line for line in logs) and any(f"done: result {spec.hash}" in l for l in logs)
@@ -130,7 +134,7 @@ def test_submit_runs_and_resubmit_is_served_from_store(backend, store):
 
 def test_result_stored_outside_the_queue_is_cached(backend, store):
     spec = tiny_run(seed=3)
-    assert jobs.run_job(spec, store=store) == spec.hash      # direct, no queue
+    assert jobs.run_job(spec, store=store) == spec.hash  # direct, no queue
     info = backend.submit(spec, store=store)
     assert info.cached and info.state == "done" and info.result == spec.hash
     assert backend.run_pending() == []
@@ -168,7 +172,7 @@ def test_cancel_queued_job_never_runs(backend, store):
     info = backend.submit(CountSpec(n=1), store=store)
     cancelled = backend.cancel(info.id)
     assert cancelled.state == "cancelled" and cancelled.ended is not None
-    backend._enqueue(info.id)   # even a stray delivery must not run it
+    backend._enqueue(info.id)  # even a stray delivery must not run it
     backend.run_pending()
     assert CALLS == [] and backend.status(info.id).state == "cancelled"
     assert not store.exists(CountSpec(n=1).hash)
@@ -245,9 +249,15 @@ def test_unexpected_error_gives_one_line_and_a_logged_traceback(backend, store):
 
 def test_kind_missing_on_the_worker_fails_the_job(backend, store):
     # a job queued by a submitter that knows a kind this worker lacks
-    row = blank_row(id="feedc0ffee00", kind="vanished-kind", spec_hash="0" * 16,
-                    spec=json.dumps({"__type__": "HealthSpec", "kind": "vanished-kind"}), store=store.path,
-                    state="queued", submitted=time.time())
+    row = blank_row(
+        id="feedc0ffee00",
+        kind="vanished-kind",
+        spec_hash="0" * 16,
+        spec=json.dumps({"__type__": "HealthSpec", "kind": "vanished-kind"}),
+        store=store.path,
+        state="queued",
+        submitted=time.time(),
+    )
     backend.table.create(row)
     backend._enqueue("feedc0ffee00")
     backend.run_pending()
@@ -330,25 +340,31 @@ def test_analyse_job_matches_recomputation_and_records_its_run(backend, store):
     spec = AnalysisSpec(run=run_key[:6], method="test_weight_norms", params={"scale": 2.0})
     info = backend.submit(spec, store=store)
     full = AnalysisSpec(run=run_key, method="test_weight_norms", params={"scale": 2.0})
-    assert info.spec_hash == full.hash          # a key prefix names the same analysis
+    assert info.spec_hash == full.hash  # a key prefix names the same analysis
     backend.run_pending()
     final = backend.status(info.id)
     assert final.state == "done" and final.result == full.hash
     table = store.get(final.result)
     model = load_run(run_key, store=store).model
     expected = {n: 2.0 * float(torch.linalg.norm(p.detach())) for n, p in model.named_parameters()}
-    assert dict(zip(table["param"], table["norm"])) == pytest.approx(expected)
+    assert dict(zip(table["param"], table["norm"], strict=False)) == pytest.approx(expected)
     entry = store.entry(final.result)
-    assert (entry["kind"], entry["method"], entry["run"], entry["model"], entry["data"]) == \
-        ("analyse", "test_weight_norms", run_key, "mlp", "xor")
+    assert (entry["kind"], entry["method"], entry["run"], entry["model"], entry["data"]) == (
+        "analyse",
+        "test_weight_norms",
+        run_key,
+        "mlp",
+        "xor",
+    )
 
     # epoch 0 is the initial snapshot: different weights from the trained model
     snap = backend.submit(AnalysisSpec(run=run_key, method="test_weight_norms", epoch=0), store=store)
     backend.run_pending()
     snap_table = store.get(backend.status(snap.id).result)
     init = load_run(run_key, store=store, epoch=0).model
-    assert dict(zip(snap_table["param"], snap_table["norm"])) == pytest.approx(
-        {n: float(torch.linalg.norm(p.detach())) for n, p in init.named_parameters()})
+    assert dict(zip(snap_table["param"], snap_table["norm"], strict=False)) == pytest.approx(
+        {n: float(torch.linalg.norm(p.detach())) for n, p in init.named_parameters()}
+    )
     assert snap_table["norm"].tolist() != pytest.approx((table["norm"] / 2).tolist())
 
 
@@ -393,8 +409,9 @@ def test_health_job_reports_who_ran_it(store):
 
 def test_run_job_takes_a_progress(store):
     seen = []
-    jobs.run_job(tiny_run(seed=10, epochs=2), Progress(lambda f, p, m: seen.append((f, p)), min_interval=0),
-                 store=store)
+    jobs.run_job(
+        tiny_run(seed=10, epochs=2), Progress(lambda f, p, m: seen.append((f, p)), min_interval=0), store=store
+    )
     assert seen and seen[-1][0] == 1.0
 
 

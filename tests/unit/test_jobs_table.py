@@ -1,6 +1,7 @@
 """The job table (SQLite, and Redis when `redis-server` is installed), worker liveness and
 recovery of jobs whose worker died, consumer planning, and the `nngeo jobs` commands without a
 worker."""
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,11 @@ def redis_url():
     import redis
 
     port = free_port()
-    proc = subprocess.Popen([REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"redis://127.0.0.1:{port}/0"
     deadline = time.monotonic() + 10
     while True:
@@ -66,8 +70,9 @@ def table(request, tmp_path):
 
 
 def row(job_id: str, spec_hash: str = "a" * 16, state: str = "queued", store: str = "/s", **kw) -> dict:
-    return blank_row(id=job_id, kind="train", spec_hash=spec_hash, spec="{}", store=store, state=state,
-                     submitted=time.time(), **kw)
+    return blank_row(
+        id=job_id, kind="train", spec_hash=spec_hash, spec="{}", store=store, state=state, submitted=time.time(), **kw
+    )
 
 
 def test_create_dedupes_active_jobs_per_spec_and_store(table):
@@ -76,12 +81,12 @@ def test_create_dedupes_active_jobs_per_spec_and_store(table):
     b, created = table.create(row("job2"))
     assert not created and b["id"] == "job1"
     c, created = table.create(row("job3", store="/other"))
-    assert created and c["id"] == "job3"                # another store is another result
+    assert created and c["id"] == "job3"  # another store is another result
     assert table.transition("job1", ["queued"], {"state": "running", "worker": "w"}, count_attempt=True)
-    assert table.create(row("job4"))[0]["id"] == "job1"   # running still blocks duplicates
+    assert table.create(row("job4"))[0]["id"] == "job1"  # running still blocks duplicates
     assert table.transition("job1", ["running"], {"state": "done", "result": "k"}, worker="w")
     d, created = table.create(row("job5"))
-    assert created and d["id"] == "job5"                # a finished job does not
+    assert created and d["id"] == "job5"  # a finished job does not
     assert table.latest("a" * 16, "/s")["id"] == "job5"
     assert table.get("job1")["attempts"] == 1
 
@@ -90,10 +95,11 @@ def test_transitions_are_conditional(table):
     table.create(row("j1"))
     assert not table.transition("j1", ["running"], {"state": "done"})
     assert table.transition("j1", ["queued"], {"state": "running", "worker": "w1", "pid": 12, "started": 1.5})
-    assert not table.transition("j1", ["queued"], {"state": "running", "worker": "w2"})   # second claim loses
-    assert not table.transition("j1", ["running"], {"state": "done"}, worker="w2")        # not w2's job
-    assert table.transition("j1", ["running"], {"state": "queued", "worker": None, "pid": None, "started": None},
-                            worker="w1")
+    assert not table.transition("j1", ["queued"], {"state": "running", "worker": "w2"})  # second claim loses
+    assert not table.transition("j1", ["running"], {"state": "done"}, worker="w2")  # not w2's job
+    assert table.transition(
+        "j1", ["running"], {"state": "queued", "worker": None, "pid": None, "started": None}, worker="w1"
+    )
     r = table.get("j1")
     assert r["state"] == "queued" and r["worker"] is None and r["pid"] is None and r["started"] is None
     assert not table.transition("missing", ["queued"], {"state": "running"})
@@ -136,11 +142,14 @@ def test_prefix_resolution_logs_and_workers(table):
     assert table.logs("abc123") == ["one", "two", "three"] and table.logs("abc123", 2) == ["three"]
     assert table.logs("abd456") == []
     now = time.time()
-    table.put_worker(dict(id="w1", host=socket.gethostname(), pid=os.getpid(), device="cpu", started=now,
-                          heartbeat=now, state="idle"))
+    table.put_worker(
+        dict(
+            id="w1", host=socket.gethostname(), pid=os.getpid(), device="cpu", started=now, heartbeat=now, state="idle"
+        )
+    )
     table.put_worker(dict(id="w2", host="elsewhere", pid=1, device="cuda:0", started=now, heartbeat=now - 3600))
     assert {w["id"] for w in table.workers()} == {"w1", "w2"}
-    assert [w["id"] for w in live_workers(table)] == ["w1"]     # w2's heartbeat is an hour old
+    assert [w["id"] for w in live_workers(table)] == ["w1"]  # w2's heartbeat is an hour old
     table.remove_worker("w1")
     assert [w["id"] for w in table.workers()] == ["w2"]
 
@@ -163,7 +172,7 @@ def test_liveness_of_processes_and_workers():
 def test_a_killed_child_not_yet_reaped_counts_as_dead():
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     p.kill()
-    time.sleep(0.3)          # a zombie until we reap it
+    time.sleep(0.3)  # a zombie until we reap it
     assert not pid_alive(p.pid)
     p.wait()
 
@@ -173,12 +182,21 @@ def test_recovery_fails_or_requeues_jobs_of_dead_workers(table):
     dead = _dead_pid()
     for jid, h in (("dead1", "1"), ("dead2", "2"), ("alive", "3"), ("stale", "4"), ("mine", "5")):
         table.create(row(jid, spec_hash=h * 16))
-    claims = {"dead1": (host, dead, now), "dead2": (host, dead, now), "alive": (host, os.getpid(), now),
-              "stale": ("far-away", 77, now - 3600), "mine": (host, dead, now)}
+    claims = {
+        "dead1": (host, dead, now),
+        "dead2": (host, dead, now),
+        "alive": (host, os.getpid(), now),
+        "stale": ("far-away", 77, now - 3600),
+        "mine": (host, dead, now),
+    }
     for jid, (h, pid, beat) in claims.items():
-        table.transition(jid, ["queued"], {"state": "running", "worker": f"w-{jid}", "host": h, "pid": pid,
-                                           "heartbeat": beat, "started": beat}, count_attempt=True)
-    table.transition("dead2", ["running"], {"attempts": 2})    # already re-run once
+        table.transition(
+            jid,
+            ["queued"],
+            {"state": "running", "worker": f"w-{jid}", "host": h, "pid": pid, "heartbeat": beat, "started": beat},
+            count_attempt=True,
+        )
+    table.transition("dead2", ["running"], {"attempts": 2})  # already re-run once
     enqueued = []
     changed = dict(recover_dead_jobs(table, me="w-mine", requeue=True, enqueue=enqueued.append))
     # dead pid on this host, or a heartbeat older than STALE_SECONDS on another host
@@ -195,11 +213,11 @@ def test_recovery_fails_or_requeues_jobs_of_dead_workers(table):
 
 
 def test_plan_consumers():
-    assert plan_consumers("auto", None, 0) == [None]          # CPU machine: one consumer here
+    assert plan_consumers("auto", None, 0) == [None]  # CPU machine: one consumer here
     assert plan_consumers("auto", None, 1) == [None]
     assert plan_consumers("auto", None, 4) == ["0", "1", "2", "3"]
-    assert plan_consumers("auto", "2,5", 8) == ["2", "5"]     # respects CUDA_VISIBLE_DEVICES
-    assert plan_consumers("auto", "", 8) == [None]            # GPUs hidden
+    assert plan_consumers("auto", "2,5", 8) == ["2", "5"]  # respects CUDA_VISIBLE_DEVICES
+    assert plan_consumers("auto", "", 8) == [None]  # GPUs hidden
     assert plan_consumers("none", "0,1", 2) == [""]
     assert plan_consumers("3", None, 4) == ["3"]
     assert plan_consumers("0,1", None, 0) == ["0", "1"]
@@ -262,4 +280,4 @@ def test_ensure_worker_respects_the_off_switch(monkeypatch):
     assert jobs.ensure_worker() is None
     monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "1")
     monkeypatch.setenv("NNGEO_QUEUE", "memory://ensure-test")
-    assert jobs.ensure_worker() is None          # the in-process backend needs no worker process
+    assert jobs.ensure_worker() is None  # the in-process backend needs no worker process

@@ -1,4 +1,5 @@
 """nngeo_core.models.base on hand-made modules (not the zoo): ordering, shapes, errors, layer I/O."""
+
 from __future__ import annotations
 
 import pytest
@@ -64,9 +65,13 @@ def test_a_module_called_twice_is_one_layer():
 
 
 def test_conv_geometry_is_recorded():
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, stride=2, padding=1, dilation=2), nn.ReLU(),
-                          nn.Conv2d(4, 6, 3, padding="same", groups=2), nn.Flatten(),
-                          nn.Linear(6 * 5 * 4, 3))
+    model = nn.Sequential(
+        nn.Conv2d(2, 4, 3, stride=2, padding=1, dilation=2),
+        nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding="same", groups=2),
+        nn.Flatten(),
+        nn.Linear(6 * 5 * 4, 3),
+    )
     first, second, dense = prunable_layers(model, (2, 11, 9))
     # (H + 2p - d(k-1) - 1) // s + 1: (11 + 2 - 4 - 1)//2 + 1 = 5, (9 + 2 - 4 - 1)//2 + 1 = 4
     assert (first.kind, first.input_size, first.output_size) == ("conv", (11, 9), (5, 4))

@@ -1,5 +1,6 @@
 """Masks as torch pruning parametrisations, layer selection, sparsity checks and the shared
 selection routine (checked against plain sorting references)."""
+
 from __future__ import annotations
 
 import io
@@ -14,8 +15,15 @@ from torch.nn.utils import prune as torch_prune
 from nngeo_core import checkpoint
 from nngeo_core.errors import NNGeoError
 from nngeo_core.models import build
-from nngeo_core.pruning import (apply_masks, export_state_dict, fold_masks, pruned_model, read_masks,
-                                select_layers, select_masks)
+from nngeo_core.pruning import (
+    apply_masks,
+    export_state_dict,
+    fold_masks,
+    pruned_model,
+    read_masks,
+    select_layers,
+    select_masks,
+)
 from nngeo_core.pruning.masks import check_sparsity, sparsity
 
 
@@ -26,8 +34,11 @@ def mlp(seed=0):
 
 def random_masks(model, p=0.5, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return {n: torch.rand(get.weight.shape, generator=g) > p
-            for n, get in model.named_modules() if isinstance(get, nn.Linear)}
+    return {
+        n: torch.rand(get.weight.shape, generator=g) > p
+        for n, get in model.named_modules()
+        if isinstance(get, nn.Linear)
+    }
 
 
 def test_select_layers_default_exclude_last_and_unknown():
@@ -124,8 +135,8 @@ def test_bad_masks_are_refused():
 
 def test_check_sparsity_tolerates_one_weight():
     masks = {"a": torch.tensor([True] * 6 + [False] * 4), "b": torch.tensor([True] * 5 + [False] * 5)}
-    check_sparsity(masks, 0.45, "global")       # 9 of 20 pruned, 9 requested
-    check_sparsity(masks, 0.4, "layer")          # a: 4 of 10 exact, b: 5 vs 4 within one
+    check_sparsity(masks, 0.45, "global")  # 9 of 20 pruned, 9 requested
+    check_sparsity(masks, 0.4, "layer")  # a: 4 of 10 exact, b: 5 vs 4 within one
     with pytest.raises(NNGeoError, match="requested"):
         check_sparsity(masks, 0.2, "layer")
     with pytest.raises(NNGeoError, match="requested"):
@@ -173,7 +184,7 @@ def test_ties_break_by_position():
 def test_already_pruned_stay_pruned_and_keep_is_honoured():
     scores, full = scores_and_full(2)
     first = select_masks(scores, full, 0.4, "global")
-    flipped = {n: -s for n, s in scores.items()}   # would now prefer to prune the kept ones
+    flipped = {n: -s for n, s in scores.items()}  # would now prefer to prune the kept ones
     second = select_masks(flipped, first, 0.6, "global")
     for n in scores:
         assert not bool((second[n] & ~first[n]).any())

@@ -7,6 +7,7 @@ topology module) at every level up to 98%.
 Slow (``-m slow``, about a minute on 2 cores): IMP with rewinding at 90% (11 rounds of full
 retraining) stays within 2 points of dense.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,11 @@ from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from nngeo_core.train import evaluate, fit, train
 
 DIGITS = DataSpec("digits", params={"resize": 28})
-SPEC = RunSpec(data=DIGITS, model=ModelSpec("fcn_mnist"),
-               train=TrainSpec(epochs=15, batch_size=64, lr=1e-3, seed=0, snapshots=(0, 1)))
+SPEC = RunSpec(
+    data=DIGITS,
+    model=ModelSpec("fcn_mnist"),
+    train=TrainSpec(epochs=15, batch_size=64, lr=1e-3, seed=0, snapshots=(0, 1)),
+)
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +82,7 @@ def scipy_mst_mask(w: torch.Tensor) -> torch.Tensor:
     a = w.detach().abs().double().numpy()
     out_n, in_n = a.shape
     rows, cols = np.nonzero(a)
-    vals = (a.max() + 1.0) - a[rows, cols]                      # reverse the order, keep weights > 0
+    vals = (a.max() + 1.0) - a[rows, cols]  # reverse the order, keep weights > 0
     n = out_n + in_n
     graph = sp.coo_matrix((vals, (rows, out_n + cols)), shape=(n, n)).tocsr()
     tree = minimum_spanning_tree(graph).tocoo()
@@ -96,12 +100,19 @@ def test_timp_masks_contain_every_mst_edge_at_every_level(dense):
     for level in (0.5, 0.8, 0.9, 0.95, 0.98):
         # one round per level (rate = the whole step), so the tree of the level's input weights is kept
         rate = 1 - (1 - level) / (1 - previous) + 1e-9
-        out = prune(model, "timp", level, masks=masks, data=data, scope="global",
-                    params={"rate": rate, "rewind_epoch": None, "round_epochs": 2})
+        out = prune(
+            model,
+            "timp",
+            level,
+            masks=masks,
+            data=data,
+            scope="global",
+            params={"rate": rate, "rewind_epoch": None, "round_epochs": 2},
+        )
         for name, mod in model.named_modules():
             if isinstance(mod, nn.Linear):
                 w = mod.weight_orig * mod.weight_mask if hasattr(mod, "weight_orig") else mod.weight
                 tree = scipy_mst_mask(w)
-                assert int(tree.sum()) == sum(w.shape) - 1            # the layer stays connected
+                assert int(tree.sum()) == sum(w.shape) - 1  # the layer stays connected
                 assert bool(out.masks[name][tree].all()), (level, name)
         model, masks, previous = pruned_model(model, out.masks, out.state_dict), out.masks, level

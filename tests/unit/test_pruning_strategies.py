@@ -1,6 +1,7 @@
 """Each strategy against an independent reference: torch's own pruning for magnitude, closed forms
 for SynFlow, SNIP and GraSP on small networks, a loop-free-of-unfold reference for Wanda's conv
 norms, the IMP schedule's round count, rewinding, and the T-IMP spanning-tree floor."""
+
 from __future__ import annotations
 
 import math
@@ -8,9 +9,9 @@ import math
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.sparse.csgraph import minimum_spanning_tree
 import torch
 import torch.nn.functional as F
+from scipy.sparse.csgraph import minimum_spanning_tree
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
@@ -69,7 +70,7 @@ def test_magnitude_global_scope_matches_torch_global_unstructured():
         c.weight.data.copy_(mod.weight.data)
         clones.append(c)
     torch_prune.global_unstructured([(c, "weight") for c in clones], torch_prune.L1Unstructured, amount=0.7)
-    for (n, _), c in zip(linear_layers(model), clones):
+    for (n, _), c in zip(linear_layers(model), clones, strict=False):
         assert torch.equal(ours[n], c.weight_mask.bool()), n
 
 
@@ -111,7 +112,7 @@ def test_snip_matches_the_closed_form_gradient_of_softmax_regression():
     masks = prune(model, "snip", 0.5, scope="layer", data=data, params={"samples": 32}, seed=3).masks
     x, y = data.batch(32, 3)
     p = torch.softmax(model(x), 1).detach()
-    grad = (p - F.one_hot(y, 3).float()).T @ x / len(x)      # dL/dW of mean cross-entropy
+    grad = (p - F.one_hot(y, 3).float()).T @ x / len(x)  # dL/dW of mean cross-entropy
     score = (grad * model[1].weight.detach()).abs().flatten()
     k = math.floor(0.5 * score.numel() + 0.5)
     want = torch.ones(score.numel(), dtype=torch.bool)
@@ -124,8 +125,9 @@ def test_grasp_matches_an_explicit_hessian_vector_product():
     model = net(nn.Flatten(), nn.Linear(4, 3), shape=(4,))
     ds = dataset(d=4)
     data = PruneData(dataset=ds)
-    masks = prune(model, "grasp", 0.5, scope="layer", data=data, params={"samples": 16, "temperature": 2.0},
-                  seed=1).masks
+    masks = prune(
+        model, "grasp", 0.5, scope="layer", data=data, params={"samples": 16, "temperature": 2.0}, seed=1
+    ).masks
     x, y = data.batch(16, 1)
     b = model[1].bias.detach()
 
@@ -135,7 +137,7 @@ def test_grasp_matches_an_explicit_hessian_vector_product():
     w = model[1].weight.detach().flatten()
     g = torch.autograd.functional.jacobian(loss, w)
     h = torch.autograd.functional.hessian(loss, w)
-    keep_score = w * (h @ g)       # GraSP prunes the highest -w*Hg, i.e. keeps the highest w*Hg
+    keep_score = w * (h @ g)  # GraSP prunes the highest -w*Hg, i.e. keeps the highest w*Hg
     k = math.floor(0.5 * w.numel() + 0.5)
     pruned = set(torch.sort(keep_score, stable=True).indices[:k].tolist())
     got = set(torch.nonzero(~masks["1"].flatten()).flatten().tolist())
@@ -148,11 +150,11 @@ def test_wanda_dense_scores_and_row_groups():
     data = PruneData(dataset=ds)
     masks = prune(model, "wanda", 0.5, scope="layer", data=data, params={"samples": 40}, seed=2).masks
     x, _ = data.batch(40, 2)
-    h = torch.relu(model[1](x))                               # input of layer "3"
+    h = torch.relu(model[1](x))  # input of layer "3"
     score = model[3].weight.detach().abs() * h.norm(dim=0)
     for r in range(score.shape[0]):
         row, m = score[r], masks["3"][r]
-        assert int((~m).sum()) == 10                          # 20 inputs, half of each row
+        assert int((~m).sum()) == 10  # 20 inputs, half of each row
         assert row[~m].max() <= row[m].min()
 
 
@@ -167,9 +169,9 @@ def test_wanda_conv_norms_match_shifted_slices():
     for c_in in range(4):
         for ky in range(3):
             for kx in range(3):
-                patch = xp[:, c_in, ky:ky + 2 * out_h - 1:2, kx:kx + 2 * out_h - 1:2]
+                patch = xp[:, c_in, ky : ky + 2 * out_h - 1 : 2, kx : kx + 2 * out_h - 1 : 2]
                 group, local = divmod(c_in, 2)
-                for o in range(group * 3, group * 3 + 3):   # the outputs of this input's group
+                for o in range(group * 3, group * 3 + 3):  # the outputs of this input's group
                     assert torch.isclose(norms[o, local, ky, kx], patch.norm(), rtol=1e-5)
 
 
@@ -177,7 +179,7 @@ def test_imp_schedule_prunes_a_fifth_of_the_rest_per_round():
     levels = imp_schedule(0.0, 0.9, 0.2)
     assert len(levels) == math.ceil(math.log(0.1) / math.log(0.8))
     for i, s in enumerate(levels[:-1], start=1):
-        assert s == pytest.approx(1 - 0.8 ** i)
+        assert s == pytest.approx(1 - 0.8**i)
     assert levels[-1] == 0.9
     assert imp_schedule(0.5, 0.5, 0.2) == []
 
@@ -196,8 +198,9 @@ def test_imp_without_training_rewinds_survivors_to_the_rewind_state():
 
 def test_imp_reports_a_missing_rewind_state():
     with pytest.raises(NNGeoError, match="rewinds to epoch 3"):
-        prune(mlp(), "imp", 0.5, data=PruneData(dataset=dataset(), train=TrainSpec(epochs=1)),
-              params={"rewind_epoch": 3})
+        prune(
+            mlp(), "imp", 0.5, data=PruneData(dataset=dataset(), train=TrainSpec(epochs=1)), params={"rewind_epoch": 3}
+        )
     with pytest.raises(NNGeoError, match="needs data"):
         prune(mlp(), "imp", 0.5)
 
@@ -206,12 +209,12 @@ def scipy_maximum_spanning_tree(w: torch.Tensor) -> torch.Tensor:
     """MST of |w| on the bipartite graph (outputs, inputs), by scipy on reversed positive weights."""
     a = w.detach().abs().numpy().astype(np.float64)
     out_n, in_n = a.shape
-    rev = (a.max() + 1.0) - a                                 # order-reversing, strictly positive
+    rev = (a.max() + 1.0) - a  # order-reversing, strictly positive
     adj = sp.lil_matrix((out_n + in_n, out_n + in_n))
     adj[:out_n, out_n:] = rev
     tree = minimum_spanning_tree(adj.tocsr()).tocoo()
     mask = torch.zeros(a.shape, dtype=torch.bool)
-    for i, j in zip(tree.row, tree.col):
+    for i, j in zip(tree.row, tree.col, strict=False):
         r, c = (i, j - out_n) if i < out_n else (j, i - out_n)
         mask[r, c] = True
     return mask
@@ -221,12 +224,22 @@ def test_timp_keeps_every_mst_edge_at_every_level():
     model = mlp(11, widths=(12, 10))
     data = PruneData(dataset=dataset(), train=TrainSpec(epochs=1, batch_size=16), rewind={})
     masks, current = None, model
-    for level in (0.3, 0.5, 0.6):            # 0.6 is the last layer's floor (18 of 30 prunable)
+    for level in (0.3, 0.5, 0.6):  # 0.6 is the last layer's floor (18 of 30 prunable)
         # rate 0.5 covers each step in one round, so the tree of the level's input weights is the one kept
-        result = prune(current, "timp", level, masks=masks, data=data, scope="layer",
-                       params={"rewind_epoch": None, "round_epochs": 1, "rate": 0.5})
-        plain = {n: (m.weight_orig * m.weight_mask if hasattr(m, "weight_orig") else m.weight)
-                 for n, m in current.named_modules() if isinstance(m, nn.Linear)}
+        result = prune(
+            current,
+            "timp",
+            level,
+            masks=masks,
+            data=data,
+            scope="layer",
+            params={"rewind_epoch": None, "round_epochs": 1, "rate": 0.5},
+        )
+        plain = {
+            n: (m.weight_orig * m.weight_mask if hasattr(m, "weight_orig") else m.weight)
+            for n, m in current.named_modules()
+            if isinstance(m, nn.Linear)
+        }
         for n, w in plain.items():
             tree = scipy_maximum_spanning_tree(w)
             assert int(tree.sum()) == sum(w.shape) - 1
@@ -235,7 +248,7 @@ def test_timp_keeps_every_mst_edge_at_every_level():
 
 
 def test_timp_refuses_below_the_mst_floor():
-    model = mlp(12, widths=(12, 10))             # last layer 10 -> 3: 30 weights, tree of 12
+    model = mlp(12, widths=(12, 10))  # last layer 10 -> 3: 30 weights, tree of 12
     data = PruneData(dataset=dataset(), train=TrainSpec(epochs=1), rewind={})
     with pytest.raises(NNGeoError, match="maximum spanning tree keeps 12 of 30 weights"):
         prune(model, "timp", 0.65, scope="layer", data=data, params={"rewind_epoch": None})

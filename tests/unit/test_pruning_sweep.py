@@ -1,6 +1,7 @@
 """Sweeps: stored once, rows complete and consistent, dense runs shared, FLOPs by an independent
 count, fine-tuning keeps pruned weights at zero; comparisons against numpy/brute-force references;
 the CLI and the job-kind registration."""
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,25 @@ from nngeo_core.pruning.sweep import cost_of
 from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from nngeo_core.store import Store
 
-RUN = RunSpec(data=DataSpec("xor", params={"n_train": 200, "n_test": 200}),
-              model=ModelSpec("mlp", {"widths": (16, 16)}),
-              train=TrainSpec(epochs=4, batch_size=32, lr=1e-2))
-ROW_FIELDS = {"strategy", "seed", "sparsity_requested", "sparsity_achieved", "accuracy", "accuracy_pruned",
-              "loss", "nonzero_weights", "nonzero_params", "flops", "layer_sparsity", "dense_accuracy"}
+RUN = RunSpec(
+    data=DataSpec("xor", params={"n_train": 200, "n_test": 200}),
+    model=ModelSpec("mlp", {"widths": (16, 16)}),
+    train=TrainSpec(epochs=4, batch_size=32, lr=1e-2),
+)
+ROW_FIELDS = {
+    "strategy",
+    "seed",
+    "sparsity_requested",
+    "sparsity_achieved",
+    "accuracy",
+    "accuracy_pruned",
+    "loss",
+    "nonzero_weights",
+    "nonzero_params",
+    "flops",
+    "layer_sparsity",
+    "dense_accuracy",
+}
 
 
 @pytest.fixture
@@ -36,9 +51,9 @@ def test_sweep_rows_are_complete_and_stored_once(store, monkeypatch):
     key = run_sweep(spec, store=store)
     assert key == spec.hash and store.entry(key)["kind"] == "prune-sweep"
     rows = store.get(key)
-    assert ROW_FIELDS <= set(rows.columns)
+    assert set(rows.columns) >= ROW_FIELDS
     assert len(rows) == 4 and sorted(set(rows["seed"])) == [0, 1]
-    assert list(rows[rows.seed == 0]["sparsity_requested"]) == [0.5, 0.8]   # levels run in increasing order
+    assert list(rows[rows.seed == 0]["sparsity_requested"]) == [0.5, 0.8]  # levels run in increasing order
     for r in rows.itertuples():
         assert abs(r.sparsity_achieved - r.sparsity_requested) <= 1 / r.total_weights + 1e-12
         assert sum(json.loads(r.layer_sparsity).values()) > 0
@@ -47,8 +62,13 @@ def test_sweep_rows_are_complete_and_stored_once(store, monkeypatch):
     import nngeo_core.pruning.sweep as sweep_mod
 
     monkeypatch.setattr(sweep_mod, "prune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
-    assert run_sweep(SweepSpec(run=RUN, strategy="magnitude", sparsities=(0.5, 0.8), seeds=(0, 1),
-                               finetune_epochs=1), store=store) == key
+    assert (
+        run_sweep(
+            SweepSpec(run=RUN, strategy="magnitude", sparsities=(0.5, 0.8), seeds=(0, 1), finetune_epochs=1),
+            store=store,
+        )
+        == key
+    )
 
 
 def test_strategies_share_the_dense_run_and_budgets(store):
@@ -65,11 +85,23 @@ def test_strategies_share_the_dense_run_and_budgets(store):
 
 def test_spec_is_canonical_and_validated():
     a = SweepSpec(run=RUN, strategy="imp", sparsities=[0.9, 0.5, 0.5], seeds=[2, 1])
-    b = SweepSpec(run=RUN.replace(train=RUN.train.replace(seed=5)), strategy="imp", sparsities=(0.5, 0.9),
-                  seeds=(1, 2), params={"rate": 0.2})
+    b = SweepSpec(
+        run=RUN.replace(train=RUN.train.replace(seed=5)),
+        strategy="imp",
+        sparsities=(0.5, 0.9),
+        seeds=(1, 2),
+        params={"rate": 0.2},
+    )
     assert a.hash == b.hash and a.sparsities == (0.5, 0.9) and a.params["rate"] == 0.2
-    for bad in (dict(sparsities=(1.0,)), dict(seeds=()), dict(finetune_epochs=-1), dict(scope="row"),
-                dict(strategy="nope"), dict(params={"zzz": 1}), dict(analyses=("nope",))):
+    for bad in (
+        dict(sparsities=(1.0,)),
+        dict(seeds=()),
+        dict(finetune_epochs=-1),
+        dict(scope="row"),
+        dict(strategy="nope"),
+        dict(params={"zzz": 1}),
+        dict(analyses=("nope",)),
+    ):
         with pytest.raises(NNGeoError):
             SweepSpec(run=RUN, **bad).validate()
 
@@ -80,13 +112,15 @@ class TinyConv(FeedForward):
 
 def test_flops_count_conv_positions_and_dense_weights():
     torch.manual_seed(0)
-    m = sequential(TinyConv, [nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5)])
+    m = sequential(
+        TinyConv, [nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(3 * 4 * 4, 5)]
+    )
     with torch.no_grad():
         m[0].weight[0].zero_()
         m[3].weight[:, :10] = 0
     infos = prunable_layers(m, (2, 8, 8))
     cost = cost_of(m, infos)
-    out = (8 + 2 - 3) // 2 + 1                               # the conv output side, by the formula
+    out = (8 + 2 - 3) // 2 + 1  # the conv output side, by the formula
     conv_nnz = 3 * 2 * 9 - 2 * 9
     dense_nnz = 5 * 48 - 5 * 10
     assert cost["flops"] == conv_nnz * out * out + dense_nnz
@@ -95,8 +129,14 @@ def test_flops_count_conv_positions_and_dense_weights():
 
 
 def test_finetuning_keeps_pruned_weights_at_zero_and_iterative_masks_nest(store):
-    spec = SweepSpec(run=RUN, strategy="imp", sparsities=(0.3, 0.6), seeds=(0,), finetune_epochs=2,
-                     params={"round_epochs": 1, "rewind_epoch": 0})
+    spec = SweepSpec(
+        run=RUN,
+        strategy="imp",
+        sparsities=(0.3, 0.6),
+        seeds=(0,),
+        finetune_epochs=2,
+        params={"round_epochs": 1, "rewind_epoch": 0},
+    )
     rows = store.get(run_sweep(spec, store=store))
     # nonzero weights after fine-tuning are exactly those the masks keep
     assert list(rows["nonzero_weights"]) == list(rows["total_weights"] - rows["pruned_weights"])
@@ -105,12 +145,17 @@ def test_finetuning_keeps_pruned_weights_at_zero_and_iterative_masks_nest(store)
 
 def test_sweep_analyses_columns(store):
     pytest.importorskip("nngeo_core.topology")
-    spec = SweepSpec(run=RUN, strategy="timp", sparsities=(0.4,), seeds=(0,),
-                     params={"round_epochs": 1, "rewind_epoch": 0, "rate": 0.5},
-                     analyses=("persistence", "eta_floor", "mst_overlap"))
+    spec = SweepSpec(
+        run=RUN,
+        strategy="timp",
+        sparsities=(0.4,),
+        seeds=(0,),
+        params={"round_epochs": 1, "rewind_epoch": 0, "rate": 0.5},
+        analyses=("persistence", "eta_floor", "mst_overlap"),
+    )
     rows = store.get(run_sweep(spec, store=store))
     r = rows.iloc[0]
-    assert r["mst_kept"] == 1.0       # one T-IMP round (rate 0.5 > 0.4) keeps the dense model's whole tree
+    assert r["mst_kept"] == 1.0  # one T-IMP round (rate 0.5 > 0.4) keeps the dense model's whole tree
     assert 0 <= r["mst_overlap"] <= 1 and np.isfinite(r["np_total"])
     # eta_tau of an mlp 2-16-16-2 from the closed form m*n/(m+n-1), summed over layers
     edges = 2 * 16 + 16 * 16 + 16 * 2
@@ -127,8 +172,17 @@ def synthetic_rows(seed=0):
         for s in (0.5, 0.9):
             for sd in range(3):
                 acc = 0.95 - drop - (0.1 if s == 0.9 else 0.0) + rng.normal(0, 0.01)
-                rows.append(dict(strategy=strategy, seed=sd, sparsity_requested=s, sparsity_achieved=s,
-                                 accuracy=acc, dense_accuracy=0.95, sweep=f"{strategy}0"))
+                rows.append(
+                    dict(
+                        strategy=strategy,
+                        seed=sd,
+                        sparsity_requested=s,
+                        sparsity_achieved=s,
+                        accuracy=acc,
+                        dense_accuracy=0.95,
+                        sweep=f"{strategy}0",
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -141,8 +195,8 @@ def test_compare_aggregates_over_seeds():
         assert row["accuracy_std"] == pytest.approx(np.std(grp["accuracy"], ddof=1))
         assert row["n"] == 3
     within = result.within_delta.set_index("label")
-    assert within.loc["a", "max_sparsity"] == 0.5        # 0.95 - 0.02 holds at 0.5, not at 0.9
-    assert np.isnan(within.loc["b", "max_sparsity"])     # never within 2 points
+    assert within.loc["a", "max_sparsity"] == 0.5  # 0.95 - 0.02 holds at 0.5, not at 0.9
+    assert np.isnan(within.loc["b", "max_sparsity"])  # never within 2 points
     assert set(result.accuracy_pivot().columns) == {"sparsity_requested", "a", "b"}
 
 
@@ -150,9 +204,17 @@ def test_pareto_frontier_matches_brute_force():
     rng = np.random.default_rng(1)
     pts = pd.DataFrame({"sparsity": rng.choice([0.1, 0.5, 0.7, 0.9], 40), "accuracy": rng.uniform(0, 1, 40)})
     front = pareto_frontier(pts)
-    dominated = [any((q.sparsity >= p.sparsity and q.accuracy >= p.accuracy and
-                      (q.sparsity > p.sparsity or q.accuracy > p.accuracy)) for q in pts.itertuples())
-                 for p in pts.itertuples()]
+    dominated = [
+        any(
+            (
+                q.sparsity >= p.sparsity
+                and q.accuracy >= p.accuracy
+                and (q.sparsity > p.sparsity or q.accuracy > p.accuracy)
+            )
+            for q in pts.itertuples()
+        )
+        for p in pts.itertuples()
+    ]
     want = pts[~np.array(dominated)].drop_duplicates().sort_values("sparsity").reset_index(drop=True)
     assert np.allclose(front[["sparsity", "accuracy"]].to_numpy(), want[["sparsity", "accuracy"]].to_numpy())
 
@@ -165,7 +227,7 @@ def test_compare_keys_gives_settings_diff_and_labels(store):
     result = compare([k1, k2, k3], store=store)
     diff = result.settings
     assert {"strategy", "scope"} <= set(diff.columns)
-    assert "run.model.name" not in diff.columns            # equal everywhere: left out
+    assert "run.model.name" not in diff.columns  # equal everywhere: left out
     assert result.labels[k3] == "random"
     assert result.labels[k1] == "magnitude (scope=global)" and result.labels[k2] == "magnitude (scope=layer)"
     with pytest.raises(NNGeoError, match="not a prune-sweep"):
@@ -176,9 +238,28 @@ def test_compare_keys_gives_settings_diff_and_labels(store):
 def test_cli_prune_json_and_compare(capsys, nngeo_home):
     from nngeo_core.cli import main
 
-    args = ["prune", "--model", "mlp", "--widths", "8", "--data", "xor", "--data-param", "n_train=100",
-            "--data-param", "n_test=100", "--epochs", "2", "--strategy", "magnitude,random",
-            "--sparsity", "0.5,0.75", "--seeds", "2", "--json"]
+    args = [
+        "prune",
+        "--model",
+        "mlp",
+        "--widths",
+        "8",
+        "--data",
+        "xor",
+        "--data-param",
+        "n_train=100",
+        "--data-param",
+        "n_test=100",
+        "--epochs",
+        "2",
+        "--strategy",
+        "magnitude,random",
+        "--sparsity",
+        "0.5,0.75",
+        "--seeds",
+        "2",
+        "--json",
+    ]
     assert main(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert len(rows) == 2 * 2 * 2
@@ -188,7 +269,7 @@ def test_cli_prune_json_and_compare(capsys, nngeo_home):
     assert main(["compare", *keys]) == 0
     out = capsys.readouterr().out
     assert "magnitude" in out and "random" in out and "Pareto" in out
-    assert main(["compare", "--json"]) == 0       # all sweeps in the store
+    assert main(["compare", "--json"]) == 0  # all sweeps in the store
     assert len(json.loads(capsys.readouterr().out)["table"]) == 4
 
 
@@ -228,5 +309,5 @@ def test_prune_sweep_runs_as_a_job(store):
     (done,) = backend.run_pending()
     assert done.id == info.id and done.state == "done", done
     assert done.result == spec.hash and store.entry(spec.hash)["kind"] == "prune-sweep"
-    again = backend.submit(spec, store=store)          # served from the store
+    again = backend.submit(spec, store=store)  # served from the store
     assert again.cached and again.result == spec.hash

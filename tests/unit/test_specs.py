@@ -5,25 +5,45 @@ import sys
 import pytest
 
 from nngeo_core.errors import NNGeoError
-from nngeo_core.specs import (AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec, canonical_json,
-                              spec_from_dict, spec_hash, to_dict)
+from nngeo_core.specs import (
+    AnalysisSpec,
+    DataSpec,
+    ModelSpec,
+    RunSpec,
+    TrainSpec,
+    canonical_json,
+    spec_from_dict,
+    spec_hash,
+    to_dict,
+)
 
 
 def _spec():
-    return RunSpec(data=DataSpec("xor", seed=1, params={"n_train": 500, "noise": 0.2}),
-                   model=ModelSpec("mlp", {"widths": [16, 8], "activation": "tanh"}),
-                   train=TrainSpec(epochs=3, lr=0.01, snapshots=[0, 3]))
+    return RunSpec(
+        data=DataSpec("xor", seed=1, params={"n_train": 500, "noise": 0.2}),
+        model=ModelSpec("mlp", {"widths": [16, 8], "activation": "tanh"}),
+        train=TrainSpec(epochs=3, lr=0.01, snapshots=[0, 3]),
+    )
 
 
 def test_hash_is_stable_across_processes():
     """The hash must not depend on PYTHONHASHSEED or the process: compute it in fresh interpreters."""
-    code = ("from nngeo_core.specs import *; "
-            "print(RunSpec(data=DataSpec('xor', seed=1, params={'noise': 0.2, 'n_train': 500}), "
-            "model=ModelSpec('mlp', {'activation': 'tanh', 'widths': (16, 8)}), "
-            "train=TrainSpec(epochs=3, lr=0.01, snapshots=(0, 3))).hash)")
-    hashes = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={"PYTHONHASHSEED": str(seed), "PATH": ""}).stdout.strip()
-              for seed in (0, 1, 12345)}
+    code = (
+        "from nngeo_core.specs import *; "
+        "print(RunSpec(data=DataSpec('xor', seed=1, params={'noise': 0.2, 'n_train': 500}), "
+        "model=ModelSpec('mlp', {'activation': 'tanh', 'widths': (16, 8)}), "
+        "train=TrainSpec(epochs=3, lr=0.01, snapshots=(0, 3))).hash)"
+    )
+    hashes = {
+        subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": str(seed), "PATH": ""},
+        ).stdout.strip()
+        for seed in (0, 1, 12345)
+    }
     assert hashes == {_spec().hash}
 
 
@@ -43,9 +63,11 @@ def test_equal_requests_hash_equal_and_different_ones_differ():
     assert a.replace(train=a.train.replace(lr=0.02)).hash != a.hash
     assert a.replace(data=a.data.replace(seed=2)).hash != a.hash
     # list vs tuple, dict order and 1 vs 1.0 are the same request
-    c = RunSpec(data=DataSpec("xor", seed=1, params={"noise": 0.2, "n_train": 500.0}),
-                model=ModelSpec("mlp", {"activation": "tanh", "widths": (16, 8)}),
-                train=TrainSpec(epochs=3, lr=0.01, snapshots=(0, 3)))
+    c = RunSpec(
+        data=DataSpec("xor", seed=1, params={"noise": 0.2, "n_train": 500.0}),
+        model=ModelSpec("mlp", {"activation": "tanh", "widths": (16, 8)}),
+        train=TrainSpec(epochs=3, lr=0.01, snapshots=(0, 3)),
+    )
     assert c.hash == a.hash
 
 

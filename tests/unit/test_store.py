@@ -17,8 +17,13 @@ def _table(i: int) -> pd.DataFrame:
 def test_put_get_round_trip_and_metadata(tmp_path):
     store = Store(tmp_path / "s")
     spec = AnalysisSpec(run="00ff", method="persistence", params={"p": 2})
-    key = store.put("analyse", spec, _table(3), attrs={"model": "mlp", "method": "persistence", "seed": 1,
-                                                         "extra_thing": 7}, artifacts={"blob.bin": b"\x00\x01"})
+    key = store.put(
+        "analyse",
+        spec,
+        _table(3),
+        attrs={"model": "mlp", "method": "persistence", "seed": 1, "extra_thing": 7},
+        artifacts={"blob.bin": b"\x00\x01"},
+    )
     assert key == spec.hash and store.exists(key)
     pd.testing.assert_frame_equal(store.get(key), _table(3))
     meta = pq.read_schema(store.result_path("analyse", key)).metadata
@@ -32,8 +37,10 @@ def test_put_get_round_trip_and_metadata(tmp_path):
 
 def test_catalog_filters_and_delete(tmp_path):
     store = Store(tmp_path / "s")
-    keys = [store.put("analyse", AnalysisSpec(run=f"{i:02x}"), _table(i), attrs={"model": "m%d" % (i % 2)})
-            for i in range(6)]
+    keys = [
+        store.put("analyse", AnalysisSpec(run=f"{i:02x}"), _table(i), attrs={"model": "m%d" % (i % 2)})
+        for i in range(6)
+    ]
     assert len(store.catalog()) == 6 and len(store.catalog(model="m1")) == 3
     assert len(store.catalog(model=["m0", "m1"])) == 6
     store.delete(keys[0])
@@ -79,8 +86,13 @@ def _writer(root: str, worker: int, n: int) -> None:
     store = Store(root)
     for j in range(n):
         i = worker * 1000 + j
-        store.put("analyse", AnalysisSpec(run=f"{i:06x}", method="concurrency"), _table(i),
-                  attrs={"seed": i, "method": "concurrency"}, artifacts={"payload": os.urandom(64) + i.to_bytes(4, "big")})
+        store.put(
+            "analyse",
+            AnalysisSpec(run=f"{i:06x}", method="concurrency"),
+            _table(i),
+            attrs={"seed": i, "method": "concurrency"},
+            artifacts={"payload": os.urandom(64) + i.to_bytes(4, "big")},
+        )
 
 
 def test_concurrent_writers_lose_nothing(tmp_path):

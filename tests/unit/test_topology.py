@@ -1,5 +1,6 @@
 """Persistence diagrams and neural persistence of single layers, against independent references:
 gudhi's SimplexTree and a plain Python Kruskal (union-find) written here."""
+
 from __future__ import annotations
 
 import math
@@ -12,11 +13,16 @@ from torch import nn
 
 from nngeo_core.errors import NNGeoError
 from nngeo_core.progress import Cancelled, Progress
-from nngeo_core.topology import (diagram_norm, network_persistence, neural_persistence,
-                                 persistence_diagram, persistence_diagrams)
-
+from nngeo_core.topology import (
+    diagram_norm,
+    network_persistence,
+    neural_persistence,
+    persistence_diagram,
+    persistence_diagrams,
+)
 
 # ---------------------------------------------------------------- independent references
+
 
 def kruskal_deaths(W: np.ndarray, wmax: float, include_zero: bool = False) -> tuple[list[float], int]:
     """Normalised weights of a maximum spanning forest (plain union-find) and its component count."""
@@ -75,6 +81,7 @@ def random_layers():
 
 # ---------------------------------------------------------------- exactness
 
+
 @pytest.mark.parametrize("label,W", list(random_layers()))
 @pytest.mark.parametrize("zeros", ["absent", "edge"])
 def test_diagram_equals_gudhi_and_kruskal(label, W, zeros):
@@ -117,10 +124,10 @@ def test_neural_persistence_matches_reference_norms():
     for p in (1, 2, 3.5, math.inf):
         for essential in (False, True):
             table = neural_persistence(model, p=p, essential=essential)
-            for row, W in zip(table.itertuples(), weights):
+            for row, W in zip(table.itertuples(), weights, strict=False):
                 deaths, components = kruskal_deaths(W, float(np.abs(W).max()))
                 pers = [1 - d for d in deaths] + [1.0] * (components if essential else 0)
-                ref = max(pers) if math.isinf(p) else sum(x ** p for x in pers) ** (1 / p)
+                ref = max(pers) if math.isinf(p) else sum(x**p for x in pers) ** (1 / p)
                 assert row.np == pytest.approx(ref, abs=1e-12)
                 n_vertices = sum(W.shape)
                 scale = 1.0 if math.isinf(p) else (n_vertices - 1) ** (1 / p)
@@ -129,7 +136,7 @@ def test_neural_persistence_matches_reference_norms():
     # Rieck's convention: essential=True adds exactly 1 to the squared sum of a connected layer
     plain = neural_persistence(model, essential=False)["np"].to_numpy()
     rieck = neural_persistence(model, essential=True)["np"].to_numpy()
-    np.testing.assert_allclose(rieck ** 2, plain ** 2 + 1, atol=1e-12)
+    np.testing.assert_allclose(rieck**2, plain**2 + 1, atol=1e-12)
     # network NP: sum, and mean of the normalised values
     net = network_persistence(neural_persistence(model))
     assert net["network_np"] == pytest.approx(plain.sum())
@@ -143,7 +150,7 @@ def test_network_normalisation_uses_the_global_max():
         model[2].weight.mul_(10)  # the second layer holds the network's largest weight
     global_max = max(float(m.weight.detach().abs().max()) for m in (model[0], model[2]))
     table = neural_persistence(model, normalize="network")
-    for row, layer in zip(table.itertuples(), (model[0], model[2])):
+    for row, layer in zip(table.itertuples(), (model[0], model[2]), strict=False):
         diag = persistence_diagram(layer.weight, wmax=global_max)
         assert row.np == pytest.approx(diagram_norm(diag, 2), abs=1e-12)
         assert row.wmax == pytest.approx(global_max)
@@ -164,6 +171,7 @@ def test_persistence_diagrams_long_table_matches_per_layer():
 
 
 # ---------------------------------------------------------------- edge cases and bad input
+
 
 def test_one_by_one_all_zero_and_empty_layers():
     # 1x1: the only edge has w' = 1, zero persistence -> empty diagram, NP 0

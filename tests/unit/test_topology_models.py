@@ -2,6 +2,7 @@
 over training, against independent references: the unrolled (Toeplitz) matrix built by running
 torch's conv2d on one-hot padded inputs, closed forms, scipy connected components, gudhi, brute
 force and Monte Carlo."""
+
 from __future__ import annotations
 
 import math
@@ -20,14 +21,25 @@ from nngeo_core.analyses import get_analysis
 from nngeo_core.errors import NNGeoError
 from nngeo_core.models import build, prunable_layers
 from nngeo_core.progress import Progress
-from nngeo_core.topology import (critical_compression, critical_ratio_conv, critical_ratio_dense,
-                                 critical_ratio_recurrent, diagram_distances, diagram_norm, mst_mask,
-                                 mst_mask_from_weight, mst_overlap, neural_persistence,
-                                 np_over_training, overlap_lower_bound, persistence_diagram,
-                                 persistence_diagrams)
-
+from nngeo_core.topology import (
+    critical_compression,
+    critical_ratio_conv,
+    critical_ratio_dense,
+    critical_ratio_recurrent,
+    diagram_distances,
+    diagram_norm,
+    mst_mask,
+    mst_mask_from_weight,
+    mst_overlap,
+    neural_persistence,
+    np_over_training,
+    overlap_lower_bound,
+    persistence_diagram,
+    persistence_diagrams,
+)
 
 # ---------------------------------------------------------------- references
+
 
 def toeplitz(conv: nn.Conv2d, input_size, weight=None) -> np.ndarray:
     """Unrolled matrix (C_out*Ho*Wo, C_in*Hp*Wp) of ``conv`` with padded input positions as columns,
@@ -58,14 +70,15 @@ def conv_model(c_in, c_out, kernel, size, **kw):
 
 CONV_CASES = [
     dict(c_in=2, c_out=3, kernel=3, size=(5, 5), padding=1),
-    dict(c_in=2, c_out=3, kernel=3, size=(7, 6), padding=1, stride=2),   # stride skips positions
+    dict(c_in=2, c_out=3, kernel=3, size=(7, 6), padding=1, stride=2),  # stride skips positions
     dict(c_in=1, c_out=2, kernel=(2, 3), size=(6, 7), padding=(0, 2), dilation=2),
     dict(c_in=4, c_out=4, kernel=3, size=(5, 5), padding=1, groups=2),
-    dict(c_in=3, c_out=2, kernel=1, size=(4, 4), padding=0, stride=3),    # isolated inputs
+    dict(c_in=3, c_out=2, kernel=1, size=(4, 4), padding=0, stride=3),  # isolated inputs
 ]
 
 
 # ---------------------------------------------------------------- conv graphs
+
 
 @pytest.mark.parametrize("case", CONV_CASES)
 def test_toeplitz_diagram_equals_unrolled_matrix(case):
@@ -111,12 +124,13 @@ def test_filter_variant_sums_per_filter_graphs(case):
     conv = model[0]
     info = prunable_layers(model)[0]
     summed = conv.weight.detach().double().abs().sum(dim=1, keepdim=True)  # (C_out, 1, kh, kw)
-    single = nn.Conv2d(1, 1, conv.kernel_size, stride=conv.stride, padding=conv.padding,
-                       dilation=conv.dilation, bias=False)
+    single = nn.Conv2d(
+        1, 1, conv.kernel_size, stride=conv.stride, padding=conv.padding, dilation=conv.dilation, bias=False
+    )
     wmax = float(summed.max())
     nps, normalized = [], []
     for co in range(conv.out_channels):
-        T = toeplitz(single, info.input_size, weight=summed[co:co + 1])
+        T = toeplitz(single, info.input_size, weight=summed[co : co + 1])
         value = diagram_norm(persistence_diagram(T, wmax=wmax), 2)
         nps.append(value)
         normalized.append(value / math.sqrt(sum(T.shape) - 1))
@@ -152,10 +166,15 @@ def test_small_vgg11_toeplitz_layers_match_unrolled_matrices():
 
 # ---------------------------------------------------------------- critical compression
 
+
 def fcn_sequential():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 100), nn.ReLU(),
-                          *[m for _ in range(4) for m in (nn.Linear(100, 100), nn.ReLU())],
-                          nn.Linear(100, 10))
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 100),
+        nn.ReLU(),
+        *[m for _ in range(4) for m in (nn.Linear(100, 100), nn.ReLU())],
+        nn.Linear(100, 10),
+    )
     model.input_shape = (1, 28, 28)
     return model
 
@@ -195,6 +214,7 @@ def test_closed_forms_and_conv_ratio():
 
 # ---------------------------------------------------------------- MST masks
 
+
 def test_dense_mask_is_the_maximum_spanning_tree():
     rng = np.random.default_rng(4)
     W = rng.normal(size=(13, 17))
@@ -210,8 +230,15 @@ def test_dense_mask_is_the_maximum_spanning_tree():
 
 def test_masks_span_every_layer_even_when_pruned():
     torch.manual_seed(5)
-    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(3, 2, 3, stride=2),
-                          nn.Flatten(), nn.Linear(2 * 3 * 3, 7), nn.ReLU(), nn.Linear(7, 4))
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1, bias=False),
+        nn.ReLU(),
+        nn.Conv2d(3, 2, 3, stride=2),
+        nn.Flatten(),
+        nn.Linear(2 * 3 * 3, 7),
+        nn.ReLU(),
+        nn.Linear(7, 4),
+    )
     model.input_shape = (2, 7, 7)
     with torch.no_grad():  # prune about half of every layer
         for m in model:
@@ -237,6 +264,7 @@ def test_masks_span_every_layer_even_when_pruned():
 
 
 # ---------------------------------------------------------------- MST / top-alpha overlap
+
 
 def test_overlap_lower_bound_brute_force():
     for m, n in ((3, 4), (5, 5), (6, 2), (1, 7)):
@@ -305,6 +333,7 @@ def test_conv_overlap_respects_bound():
 
 # ---------------------------------------------------------------- distances
 
+
 def test_diagram_distances_match_gudhi_directly():
     torch.manual_seed(0)
     a = nn.Sequential(nn.Linear(20, 8), nn.ReLU(), nn.Linear(8, 3))
@@ -339,6 +368,7 @@ def test_diagram_distances_match_gudhi_directly():
 
 
 # ---------------------------------------------------------------- over training, analyses
+
 
 def test_np_over_training_modules_and_state_dicts():
     def make():

@@ -12,9 +12,11 @@ from nngeo_core.train import build_for, evaluate, fit, train
 
 
 def _tiny(epochs=3, seed=0, **kw):
-    return RunSpec(data=DataSpec("xor", params={"n_train": 200, "n_test": 200}),
-                   model=ModelSpec("mlp", {"widths": (8,)}),
-                   train=TrainSpec(epochs=epochs, seed=seed, lr=0.01, **kw))
+    return RunSpec(
+        data=DataSpec("xor", params={"n_train": 200, "n_test": 200}),
+        model=ModelSpec("mlp", {"widths": (8,)}),
+        train=TrainSpec(epochs=epochs, seed=seed, lr=0.01, **kw),
+    )
 
 
 def test_mlp_learns_xor():
@@ -27,17 +29,22 @@ def test_mlp_learns_xor():
 
 
 def test_fcn_mnist_learns_digits_at_28x28():
-    spec = RunSpec(data=DataSpec("digits", params={"resize": 28}), model=ModelSpec("fcn_mnist"),
-                   train=default_train("fcn_mnist", "digits"))
+    spec = RunSpec(
+        data=DataSpec("digits", params={"resize": 28}),
+        model=ModelSpec("fcn_mnist"),
+        train=default_train("fcn_mnist", "digits"),
+    )
     assert train(spec).test_accuracy >= 0.90
 
 
 def test_training_is_deterministic_on_cpu():
     a, b = train(_tiny()), train(_tiny())
-    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.model.state_dict().items(), b.model.state_dict().items(), strict=False):
         assert ka == kb and torch.equal(va, vb)
     c = train(_tiny(seed=1))
-    assert not all(torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), c.model.state_dict().values()))
+    assert not all(
+        torch.equal(x, y) for x, y in zip(a.model.state_dict().values(), c.model.state_dict().values(), strict=False)
+    )
 
 
 def test_snapshots_are_the_weights_at_those_epochs():
@@ -70,8 +77,17 @@ def test_masked_weights_stay_zero_while_training():
     assert torch.all(w.detach()[~mask] == 0) and torch.any(w.detach()[mask] != 0)
 
 
-@pytest.mark.parametrize("bad", [dict(epochs=-1), dict(batch_size=0), dict(lr=0.0), dict(optimizer="lbfgs"),
-                                 dict(schedule="wavy"), dict(snapshots=(99,))])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(epochs=-1),
+        dict(batch_size=0),
+        dict(lr=0.0),
+        dict(optimizer="lbfgs"),
+        dict(schedule="wavy"),
+        dict(snapshots=(99,)),
+    ],
+)
 def test_bad_training_settings(bad):
     spec = _tiny(epochs=2)
     with pytest.raises(NNGeoError):

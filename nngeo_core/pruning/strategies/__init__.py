@@ -4,37 +4,68 @@ Each strategy lives in its own module and registers itself with ``register_strat
 other capabilities (topology, curvature, geometry) are imported inside the strategy functions, so
 a missing or broken capability only breaks the strategy that uses it.
 """
+
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
 
 from ...errors import NNGeoError
 from ...progress import Progress
-from ..masks import (Masks, check_masks, check_no_revival, check_scope, check_sparsity, check_sparsity_value,
-                     full_masks, plain_copy, read_masks, select_layers)
+from ..masks import (
+    Masks,
+    check_masks,
+    check_no_revival,
+    check_scope,
+    check_sparsity,
+    check_sparsity_value,
+    full_masks,
+    plain_copy,
+    read_masks,
+    select_layers,
+)
 from .base import PruneData, PruneResult, PruneSettings, Strategy, check_finite_weights, select_masks
 
 STRATEGIES: dict[str, Strategy] = {}
 
 
-def register_strategy(name: str, *, description: str, params: Mapping[str, Any] | None = None,
-                      iterative: bool = False, needs_data: bool = False, trains: bool = False,
-                      changes_weights: bool = False, scopes: tuple[str, ...] = ("global", "layer"),
-                      any_layers: bool = True):
+def register_strategy(
+    name: str,
+    *,
+    description: str,
+    params: Mapping[str, Any] | None = None,
+    iterative: bool = False,
+    needs_data: bool = False,
+    trains: bool = False,
+    changes_weights: bool = False,
+    scopes: tuple[str, ...] = ("global", "layer"),
+    any_layers: bool = True,
+):
     """Decorator: add ``fn(model, masks, data, settings) -> PruneResult`` to ``STRATEGIES``."""
+
     def deco(fn):
-        STRATEGIES[name] = Strategy(name=name, fn=fn, description=description, params=dict(params or {}),
-                                    iterative=iterative, needs_data=needs_data, trains=trains,
-                                    changes_weights=changes_weights, scopes=tuple(scopes), any_layers=any_layers)
+        STRATEGIES[name] = Strategy(
+            name=name,
+            fn=fn,
+            description=description,
+            params=dict(params or {}),
+            iterative=iterative,
+            needs_data=needs_data,
+            trains=trains,
+            changes_weights=changes_weights,
+            scopes=tuple(scopes),
+            any_layers=any_layers,
+        )
         return fn
+
     return deco
 
 
-CACHE_CLEARERS: list = []   # strategies that memoise scores register a function that forgets them
+CACHE_CLEARERS: list = []  # strategies that memoise scores register a function that forgets them
 
 
 def reset_caches() -> None:
@@ -61,10 +92,20 @@ def resolve_params(strategy: str | Strategy, params: Mapping[str, Any] | None) -
     return {**entry.params, **params}
 
 
-def prune(model: nn.Module, strategy: str, sparsity: float, *, masks: Mapping[str, torch.Tensor] | None = None,
-          data: PruneData | None = None, scope: str = "global", layers: Iterable[str] | None = None,
-          exclude_last: bool = False, seed: int = 0, params: Mapping[str, Any] | None = None,
-          progress: Progress | None = None) -> PruneResult:
+def prune(
+    model: nn.Module,
+    strategy: str,
+    sparsity: float,
+    *,
+    masks: Mapping[str, torch.Tensor] | None = None,
+    data: PruneData | None = None,
+    scope: str = "global",
+    layers: Iterable[str] | None = None,
+    exclude_last: bool = False,
+    seed: int = 0,
+    params: Mapping[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> PruneResult:
     """Prune ``model`` to ``sparsity`` with a registered strategy; the model itself is not changed.
 
     ``masks`` are the current masks (default: the ones the model carries, else none). The result's
@@ -80,8 +121,10 @@ def prune(model: nn.Module, strategy: str, sparsity: float, *, masks: Mapping[st
     infos = select_layers(model, layers, exclude_last=exclude_last)
     names = [i.name for i in infos]
     if not entry.any_layers and (layers is not None or exclude_last):
-        raise NNGeoError(f"the {entry.name} strategy always prunes every dense/conv layer; "
-                         "drop the layer selection (layers, exclude_last)")
+        raise NNGeoError(
+            f"the {entry.name} strategy always prunes every dense/conv layer; "
+            "drop the layer selection (layers, exclude_last)"
+        )
     carried = read_masks(model)
     given = check_masks(model, masks, infos) if masks is not None else {}
     full = full_masks(model, infos)
@@ -103,8 +146,9 @@ def prune(model: nn.Module, strategy: str, sparsity: float, *, masks: Mapping[st
     return result
 
 
-def _check_result(entry: Strategy, result: PruneResult, model, infos, current: Masks, target: float,
-                  scope: str) -> None:
+def _check_result(
+    entry: Strategy, result: PruneResult, model, infos, current: Masks, target: float, scope: str
+) -> None:
     what = f"the {entry.name} strategy"
     names = [i.name for i in infos]
     if not isinstance(result, PruneResult):
@@ -118,14 +162,25 @@ def _check_result(entry: Strategy, result: PruneResult, model, infos, current: M
     check_sparsity(result.masks, target, scope, what=what)
     if result.state_dict is not None:
         own = model.state_dict()
-        plain = {k[:-len("_orig")] if k.endswith("_orig") else k for k in own if not k.endswith("_mask")}
+        plain = {k[: -len("_orig")] if k.endswith("_orig") else k for k in own if not k.endswith("_mask")}
         missing = sorted(plain - set(result.state_dict))
         if missing:
             raise NNGeoError(f"{what} returned weights without parameter {missing[0]!r}")
 
 
 # importing the strategy modules registers them (order = the order users see)
-from . import random, magnitude, imp, timp, curvature, snip, grasp, synflow, wanda, geodesic  # noqa: E402,F401
+from . import curvature, geodesic, grasp, imp, magnitude, random, snip, synflow, timp, wanda  # noqa: E402,F401
 
-__all__ = ["STRATEGIES", "Strategy", "PruneData", "PruneResult", "PruneSettings", "register_strategy",
-           "get_strategy", "resolve_params", "prune", "select_masks", "reset_caches"]
+__all__ = [
+    "STRATEGIES",
+    "Strategy",
+    "PruneData",
+    "PruneResult",
+    "PruneSettings",
+    "register_strategy",
+    "get_strategy",
+    "resolve_params",
+    "prune",
+    "select_masks",
+    "reset_caches",
+]

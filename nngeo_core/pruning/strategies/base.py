@@ -14,10 +14,12 @@ weights (IMP retrains, geodesic pruning moves along a path), the full new ``stat
 Most strategies compute one score per weight and call ``select_masks``: the lowest scores are
 pruned, already-pruned weights stay pruned, ties break by position, so results are deterministic.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -31,11 +33,11 @@ from ..masks import Masks, target_count
 
 @dataclass(frozen=True)
 class PruneSettings:
-    sparsity: float                     # fraction of the selected weights pruned after this call
-    scope: str = "global"               # global: one ranking over all layers; layer: each layer alike
-    layers: tuple[str, ...] = ()        # names of the layers being pruned, forward order
+    sparsity: float  # fraction of the selected weights pruned after this call
+    scope: str = "global"  # global: one ranking over all layers; layer: each layer alike
+    layers: tuple[str, ...] = ()  # names of the layers being pruned, forward order
     seed: int = 0
-    params: Mapping[str, Any] = field(default_factory=dict)   # strategy parameters, defaults filled
+    params: Mapping[str, Any] = field(default_factory=dict)  # strategy parameters, defaults filled
 
 
 @dataclass
@@ -43,7 +45,7 @@ class PruneData:
     """Data access for strategies. Everything is optional; strategies that need a part say so."""
 
     dataset: Dataset | None = None
-    train: TrainSpec | None = None                                   # budget for strategies that train
+    train: TrainSpec | None = None  # budget for strategies that train
     rewind: Mapping[int, Mapping[str, torch.Tensor]] = field(default_factory=dict)  # epoch -> state_dict
     progress: Progress = field(default_factory=Progress)
 
@@ -60,12 +62,13 @@ class PruneData:
     def rewind_state(self, epoch: int, strategy: str) -> Mapping[str, torch.Tensor]:
         if int(epoch) not in self.rewind:
             have = ", ".join(map(str, sorted(self.rewind))) or "none"
-            raise NNGeoError(f"{strategy} rewinds to epoch {epoch} but no weights of that epoch are kept "
-                             f"(kept: {have}); train the run with that snapshot or choose another rewind epoch")
+            raise NNGeoError(
+                f"{strategy} rewinds to epoch {epoch} but no weights of that epoch are kept "
+                f"(kept: {have}); train the run with that snapshot or choose another rewind epoch"
+            )
         return self.rewind[int(epoch)]
 
-    def batch(self, n: int, seed: int, device: torch.device | str | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, n: int, seed: int, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``n`` training samples drawn without replacement by ``seed`` (all of them if fewer)."""
         ds = self.dataset
         if ds is None:
@@ -73,7 +76,7 @@ class PruneData:
         n_all = len(ds.x_train)
         if n_all == 0:
             raise NNGeoError(f"dataset {ds.name} has no training samples")
-        idx = torch.randperm(n_all, generator=torch.Generator().manual_seed(int(seed)))[:max(1, int(n))]
+        idx = torch.randperm(n_all, generator=torch.Generator().manual_seed(int(seed)))[: max(1, int(n))]
         x, y = ds.x_train[idx], ds.y_train[idx]
         return (x.to(device), y.to(device)) if device is not None else (x, y)
 
@@ -81,7 +84,7 @@ class PruneData:
 @dataclass
 class PruneResult:
     masks: Masks
-    state_dict: dict[str, torch.Tensor] | None = None   # new weights, when the strategy changes them
+    state_dict: dict[str, torch.Tensor] | None = None  # new weights, when the strategy changes them
     info: dict[str, Any] = field(default_factory=dict)  # diagnostics (rounds, floors, seconds, ...)
 
 
@@ -93,13 +96,13 @@ class Strategy:
     name: str
     fn: StrategyFn
     description: str
-    params: Mapping[str, Any]            # parameter -> default
-    iterative: bool = False              # a sweep feeds each level the previous level's masks and weights
+    params: Mapping[str, Any]  # parameter -> default
+    iterative: bool = False  # a sweep feeds each level the previous level's masks and weights
     needs_data: bool = False
-    trains: bool = False                 # needs a training spec (and maybe rewind states)
-    changes_weights: bool = False        # returns a state_dict
-    scopes: tuple[str, ...] = ("global", "layer")   # scopes it supports
-    any_layers: bool = True              # False: always prunes every dense/conv layer (no selection)
+    trains: bool = False  # needs a training spec (and maybe rewind states)
+    changes_weights: bool = False  # returns a state_dict
+    scopes: tuple[str, ...] = ("global", "layer")  # scopes it supports
+    any_layers: bool = True  # False: always prunes every dense/conv layer (no selection)
 
     def __call__(self, model, masks, data, settings) -> PruneResult:
         return self.fn(model, masks, data, settings)
@@ -119,8 +122,10 @@ def capability(module: str, names: tuple[str, ...] | str, strategy: str):
         mod = importlib.import_module(module)
         found = tuple(getattr(mod, n) for n in names)
     except (ImportError, AttributeError) as exc:
-        raise CapabilityMissing(f"the {strategy} strategy needs {module}.{names[0]}, which this build lacks "
-                                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise CapabilityMissing(
+            f"the {strategy} strategy needs {module}.{names[0]}, which this build lacks "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
+        ) from None
     return found if len(found) > 1 else found[0]
 
 
@@ -142,9 +147,16 @@ def check_finite_weights(model: nn.Module, names, strategy: str) -> None:
             raise NNGeoError(f"layer {n} has NaN/inf weights; {strategy} cannot rank them")
 
 
-def select_masks(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch.Tensor], sparsity: float,
-                 scope: str, *, keep: Mapping[str, torch.Tensor] | None = None, group: str = "layer",
-                 strategy: str = "strategy") -> Masks:
+def select_masks(
+    scores: Mapping[str, torch.Tensor],
+    current: Mapping[str, torch.Tensor],
+    sparsity: float,
+    scope: str,
+    *,
+    keep: Mapping[str, torch.Tensor] | None = None,
+    group: str = "layer",
+    strategy: str = "strategy",
+) -> Masks:
     """Prune the lowest-scoring weights so that ``sparsity`` of the weights are pruned.
 
     ``current``: weights already pruned stay pruned (ranked below every score). ``keep``: weights
@@ -159,8 +171,10 @@ def select_masks(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch
     for n in names:
         s = scores[n]
         if tuple(s.shape) != tuple(current[n].shape):
-            raise NNGeoError(f"{strategy} gave scores of shape {tuple(s.shape)} for layer {n}, "
-                             f"whose weight is {tuple(current[n].shape)}")
+            raise NNGeoError(
+                f"{strategy} gave scores of shape {tuple(s.shape)} for layer {n}, "
+                f"whose weight is {tuple(current[n].shape)}"
+            )
         s = s.detach().to(torch.float64).clone()
         if torch.isnan(s).any():
             raise NNGeoError(f"{strategy} gave NaN scores for layer {n}; the weights or data are not finite")
@@ -172,8 +186,12 @@ def select_masks(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch
     if group == "row":
         return _select_rows(prepared, current, sparsity, scope, keep, strategy)
     if scope == "layer":
-        return {n: _prune_lowest(prepared[n], target_count(sparsity, prepared[n].numel()), current[n], keep and keep.get(n),
-                                 strategy, n) for n in names}
+        return {
+            n: _prune_lowest(
+                prepared[n], target_count(sparsity, prepared[n].numel()), current[n], keep and keep.get(n), strategy, n
+            )
+            for n in names
+        }
     flat = torch.cat([prepared[n].reshape(-1).to("cpu") for n in names])
     total = flat.numel()
     k = target_count(sparsity, total)
@@ -184,7 +202,7 @@ def select_masks(scores: Mapping[str, torch.Tensor], current: Mapping[str, torch
     out, start = {}, 0
     for n in names:
         size = prepared[n].numel()
-        out[n] = keep_flat[start:start + size].reshape(current[n].shape).to(current[n].device)
+        out[n] = keep_flat[start : start + size].reshape(current[n].shape).to(current[n].device)
         start += size
     return out
 
@@ -193,11 +211,15 @@ def _check_count(k: int, flat: torch.Tensor, strategy: str, where: str) -> None:
     already = int(torch.isneginf(flat).sum())
     forced = int(torch.isposinf(flat).sum())
     if k < already:
-        raise NNGeoError(f"{strategy}: {where} already have {already} pruned weights, more than the {k} "
-                         "the requested sparsity allows; pruned weights are never revived")
+        raise NNGeoError(
+            f"{strategy}: {where} already have {already} pruned weights, more than the {k} "
+            "the requested sparsity allows; pruned weights are never revived"
+        )
     if k > flat.numel() - forced:
-        raise NNGeoError(f"{strategy}: {where} must keep {forced} of {flat.numel()} weights, so at most "
-                         f"{(flat.numel() - forced) / flat.numel():.4f} sparsity is possible")
+        raise NNGeoError(
+            f"{strategy}: {where} must keep {forced} of {flat.numel()} weights, so at most "
+            f"{(flat.numel() - forced) / flat.numel():.4f} sparsity is possible"
+        )
 
 
 def _prune_lowest(s: torch.Tensor, k: int, cur: torch.Tensor, keep, strategy: str, name: str) -> torch.Tensor:
@@ -216,8 +238,10 @@ def _select_rows(prepared, current, sparsity, scope, keep, strategy) -> Masks:
     # per row: already pruned (floor), forced kept (ceiling), and the proportional share
     pruned_now = {n: torch.isneginf(r).sum(1) for n, r in rows.items()}
     capacity = {n: r.shape[1] - torch.isposinf(r).sum(1) for n, r in rows.items()}
-    base = {n: torch.maximum(pruned_now[n], torch.floor(torch.tensor(sparsity, dtype=torch.float64)
-                                                          * r.shape[1]).long()) for n, r in rows.items()}
+    base = {
+        n: torch.maximum(pruned_now[n], torch.floor(torch.tensor(sparsity, dtype=torch.float64) * r.shape[1]).long())
+        for n, r in rows.items()
+    }
     base = {n: torch.minimum(base[n], capacity[n]) for n in names}
     units = [names] if scope == "global" else [[n] for n in names]
     targets = dict(base)
@@ -227,14 +251,17 @@ def _select_rows(prepared, current, sparsity, scope, keep, strategy) -> Masks:
         have = sum(int(base[n].sum()) for n in unit)
         floor_ = sum(int(pruned_now[n].sum()) for n in unit)
         if have > k or floor_ > k:
-            raise NNGeoError(f"{strategy}: the rows of {', '.join(unit)} already hold more pruned weights than "
-                             "the requested sparsity allows; pruned weights are never revived")
+            raise NNGeoError(
+                f"{strategy}: the rows of {', '.join(unit)} already hold more pruned weights than "
+                "the requested sparsity allows; pruned weights are never revived"
+            )
         extra = k - have
         # spread the leftover one weight per row, in row order, over rows with room left
         room = torch.cat([(capacity[n] - base[n]).clamp(min=0) for n in unit])
         if int(room.sum()) < extra:
-            raise NNGeoError(f"{strategy}: too many weights of {', '.join(unit)} must be kept to reach "
-                             f"sparsity {sparsity:.4f}")
+            raise NNGeoError(
+                f"{strategy}: too many weights of {', '.join(unit)} must be kept to reach sparsity {sparsity:.4f}"
+            )
         add = torch.zeros_like(room)
         while extra > 0:  # at most a few passes: each pass gives one weight to every row with room
             give = (room - add > 0).long()
@@ -245,7 +272,7 @@ def _select_rows(prepared, current, sparsity, scope, keep, strategy) -> Masks:
         start = 0
         for n in unit:
             r = rows[n].shape[0]
-            targets[n] = base[n] + add[start:start + r]
+            targets[n] = base[n] + add[start : start + r]
             start += r
     out = {}
     for n in names:

@@ -7,6 +7,7 @@ correctly classified training inputs per class (``calibration_split="test"`` for
 held-out choice, which then also serves as the evaluation set). Post-training, as in the neural-curvature paper's protocol; fine-tuning is
 the sweep's setting.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,13 +24,19 @@ _SCORES: OrderedDict[str, dict] = OrderedDict()
 CACHE_SIZE = 4
 CACHE_CLEARERS.append(_SCORES.clear)
 
-CURVATURE_PARAMS = {"calibration_k": 1, "calibration_split": "train", "alpha": 0.5, "method": "sinkhorn",
-                    "aggregate": "min"}
+CURVATURE_PARAMS = {
+    "calibration_k": 1,
+    "calibration_split": "train",
+    "alpha": 0.5,
+    "method": "sinkhorn",
+    "aggregate": "min",
+}
 
 
 def curvature_of(model, masks, data, settings, name: str) -> dict:
-    calibration_set, curvature_scores = capability("nngeo_core.curvature", ("calibration_set", "curvature_scores"),
-                                                   name)
+    calibration_set, curvature_scores = capability(
+        "nngeo_core.curvature", ("calibration_set", "curvature_scores"), name
+    )
 
     dataset = data.require_dataset(name)
     p = settings.params
@@ -39,8 +46,15 @@ def curvature_of(model, masks, data, settings, name: str) -> dict:
     key = _fingerprint(model, inputs, {k: p[k] for k in ("alpha", "method", "aggregate")}, device)
     scores = _SCORES.get(key)
     if scores is None:
-        scores = curvature_scores(model, inputs, alpha=p["alpha"], method=p["method"], aggregate=p["aggregate"],
-                                  device=device, progress=data.progress)
+        scores = curvature_scores(
+            model,
+            inputs,
+            alpha=p["alpha"],
+            method=p["method"],
+            aggregate=p["aggregate"],
+            device=device,
+            progress=data.progress,
+        )
         _SCORES[key] = {n: s.detach().clone() for n, s in scores.items()}
         while len(_SCORES) > CACHE_SIZE:
             _SCORES.popitem(last=False)
@@ -61,17 +75,26 @@ def _fingerprint(model, inputs, params: dict, device: str) -> str:
     return h.hexdigest()
 
 
-@register_strategy("curvature", description="Prune the weights of highest neural curvature first "
-                   "(calibration inputs from the training set).", params=CURVATURE_PARAMS, needs_data=True)
+@register_strategy(
+    "curvature",
+    description="Prune the weights of highest neural curvature first (calibration inputs from the training set).",
+    params=CURVATURE_PARAMS,
+    needs_data=True,
+)
 def curvature(model, masks, data, settings) -> PruneResult:
     scores = curvature_of(model, masks, data, settings, "curvature")
     # select_masks prunes the lowest scores, so negate: the highest curvature goes first
-    return PruneResult(select_masks({n: -s for n, s in scores.items()}, masks, settings.sparsity, settings.scope,
-                                    strategy="curvature"))
+    return PruneResult(
+        select_masks({n: -s for n, s in scores.items()}, masks, settings.sparsity, settings.scope, strategy="curvature")
+    )
 
 
-@register_strategy("curvature_neg", description="Ablation of curvature: prune the weights of lowest neural "
-                   "curvature first.", params=CURVATURE_PARAMS, needs_data=True)
+@register_strategy(
+    "curvature_neg",
+    description="Ablation of curvature: prune the weights of lowest neural curvature first.",
+    params=CURVATURE_PARAMS,
+    needs_data=True,
+)
 def curvature_neg(model, masks, data, settings) -> PruneResult:
     scores = curvature_of(model, masks, data, settings, "curvature_neg")
     return PruneResult(select_masks(scores, masks, settings.sparsity, settings.scope, strategy="curvature_neg"))

@@ -6,10 +6,11 @@ keep training from the current weights, i.e. the fine-tuning variant) and trains
 ``round_epochs`` with the pruned weights held at zero. The last round lands exactly on the
 requested sparsity. The returned weights are the trained sparse network.
 """
+
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -34,8 +35,7 @@ def imp_schedule(start: float, target: float, rate: float) -> list[float]:
     return levels
 
 
-def iterative_magnitude(model, masks, data, settings, *, name: str,
-                        keep_fn: Callable | None = None) -> PruneResult:
+def iterative_magnitude(model, masks, data, settings, *, name: str, keep_fn: Callable | None = None) -> PruneResult:
     p = settings.params
     rate = float(p["rate"])
     dataset = data.require_dataset(name)
@@ -44,8 +44,9 @@ def iterative_magnitude(model, masks, data, settings, *, name: str,
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise NNGeoError(f"{name}: round_epochs must be a whole number >= 0, got {p['round_epochs']!r}")
     rewind_epoch = p["rewind_epoch"]
-    if rewind_epoch is not None and (isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int)
-                                     or rewind_epoch < 0):
+    if rewind_epoch is not None and (
+        isinstance(rewind_epoch, bool) or not isinstance(rewind_epoch, int) or rewind_epoch < 0
+    ):
         raise NNGeoError(f"{name}: rewind_epoch must be a whole number >= 0 or none, got {rewind_epoch!r}")
     rewind = data.rewind_state(rewind_epoch, name) if rewind_epoch is not None else None
     levels = imp_schedule(mask_sparsity(masks), settings.sparsity, rate)
@@ -60,8 +61,9 @@ def iterative_magnitude(model, masks, data, settings, *, name: str,
     for i, level in enumerate(levels):
         data.progress.check()
         keep = keep_fn(work, current) if keep_fn is not None else None
-        current = select_masks(magnitude_scores(work, current), current, level, settings.scope, keep=keep,
-                               strategy=name)
+        current = select_masks(
+            magnitude_scores(work, current), current, level, settings.scope, keep=keep, strategy=name
+        )
         if rewind is not None:
             work.load_state_dict({k: v.to(next(work.parameters()).device) for k, v in rewind.items()})
         with torch.no_grad():
@@ -69,16 +71,27 @@ def iterative_magnitude(model, masks, data, settings, *, name: str,
                 modules[n].weight.mul_(m.to(modules[n].weight.dtype))
         round_spec = train.replace(epochs=epochs, snapshots=(), seed=int(settings.seed) * 1009 + i + 1)
         if epochs > 0:
-            fit(work, dataset, round_spec, masks=current,
-                progress=data.progress.sub(i / len(levels), (i + 1) / len(levels)))
+            fit(
+                work,
+                dataset,
+                round_spec,
+                masks=current,
+                progress=data.progress.sub(i / len(levels), (i + 1) / len(levels)),
+            )
         data.progress.update((i + 1) / len(levels), f"{name} round {i + 1}/{len(levels)}", sparsity=level)
     state = {k: v.detach().clone() for k, v in work.state_dict().items()}
     return PruneResult(current, state_dict=state, info={"rounds": len(levels), "levels": levels})
 
 
-@register_strategy("imp", description="Iterative magnitude pruning: prune 20% of the remaining weights per "
-                   "round, rewind to an early epoch (or init), retrain.", params=IMP_PARAMS,
-                   iterative=True, needs_data=True, trains=True, changes_weights=True)
+@register_strategy(
+    "imp",
+    description="Iterative magnitude pruning: prune 20% of the remaining weights per "
+    "round, rewind to an early epoch (or init), retrain.",
+    params=IMP_PARAMS,
+    iterative=True,
+    needs_data=True,
+    trains=True,
+    changes_weights=True,
+)
 def imp(model, masks, data, settings) -> PruneResult:
     return iterative_magnitude(model, masks, data, settings, name="imp")
-

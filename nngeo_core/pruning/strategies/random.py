@@ -1,4 +1,5 @@
 """``random``: prune uniformly at random (the baseline every strategy must beat)."""
+
 from __future__ import annotations
 
 import torch

@@ -5,6 +5,7 @@ R = 1ᵀ f(1) for an all-ones input, and each weight scores |w ⊙ ∂R/∂w|. P
 (100) times on an exponential schedule: after round k the kept fraction is
 d0 · (d/d0)^(k/rounds), from the current density d0 to the target density d.
 """
+
 from __future__ import annotations
 
 import copy
@@ -26,9 +27,13 @@ def input_shape_of(model, data) -> tuple[int, ...]:
     return tuple(int(s) for s in shape)
 
 
-@register_strategy("synflow", description="SynFlow: iterative, data-free; prune the least synaptic flow "
-                   "|w * dR/dw| over 100 rounds on an exponential schedule.", params={"rounds": 100},
-                   iterative=True)
+@register_strategy(
+    "synflow",
+    description="SynFlow: iterative, data-free; prune the least synaptic flow "
+    "|w * dR/dw| over 100 rounds on an exponential schedule.",
+    params={"rounds": 100},
+    iterative=True,
+)
 def synflow(model, masks, data, settings) -> PruneResult:
     rounds = settings.params["rounds"]
     if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
@@ -50,11 +55,11 @@ def synflow(model, masks, data, settings) -> PruneResult:
         if k % 10 == 1:
             data.progress.check()
         with torch.no_grad():
-            for w, a, n in zip(weights, abs_weights, names):
+            for w, a, n in zip(weights, abs_weights, names, strict=False):
                 w.copy_(a * current[n].to(a.dtype))
         r = work(x).sum()
         grads = torch.autograd.grad(r, weights)
-        scores = {n: (g * w).detach().abs() for n, g, w in zip(names, grads, weights)}
+        scores = {n: (g * w).detach().abs() for n, g, w in zip(names, grads, weights, strict=False)}
         level = settings.sparsity if k == rounds else 1 - d0 * (d / d0) ** (k / rounds)
         current = select_masks(scores, current, level, settings.scope, strategy="synflow")
         data.progress.update(k / rounds, f"synflow round {k}/{rounds}")

@@ -4,6 +4,7 @@ maximum spanning tree (MST), so every layer stays connected and its zeroth-order
 capability (``nngeo_core.topology.mst_mask``), recomputed on the current weights each round and
 restricted to the surviving weights. Requests above the MST floor are refused.
 """
+
 from __future__ import annotations
 
 from ...errors import NNGeoError
@@ -30,21 +31,32 @@ def check_mst_floor(keep: dict, masks: dict, sparsity: float, scope: str) -> dic
         for n, m in masks.items():
             total, kept = m.numel(), int(keep[n].sum())
             if target_count(sparsity, total) > total - kept:
-                raise NNGeoError(f"timp cannot prune layer {n} to sparsity {sparsity:.4g}: its maximum spanning "
-                                 f"tree keeps {kept} of {total} weights (floor {floors[n]:.4f}); lower the "
-                                 "sparsity or use global scope")
+                raise NNGeoError(
+                    f"timp cannot prune layer {n} to sparsity {sparsity:.4g}: its maximum spanning "
+                    f"tree keeps {kept} of {total} weights (floor {floors[n]:.4f}); lower the "
+                    "sparsity or use global scope"
+                )
     else:
         total = sum(m.numel() for m in masks.values())
         kept = sum(int(k.sum()) for k in keep.values())
         if target_count(sparsity, total) > total - kept:
-            raise NNGeoError(f"timp cannot reach sparsity {sparsity:.4g}: the layers' maximum spanning trees keep "
-                             f"{kept} of {total} weights (floor {1 - kept / total:.4f}); lower the sparsity")
+            raise NNGeoError(
+                f"timp cannot reach sparsity {sparsity:.4g}: the layers' maximum spanning trees keep "
+                f"{kept} of {total} weights (floor {1 - kept / total:.4f}); lower the sparsity"
+            )
     return floors
 
 
-@register_strategy("timp", description="Topological IMP: IMP that always keeps every layer's maximum-spanning-"
-                   "tree edges (refuses sparsities beyond that floor).", params=IMP_PARAMS,
-                   iterative=True, needs_data=True, trains=True, changes_weights=True)
+@register_strategy(
+    "timp",
+    description="Topological IMP: IMP that always keeps every layer's maximum-spanning-"
+    "tree edges (refuses sparsities beyond that floor).",
+    params=IMP_PARAMS,
+    iterative=True,
+    needs_data=True,
+    trains=True,
+    changes_weights=True,
+)
 def timp(model, masks, data, settings) -> PruneResult:
     floors = check_mst_floor(mst_keep(model, masks), masks, settings.sparsity, settings.scope)
     result = iterative_magnitude(model, masks, data, settings, name="timp", keep_fn=mst_keep)

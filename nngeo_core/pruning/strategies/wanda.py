@@ -6,6 +6,7 @@ and every row is pruned to the same fraction. For a convolution the input featur
 unfolded input patches: one norm per (input channel, kernel position), shared by all output
 channels of the same group.
 """
+
 from __future__ import annotations
 
 import torch
@@ -23,21 +24,25 @@ def input_norms(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
     if isinstance(module, nn.Conv2d):
         if isinstance(module.padding, str):
             raise NNGeoError("wanda does not support string padding ('same'/'valid') in conv layers")
-        cols = F.unfold(x, module.kernel_size, dilation=module.dilation, padding=module.padding,
-                        stride=module.stride)                       # (N, C_in * kh * kw, L)
-        norms = cols.pow(2).sum(dim=(0, 2)).sqrt()                   # one per (c_in, kh, kw)
+        cols = F.unfold(
+            x, module.kernel_size, dilation=module.dilation, padding=module.padding, stride=module.stride
+        )  # (N, C_in * kh * kw, L)
+        norms = cols.pow(2).sum(dim=(0, 2)).sqrt()  # one per (c_in, kh, kw)
         c_in, (kh, kw), g = module.in_channels, module.kernel_size, module.groups
         norms = norms.reshape(g, c_in // g, kh, kw)
         # output channel o belongs to group o // (C_out / g) and sees that group's inputs
         per_out = module.out_channels // g
-        return norms.repeat_interleave(per_out, dim=0)               # (C_out, C_in/g, kh, kw)
+        return norms.repeat_interleave(per_out, dim=0)  # (C_out, C_in/g, kh, kw)
     x = x.reshape(-1, x.shape[-1])
-    return x.pow(2).sum(0).sqrt().unsqueeze(0)                       # (1, in)
+    return x.pow(2).sum(0).sqrt().unsqueeze(0)  # (1, in)
 
 
-@register_strategy("wanda", description="Wanda: prune the smallest |w| * ||x|| within each output row "
-                   "(input norms from calibration samples).", params={"samples": 128, "group": "row"},
-                   needs_data=True)
+@register_strategy(
+    "wanda",
+    description="Wanda: prune the smallest |w| * ||x|| within each output row (input norms from calibration samples).",
+    params={"samples": 128, "group": "row"},
+    needs_data=True,
+)
 def wanda(model, masks, data, settings) -> PruneResult:
     group = settings.params["group"]
     if group not in ("row", "layer"):
@@ -52,7 +57,8 @@ def wanda(model, masks, data, settings) -> PruneResult:
     finally:
         model.train(was)
     modules = dict(model.named_modules())
-    scores = {n: modules[n].weight.detach().to(torch.float64).abs()
-              * input_norms(modules[n], io[n][0].to(torch.float64)) for n in names}
-    return PruneResult(select_masks(scores, masks, settings.sparsity, settings.scope, group=group,
-                                    strategy="wanda"))
+    scores = {
+        n: modules[n].weight.detach().to(torch.float64).abs() * input_norms(modules[n], io[n][0].to(torch.float64))
+        for n in names
+    }
+    return PruneResult(select_masks(scores, masks, settings.sparsity, settings.scope, group=group, strategy="wanda"))
