@@ -11,6 +11,7 @@ import streamlit as st
 
 from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard.widgets import SUBMITTED
+from nngeo_core.errors import one_line
 from nngeo_core.settings import get_settings
 
 st.set_page_config(page_title="nngeo", page_icon=":material/hub:", layout="wide")
@@ -22,19 +23,14 @@ st.set_page_config(page_title="nngeo", page_icon=":material/hub:", layout="wide"
 def start_worker():
     """An embedded worker when none is alive: cached while the one we started lives; when another
     process serves the queue (None), checked again on the next rerun (a cheap heartbeat query)."""
-    jobs = jobs_view.jobs_module()
-    if jobs is None or not hasattr(jobs, "ensure_worker"):
-        return None
-    return jobs.ensure_worker()
+    return jobs_view.ensure_worker()
 
 
 if jobs_view.embedded_worker_wanted():
     try:
         start_worker()
     except Exception as exc:  # the app stays usable to browse results without a worker
-        st.sidebar.error(
-            f"could not start the job worker: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        )
+        st.sidebar.error(f"could not start the job worker: {one_line(exc, typed=False)}")
 
 PAGES = {
     "Results": [
@@ -88,7 +84,7 @@ def jobs_panel() -> None:
                 type="tertiary",
             )
         elif jobs_view.is_failed(r):
-            st.error(f"{title}: {str(r['error'] or 'failed').splitlines()[0]}", icon=":material/error:")
+            st.error(f"{title}: {one_line(str(r['error'] or 'failed'))}", icon=":material/error:")
         elif jobs_view.is_done(r):
             st.success(title, icon=":material/check_circle:")
         else:
@@ -100,9 +96,6 @@ def jobs_panel() -> None:
 with st.sidebar:
     settings = get_settings()
     st.caption(f"Store: `{settings.store}`")
-    if jobs_view.jobs_module() is None:
-        st.caption("Worker: no job queue in this build")
-    else:
-        jobs_panel()
+    jobs_panel()
 
 page.run()

@@ -26,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from nngeo_core.curvature import dense_layer_graph, neural_curvature, ollivier_ricci  # noqa: E402
+from nngeo_core.curvature import dense_layer_graph, neural_curvature, ollivier_ricci
 
 
 def random_layer_graph(n: int, seed: int = 0) -> nx.Graph:

@@ -63,9 +63,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from nngeo_core.data import load
-    from nngeo_core.geometry import ParamSpace, functional_jacobian, magnitude_prune, solve_step, sparsify_path
+    from nngeo_core.geometry import ParamSpace, functional_jacobian, solve_step, sparsify_path
     from nngeo_core.geometry.weight_space import global_magnitude_mask, plain_copy
     from nngeo_core.models.base import prunable_layers
+    from nngeo_core.pruning.strategies.geodesic import magnitude_prune
 
     ds = load("digits")
     print(f"torch threads {torch.get_num_threads()}, cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}")
@@ -107,9 +108,10 @@ def main() -> None:
             dense_acc = accuracy(net, ds.x_test, ds.y_test)
             mag = accuracy(magnitude_prune(net, 0.7)[0], ds.x_test, ds.y_test)
             t0 = time.perf_counter()
-            pruned_net, path = sparsify_path(
+            walk = sparsify_path(
                 net, ds.x_train, ds.y_train, eval_x=ds.x_test, eval_y=ds.y_test, sparsity=0.7, seed=seed, **kw
             )
+            pruned_net, path = walk.model, walk.table
             secs = time.perf_counter() - t0
             geo = accuracy(pruned_net, ds.x_test, ds.y_test)
             print(

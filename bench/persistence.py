@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nngeo_core.models import build, prunable_layers  # noqa: E402
-from nngeo_core.topology import neural_persistence, persistence_diagram, persistence_diagrams  # noqa: E402
+from nngeo_core.models import build, prunable_layers
+from nngeo_core.topology import neural_persistence, persistence_diagram, persistence_diagrams
 
 
 def gudhi_diagram(T: np.ndarray) -> np.ndarray:
@@ -100,7 +100,7 @@ def main() -> None:
     torch.manual_seed(0)
     vgg = build("vgg11")
     for conv in ("toeplitz", "filter"):
-        t, table = best_time(lambda: neural_persistence(vgg, conv=conv), 1)
+        t, table = best_time(lambda conv=conv: neural_persistence(vgg, conv=conv), 1)
         print(
             f"vgg11 neural_persistence conv={conv:<9} {t:6.2f} s  layers {len(table)}  "
             f"edges {table['n_edges'].sum():>12,d}  network NP {table['np'].sum():.4f}"

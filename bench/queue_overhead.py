@@ -76,68 +76,67 @@ def start_redis(tmp: Path) -> tuple[subprocess.Popen, str]:
 def bench_backend(label: str, queue: str, home: Path, n: int, direct_mean: float) -> None:
     from nngeo_core import jobs
     from nngeo_core.jobs.kinds import HealthSpec
-    from nngeo_core.jobs.worker import live_workers
+    from nngeo_core.jobs.liveness import live_workers
 
     os.environ["NNGEO_QUEUE"] = queue
     backend = jobs.get_backend()
-    log = open(home / f"worker-{label}.log", "wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "nngeo_core", "worker"], env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        wait(
-            lambda: any(w["pid"] == worker.pid and w["state"] != "starting" for w in live_workers(backend.table)),
-            300,
-            "the worker",
+    with open(home / f"worker-{label}.log", "wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "nngeo_core", "worker"], env=dict(os.environ), stdout=log, stderr=subprocess.STDOUT
         )
-        tag = uuid.uuid4().hex[:8]
-        # warm-up: the worker's first job imports the kind's modules
-        backend.wait(backend.submit(HealthSpec(tag=f"{tag}-warm")).id, timeout=120, poll=0.005)
+        try:
+            wait(
+                lambda: any(w["pid"] == worker.pid and w["state"] != "starting" for w in live_workers(backend.table)),
+                300,
+                "the worker",
+            )
+            tag = uuid.uuid4().hex[:8]
+            # warm-up: the worker's first job imports the kind's modules
+            backend.wait(backend.submit(HealthSpec(tag=f"{tag}-warm")).id, timeout=120, poll=0.005)
 
-        # one at a time on an idle queue: pure submit -> start latency
-        idle = []
-        for i in range(20):
-            time.sleep(0.6)  # let the consumer back off to its idle polling interval
-            info = backend.submit(HealthSpec(tag=f"{tag}-idle-{i}"))
-            final = backend.wait(info.id, timeout=60, poll=0.005)
-            idle.append(final.started - final.submitted)
+            # one at a time on an idle queue: pure submit -> start latency
+            idle = []
+            for i in range(20):
+                time.sleep(0.6)  # let the consumer back off to its idle polling interval
+                info = backend.submit(HealthSpec(tag=f"{tag}-idle-{i}"))
+                final = backend.wait(info.id, timeout=60, poll=0.005)
+                idle.append(final.started - final.submitted)
 
-        # a burst of n jobs
-        t0 = time.perf_counter()
-        submit_costs, infos = [], []
-        for i in range(n):
-            s0 = time.perf_counter()
-            infos.append(backend.submit(HealthSpec(tag=f"{tag}-burst-{i}")))
-            submit_costs.append(time.perf_counter() - s0)
-        finals = [backend.wait(i.id, timeout=600, poll=0.01) for i in infos]
-        wall = time.perf_counter() - t0
-        assert all(f.state == "done" for f in finals), [f.error for f in finals if f.state != "done"]
-        start_lat = [f.started - f.submitted for f in finals]
-        in_worker = [f.ended - f.started for f in finals]
-        per_job = wall / n
-        print(f"\n[{label}] {n} trivial jobs through one worker process")
-        print(
-            f"  submit() call          median {1e3 * statistics.median(submit_costs):7.2f} ms   "
-            f"p90 {1e3 * pct(submit_costs, 0.9):7.2f} ms"
-        )
-        print(
-            f"  submit->start, idle    median {1e3 * statistics.median(idle):7.2f} ms   "
-            f"p90 {1e3 * pct(idle, 0.9):7.2f} ms   (20 single jobs)"
-        )
-        print(
-            f"  submit->start, burst   median {1e3 * statistics.median(start_lat):7.2f} ms   "
-            f"max {1e3 * max(start_lat):7.2f} ms   (includes waiting behind earlier jobs)"
-        )
-        print(f"  claim->done in worker  median {1e3 * statistics.median(in_worker):7.2f} ms")
-        print(f"  wall per job (burst)          {1e3 * per_job:7.2f} ms   vs direct {1e3 * direct_mean:7.2f} ms")
-        print(
-            f"  overhead per job              {1e3 * (per_job - direct_mean):7.2f} ms   "
-            f"ratio queued/direct {per_job / direct_mean:5.2f}x"
-        )
-    finally:
-        worker.send_signal(signal.SIGTERM)
-        worker.wait(60)
-        log.close()
+            # a burst of n jobs
+            t0 = time.perf_counter()
+            submit_costs, infos = [], []
+            for i in range(n):
+                s0 = time.perf_counter()
+                infos.append(backend.submit(HealthSpec(tag=f"{tag}-burst-{i}")))
+                submit_costs.append(time.perf_counter() - s0)
+            finals = [backend.wait(i.id, timeout=600, poll=0.01) for i in infos]
+            wall = time.perf_counter() - t0
+            assert all(f.state == "done" for f in finals), [f.error for f in finals if f.state != "done"]
+            start_lat = [f.started - f.submitted for f in finals]
+            in_worker = [f.ended - f.started for f in finals]
+            per_job = wall / n
+            print(f"\n[{label}] {n} trivial jobs through one worker process")
+            print(
+                f"  submit() call          median {1e3 * statistics.median(submit_costs):7.2f} ms   "
+                f"p90 {1e3 * pct(submit_costs, 0.9):7.2f} ms"
+            )
+            print(
+                f"  submit->start, idle    median {1e3 * statistics.median(idle):7.2f} ms   "
+                f"p90 {1e3 * pct(idle, 0.9):7.2f} ms   (20 single jobs)"
+            )
+            print(
+                f"  submit->start, burst   median {1e3 * statistics.median(start_lat):7.2f} ms   "
+                f"max {1e3 * max(start_lat):7.2f} ms   (includes waiting behind earlier jobs)"
+            )
+            print(f"  claim->done in worker  median {1e3 * statistics.median(in_worker):7.2f} ms")
+            print(f"  wall per job (burst)          {1e3 * per_job:7.2f} ms   vs direct {1e3 * direct_mean:7.2f} ms")
+            print(
+                f"  overhead per job              {1e3 * (per_job - direct_mean):7.2f} ms   "
+                f"ratio queued/direct {per_job / direct_mean:5.2f}x"
+            )
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(60)
 
 
 def main() -> None:

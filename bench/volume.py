@@ -178,7 +178,7 @@ def plane_bench(args) -> None:
             times.append(time.perf_counter() - t0)
         return out, min(times)
 
-    plane = lambda **kw: image_plane(model, *xs, res, line_points=0, device="cpu", **kw)  # noqa: E731
+    plane = lambda **kw: image_plane(model, *xs, res, line_points=0, device="cpu", **kw)  # noqa: E731  (a one-line local converter reads better than a def)
     new, new_s = best_of(plane)
     ip.log10_singular_values = former
     try:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .cli import parse_params, print_json, print_table, progress_for
+from .cli_args import parse_params, print_json, print_table, progress_for
 
 
 def add_analysis_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +28,9 @@ def cmd_analyse(a) -> int:
     from .store import default_store
 
     store = default_store()
-    spec = get_job_kind("analyse").normalize(analysis_spec_from_args(a), store)
+    kind = get_job_kind("analyse")
+    spec = analysis_spec_from_args(a)
+    spec = kind.prepare(spec, store)
     cached = store.exists(spec.hash)
     progress, bar = progress_for(f"{spec.method} of {spec.run[:8]}", a.json or a.quiet)
     try:
@@ -57,10 +59,9 @@ def cmd_analyse(a) -> int:
 
 
 def cmd_analyses(a) -> int:
-    from .analyses import ANALYSIS_INFO, _load_all
+    from .analyses import analysis_info
 
-    _load_all()
-    rows = [{"name": name, **info} for name, info in sorted(ANALYSIS_INFO.items())]
+    rows = [{"name": name, **info} for name, info in sorted(analysis_info().items())]
     if a.json:
         print_json(rows)
     elif not rows:

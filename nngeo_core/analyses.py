@@ -1,69 +1,49 @@
-"""Registry of analyses: each maps a model (plus optional data) to a result table.
+"""The registry of analyses (``ANALYSES``): every ``Analysis`` declared in the capabilities'
+modules, in the order they are defined there. See ``analysis_base`` for what an analysis is.
 
-An analysis is a plain function
-    fn(model: nn.Module, dataset: Dataset | None, params: dict, progress: Progress) -> pandas.DataFrame
-registered under a method name (``persistence``, ``curvature``, ``volume``, ``geodesic``...). The
-``analyse`` job kind loads a run's checkpoint, calls the function and stores the table under the
-hash of its ``AnalysisSpec``. Analyses never mutate the model.
-
-An analysis that needs other stored results (a second run, say) registers with ``needs_store``
-and is called with ``store=`` as well, the store the job reads and writes; its ``normalize(run,
-params, store) -> params`` checks the params and makes them canonical (a key prefix becomes the
-full key) when the job is submitted, so a bad request fails before it is queued.
+The ``analyse`` job kind loads a run's checkpoint, calls the function and stores the table under
+the hash of its ``AnalysisSpec``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Mapping
+from typing import Any
 
-from .errors import NNGeoError
+from .analysis_base import Analysis, register_analysis
+from .registry import Registry
 
-ANALYSES: dict[str, Callable] = {}
-ANALYSIS_INFO: dict[str, dict] = {}
-NORMALIZERS: dict[str, Callable] = {}
-
-
-def register_analysis(
-    name: str,
-    *,
-    needs_data: bool = False,
-    needs_store: bool = False,
-    normalize: Callable | None = None,
-    description: str = "",
-):
-    def deco(fn):
-        ANALYSES[name] = fn
-        ANALYSIS_INFO[name] = {"needs_data": needs_data, "needs_store": needs_store, "description": description}
-        if normalize is not None:
-            NORMALIZERS[name] = normalize
-        else:
-            NORMALIZERS.pop(name, None)
-        return fn
-
-    return deco
+# the modules whose Analysis objects are the built-in analyses; imported on first lookup, since
+# they pull in torch, gudhi and POT, which `nngeo --help` and the listing commands must not pay for
+ANALYSIS_MODULES = ("nngeo_core.topology.analyses", "nngeo_core.curvature.analyses", "nngeo_core.geometry.analyses")
 
 
-def normalize_params(name: str, run: str, params: dict, store) -> dict:
-    """The analysis's canonical params for ``run`` (unchanged when it registered no ``normalize``)."""
-    normalize = NORMALIZERS.get(name)
-    return dict(params) if normalize is None else normalize(run, dict(params), store)
+def _load_builtin(registry: Registry[Analysis]) -> None:
+    for name in ANALYSIS_MODULES:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, Analysis) and registry.find(value.name) is None:
+                registry.add(value.name, value)
 
 
-def get_analysis(name: str) -> Callable:
-    _load_all()
-    if name not in ANALYSES:
-        raise NNGeoError(f"unknown analysis {name!r}; known: {', '.join(sorted(ANALYSES))}")
-    return ANALYSES[name]
+ANALYSES: Registry[Analysis] = Registry("analysis", loader=_load_builtin)
+
+__all__ = ["ANALYSES", "Analysis", "get_analysis", "normalize_params", "register_analysis", "analysis_info"]
 
 
-def _load_all() -> None:
-    """Import the modules that register analyses (kept lazy: some pull in heavy libraries)."""
-    import importlib
+def get_analysis(name: str) -> Analysis:
+    return ANALYSES.get(name)
 
-    for mod in ("nngeo_core.topology", "nngeo_core.curvature", "nngeo_core.geometry"):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith(mod):
-                continue  # capability not present in this build
-            raise
+
+def analysis_info() -> dict[str, dict[str, Any]]:
+    """name -> needs_data, needs_store, description, for listings."""
+    return {name: a.info() for name, a in ANALYSES.items()}
+
+
+def normalize_params(name: str, run: str, params: Mapping[str, Any], store: Any) -> dict[str, Any]:
+    """The analysis's canonical params for ``run``: checked against its declaration with the
+    defaults filled in, then its own ``normalize`` (if it declares one)."""
+    entry = get_analysis(name)
+    full = entry.resolve(params) if entry.params else dict(params)
+    return full if entry.normalize is None else entry.normalize(run, full, store)

@@ -27,11 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import NNGeoError
+from .errors import NNGeoError, one_line
 from .specs import DataSpec, ModelSpec, RunSpec, spec_from_dict, to_dict
 
 FORMAT_VERSION = "1"
 MAX_BYTES = 2 * 1024**3
+DETAIL_LIMIT = 200  # characters of an underlying error quoted in our one-line message
 
 
 @dataclass
@@ -148,7 +149,8 @@ def read_header(read_range: Callable[[int, int], bytes]) -> Header:
         )
         data_spec = _data_spec(meta)
     except (struct.error, ValueError, TypeError, KeyError, AttributeError) as exc:
-        raise NNGeoError(f"corrupt or truncated checkpoint header ({_first_line(exc)})") from None
+        detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
+        raise NNGeoError(f"corrupt or truncated checkpoint header ({detail})") from None
     if not meta.get("nngeo_format"):
         raise NNGeoError("not an nngeo checkpoint (its header has no nngeo_format)")
     return Header(shapes=shapes, data_spec=data_spec)
@@ -199,7 +201,8 @@ def _load_safetensors(data: bytes, activation: str) -> Checkpoint:
         tensors = st_load(data)
         meta = _safetensors_header(lambda start, end: data[start:end]).get("__metadata__") or {}
     except Exception as exc:
-        raise NNGeoError(f"corrupt or truncated safetensors file ({_first_line(exc)})") from None
+        detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
+        raise NNGeoError(f"corrupt or truncated safetensors file ({detail})") from None
     if meta.get("nngeo_format"):
         return _from_ours(tensors, meta)
     # a plain safetensors state_dict from elsewhere
@@ -218,7 +221,8 @@ def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkp
         history = json.loads(meta.get("history", "[]"))
         extra = json.loads(meta.get("extra", "{}"))
     except (KeyError, ValueError, TypeError) as exc:
-        raise NNGeoError(f"the checkpoint's metadata is damaged ({_first_line(exc)})") from None
+        detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
+        raise NNGeoError(f"the checkpoint's metadata is damaged ({detail})") from None
     model = build(model_spec.name, input_shape=input_shape, num_classes=num_classes, **dict(model_spec.params))
     state = {k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")}
     masks = {k[len("mask.") :]: v.bool() for k, v in tensors.items() if k.startswith("mask.")}
@@ -244,7 +248,7 @@ def _load_torch(data: bytes, activation: str) -> Checkpoint:
     try:
         obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        msg = _first_line(exc)
+        msg = one_line(exc, typed=False, limit=DETAIL_LIMIT)
         if "Unsupported global" in msg or "GLOBAL" in msg or "weights_only" in msg:
             found = re.search(r"GLOBAL ([\w.]+)", msg)
             what = f" ({found.group(1)})" if found else ""
@@ -254,9 +258,11 @@ def _load_torch(data: bytes, activation: str) -> Checkpoint:
             ) from None
         raise NNGeoError(f"not a checkpoint: {msg}") from None
     except (RuntimeError, EOFError, ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
-        raise NNGeoError(f"corrupt or truncated checkpoint, or not a PyTorch file ({_first_line(exc)})") from None
+        detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
+        raise NNGeoError(f"corrupt or truncated checkpoint, or not a PyTorch file ({detail})") from None
     except Exception as exc:  # weights_only loading raises a few other types on garbage
-        raise NNGeoError(f"unreadable checkpoint ({type(exc).__name__}: {_first_line(exc)})") from None
+        detail = one_line(exc, typed=True, limit=DETAIL_LIMIT)
+        raise NNGeoError(f"unreadable checkpoint ({detail})") from None
     state = _find_state_dict(obj)
     return _from_state_dict(state, activation)
 
@@ -367,7 +373,8 @@ def _linear_stack(state: dict[str, torch.Tensor], activation: str) -> Checkpoint
         model_spec=spec,
         source="linear-stack",
         meta={
-            "inferred": f"Linear stack {n_in}-{'-'.join(map(str, widths))}{'-' if widths else ''}{n_out}, activation assumed {activation}"
+            "inferred": f"Linear stack {n_in}-{'-'.join(map(str, widths))}{'-' if widths else ''}{n_out}, "
+            f"activation assumed {activation}"
         },
     )
 
@@ -392,8 +399,3 @@ def _load_state(model: nn.Module, state: Mapping[str, torch.Tensor], what: str) 
                 f"wrong architecture for {what}: {k} has shape {tuple(v.shape)}, expected {tuple(ref[k].shape)}"
             )
     model.load_state_dict({k: v.to(ref[k].dtype) for k, v in state.items()})
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__

@@ -13,9 +13,7 @@ class NNGeoError(ValueError):
     """A user-facing error: its message is one line that says what is wrong and what to do."""
 
 
-def one_line(
-    exc: BaseException | str, *, typed: bool | None = None, join: bool = False, limit: int = MAX_LINE
-) -> str:
+def one_line(exc: BaseException | str, *, typed: bool | None = None, join: bool = False, limit: int = MAX_LINE) -> str:
     """The one line to show for an error: its first non-empty line (``join``: all its lines joined
     by spaces, for libraries whose messages span lines), ANSI codes removed, at most ``limit``
     characters. ``NNGeoError`` messages stand alone; other errors are prefixed with their type

@@ -22,11 +22,20 @@ T = TypeVar("T")
 class Registry(Generic[T]):
     """Named entries of one kind. ``what`` names the kind in messages ("pruning strategy")."""
 
-    def __init__(self, what: str, *, modules: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        what: str,
+        *,
+        modules: Iterable[str] = (),
+        loader: Callable[[Registry[T]], None] | None = None,
+        unknown_hint: str = "",
+    ) -> None:
         self.what = what
         self.modules: tuple[str, ...] = tuple(modules)
+        self.loader = loader  # called once, before the modules: adds the built-in entries
+        self.unknown_hint = unknown_hint  # appended to the known names (e.g. name patterns)
         self._entries: dict[str, T] = {}
-        self._loaded = not self.modules
+        self._loaded = not self.modules and loader is None
         self._loading = False
 
     def __repr__(self) -> str:
@@ -43,6 +52,9 @@ class Registry(Generic[T]):
     def remove(self, name: str) -> None:
         self._entries.pop(name, None)
 
+    def pop(self, name: str, default: T | None = None) -> T | None:
+        return self._entries.pop(name, default)
+
     def extend_modules(self, modules: Iterable[str]) -> None:
         """More modules to import on the next lookup (e.g. ``NNGEO_JOB_MODULES``)."""
         new = tuple(m for m in modules if m not in self.modules)
@@ -58,6 +70,8 @@ class Registry(Generic[T]):
             return
         self._loading = True
         try:
+            if self.loader is not None:
+                self.loader(self)
             for mod in self.modules:
                 try:
                     importlib.import_module(mod)
@@ -72,7 +86,8 @@ class Registry(Generic[T]):
         """The one-line error for a name that is not registered."""
         self.load()
         known = ", ".join(self._entries) or "none"
-        return NNGeoError(f"unknown {self.what} {name!r}; known: {known}")
+        hint = f", {self.unknown_hint}" if self.unknown_hint else ""
+        return NNGeoError(f"unknown {self.what} {name!r}; known: {known}{hint}")
 
     def get(self, name: str) -> T:
         entry = self.find(name)
@@ -116,12 +131,3 @@ class Registry(Generic[T]):
 
     def keys(self) -> list[str]:
         return self.names()
-
-    def register(self, name: str, make: Callable[[Callable[..., object]], T]) -> Callable[[Callable[..., object]], Callable[..., object]]:
-        """Decorator factory: ``@REG.register(name, make)`` stores ``make(fn)`` and returns ``fn``."""
-
-        def deco(fn: Callable[..., object]) -> Callable[..., object]:
-            self.add(name, make(fn))
-            return fn
-
-        return deco

@@ -3,8 +3,15 @@
 The hash of a spec names every artefact (open_lth's idea): the same request is computed once
 and found again later. The canonical form is plain JSON with sorted keys and a type tag, so it
 is identical across processes, Python runs and machines (no use of Python's salted ``hash``).
-Fields whose metadata says ``hash=False`` (e.g. the device) do not change what is computed in
-principle and are left out of the hash.
+
+Stable keys: the hash covers only the values that differ from their defaults (open_lth's rule).
+A dataclass field equal to its declared default is left out, and so is an entry of ``params``
+equal to the declared default recorded beside it in ``param_defaults`` (filled in at submission
+by ``nngeo_core.defaults.complete``). So adding a defaulted field or parameter changes no
+existing key, and ``{}`` and ``{"alpha": 0.5}`` (the default) name one result. The flip side:
+never change a default in place (that silently renames what the old default computed); add a
+new field instead. Fields whose metadata says ``hash=False`` (e.g. the device) do not change
+what is computed in principle and are left out of the hash too.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
@@ -32,11 +39,16 @@ def register_spec(cls: type) -> type:
 
 def _plain(obj: Any, *, for_hash: bool) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        out = {"__type__": type(obj).__name__}
+        out: dict[str, Any] = {"__type__": type(obj).__name__}
         for f in dataclasses.fields(obj):
             if for_hash and not f.metadata.get("hash", True):
                 continue
-            out[f.name] = _plain(getattr(obj, f.name), for_hash=for_hash)
+            value = _plain(getattr(obj, f.name), for_hash=for_hash)
+            if for_hash and f.name == "params" and hasattr(obj, "param_defaults"):
+                value = _without_defaults(value, _plain(obj.param_defaults, for_hash=True))
+            if for_hash and _has_default(f) and value == _plain(_default_of(f), for_hash=True):
+                continue
+            out[f.name] = value
         return out
     if isinstance(obj, Mapping):
         return {str(k): _plain(v, for_hash=for_hash) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
@@ -56,6 +68,22 @@ def _plain(obj: Any, *, for_hash: bool) -> Any:
     if hasattr(obj, "item") and callable(obj.item):  # numpy / torch scalars
         return _plain(obj.item(), for_hash=for_hash)
     raise NNGeoError(f"cannot put a {type(obj).__name__} into a spec")
+
+
+def _has_default(f: dataclasses.Field[Any]) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
+def _default_of(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    factory: Callable[[], Any] = f.default_factory  # type: ignore[assignment]  # _has_default: not MISSING
+    return factory()
+
+
+def _without_defaults(params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``params`` less the entries equal to their declared default (both already plain)."""
+    return {k: v for k, v in params.items() if k not in defaults or defaults[k] != v}
 
 
 def to_dict(spec: Any) -> dict:
@@ -80,15 +108,20 @@ def spec_from_dict(d: Any) -> Any:
     return _rebuild(json.loads(d) if isinstance(d, str) else d)
 
 
+# Upper layers that define spec types in modules nobody may have imported yet (the job-kind
+# registry) add a loader here, so a stored spec of such a type rebuilds in a fresh process;
+# specs.py itself imports nothing above it.
+SPEC_LOADERS: list[Callable[[], None]] = []
+
+
+def add_spec_loader(load: Callable[[], None]) -> None:
+    if load not in SPEC_LOADERS:
+        SPEC_LOADERS.append(load)
+
+
 def _load_spec_modules() -> None:
-    """Import the modules that register job kinds: capabilities register their spec types there."""
-    try:
-        from .jobs.registry import load_kind_modules
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("nngeo_core.jobs"):
-            return  # no job system in this build
-        raise
-    load_kind_modules()
+    for load in list(SPEC_LOADERS):
+        load()
 
 
 def _rebuild(d: Any) -> Any:
@@ -114,9 +147,9 @@ def _rebuild(d: Any) -> Any:
 class SpecBase:
     """Mixin: hash, canonical JSON and dict helpers for every spec."""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # freeze mutable containers so equal specs compare and hash equal
-        for f in dataclasses.fields(self):
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]  # every SpecBase is a dataclass
             v = getattr(self, f.name)
             frozen = _freeze(v)
             if frozen is not v:
@@ -129,8 +162,8 @@ class SpecBase:
     def to_json(self) -> str:
         return json.dumps(to_dict(self), sort_keys=True)
 
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
+    def replace(self, **changes: Any) -> Any:
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]  # every SpecBase is a dataclass
 
     def __hash__(self) -> int:
         return int(spec_hash(self), 16)
@@ -144,7 +177,7 @@ class _FrozenDict(dict):
 
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _refuse
 
-    def __hash__(self):
+    def __hash__(self) -> int:  # type: ignore[override]  # frozen, so hashable unlike dict
         return hash(json.dumps(_plain(self, for_hash=True), sort_keys=True))
 
     def __reduce__(self):
@@ -167,6 +200,12 @@ def _params() -> Any:
     return field(default_factory=dict)
 
 
+def param_defaults_field() -> Any:
+    """The declared defaults of ``params`` (filled in at submission); not hashed, not compared:
+    it only tells the hash which ``params`` entries are defaults."""
+    return field(default_factory=dict, compare=False, metadata={"hash": False})
+
+
 @register_spec
 @dataclass(frozen=True, eq=True)
 class DataSpec(SpecBase):
@@ -175,6 +214,7 @@ class DataSpec(SpecBase):
     name: str = "xor"
     seed: int = 0
     params: Mapping[str, Any] = _params()
+    param_defaults: Mapping[str, Any] = param_defaults_field()
 
 
 @register_spec
@@ -184,6 +224,7 @@ class ModelSpec(SpecBase):
 
     name: str = "mlp"
     params: Mapping[str, Any] = _params()
+    param_defaults: Mapping[str, Any] = param_defaults_field()
 
 
 @register_spec
@@ -223,5 +264,6 @@ class AnalysisSpec(SpecBase):
     run: str = ""
     method: str = "persistence"
     params: Mapping[str, Any] = _params()
+    param_defaults: Mapping[str, Any] = param_defaults_field()
     epoch: int | None = None
     kind: str = "analyse"

@@ -125,7 +125,8 @@ def fit(
     mask_params = _mask_params(model, masks, device)
     _apply_masks(mask_params)
 
-    rows, snapshots = [], {}
+    rows = []
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
     start = time.monotonic()
 
     def record(epoch: int, train_loss: float, train_acc: float):

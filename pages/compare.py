@@ -3,22 +3,21 @@ side by side for any per-run figure."""
 
 import streamlit as st
 
+from nngeo_core import pruning
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.per_run import PER_RUN_FIGURES
-from nngeo_core.dashboard.results import model_runs, run_label
+from nngeo_core.dashboard.results import run_label
 from nngeo_core.figures.pruning import accuracy_vs_sparsity
+from nngeo_core.pruning.comparison import settings_diff
 from nngeo_core.store import filter_catalog
+from nngeo_core.store.queries import model_runs
 
 st.title("Compare")
 store = w.get_store()
-pruning = w.optional_module("nngeo_core.pruning")
 
 
 def sweeps_section() -> None:
     sweeps = filter_catalog(w.catalog(store), kind="prune-sweep")
-    if pruning is None:
-        w.not_available("Pruning comparison", "Install the pruning capability.")
-        return
     if not len(sweeps):
         st.info("No pruning sweeps stored yet: run some on the **Pruning** page.", icon=":material/info:")
         return
@@ -98,9 +97,7 @@ if chosen:
                     w.show_figure(per_run.draw(table), f"{key}-{per_run.method}", key=f"cmp-fig-{key}")
                 except Exception as exc:
                     w.error_box(exc)
-    if pruning is not None and len(chosen) > 1:
-        from nngeo_core.pruning.comparison import settings_diff
-
+    if len(chosen) > 1:
         diff = settings_diff({k: store.spec(k) for k in chosen})
         st.subheader("Settings that differ")
         if len(diff.columns) > 1:

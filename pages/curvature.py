@@ -8,9 +8,6 @@ from nngeo_core.figures.curvature import curvature_histogram, layer_graph, top_e
 
 st.title("Curvature")
 store = w.get_store()
-if w.optional_module("nngeo_core.curvature") is None:
-    w.not_available("Curvature", "Install the curvature capability.")
-    st.stop()
 run = w.pick_run(store, key="curv-run")
 if run is None:
     st.stop()

@@ -11,9 +11,6 @@ st.caption(
     "step changes the network's function as little as possible while moving towards the target."
 )
 store = w.get_store()
-if w.optional_module("nngeo_core.geometry") is None:
-    w.not_available("Weight-space geometry", "Install the geometry capability.")
-    st.stop()
 run = w.pick_run(store, key="geo-run")
 if run is None:
     st.stop()
@@ -54,9 +51,6 @@ with tab_sparse:
         w.show_table(path, f"{run}-sparsify-path", key="geo-table")
 
 with tab_forget:
-    if not w.analysis_available("forgetting"):
-        w.not_available("The forgetting path", "(the `forgetting` analysis is not registered)")
-        st.stop()
     st.caption(
         "From this run (task A) towards a run of the same architecture trained on task B, changing "
         "task A's outputs as little as possible: accuracy on both tasks and distance to run B."

@@ -4,16 +4,13 @@ import streamlit as st
 
 from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
-from nngeo_core.dashboard.results import analyses_over_epochs
 from nngeo_core.figures import persistence as pf
 from nngeo_core.runs import snapshot_epochs
 from nngeo_core.specs import AnalysisSpec
+from nngeo_core.store.queries import analyses_over_epochs
 
 st.title("Neural persistence")
 store = w.get_store()
-if w.optional_module("nngeo_core.topology") is None:
-    w.not_available("Topology (neural persistence)", "Install the topology capability.")
-    st.stop()
 run = w.pick_run(store, key="pers-run")
 if run is None:
     st.stop()
@@ -64,12 +61,11 @@ with tab_train:
         missing = [e for e in specs if e not in running]
         if running:
             st.caption(f"computing NP for {len(running)} snapshot(s)…")
-        if missing and w.analysis_available("persistence"):
-            if st.button(
-                f"Compute NP for {len(missing)} snapshot(s)", key="pers-train-go", icon=":material/calculate:"
-            ):
-                for e in missing:
-                    w.submit_job(specs[e], f"NP epoch {e}")
+        if missing and st.button(
+            f"Compute NP for {len(missing)} snapshot(s)", key="pers-train-go", icon=":material/calculate:"
+        ):
+            for e in missing:
+                w.submit_job(specs[e], f"NP epoch {e}")
         if len(over):
             value = st.radio(
                 "value",

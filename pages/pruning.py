@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from nngeo_core import pruning
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import parse_float_list, parse_int_list
 from nngeo_core.dashboard.results import runs_table
@@ -11,10 +12,6 @@ from nngeo_core.specs import RunSpec, spec_from_dict
 from nngeo_core.store import filter_catalog
 
 st.title("Pruning sweeps")
-pruning = w.optional_module("nngeo_core.pruning")
-if pruning is None:
-    w.not_available("Pruning", "Install the pruning capability.")
-    st.stop()
 store = w.get_store()
 run = w.pick_run(store, label="Trained run to prune", key="prune-run", kinds=["train"])
 if run is None:

@@ -8,7 +8,7 @@ from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import run_spec, snapshot_epochs_for
 from nngeo_core.data import dataset_info, list_datasets
 from nngeo_core.defaults import default_train
-from nngeo_core.errors import NNGeoError
+from nngeo_core.errors import NNGeoError, one_line
 from nngeo_core.figures.training import training_curves
 from nngeo_core.models import list_models, model_info
 
@@ -108,7 +108,7 @@ def live() -> None:
         st.progress(row["fraction"], text=jobs_view.progress_text(row))
         w.show_figure(training_curves(pd.DataFrame(points.values()), title="live"), "train-live", key="train-live")
     elif jobs_view.is_failed(row):
-        st.error(f"training failed: {str(row['error'] or 'unknown error').splitlines()[0]}", icon=":material/error:")
+        st.error(f"training failed: {one_line(str(row['error'] or 'unknown error'))}", icon=":material/error:")
     elif jobs_view.is_done(row):
         st.session_state.pop("train-job", None)
         st.rerun(scope="app")

@@ -4,9 +4,9 @@ import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.examples import EXAMPLES, available_examples, example_bytes
-from nngeo_core.dashboard.uploads import store_upload
 from nngeo_core.data import list_datasets
 from nngeo_core.specs import DataSpec
+from nngeo_core.uploads import store_upload
 
 st.title("Upload a checkpoint")
 st.markdown(

@@ -11,16 +11,14 @@ from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.datapoints import thumbnail
 from nngeo_core.dashboard.planes import line_of_plane
-from nngeo_core.dashboard.results import analysis_epochs, data_spec_of, input_shape_of
+from nngeo_core.dashboard.results import input_shape_of
 from nngeo_core.figures.volume import QUANTITY_LABELS, geometry_heatmap, line_profile, plane_heatmap
 from nngeo_core.runs import snapshot_epochs
 from nngeo_core.specs import AnalysisSpec
+from nngeo_core.store.queries import analysis_epochs, data_spec_of
 
 st.title("Volume element")
 store = w.get_store()
-if w.optional_module("nngeo_core.geometry") is None:
-    w.not_available("Input-space geometry", "Install the geometry capability.")
-    st.stop()
 run = w.pick_run(store, key="vol-run")
 if run is None:
     st.stop()
@@ -49,18 +47,15 @@ if shape == (2,):
     missing = [e for e in missing if e not in running]
     if running:
         st.caption(f"computing {len(running)} model(s)…")
-    if missing and w.analysis_available("volume"):
-        if st.button(
-            f"Compute for {len(missing)} model(s) (final + snapshots)", key="vol-go", icon=":material/calculate:"
-        ):
-            for e in missing:
-                w.submit_job(
-                    AnalysisSpec(run=run, method="volume", params=params, epoch=e),
-                    "volume element" + (f" epoch {e}" if e is not None else ""),
-                )
-            st.info("Queued; the heatmaps appear here when the jobs are done.", icon=":material/schedule:")
-    elif not w.analysis_available("volume"):
-        w.not_available("The volume analysis", "(`volume` is not registered)")
+    if missing and st.button(
+        f"Compute for {len(missing)} model(s) (final + snapshots)", key="vol-go", icon=":material/calculate:"
+    ):
+        for e in missing:
+            w.submit_job(
+                AnalysisSpec(run=run, method="volume", params=params, epoch=e),
+                "volume element" + (f" epoch {e}" if e is not None else ""),
+            )
+        st.info("Queued; the heatmaps appear here when the jobs are done.", icon=":material/schedule:")
     if stored:
         if len(stored) > 1:
             epoch = st.select_slider(

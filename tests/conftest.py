@@ -10,10 +10,10 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from nngeo_core.settings import home_env  # noqa: E402
+from nngeo_core.settings import home_env
 
 torch.set_num_threads(1)
 
@@ -27,3 +27,15 @@ def nngeo_home(tmp_path, monkeypatch):
     monkeypatch.setenv("NNGEO_DOWNLOAD", "0")
     monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "0")
     return home
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """On CI (``CI`` set, as `.ci/run` is run) a skipped test is a failure: CI installs Chromium and
+    redis-server, so a skip there can only hide a breakage. Locally the skips say what to install."""
+    if not os.environ.get("CI"):
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter is not None else []
+    if skipped:
+        reporter.write_line(f"CI allows no skipped test; {len(skipped)} skipped (see the reasons above)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

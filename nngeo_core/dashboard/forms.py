@@ -94,7 +94,7 @@ def _clean(params: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dic
 
 def parse_param(text: str, default: Any) -> Any:
     """A text box's value for a parameter whose default is ``default`` (tuple, None or str)."""
-    from ..cli import parse_value
+    from ..cli_args import parse_value
 
     t = str(text or "").strip()
     if not t:

@@ -6,34 +6,27 @@ the exact attribute names of ``JobInfo``.
 
 from __future__ import annotations
 
-import importlib
-import os
 from typing import Any
 
+from .. import jobs
 from ..errors import NNGeoError
+from ..jobs import ACTIVE_STATES, CANCELLED, DONE, FAILED
+from ..settings import get_settings
 
-# the job table's states (nngeo_core.jobs.table), spelled here so this module imports without it
-ACTIVE_STATES = ("queued", "running")
-DONE_STATES = ("done",)
-FAILED_STATES = ("failed",)
-CANCELLED_STATES = ("cancelled",)
-EMBEDDED_WORKER_ENV = "NNGEO_EMBEDDED_WORKER"
-
-
-def jobs_module():
-    """``nngeo_core.jobs`` or None when this build has no job queue."""
-    try:
-        mod = importlib.import_module("nngeo_core.jobs")
-    except ModuleNotFoundError as exc:
-        if exc.name and "nngeo_core.jobs".startswith(exc.name):
-            return None
-        raise
-    return mod if hasattr(mod, "submit") else None
+DONE_STATES = (DONE,)
+FAILED_STATES = (FAILED,)
+CANCELLED_STATES = (CANCELLED,)
 
 
 def embedded_worker_wanted() -> bool:
     """NNGEO_EMBEDDED_WORKER=0 (tests, a separate `nngeo worker`) keeps the app from starting one."""
-    return os.environ.get(EMBEDDED_WORKER_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    return get_settings().embedded_worker
+
+
+def ensure_worker() -> Any:
+    """Start the embedded worker unless one is alive (for app.py): its handle, or None when
+    another process serves the queue."""
+    return jobs.ensure_worker()
 
 
 def _get(info: Any, *names: str, default: Any = None) -> Any:
@@ -82,9 +75,6 @@ def is_failed(row: dict) -> bool:
 
 
 def active_jobs() -> list[dict]:
-    jobs = jobs_module()
-    if jobs is None:
-        return []
     return [job_row(j) for j in jobs.list_jobs(state=list(ACTIVE_STATES), limit=None)]
 
 
@@ -105,16 +95,10 @@ def active_jobs_by_hash() -> dict[str, dict]:
 
 
 def submit(spec: Any) -> dict:
-    jobs = jobs_module()
-    if jobs is None:
-        raise NNGeoError("this build has no job queue (nngeo_core.jobs is missing)")
     return job_row(jobs.submit(spec))
 
 
 def status(job_id: str) -> dict | None:
-    jobs = jobs_module()
-    if jobs is None:
-        return None
     try:
         return job_row(jobs.status(job_id))
     except NNGeoError:
@@ -122,16 +106,11 @@ def status(job_id: str) -> dict | None:
 
 
 def cancel(job_id: str) -> None:
-    jobs = jobs_module()
-    if jobs is not None:
-        jobs.cancel(job_id)
+    jobs.cancel(job_id)
 
 
 def list_jobs(limit: int = 20) -> list[dict]:
     """Active jobs first, then the most recent finished ones."""
-    jobs = jobs_module()
-    if jobs is None:
-        return []
     active = active_jobs()
     recent = [job_row(j) for j in jobs.list_jobs(limit=limit)]
     seen = {r["id"] for r in active}
@@ -141,9 +120,6 @@ def list_jobs(limit: int = 20) -> list[dict]:
 def worker_status(rows: list[dict] | None = None) -> dict:
     """{'alive': bool, 'text': one line} for the sidebar. ``rows``: ``list_jobs()`` just read (it
     holds every active job), so the queue is not listed again to count them."""
-    jobs = jobs_module()
-    if jobs is None or not hasattr(jobs, "worker_status"):
-        return {"alive": False, "text": "no job queue in this build"}
     if rows is None:
         info = jobs.worker_status()
     else:

@@ -6,7 +6,6 @@ it with ``show_figure`` / ``show_table``, which add the downloads every figure a
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,11 +13,12 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from ..errors import NNGeoError
+from ..errors import NNGeoError, one_line
 from ..store import Store, default_store
+from ..store.queries import find_analysis, model_runs
 from . import jobs_view
 from .downloads import figure_html, plotly_config, safe_filename, table_bytes
-from .results import model_runs, run_label
+from .results import run_label
 
 CURRENT_RUN = "nngeo_current_run"  # session key: the run opened on the Runs page
 SUBMITTED = "nngeo_submitted_jobs"  # session key: job ids submitted from this session
@@ -44,20 +44,6 @@ _leave_pages_directory_mode()
 
 def get_store() -> Store:
     return default_store()
-
-
-def optional_module(name: str):
-    """The module, or None when this build lacks it (a capability not installed yet)."""
-    try:
-        return importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name and name.startswith(exc.name):
-            return None
-        raise
-
-
-def not_available(what: str, why: str = "") -> None:
-    st.info(f"{what} is not available in this build." + (f" {why}" if why else ""), icon=":material/info:")
 
 
 def catalog(store: Store) -> pd.DataFrame:
@@ -169,10 +155,10 @@ def pick_run(
         )
         return None
     keys = list(runs["key"])
-    labels = {r["key"]: run_label(r) for _, r in runs.iterrows()}
+    labels = {str(r["key"]): run_label(r) for _, r in runs.iterrows()}
     current = st.session_state.get(CURRENT_RUN)
     index = keys.index(current) if current in keys else 0
-    chosen = st.selectbox(label, keys, index=index, format_func=labels.get, key=key)
+    chosen = st.selectbox(label, keys, index=index, format_func=lambda k: labels.get(k, str(k)), key=key)
     return chosen
 
 
@@ -206,7 +192,7 @@ def pick_epoch(store: Store, run: str, *, key: str, label: str = "Training snaps
     epochs = snapshot_epochs(run, store=store)
     if not epochs:
         return None
-    options = ["final", *epochs]
+    options: list[str | int] = ["final", *epochs]
     value = st.select_slider(
         label,
         options=options,
@@ -214,7 +200,7 @@ def pick_epoch(store: Store, run: str, *, key: str, label: str = "Training snaps
         key=key,
         format_func=lambda e: "final model" if e == "final" else f"epoch {e}",
     )
-    return None if value == "final" else int(value)
+    return value if isinstance(value, int) else None  # the other option is "final"
 
 
 def submit_job(spec: Any, what: str) -> dict | None:
@@ -231,8 +217,7 @@ def submit_job(spec: Any, what: str) -> dict | None:
 
 def error_box(exc: BaseException) -> None:
     """One line for a user error; never a traceback."""
-    msg = str(exc) if isinstance(exc, NNGeoError) else f"{type(exc).__name__}: {exc}"
-    st.error(msg.splitlines()[0] if msg else type(exc).__name__, icon=":material/error:")
+    st.error(one_line(exc), icon=":material/error:")
 
 
 def param_inputs(params: dict, choices: dict | None = None, *, key: str, skip: Iterable[str] = ()) -> dict:
@@ -267,13 +252,6 @@ def param_inputs(params: dict, choices: dict | None = None, *, key: str, skip: I
     return out
 
 
-def analysis_available(method: str) -> bool:
-    from ..analyses import ANALYSES, _load_all
-
-    _load_all()
-    return method in ANALYSES
-
-
 def analysis_result(
     store: Store,
     run: str,
@@ -290,17 +268,13 @@ def analysis_result(
     ``analyse`` job with ``params``, or a progress line while it runs. A stored result computed
     with other params is shown instead when ``accept(its params)`` is true (``any_params``: any)."""
     from ..specs import AnalysisSpec
-    from .results import find_analysis
 
     params = dict(params or {})
     if any_params:
-        accept = lambda _params: True  # noqa: E731
+        accept = lambda _params: True  # noqa: E731  (a one-line local converter reads better than a def)
     found = find_analysis(store, run, method, epoch=epoch, params=params, accept=accept, catalog=catalog(store))
     if found is not None:
         return read_result(store, found)
-    if not analysis_available(method):
-        not_available(what, f"(the `{method}` analysis is not registered)")
-        return None
     spec = AnalysisSpec(run=run, method=method, params=params, epoch=epoch)
     running = jobs_view.active_job_for(spec.hash)
     when = "the final model" if epoch is None else f"epoch {epoch}"

@@ -15,14 +15,14 @@ import torch
 
 from ..errors import NNGeoError
 from ..specs import DataSpec
-from . import derived
-from . import digits as _digits  # noqa: F401  (register loaders)
-from . import toy2d as _toy2d
-from . import vision as _vision
+from . import derived, digits, toy2d, vision
 from .base import DATASETS, Dataset, register_dataset, unknown_dataset
 from .common import DESCRIBERS, DatasetInfo, as_seed, check_param_names, loader_defaults
 
 DERIVED_FORMS = derived.FORMS
+# the loader modules: each registers its datasets in DATASETS when imported (here, so imports run
+# one way: this package -> loaders -> base)
+LOADER_MODULES = (digits, toy2d, vision)
 
 __all__ = [
     "DATASETS",
@@ -60,7 +60,7 @@ def _load_name(name: str, *, seed: int, **params: Any) -> Dataset:
     if derived.is_derived(name):
         ds = derived.load(name, seed, params, _load_name)
     else:
-        fn = DATASETS.get(name)
+        fn = DATASETS.find(name)
         if fn is None:
             raise unknown_dataset(name)
         check_param_names(name, fn, params)
@@ -101,7 +101,7 @@ def dataset_info(name: str, **params: Any) -> DatasetInfo:
         raise NNGeoError(f"a dataset name must be a string, got a {type(name).__name__}")
     if derived.is_derived(name):
         return derived.describe(name, params, dataset_info)
-    fn = DATASETS.get(name)
+    fn = DATASETS.find(name)
     if fn is None:
         raise unknown_dataset(name)
     describe = DESCRIBERS.get(name)

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from ..errors import NNGeoError
+from ..registry import Registry
 
 
 @dataclass
@@ -28,12 +29,12 @@ class Dataset:
 
 
 # name -> loader(seed: int, **params) -> Dataset
-DATASETS: dict[str, Callable[..., Dataset]] = {}
+DATASETS: Registry[Callable[..., Dataset]] = Registry("dataset")
 
 
-def register_dataset(name: str):
-    def deco(fn):
-        DATASETS[name] = fn
+def register_dataset(name: str) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
+    def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        DATASETS.add(name, fn)
         return fn
 
     return deco

@@ -33,8 +33,19 @@ class DatasetInfo:
         return self.input_shape == (2,)
 
 
-# name -> function(params) -> DatasetInfo; filled by @dataset
-DESCRIBERS: dict[str, Callable[[dict], DatasetInfo]] = {}
+@dataclass(frozen=True)
+class Describer:
+    """A loader registered with ``@dataset`` and its declaration: ``describer(params)`` is its DatasetInfo."""
+
+    loader: Callable  # the registered function (lets dataset_info notice a later re-registration)
+    describe: Callable[[dict], DatasetInfo]
+
+    def __call__(self, params: dict) -> DatasetInfo:
+        return self.describe(params)
+
+
+# name -> Describer (called with params, gives a DatasetInfo); filled by @dataset
+DESCRIBERS: dict[str, Describer] = {}
 
 
 _NAMED = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
@@ -79,8 +90,7 @@ def dataset(
                 defaults=dict(defaults),
             )
 
-        describe.loader = fn  # lets dataset_info notice a later re-registration
-        DESCRIBERS[name] = describe
+        DESCRIBERS[name] = Describer(loader=fn, describe=describe)
         register_dataset(name)(fn)
         return fn
 
@@ -98,11 +108,6 @@ def check_param_names(dataset_name: str, fn: Callable, params: dict) -> None:
         raise NNGeoError(
             f"dataset {dataset_name!r} has no parameter {', '.join(map(repr, unknown))}; its parameters are: {known}"
         )
-
-
-def one_line(text: Any) -> str:
-    """Collapse an exception text (torchvision's span several lines) into one line."""
-    return " ".join(str(text).split())
 
 
 # ---- parameter checks: spec hashing treats 1.0 and 1 as the same request, so integral

@@ -31,20 +31,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import NNGeoError
+from ..errors import NNGeoError, one_line
 from ..settings import get_settings
 from .base import Dataset
-from .common import as_optional_int, as_seed, dataset, make_dataset, one_line, subsample
+from .common import as_optional_int, as_seed, dataset, make_dataset, subsample
 
-MAX_REASON = 200  # characters of an underlying error kept in our one-line message
+MAX_REASON = 200  # at most this many characters of an underlying error in our one-line message
 ALLOW_DOWNLOAD = "allow downloads with NNGEO_DOWNLOAD=1 and network access"
 
 
 def _reason(exc: BaseException) -> str:
-    text = one_line(exc) or "no details"
-    if len(text) > MAX_REASON:
-        text = text[:MAX_REASON] + "…"
-    return f"{type(exc).__name__}: {text}"
+    """``Type: message`` of an underlying error, its lines joined (torchvision's span several)."""
+    if not str(exc).strip():
+        return f"{type(exc).__name__}: no details"
+    return one_line(exc, typed=True, join=True, limit=MAX_REASON)
 
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST
@@ -288,7 +288,7 @@ def _load_cifar(name: str, seed: int, n_train, n_test) -> Dataset:
     rng = np.random.default_rng(seed)
     x_train, y_train = subsample(x_train, y_train, n_train, rng, "n_train")
     x_test, y_test = subsample(x_test, y_test, n_test, rng, "n_test")
-    meta = {"source": str(folder)}
+    meta: dict[str, Any] = {"source": str(folder)}
     if class_names is not None:
         meta["class_names"] = class_names
     return make_dataset(name, _to_unit(x_train), y_train, _to_unit(x_test), y_test, num_classes=num_classes, meta=meta)

@@ -102,7 +102,8 @@ def barcode(diagrams: pd.DataFrame, layer: str, *, max_bars: int = 300, title: s
             orientation="h",
             marker=dict(color="#0072B2"),
             customdata=np.stack([shown["birth"], shown["death"]], 1),
-            hovertemplate="birth %{customdata[0]:.4f}<br>death %{customdata[1]:.4f}<br>persistence %{x:.4f}<extra></extra>",
+            hovertemplate="birth %{customdata[0]:.4f}<br>death %{customdata[1]:.4f}<br>"
+            "persistence %{x:.4f}<extra></extra>",
         )
     )
     more = f" (longest {len(shown)} of {len(d)})" if len(d) > len(shown) else ""

@@ -5,16 +5,25 @@ g(x) = J(x)ᵀJ(x)/n of a hidden layer's features, its volume element and Ricci 
 (2-D inputs), planes and lines through inputs (images), and over training.
 
 Weight space (Raghavan & Thomson, arXiv 2012.09605): the functional metric g_w = J_wᵀJ_w and
-geodesic paths to sparse networks and between tasks.
+geodesic paths to sparse networks and between tasks (the pruning lab's ``geodesic`` strategy,
+``pruning.strategies.geodesic``, walks them).
 
-Importing this package registers the ``volume``, ``geodesic`` and ``forgetting`` analyses.
+Modules, each importing only those above it in this list:
+``chunking``, ``activations``, ``model_copy``, ``points``, ``checks`` (no geometry imports);
+``jets`` (Taylor jets of MLPs); ``features`` (feature maps Φ); ``predictions``; ``pullback``
+(J, volume element); ``ricci``; ``heatmaps`` (2-D grids); ``image_plane`` (planes and lines
+through images); ``weight_space`` (functional metric, one step); ``geodesic`` (the paths);
+``analyses`` (the registered analyses).
+
+The ``volume``, ``geodesic`` and ``forgetting`` analyses live in ``geometry.analyses``, which the
+analysis registry (``nngeo_core.analyses``) imports; this package does not import it.
 """
 
-from . import analyses as _analyses  # noqa: F401  (registers "volume", "geodesic" and "forgetting")
 from .features import FeatureMap, count_hidden_layers, feature_map
-from .geodesic import forgetting_path, geodesic_masks, geodesic_prune, magnitude_prune, sparsify_path
+from .geodesic import PathResult, forgetting_path, sparsify_path
+from .heatmaps import grid_heatmap, heatmaps_over_training
 from .image_plane import image_line, image_plane, plane_frame
-from .pullback import grid_heatmap, heatmaps_over_training, log_volume_of_features, volume_element
+from .pullback import log_volume_of_features, volume_element
 from .ricci import CONVENTIONS, pullback_metric, ricci_from_derivatives, ricci_scalar, ricci_scalar_of_metric
 from .weight_space import ParamSpace, StepResult, functional_jacobian, solve_step
 
@@ -22,19 +31,17 @@ __all__ = [
     "CONVENTIONS",
     "FeatureMap",
     "ParamSpace",
+    "PathResult",
     "StepResult",
     "count_hidden_layers",
     "feature_map",
     "forgetting_path",
     "functional_jacobian",
-    "geodesic_masks",
-    "geodesic_prune",
     "grid_heatmap",
     "heatmaps_over_training",
     "image_line",
     "image_plane",
     "log_volume_of_features",
-    "magnitude_prune",
     "plane_frame",
     "pullback_metric",
     "ricci_from_derivatives",

@@ -7,53 +7,43 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..analyses import register_analysis
+from ..analysis_base import register_analysis
+from ..data import dataset_info
+from ..data import load as load_data
 from ..errors import NNGeoError
+from ..params import Param, resolve, signature_defaults
 from ..progress import Progress
+from ..runs import load_run, read_header
 from .geodesic import forgetting_path, sparsify_path
+from .heatmaps import grid_heatmap
 from .image_plane import image_plane
-from .pullback import grid_heatmap
 
-VOLUME_PARAMS = {"layer", "resolution", "bounds", "ricci", "convention", "indices", "extent"}
-GEODESIC_PARAMS = {
-    "sparsity",
-    "steps",
-    "eps",
-    "beta",
-    "batch_size",
-    "mask",
-    "method",
-    "lam",
-    "fisher",
-    "seed",
-    "tol",
-    "eval_size",
-    "record_every",
+VOLUME_PARAMS = {
+    "layer": -1,  # the hidden layer whose pullback metric is measured (-1: the last)
+    "resolution": Param(None, kind=int, low=2),  # None: 100x100 grid for 2-D inputs, 20x20 plane for images
+    "bounds": Param(None, kind=tuple),  # None: the dataset's range, padded by 10%
+    "ricci": True,
+    "convention": Param("standard", choices=("standard", "paper")),
+    "indices": Param(None, kind=tuple),  # None: the first test inputs of three classes
+    "extent": 1.5,
 }
-FORGETTING_PARAMS = {
-    "run_b",
-    "steps",
-    "eps",
-    "beta",
-    "batch_size",
-    "direction",
-    "method",
-    "lam",
-    "fisher",
-    "tol",
-    "eval_size",
-    "seed",
-    "record_every",
+GEODESIC_STEPS = 100
+PATH_SETTINGS = ("eps", "beta", "batch_size", "method", "lam", "fisher", "seed", "tol", "eval_size", "record_every")
+GEODESIC_PARAMS = {
+    **signature_defaults(sparsify_path, ("sparsity", "mask", *PATH_SETTINGS)),
+    "steps": Param(GEODESIC_STEPS, low=1),
 }
 FORGETTING_STEPS = 50  # default: well under a second for a small mlp on a toy task on CPU
+FORGETTING_PARAMS = {
+    "run_b": Param(None, kind=str),  # required: the key of the run trained on task B
+    **signature_defaults(forgetting_path, ("direction", *PATH_SETTINGS)),
+    "steps": Param(FORGETTING_STEPS, low=1),
+}
 
 
-def _check_params(name: str, params: dict, allowed: set[str]) -> dict:
-    params = dict(params or {})
-    unknown = sorted(set(params) - allowed)
-    if unknown:
-        raise NNGeoError(f"{name}: unknown parameter {unknown[0]!r}; known: {', '.join(sorted(allowed))}")
-    return params
+def _check_params(name: str, params: dict, declared: dict) -> dict:
+    """``params`` checked against the declaration, every default filled in."""
+    return resolve(f"analysis {name!r}", declared, params)
 
 
 def default_bounds(dataset, pad: float = 0.1) -> tuple[float, float, float, float]:
@@ -85,6 +75,8 @@ def default_plane_indices(dataset) -> list[int]:
 @register_analysis(
     "volume",
     needs_data=True,
+    params=VOLUME_PARAMS,
+    columns=("log_volume",),
     description="Volume element (and Ricci scalar for 2-D inputs) of the pullback metric of a hidden layer",
 )
 def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress) -> pd.DataFrame:
@@ -99,7 +91,7 @@ def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress)
         return grid_heatmap(
             model,
             bounds,
-            p.get("resolution", 100),
+            100 if p["resolution"] is None else p["resolution"],
             layer=layer,
             ricci=p.get("ricci", True),
             convention=p.get("convention", "standard"),
@@ -115,7 +107,14 @@ def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress)
     x1, x2, x3 = (dataset.x_test[int(i)] for i in indices)
     # default 20×20: each point costs min(n, d) backward passes (seconds for a wide conv layer on CPU)
     frame = image_plane(
-        model, x1, x2, x3, p.get("resolution", 20), layer=layer, extent=p.get("extent", 1.5), progress=progress
+        model,
+        x1,
+        x2,
+        x3,
+        20 if p["resolution"] is None else p["resolution"],
+        layer=layer,
+        extent=p.get("extent", 1.5),
+        progress=progress,
     )
     anchor_rows = frame["anchor"].to_numpy()
     labels = dataset.y_test[[int(i) for i in indices]].numpy()
@@ -124,7 +123,12 @@ def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress)
 
 
 @register_analysis(
-    "geodesic", needs_data=True, description="Geodesic path in weight space to a sparse network (functional metric)"
+    "geodesic",
+    needs_data=True,
+    params=GEODESIC_PARAMS,
+    columns=("step", "path_length"),
+    timings=("seconds",),
+    description="Geodesic path in weight space to a sparse network (functional metric)",
 )
 def geodesic_analysis(model: nn.Module, dataset, params: dict, progress: Progress) -> pd.DataFrame:
     """``sparsify_path`` with the metric on training inputs and accuracies on the test set."""
@@ -132,10 +136,10 @@ def geodesic_analysis(model: nn.Module, dataset, params: dict, progress: Progres
         raise NNGeoError("the geodesic analysis needs the model's dataset")
     p = _check_params("geodesic", params, GEODESIC_PARAMS)
     p.setdefault("steps", 100)
-    _, frame = sparsify_path(
+    path = sparsify_path(
         model, dataset.x_train, dataset.y_train, eval_x=dataset.x_test, eval_y=dataset.y_test, progress=progress, **p
     )
-    return frame
+    return path.table
 
 
 def _shape_text(shape) -> str:
@@ -159,9 +163,6 @@ def _architecture_difference(a: dict, b: dict) -> str | None:
 def normalize_forgetting(run: str, params: dict, store) -> dict:
     """Check a forgetting request before it runs: ``run_b`` names another stored model of the same
     architecture whose dataset has the inputs of run A's; it becomes the full key."""
-    from ..data import dataset_info
-    from ..runs import read_header
-
     p = _check_params("forgetting", params, FORGETTING_PARAMS)
     run_b = p.get("run_b")
     if isinstance(run_b, int) and not isinstance(run_b, bool) and run_b >= 0:
@@ -205,6 +206,8 @@ def normalize_forgetting(run: str, params: dict, store) -> dict:
     needs_data=True,
     needs_store=True,
     normalize=normalize_forgetting,
+    params=FORGETTING_PARAMS,
+    columns=("step", "path_length", "accuracy_a", "accuracy_b"),
     description="Forgetting path (Raghavan & Thomson 2020): from this run (task A) towards run_b "
     "(task B), accuracy on both tasks and distance to run_b",
 )
@@ -212,9 +215,6 @@ def forgetting_analysis(model: nn.Module, dataset, params: dict, progress: Progr
     """``forgetting_path`` from ``model`` (task A: its dataset) towards the final model of stored
     run ``run_b`` (task B: that run's dataset); metric on training inputs, accuracies on test sets.
     ``params`` are those ``normalize_forgetting`` checked (the analyse job calls it first)."""
-    from ..data import load as load_data
-    from ..runs import load_run
-
     if dataset is None:
         raise NNGeoError("the forgetting analysis needs the model's dataset")
     p = _check_params("forgetting", params, FORGETTING_PARAMS)
@@ -222,7 +222,9 @@ def forgetting_analysis(model: nn.Module, dataset, params: dict, progress: Progr
     p.setdefault("steps", FORGETTING_STEPS)
     progress.update(0.0, f"loading run {run_b[:8]}", force=True)
     ckpt_b = load_run(run_b, store=store)
+    if ckpt_b.data_spec is None:
+        raise NNGeoError(f"forgetting: run_b {run_b[:8]} records no dataset (an upload?), so it has no task B")
     task_b = load_data(ckpt_b.data_spec)
     progress.check()
-    _, frame = forgetting_path(model, ckpt_b.model.eval(), dataset, task_b, progress=progress, **p)
-    return frame
+    path = forgetting_path(model, ckpt_b.model.eval(), dataset, task_b, progress=progress, **p)
+    return path.table

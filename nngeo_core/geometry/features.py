@@ -15,55 +15,17 @@ computed, and Φ works under ``torch.func`` transforms (vmap, jacfwd, jacrev).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from ..errors import NNGeoError
-from ..settings import float64_device
-
-_ACTIVATION_TYPES = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.LeakyReLU,
-    nn.PReLU,
-    nn.RReLU,
-    nn.ELU,
-    nn.SELU,
-    nn.CELU,
-    nn.GELU,
-    nn.SiLU,
-    nn.Mish,
-    nn.Tanh,
-    nn.Sigmoid,
-    nn.Softplus,
-    nn.Softsign,
-    nn.Hardtanh,
-    nn.Hardswish,
-    nn.Hardsigmoid,
-    nn.LogSigmoid,
-    nn.Tanhshrink,
-    nn.Softshrink,
-    nn.Hardshrink,
-)
-# custom activation modules (e.g. an Erf module in the zoo) are recognised by their class name
-_ACTIVATION_NAME_PARTS = ("erf", "relu", "tanh", "sigmoid", "gelu", "softplus", "swish", "activation")
-
-
-def is_activation(module: nn.Module) -> bool:
-    if isinstance(module, _ACTIVATION_TYPES):
-        return True
-    if any(True for _ in module.children()) or any(True for _ in module.parameters(recurse=False)):
-        return False
-    name = type(module).__name__.lower()
-    return any(part in name for part in _ACTIVATION_NAME_PARTS)
-
-
-def _is_affine(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d))
+from ..errors import NNGeoError, one_line
+from .activations import is_activation, is_affine
+from .jets import JET_MAX_DIM, jet_modules
+from .model_copy import float64_copy, working_device
+from .points import input_shape_of
 
 
 class _StopForward(Exception):
@@ -72,42 +34,6 @@ class _StopForward(Exception):
     def __init__(self, value: torch.Tensor):
         super().__init__("feature reached")
         self.value = value
-
-
-def working_device(device: str = "auto") -> torch.device:
-    """The device for float64 geometry: CUDA when present; MPS has no float64, so it means CPU."""
-    return torch.device(float64_device(device))
-
-
-def float64_copy(
-    model: nn.Module, device: str | torch.device = "auto", *, dtype: torch.dtype = torch.float64
-) -> nn.Module:
-    """A private copy (float64 unless ``dtype`` says otherwise) in eval mode, without gradients.
-
-    The caller's model is never changed.
-    """
-    if not isinstance(model, nn.Module):
-        raise NNGeoError(f"expected a torch nn.Module, got {type(model).__name__}")
-    dev = device if isinstance(device, torch.device) else working_device(device)
-    for name, p in list(model.named_parameters()) + list(model.named_buffers()):
-        if p.is_floating_point() and not torch.isfinite(p).all():
-            raise NNGeoError(f"the model's {name} holds NaN or infinite values; retrain or reload it")
-    copied = copy.deepcopy(model).to(device=dev, dtype=dtype).eval()
-    for m in copied.modules():
-        if getattr(m, "inplace", False) is True:
-            m.inplace = False  # in-place activations do not mix with torch.func transforms
-    for p in copied.parameters():
-        p.requires_grad_(False)
-    return copied
-
-
-def input_shape_of(model: nn.Module, points: torch.Tensor | None = None) -> tuple[int, ...]:
-    shape = getattr(model, "input_shape", None)
-    if shape is not None:
-        return tuple(int(s) for s in shape)
-    if points is not None:
-        return tuple(points.shape[1:])
-    raise NNGeoError("the model does not say its input shape; set model.input_shape = (d,) or (C, H, W)")
 
 
 @dataclass
@@ -145,7 +71,7 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[_Call]:
     state = {"numel": 0}
     children = set(model.children())
 
-    def hook(mod, inputs, output):
+    def hook(mod: nn.Module, inputs: tuple, output: object) -> None:
         if not isinstance(output, torch.Tensor):
             return
         leaf = not any(True for _ in mod.children())
@@ -165,8 +91,7 @@ def _trace(model: nn.Module, x: torch.Tensor) -> list[_Call]:
             out = model(x)
     except Exception as exc:
         raise NNGeoError(
-            f"the model does not accept inputs of shape {tuple(x.shape[1:])}: "
-            f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+            f"the model does not accept inputs of shape {tuple(x.shape[1:])}: {one_line(exc, typed=False)}"
         ) from None
     finally:
         for h in handles:
@@ -193,11 +118,12 @@ def _hidden_among(model: nn.Module, calls: list[_Call]) -> list[_Call]:
         children = list(model)
         wanted = {(children[i], sum(1 for c in children[:i] if c is children[i])) for i in indices}
         return [c for c in calls if (c.module, c.call_no) in wanted]
-    found, affine_seen = [], False
+    found: list[_Call] = []
+    affine_seen = False
     for c in calls:
         if c.module is model:
             continue
-        if _is_affine(c.module):
+        if is_affine(c.module):
             affine_seen = True
         elif is_activation(c.module) and affine_seen:
             found.append(c)
@@ -242,11 +168,11 @@ def feature_map(
         last = calls[-1]
         width = int(torch.Size(last.shape[1:]).numel())
 
-        def fn(x: torch.Tensor) -> torch.Tensor:
+        def output(x: torch.Tensor) -> torch.Tensor:
             return work(x.unsqueeze(0)).reshape(-1)
 
         return FeatureMap(
-            fn, work, "output", len(hidden), width, shape, dev, _jets(work, None, shape), last.numel_so_far
+            output, work, "output", len(hidden), width, shape, dev, _jets(work, None, shape), last.numel_so_far
         )
 
     if isinstance(layer, bool) or not isinstance(layer, int):
@@ -267,7 +193,7 @@ def feature_map(
     # the hook only acts inside fn, so FeatureMap.model still runs the whole network
     counter = {"n": 0, "active": False}
 
-    def stop_hook(mod, inputs, output):
+    def stop_hook(mod: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if not counter["active"]:
             return
         if counter["n"] == target.call_no:
@@ -300,8 +226,6 @@ def feature_map(
 
 
 def _jets(work: nn.Module, target: tuple[nn.Module, int] | None, shape: tuple[int, ...]) -> list[nn.Module] | None:
-    from .jets import JET_MAX_DIM, jet_modules
-
     if len(shape) != 1 or shape[0] > JET_MAX_DIM:
         return None
     return jet_modules(work, target, shape[0])

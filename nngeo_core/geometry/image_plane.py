@@ -23,9 +23,11 @@ from torch import nn
 
 from ..errors import NNGeoError
 from ..progress import Progress
-from .features import feature_map, input_shape_of
-from .geodesic import _check_int
-from .pullback import feature_jacobians, log10_singular_values, log_volume_from_metric, predictions
+from .checks import check_int
+from .features import feature_map
+from .points import input_shape_of
+from .predictions import predictions
+from .pullback import feature_jacobians, log10_singular_values, log_volume_from_metric
 
 
 def _flat_inputs(model: nn.Module, xs: list, names: list[str]) -> tuple[torch.Tensor, tuple[int, ...]]:
@@ -126,8 +128,8 @@ def image_plane(
     segment (default 2·resolution + 1; 0 for none), computed like ``image_line``.
     """
     progress = progress or Progress()
-    resolution = _check_int("resolution", resolution, 2, 500)
-    n_line = 2 * resolution + 1 if line_points is None else _check_int("line_points", line_points, 0, 100_000)
+    resolution = check_int("resolution", resolution, 2, 500)
+    n_line = 2 * resolution + 1 if line_points is None else check_int("line_points", line_points, 0, 100_000)
     if n_line == 1:
         raise NNGeoError("line_points must be 0 (no line) or at least 2")
     if not (isinstance(extent, (int, float)) and math.isfinite(extent) and extent > 0):
@@ -166,7 +168,7 @@ def image_line(
     Columns: t, distance (Euclidean, from x1), log_volume, rank, pred, p_max, entropy.
     """
     progress = progress or Progress()
-    n_points = _check_int("n_points", n_points, 2, 100_000)
+    n_points = check_int("n_points", n_points, 2, 100_000)
     X, shape = _flat_inputs(model, [x1, x2], ["x1", "x2"])
     if torch.equal(X[0], X[1]):
         raise NNGeoError("x1 and x2 are the same input; pick two different inputs")

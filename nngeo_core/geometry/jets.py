@@ -21,14 +21,16 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import cache
+from typing import Any, Literal, overload
 
 import torch
 from torch import nn
 from torch.func import jacrev, jvp
 
-from .features import _ACTIVATION_TYPES, is_activation
+from ..models.mlp import Erf
+from .activations import ACTIVATION_TYPES, is_activation
 
 JET_MAX_DIM = 4  # jets carry O(d³) derivative tensors; beyond this the generic path is used
 _PASSTHROUGH = (nn.Flatten, nn.Identity, nn.Dropout, nn.AlphaDropout)
@@ -50,8 +52,8 @@ def flatten_sequential(model: nn.Module) -> list[nn.Module] | None:
     return out
 
 
-def _is_elementwise(module: nn.Module, width: int, dtype, device) -> bool:
-    if isinstance(module, _ACTIVATION_TYPES) and not isinstance(module, nn.RReLU):
+def _is_elementwise(module: nn.Module, width: int, dtype: torch.dtype, device: torch.device) -> bool:
+    if isinstance(module, ACTIVATION_TYPES) and not isinstance(module, nn.RReLU):
         return True
     if not is_activation(module):
         return False
@@ -101,7 +103,7 @@ def multi_indices(d: int, order: int) -> list[tuple[int, ...]]:
 def _partitions(k: int) -> tuple[tuple[tuple[int, ...], ...], ...]:
     """All set partitions of positions {0..k-1}."""
 
-    def rec(items):
+    def rec(items: list[int]) -> Iterator[list[tuple[int, ...]]]:
         if not items:
             yield []
             return
@@ -123,8 +125,7 @@ def activation_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[
     Closed forms for tanh, sigmoid, softplus and the ReLU family, written to touch memory few
     times (this is the hot loop of the grid computations); nested jvp for anything else.
     """
-    kind = type(act)
-    if kind is nn.Tanh:
+    if type(act) is nn.Tanh:
         # d1 = 1 - t^2, d2 = -2 t d1, d3 = d1 (6 t^2 - 2); in place where a buffer is free
         t = torch.tanh(z)
         t2 = t * t
@@ -135,7 +136,7 @@ def activation_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[
             if order >= 3:
                 out.append(t2.mul_(6.0).sub_(2.0).mul_(s1))
         return out[: order + 1]
-    if kind is nn.Sigmoid:
+    if type(act) is nn.Sigmoid:
         # d1 = s (1 - s), d2 = d1 (1 - 2 s), d3 = d1 (1 - 6 s + 6 s^2)
         s = torch.sigmoid(z)
         s1 = s * torch.rsub(s, 1.0)
@@ -145,7 +146,7 @@ def activation_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[
             if order >= 3:
                 out.append((s * s).mul_(6.0).sub_(s * 6.0).add_(1.0).mul_(s1))
         return out[: order + 1]
-    if _is_erf(act):
+    if type(act) is Erf:
         # d1 = 2/sqrt(pi) exp(-z^2), d2 = -2 z d1, d3 = (4 z^2 - 2) d1
         s1 = torch.exp(-(z * z)).mul_(2.0 / math.sqrt(math.pi))
         out = [torch.erf(z), s1]
@@ -154,14 +155,17 @@ def activation_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[
             if order >= 3:
                 out.append((z * z).mul_(4.0).sub_(2.0).mul_(s1))
         return out[: order + 1]
-    if kind is nn.ReLU or kind is nn.LeakyReLU:
-        slope = float(act.negative_slope) if kind is nn.LeakyReLU else 0.0
+    if type(act) is nn.ReLU or type(act) is nn.LeakyReLU:
+        slope = float(act.negative_slope) if isinstance(act, nn.LeakyReLU) else 0.0
         pos = z > 0
         value = torch.where(pos, z, slope * z)
         s1 = torch.where(pos, 1.0, slope).to(z.dtype)
-        zero = torch.zeros_like(z) if order >= 2 else None
-        return [value, s1, zero, zero][: order + 1]
-    if kind is nn.Softplus:
+        out = [value, s1]
+        if order >= 2:
+            zero = torch.zeros_like(z)
+            out += [zero, zero]
+        return out[: order + 1]
+    if type(act) is nn.Softplus:
         beta, threshold = float(act.beta), float(act.threshold)
         linear = beta * z > threshold  # torch returns z there, so the derivatives are 1, 0, 0
         p = torch.sigmoid(beta * z)
@@ -175,40 +179,44 @@ def activation_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[
     return _nested_jvp_derivatives(act, z, order)
 
 
-def _is_erf(act: nn.Module) -> bool:
-    try:
-        from ..models.mlp import Erf
-    except ImportError:  # the zoo is optional for this module
-        return False
-    return type(act) is Erf
+def _push(f: Callable, t: torch.Tensor, ones: torch.Tensor) -> tuple[Any, Any]:
+    """(f(t), directional derivative of f at t along ``ones``), by one forward-mode pass."""
+    out = jvp(f, (t,), (ones,))
+    return out[0], out[1]
 
 
 def _nested_jvp_derivatives(act: nn.Module, z: torch.Tensor, order: int) -> list[torch.Tensor]:
     ones = torch.ones_like(z)
     f = act.forward  # not __call__: the feature map's stop hook lives on these modules
 
-    def d1(t):
-        return jvp(f, (t,), (ones,))
+    def d1(t: torch.Tensor) -> tuple[Any, Any]:
+        return _push(f, t, ones)
 
     if order <= 1:
         v, s1 = d1(z)
         return [v, s1][: order + 1]
 
-    def d2(t):
-        return jvp(d1, (t,), (ones,))
+    def d2(t: torch.Tensor) -> tuple[Any, Any]:
+        return _push(d1, t, ones)
 
     if order == 2:
         (v, s1), (_, s2) = d2(z)
         return [v, s1, s2]
-    ((v, s1), (_, s2)), (_, (_, s3)) = jvp(d2, (z,), (ones,))
+    ((v, s1), (_, s2)), (_, (_, s3)) = _push(d2, z, ones)
     return [v, s1, s2, s3]
 
 
 # ---------------------------------------------------------------- jets through the network
 
 
-def propagate_jets(modules: list[nn.Module], x: torch.Tensor, order: int) -> dict[tuple[int, ...], torch.Tensor | None]:
-    """Value (key ``()``) and partial derivatives up to ``order`` of the modules' output at x (N, d).
+# ∂_I of a layer's output for each multi-index I; None where it is identically zero
+Derivatives = dict[tuple[int, ...], torch.Tensor | None]
+# ip(A, B) = ⟨∂_AΦ, ∂_BΦ⟩/n per point, for sorted multi-indices A and B
+InnerProducts = Callable[[tuple[int, ...], tuple[int, ...]], torch.Tensor]
+
+
+def propagate_jets(modules: list[nn.Module], x: torch.Tensor, order: int) -> tuple[torch.Tensor, Derivatives]:
+    """Value and partial derivatives up to ``order`` (by multi-index) of the modules' output at x (N, d).
 
     Derivative tensors may be broadcastable (1, width) where they do not depend on the point,
     and None where they are identically zero.
@@ -216,45 +224,34 @@ def propagate_jets(modules: list[nn.Module], x: torch.Tensor, order: int) -> dic
     d = x.shape[1]
     keys = multi_indices(d, order)
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
-    jets: dict[tuple[int, ...], torch.Tensor | None] = {(): x}
-    for idx in keys:
-        jets[idx] = eye[idx[0]].unsqueeze(0) if len(idx) == 1 else None
+    value = x
+    jets: Derivatives = {idx: eye[idx[0]].unsqueeze(0) if len(idx) == 1 else None for idx in keys}
     for m in modules:
         if isinstance(m, _PASSTHROUGH):
             continue  # inputs are already flat (N, d); Dropout is the identity in eval mode
         if isinstance(m, nn.Linear):
-            out = {(): nn.functional.linear(jets[()], m.weight, m.bias)}
-            for idx in keys:
-                v = jets[idx]
-                out[idx] = None if v is None else v @ m.weight.T
-            jets = out
+            value = nn.functional.linear(value, m.weight, m.bias)
+            jets = {idx: None if v is None else v @ m.weight.T for idx, v in jets.items()}
             continue
-        sig = activation_derivatives(m, jets[()], order)
-        out = {(): sig[0]}
+        sig = activation_derivatives(m, value, order)
+        out: Derivatives = {}
         for idx in keys:
             total = None
             for part in _partitions(len(idx)):
                 factors = [jets[tuple(sorted(idx[p] for p in block))] for block in part]
-                if any(f is None for f in factors):
+                present = [f for f in factors if f is not None]
+                if len(present) < len(factors):
                     continue
                 term = sig[len(part)]
-                for f in factors:
+                for f in present:
                     term = term * f
                 total = term if total is None else total + term
             out[idx] = total
-        jets = out
-    return jets
+        value, jets = sig[0], out
+    return value, jets
 
 
-def jacobian_from_jets(jets: dict, d: int) -> torch.Tensor:
-    """J = ∂Φ/∂x of shape (N, n, d) from first-order jets."""
-    value = jets[()]
-    cols = [torch.zeros_like(value) if jets[(i,)] is None else jets[(i,)].expand_as(value) for i in range(d)]
-    return torch.stack(cols, dim=-1)
-
-
-def _jet_inner_products(jets: dict, n: int) -> Callable:
-    value = jets[()]
+def _jet_inner_products(value: torch.Tensor, jets: Derivatives, n: int) -> InnerProducts:
     N = value.shape[0]
 
     def ip(a: tuple[int, ...], b: tuple[int, ...]) -> torch.Tensor:
@@ -274,7 +271,9 @@ def _single_layer(modules: list[nn.Module]) -> tuple[nn.Linear, nn.Module] | Non
     return None
 
 
-def _single_layer_inner_products(linear: nn.Linear, act: nn.Module, x: torch.Tensor, n: int, order: int) -> Callable:
+def _single_layer_inner_products(
+    linear: nn.Linear, act: nn.Module, x: torch.Tensor, n: int, order: int
+) -> InnerProducts:
     # ∂_AΦ = σ^(|A|)(z) ∘ Π_{i∈A} W[:, i]: ⟨∂_AΦ, ∂_BΦ⟩ = (σ^(|A|) σ^(|B|)) @ Π_{A∪B} W[:, i]
     sig = activation_derivatives(act, nn.functional.linear(x, linear.weight, linear.bias), order)
     W = linear.weight
@@ -297,27 +296,36 @@ def _single_layer_inner_products(linear: nn.Linear, act: nn.Module, x: torch.Ten
     return ip
 
 
+MetricJets = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
+
+
+@overload
 def metric_and_derivatives(
-    modules: list[nn.Module], x: torch.Tensor, n: int, order: int
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    modules: list[nn.Module], x: torch.Tensor, n: int, order: Literal[3]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+@overload
+def metric_and_derivatives(modules: list[nn.Module], x: torch.Tensor, n: int, order: int) -> MetricJets: ...
+def metric_and_derivatives(modules: list[nn.Module], x: torch.Tensor, n: int, order: int) -> MetricJets:
     """g (N,d,d), dg[i,j,k] = ∂ₖgᵢⱼ, ddg[i,j,k,l] = ∂ₗ∂ₖgᵢⱼ of g = JᵀJ/n (those beyond ``order`` are None)."""
     single = _single_layer(modules)
     if single is not None:
         ip = _single_layer_inner_products(single[0], single[1], x, n, order)
     else:
-        ip = _jet_inner_products(propagate_jets(modules, x, order), n)
+        ip = _jet_inner_products(*propagate_jets(modules, x, order), n)
     return assemble_metric(ip, x.shape[0], x.shape[1], order, x.dtype, x.device)
 
 
-def assemble_metric(ip: Callable, N: int, d: int, order: int, dtype, device):
+def assemble_metric(
+    ip: InnerProducts, N: int, d: int, order: int, dtype: torch.dtype, device: torch.device
+) -> MetricJets:
     """g and its derivatives from inner products ip(A, B) = ⟨∂_AΦ, ∂_BΦ⟩/n (A, B sorted multi-indices).
 
     gᵢⱼ = ⟨Φᵢ, Φⱼ⟩; ∂ₖgᵢⱼ = ⟨Φᵢₖ, Φⱼ⟩ + ⟨Φᵢ, Φⱼₖ⟩;
     ∂ₗ∂ₖgᵢⱼ = ⟨Φᵢₖₗ, Φⱼ⟩ + ⟨Φᵢₖ, Φⱼₗ⟩ + ⟨Φᵢₗ, Φⱼₖ⟩ + ⟨Φᵢ, Φⱼₖₗ⟩.
     """
-    cache: dict = {}
+    cache: dict[tuple[tuple[int, ...], tuple[int, ...]], torch.Tensor] = {}
 
-    def c(a, b):
+    def c(a: tuple[int, ...], b: tuple[int, ...]) -> torch.Tensor:
         key = (tuple(sorted(a)), tuple(sorted(b)))
         key = min(key, key[::-1])
         if key not in cache:
@@ -335,6 +343,6 @@ def assemble_metric(ip: Callable, N: int, d: int, order: int, dtype, device):
     if order < 3:
         return g, dg, None
     ddg = torch.empty(N, d, d, d, d, dtype=dtype, device=device)
-    for i, j, k, l in itertools.product(range(d), repeat=4):
-        ddg[:, i, j, k, l] = c((i, k, l), (j,)) + c((i, k), (j, l)) + c((i, l), (j, k)) + c((i,), (j, k, l))
+    for i, j, k, m in itertools.product(range(d), repeat=4):
+        ddg[:, i, j, k, m] = c((i, k, m), (j,)) + c((i, k), (j, m)) + c((i, m), (j, k)) + c((i,), (j, k, m))
     return g, dg, ddg

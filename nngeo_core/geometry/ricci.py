@@ -25,9 +25,10 @@ from torch.func import jacfwd, vmap
 
 from ..errors import NNGeoError
 from ..progress import Progress
+from .chunking import JET_CHUNK_BYTES, chunk_size_for, iter_chunks
 from .features import FeatureMap, feature_map
 from .jets import metric_and_derivatives, multi_indices
-from .pullback import JET_CHUNK_BYTES, _shape_hint, as_points, chunk_size_for, iter_chunks
+from .points import as_points, shape_hint
 
 CONVENTIONS = {"standard": 1.0, "paper": 3.0}
 
@@ -38,18 +39,21 @@ def _convention_factor(convention: str) -> float:
     return CONVENTIONS[convention]
 
 
-def metric_derivatives(metric_fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+Metric = Callable[[torch.Tensor], torch.Tensor]  # one point (d,) -> g (d, d)
+
+
+def metric_derivatives(metric_fn: Metric) -> Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """x -> (g, dg, ddg) with dg[i,j,k] = ∂ₖgᵢⱼ and ddg[i,j,k,l] = ∂ₗ∂ₖgᵢⱼ, by nested jacfwd."""
 
-    def g_aux(x):
+    def g_aux(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         g = metric_fn(x)
         return g, g
 
-    def dg_aux(x):
+    def dg_aux(x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         dg, g = jacfwd(g_aux, has_aux=True)(x)
         return dg, (dg, g)
 
-    def all_three(x):
+    def all_three(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ddg, (dg, g) = jacfwd(dg_aux, has_aux=True)(x)
         return g, dg, ddg
 
@@ -92,7 +96,7 @@ def ricci_from_derivatives(g: torch.Tensor, dg: torch.Tensor, ddg: torch.Tensor)
 
 
 def ricci_scalar_of_metric(
-    metric_fn: Callable[[torch.Tensor], torch.Tensor],
+    metric_fn: Metric,
     points,
     *,
     convention: str = "standard",
@@ -118,7 +122,7 @@ def ricci_scalar_of_metric(
     return torch.cat(out) * factor
 
 
-def pullback_metric(phi: Callable[[torch.Tensor], torch.Tensor], n: int | None = None) -> Callable:
+def pullback_metric(phi: Callable[[torch.Tensor], torch.Tensor], n: int | None = None) -> Metric:
     """x -> J(x)ᵀJ(x)/n for a flat-input, flat-output feature function (n = output size by default)."""
 
     def metric(x: torch.Tensor) -> torch.Tensor:
@@ -129,14 +133,15 @@ def pullback_metric(phi: Callable[[torch.Tensor], torch.Tensor], n: int | None =
     return metric
 
 
-def _ricci_of_features(
+def ricci_of_features(
     fmap: FeatureMap, x: torch.Tensor, convention: str, progress: Progress | None = None
 ) -> torch.Tensor:
+    """Ricci scalar of the pullback metric of a feature map at points x (N, *input_shape)."""
     d = math.prod(fmap.input_shape)
     if d > 4:
         raise NNGeoError(f"the Ricci scalar is computed for inputs of dimension ≤ 4, this model takes {d}")
     if fmap.jet_modules is not None:
-        return _ricci_by_jets(fmap, x.reshape(len(x), d), convention, progress)
+        return _ricci_by_jets(fmap.jet_modules, fmap.width, x.reshape(len(x), d), convention, progress)
     flat_shape = fmap.input_shape
 
     def phi(v: torch.Tensor) -> torch.Tensor:
@@ -154,17 +159,17 @@ def _ricci_of_features(
 
 
 def _ricci_by_jets(
-    fmap: FeatureMap, x: torch.Tensor, convention: str, progress: Progress | None = None
+    modules: list[nn.Module], width: int, x: torch.Tensor, convention: str, progress: Progress | None = None
 ) -> torch.Tensor:
     factor = _convention_factor(convention)
     d = x.shape[1]
     n_comp = len(multi_indices(d, 3)) + 5
-    size = chunk_size_for(n_comp * (fmap.width + d), budget_bytes=JET_CHUNK_BYTES)
+    size = chunk_size_for(n_comp * (width + d), budget_bytes=JET_CHUNK_BYTES)
     out = []
     for sl in iter_chunks(len(x), size):
         if progress is not None:
             progress.check()
-        g, dg, ddg = metric_and_derivatives(fmap.jet_modules, x[sl], fmap.width, 3)
+        g, dg, ddg = metric_and_derivatives(modules, x[sl], width, 3)
         out.append(ricci_from_derivatives(g, dg, ddg).detach().cpu())
         if progress is not None:
             progress.update(sl.stop / len(x))
@@ -187,6 +192,6 @@ def ricci_scalar(
     CPU tensor of shape (N,), NaN where g is singular.
     """
     _convention_factor(convention)
-    fmap = feature_map(model, layer, input_shape=_shape_hint(model, points), device=device)
+    fmap = feature_map(model, layer, input_shape=shape_hint(model, points), device=device)
     x = as_points(points, fmap.input_shape, fmap.device)
-    return _ricci_of_features(fmap, x, convention, progress)
+    return ricci_of_features(fmap, x, convention, progress)

@@ -19,6 +19,7 @@ null space of g_w and the unconstrained minimiser (μ = 0) is feasible, it is us
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,9 @@ from torch import nn
 from torch.func import functional_call, jacrev, jvp, vmap
 
 from ..errors import NNGeoError
-from .features import float64_copy
+from ..models.base import prunable_layers
+from ..models.parametrisations import fold_masks, read_masks
+from .model_copy import float64_copy
 
 # bytes of per-sample Jacobian blocks materialised at once
 JACOBIAN_CHUNK_BYTES = 2**28
@@ -85,14 +88,12 @@ class ParamSpace:
 
 
 def plain_copy(
-    model: nn.Module, *, dtype=torch.float64, device: str | torch.device = "auto"
+    model: nn.Module, *, dtype: torch.dtype = torch.float64, device: str | torch.device = "auto"
 ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
     """A private copy in eval mode with torch pruning re-parametrisations folded into the weights.
 
     Returns (copy, masks already on the model: layer name -> bool, True = kept).
     """
-    from ..pruning.masks import fold_masks, read_masks  # lazily: pruning is heavier than geometry
-
     work = float64_copy(model, device, dtype=dtype)
     # masks are 0/1, so folding after the dtype change gives the same weights as folding before
     masks = read_masks(work)
@@ -100,7 +101,24 @@ def plain_copy(
     return work, masks
 
 
-def output_fn(model: nn.Module, space: ParamSpace):
+OutputFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def prunable_vector(
+    model: nn.Module, space: ParamSpace, input_shape: Iterable[int] | None
+) -> tuple[torch.Tensor, dict[str, slice], dict[str, tuple[int, ...]]]:
+    """Bool vector over w marking Linear/Conv weights, each layer's slice, and each layer's weight shape."""
+    prunable = torch.zeros(space.size, dtype=torch.bool)
+    slices, shapes = {}, {}
+    for info in prunable_layers(model, input_shape):
+        sl = space.slice_of(f"{info.name}.weight")
+        prunable[sl] = True
+        slices[info.name] = sl
+        shapes[info.name] = info.weight_shape
+    return prunable, slices, shapes
+
+
+def output_fn(model: nn.Module, space: ParamSpace) -> OutputFn:
     """f(w, x_batch) -> logits (B, C) with the flat weight vector w."""
 
     def f(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -115,7 +133,7 @@ def functional_jacobian(
 ) -> torch.Tensor:
     """J_w of shape (B·C, P), scaled by 1/√B so that g_w = JᵀJ is the batch mean metric."""
 
-    def single(params, xi):
+    def single(params: dict[str, torch.Tensor], xi: torch.Tensor) -> torch.Tensor:
         return functional_call(model, (params, space.buffers), (xi.unsqueeze(0),)).reshape(-1)
 
     # differentiating w.r.t. a dict of per-parameter views is several times faster than w.r.t.
@@ -144,7 +162,7 @@ def functional_jacobian(
 def metric_norm(model: nn.Module, space: ParamSpace, w: torch.Tensor, theta: torch.Tensor, x: torch.Tensor) -> float:
     """√(θᵀg_wθ) by one forward-mode product (for steps whose J was not formed)."""
     f = output_fn(model, space)
-    _, tangent = jvp(lambda w_: f(w_, x), (w,), (theta,))
+    tangent = jvp(lambda w_: f(w_, x), (w,), (theta,))[1]
     return float(tangent.pow(2).sum().div(len(x)).sqrt())
 
 

@@ -16,45 +16,32 @@ The queue comes from ``NNGEO_QUEUE`` (see ``nngeo_core.settings``): a SQLite fil
     jobs.status(info.id).progress
     jobs.cancel(info.id)
     key = jobs.run_job(spec)              # the same computation, here and now, without a queue
+
+Modules, each importing only those listed before it: ``table/`` (the job table: ``base``,
+``sqlite``, ``redis``), ``registry`` (job kinds), ``runner`` (running one claimed job),
+``liveness`` (heartbeats, dead workers, recovery), ``backend`` (submit/status/cancel over a
+table), ``inprocess`` and ``huey_backend`` (the transports), ``queues`` (``get_backend``),
+``embedded`` (the dashboard's worker), ``worker`` (one Huey consumer), ``supervisor`` (`nngeo
+worker`: one consumer per GPU); ``kinds`` (built-in kinds, loaded by the registry) and ``cli``
+sit on top.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..progress import Progress
 from .backend import JobBackend, JobInfo
+from .embedded import WorkerHandle, ensure_worker, worker_status
+from .queues import get_backend
 from .registry import JOB_KINDS, JobKind, get_job_kind, job_kinds, kind_for_spec, register_job_kind
 from .table import ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, STATES
 
-_BACKENDS: dict[tuple[int, str], JobBackend] = {}
-_LOCK = threading.Lock()
+if TYPE_CHECKING:
+    from ..store import Store
 
 
-def get_backend(queue: str | None = None) -> JobBackend:
-    """The backend for ``queue`` (default: the ``NNGEO_QUEUE`` setting), one per process and queue."""
-    from ..settings import get_settings
-
-    queue = queue or get_settings().queue
-    key = (os.getpid(), queue)
-    with _LOCK:
-        backend = _BACKENDS.get(key)
-        if backend is None:
-            if queue.startswith("memory://"):
-                from .inprocess import InProcessBackend
-
-                backend = InProcessBackend(background=True)
-            else:
-                from .huey_backend import HueyBackend
-
-                backend = HueyBackend(queue)
-            _BACKENDS[key] = backend
-        return backend
-
-
-def submit(spec: Any, *, store=None) -> JobInfo:
+def submit(spec: Any, *, store: Store | None = None) -> JobInfo:
     """Queue a job for ``spec`` (or find its stored result / its running twin)."""
     return get_backend().submit(spec, store=store)
 
@@ -81,30 +68,14 @@ def wait(job_id: str, timeout: float | None = None) -> JobInfo:
     return get_backend().wait(job_id, timeout=timeout)
 
 
-def run_job(spec: Any, progress: Progress | None = None, *, store=None) -> str:
+def run_job(spec: Any, progress: Progress | None = None, *, store: Store | None = None) -> str:
     """Compute ``spec`` here, without a queue (the CLI's direct commands); returns the result key."""
-    from ..store import default_store
+    from ..store import default_store  # lazy: 1.3 s (pandas, fsspec); `nngeo --help` imports this package
 
     kind = kind_for_spec(spec)
     store = store if store is not None else default_store()
-    if kind.normalize is not None:
-        spec = kind.normalize(spec, store)
+    spec = kind.prepare(spec, store)
     return kind.fn(spec, store=store, progress=progress or Progress())
-
-
-def ensure_worker(**kwargs):
-    """Start a background worker unless one is alive (for app.py); see ``worker.ensure_worker``."""
-    from .worker import ensure_worker as _ensure
-
-    return _ensure(**kwargs)
-
-
-def worker_status(*, count_jobs: bool = True) -> dict:
-    """Live workers and queue depth, for the dashboard's sidebar (``count_jobs=False``: workers
-    only, for a caller that has just listed the active jobs itself)."""
-    from .worker import worker_status as _status
-
-    return _status(count_jobs=count_jobs)
 
 
 __all__ = [
@@ -120,6 +91,7 @@ __all__ = [
     "JobBackend",
     "JobInfo",
     "JobKind",
+    "WorkerHandle",
     "cancel",
     "ensure_worker",
     "get_backend",

@@ -1,12 +1,14 @@
 """The job backend interface (submit, status, progress, cancel, list, logs) and what every backend
 shares: dedupe against the store and against active jobs, the job table, job info records.
 
-A backend only has to say how a job id reaches a worker (``_enqueue``) and how a queued delivery
-is withdrawn (``_revoke``); the job table is the single source of truth for job state.
+A backend only has to say how a job id reaches a worker (``enqueue``) and how a queued delivery
+is withdrawn (``revoke``); the job table is the single source of truth for job state.
 """
 
 from __future__ import annotations
 
+import builtins
+import contextlib
 import json
 import os
 import socket
@@ -15,14 +17,18 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..errors import NNGeoError
+from ..errors import NNGeoError, one_line
 from ..settings import get_settings
 from ..specs import to_dict
+from .liveness import live_workers
 from .registry import kind_for_spec
-from .runner import one_line, stamp
-from .table import ACTIVE_STATES, DONE, FAILED, FINAL_STATES, QUEUED, JobTable
+from .runner import stamp
+from .table import ACTIVE_STATES, DONE, FAILED, FINAL_STATES, QUEUED, JobTable, Row
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 
 @dataclass
@@ -34,7 +40,7 @@ class JobInfo:
     state: str  # queued | running | done | failed | cancelled
     progress: float = 0.0  # 0..1
     phase: str = ""
-    metrics: dict = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
     started: float | None = None  # unix times
     ended: float | None = None
     device: str | None = None
@@ -53,7 +59,7 @@ class JobInfo:
     store: str | None = None
 
     @classmethod
-    def from_row(cls, row: dict, cached: bool | None = None) -> JobInfo:
+    def from_row(cls, row: Row, cached: bool | None = None) -> JobInfo:
         try:
             metrics = json.loads(row.get("metrics") or "{}")
         except ValueError:
@@ -96,7 +102,7 @@ class JobInfo:
             return None
         return (self.ended or time.time()) - self.started
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -115,22 +121,21 @@ class JobBackend(ABC):
 
     # -- transport ---------------------------------------------------------------------------
     @abstractmethod
-    def _enqueue(self, job_id: str) -> None:
+    def enqueue(self, job_id: str) -> None:
         """Hand a queued job to the workers."""
 
-    def _revoke(self, job_id: str) -> None:
+    def revoke(self, job_id: str) -> None:  # noqa: B027  (optional hook: the default withdraws nothing)
         """Withdraw a queued delivery (best effort: claiming checks the table anyway)."""
 
     # -- API ---------------------------------------------------------------------------------
-    def submit(self, spec: Any, *, store=None) -> JobInfo:
+    def submit(self, spec: Any, *, store: Store | None = None) -> JobInfo:
         """Queue ``spec``. Served from the store at once when its result exists (``cached=True``);
         an identical queued or running job is returned instead of a duplicate."""
-        from ..store import Store
+        from ..store import Store  # lazy: 1.3 s (pandas, fsspec); `nngeo --help` imports this module
 
         kind = kind_for_spec(spec)
         store = store if store is not None else Store(get_settings().store)
-        if kind.normalize is not None:
-            spec = kind.normalize(spec, store)
+        spec = kind.prepare(spec, store)
         root = store.path if store.local else store.root
         key, spec_hash = kind.key_for(spec), spec.hash
         now = time.time()
@@ -167,7 +172,7 @@ class JobBackend(ABC):
                 [f"{stamp(now)} queued by {socket.gethostname()}:{os.getpid()} ({row['label']}, spec {spec_hash})"],
             )
             try:
-                self._enqueue(row["id"])
+                self.enqueue(row["id"])
             except Exception as exc:
                 error = f"could not queue the job ({self.name} queue): {one_line(exc)}"
                 self.table.transition(
@@ -179,12 +184,9 @@ class JobBackend(ABC):
         return info
 
     def status(self, job_id: str) -> JobInfo:
-        row = self.table.get(self.table.resolve(job_id))
-        if row is None:
-            raise NNGeoError(f"job {job_id} disappeared from the job table")
-        return JobInfo.from_row(row)
+        return JobInfo.from_row(self.table.get_existing(self.table.resolve(job_id)))
 
-    def progress(self, job_id: str) -> tuple[float, str, dict]:
+    def progress(self, job_id: str) -> tuple[float, str, dict[str, Any]]:
         """(fraction done, phase, last metrics): the cheap poll for progress bars."""
         info = self.status(job_id)
         return info.progress, info.phase, info.metrics
@@ -196,25 +198,21 @@ class JobBackend(ABC):
         self.table.request_cancel(job_id)
         info = self.status(job_id)
         if info.state == "cancelled" and info.started is None:
-            try:
-                self._revoke(job_id)
-            except Exception:
-                pass  # the claim refuses a cancelled job anyway
+            with contextlib.suppress(Exception):  # the claim refuses a cancelled job anyway
+                self.revoke(job_id)
         return info
 
     def list(
-        self, state: str | list[str] | None = None, kind: str | None = None, limit: int | None = 50
-    ) -> list[JobInfo]:
+        self, state: str | builtins.list[str] | None = None, kind: str | None = None, limit: int | None = 50
+    ) -> builtins.list[JobInfo]:
         states = [state] if isinstance(state, str) else state
         return [JobInfo.from_row(r) for r in self.table.list(states, kind, limit)]
 
-    def logs(self, job_id: str, start: int = 0) -> list[str]:
+    def logs(self, job_id: str, start: int = 0) -> builtins.list[str]:
         return self.table.logs(self.table.resolve(job_id), start)
 
-    def workers(self) -> list[dict]:
+    def workers(self) -> builtins.list[Row]:
         """Live workers of this queue (recent heartbeat, process alive)."""
-        from .worker import live_workers
-
         return live_workers(self.table)
 
     def wait(

@@ -14,16 +14,23 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
-from ..cli import ProgressBar, print_json, print_table
+from ..cli_args import ProgressBar, print_json, print_table
 from ..errors import NNGeoError
+from ..specs import spec_from_dict
+from .backend import JobBackend, JobInfo
+from .embedded import worker_status
+from .queues import get_backend
+from .registry import JobKind, get_job_kind
 
 SUBMIT_KINDS_HELP = "train, analyse, health, or a kind registered by a plugin (e.g. prune-sweep)"
 
 
 # -- worker ------------------------------------------------------------------------------------
-def cmd_worker(a) -> int:
-    from .worker import run_worker_command
+def cmd_worker(a: argparse.Namespace) -> int:
+    # lazy: the worker imports huey's consumer (0.4 s), which `nngeo --help` and the other commands must not pay for
+    from .supervisor import run_worker_command
 
     if a.workers < 1:
         raise NNGeoError("--workers must be at least 1")
@@ -38,7 +45,7 @@ def cmd_worker(a) -> int:
 
 
 # -- submit ------------------------------------------------------------------------------------
-def _submit_parser(kind) -> argparse.ArgumentParser:
+def _submit_parser(kind: JobKind) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"nngeo jobs submit {kind.name}", description=f"Queue a {kind.name} job for a worker."
     )
@@ -51,9 +58,7 @@ def _submit_parser(kind) -> argparse.ArgumentParser:
     return p
 
 
-def _spec_from_json(text: str):
-    from ..specs import spec_from_dict
-
+def _spec_from_json(text: str) -> Any:
     if text.startswith("@"):
         try:
             with open(text[1:]) as fh:
@@ -70,9 +75,7 @@ def _spec_from_json(text: str):
         raise NNGeoError(f"--spec-json does not describe a spec: {exc}") from None
 
 
-def cmd_submit(a) -> int:
-    from . import get_backend, get_job_kind
-
+def cmd_submit(a: argparse.Namespace) -> int:
     kind = get_job_kind(a.kind)
     rest = list(a.args)
     generic = _submit_parser(kind)
@@ -99,7 +102,7 @@ def cmd_submit(a) -> int:
     return _exit_code(info) if opts.wait else 0
 
 
-def _wait_with_bar(backend, job_id: str, *, quiet: bool, timeout: float | None):
+def _wait_with_bar(backend: JobBackend, job_id: str, *, quiet: bool, timeout: float | None) -> JobInfo:
     bar = ProgressBar(f"job {job_id}", enabled=not quiet)
     try:
         return backend.wait(
@@ -109,11 +112,11 @@ def _wait_with_bar(backend, job_id: str, *, quiet: bool, timeout: float | None):
         bar.close()
 
 
-def _exit_code(info) -> int:
+def _exit_code(info: JobInfo) -> int:
     return 0 if info.state == "done" else (3 if info.active else 1)
 
 
-def _one_line_summary(info) -> str:
+def _one_line_summary(info: JobInfo) -> str:
     if info.cached:
         return f"found in store: result {info.result}  (job {info.id}, {info.label})"
     if info.state == "done":
@@ -130,9 +133,7 @@ def _clock(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
 
 
-def cmd_status(a) -> int:
-    from . import get_backend
-
+def cmd_status(a: argparse.Namespace) -> int:
     backend = get_backend()
     info = backend.status(a.id)
     if a.wait and not info.finished:
@@ -162,10 +163,8 @@ def cmd_status(a) -> int:
     return 0
 
 
-def cmd_list(a) -> int:
-    import pandas as pd
-
-    from . import get_backend
+def cmd_list(a: argparse.Namespace) -> int:
+    import pandas as pd  # lazy: 1.4 s to import, for this one table (`nngeo --help` imports this module)
 
     infos = get_backend().list(state=a.state, kind=a.kind, limit=a.limit)
     if a.json:
@@ -189,9 +188,7 @@ def cmd_list(a) -> int:
     return 0
 
 
-def cmd_cancel(a) -> int:
-    from . import get_backend
-
+def cmd_cancel(a: argparse.Namespace) -> int:
     backend = get_backend()
     info = backend.cancel(a.id)
     if a.wait and info.active:
@@ -207,9 +204,7 @@ def cmd_cancel(a) -> int:
     return 0
 
 
-def cmd_logs(a) -> int:
-    from . import get_backend
-
+def cmd_logs(a: argparse.Namespace) -> int:
     backend = get_backend()
     job_id = backend.table.resolve(a.id)
     seen = 0
@@ -230,9 +225,7 @@ def cmd_logs(a) -> int:
         time.sleep(0.5)
 
 
-def cmd_workers(a) -> int:
-    from .worker import worker_status
-
+def cmd_workers(a: argparse.Namespace) -> int:
     st = worker_status()
     if a.json:
         print_json(st)
@@ -248,7 +241,7 @@ def cmd_workers(a) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def add_commands(sub: Any) -> None:
     w = sub.add_parser(
         "worker",
         help="run a background worker for the job queue",

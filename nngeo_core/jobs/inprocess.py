@@ -8,12 +8,13 @@ table, claim and runner as the Huey worker; only the transport differs.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 
 from .backend import JobBackend, JobInfo
 from .runner import WorkerContext, execute_job
-from .table import JobTable, SqliteJobTable
+from .table import JobTable, Row, SqliteJobTable
 
 
 class InProcessBackend(JobBackend):
@@ -23,25 +24,20 @@ class InProcessBackend(JobBackend):
         super().__init__(table or SqliteJobTable(":memory:"))
         self._pending: collections.deque[str] = collections.deque()
         self._cond = threading.Condition()
-        self.ctx = WorkerContext(
-            worker_id=f"inprocess-{os.getpid()}-{id(self):x}", device=device, enqueue=self._enqueue
-        )
-        self._thread = None
+        self.ctx = WorkerContext(worker_id=f"inprocess-{os.getpid()}-{id(self):x}", device=device, enqueue=self.enqueue)
+        self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._loop, name="nngeo-inprocess-worker", daemon=True)
             self._thread.start()
 
-    def _enqueue(self, job_id: str) -> None:
+    def enqueue(self, job_id: str) -> None:
         with self._cond:
             self._pending.append(job_id)
             self._cond.notify()
 
-    def _revoke(self, job_id: str) -> None:
-        with self._cond:
-            try:
-                self._pending.remove(job_id)
-            except ValueError:
-                pass
+    def revoke(self, job_id: str) -> None:
+        with self._cond, contextlib.suppress(ValueError):
+            self._pending.remove(job_id)
 
     def pending_ids(self) -> list[str]:
         with self._cond:
@@ -58,7 +54,7 @@ class InProcessBackend(JobBackend):
 
     def run_pending(self, limit: int | None = None) -> list[JobInfo]:
         """Run pending jobs in this thread, oldest first (at most ``limit``); returns their infos."""
-        done = []
+        done: list[JobInfo] = []
         while limit is None or len(done) < limit:
             info = self.run_next()
             if info is None:
@@ -76,7 +72,7 @@ class InProcessBackend(JobBackend):
                 job_id = self._pending.popleft()
             execute_job(self.table, job_id, self.ctx)
 
-    def workers(self) -> list[dict]:
+    def workers(self) -> list[Row]:
         if self._thread is None or not self._thread.is_alive():
             return []
         return [

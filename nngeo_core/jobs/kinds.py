@@ -3,27 +3,36 @@
 
 Each is a plain function ``fn(spec, *, store, progress) -> result key`` that writes its result to
 the store only at the end, so a cancelled or killed job leaves nothing behind. Heavy imports
-(torch, the analyses) happen inside the functions: importing this module stays cheap, which keeps
-`nngeo jobs ...` commands fast.
+(torch, pandas, the runs and datasets) happen inside the functions: importing this module stays
+cheap, which keeps `nngeo jobs ...` commands fast.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import sys
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from ..analyse_cli import add_analysis_arguments, analysis_spec_from_args
+from ..analyses import get_analysis, normalize_params
+from ..cli_args import add_run_arguments, run_spec_from_args
 from ..errors import NNGeoError
 from ..progress import Progress
+from ..settings import pick_device
 from ..specs import AnalysisSpec, RunSpec, SpecBase, register_spec
 from .registry import register_job_kind
 
+if TYPE_CHECKING:
+    from ..store import Store
+
 
 # -- train -------------------------------------------------------------------------------------
-def train_job(spec: RunSpec, *, store, progress: Progress) -> str:
-    from ..runs import train_run
+def train_job(spec: RunSpec, *, store: Store, progress: Progress) -> str:
+    from ..runs import train_run  # lazy: torch (seconds); listing or submitting kinds must not pay for it
 
     return train_run(spec, store=store, progress=progress)
 
@@ -32,44 +41,39 @@ def describe_run(spec: RunSpec) -> str:
     return f"train {spec.model.name} on {spec.data.name} (seed {spec.train.seed}, {spec.train.epochs} epochs)"
 
 
-def _add_train_arguments(p) -> None:
-    from ..cli import add_run_arguments
-
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     add_run_arguments(p)
 
 
-def _train_spec_from_args(a) -> RunSpec:
-    from ..cli import run_spec_from_args
-
+def _train_spec_from_args(a: argparse.Namespace) -> RunSpec:
     return run_spec_from_args(a)
 
 
 # -- analyse -----------------------------------------------------------------------------------
 
 
-def normalize_analysis(spec: AnalysisSpec, store) -> AnalysisSpec:
+def normalize_analysis(spec: AnalysisSpec, store: Store) -> AnalysisSpec:
     """Full run key (a prefix names the same analysis), a known method and the method's canonical
     params (``normalize`` of ``register_analysis``), checked at submission."""
-    from ..analyses import get_analysis, normalize_params
-
     if not spec.run:
         raise NNGeoError("an analysis needs a run: give the key of a stored model (see `nngeo list`)")
     entry = store.model_entry(spec.run)
-    get_analysis(spec.method)  # one-line error for an unknown method, before anything is queued
     if spec.epoch is not None and int(spec.epoch) < 0:
         raise NNGeoError(f"epoch must be >= 0, got {spec.epoch}")
+    analysis = get_analysis(spec.method)
     params = normalize_params(spec.method, entry["key"], dict(spec.params), store)
-    if entry["key"] == spec.run and params == dict(spec.params):
+    defaults = analysis.defaults
+    if entry["key"] == spec.run and params == dict(spec.params) and defaults == dict(spec.param_defaults):
         return spec
-    return spec.replace(run=entry["key"], params=params)
+    return spec.replace(run=entry["key"], params=params, param_defaults=defaults)
 
 
-def analyse_job(spec: AnalysisSpec, *, store, progress: Progress) -> str:
+def analyse_job(spec: AnalysisSpec, *, store: Store, progress: Progress) -> str:
     """Load the run's model (or its epoch snapshot), its dataset if the method needs data, run the
     analysis and store its table under the hash of ``spec``."""
+    # lazy: pandas and torch (seconds); listing or submitting kinds must not pay for them
     import pandas as pd
 
-    from ..analyses import ANALYSIS_INFO, get_analysis
     from ..runs import load_run
 
     spec = normalize_analysis(spec, store)
@@ -80,18 +84,18 @@ def analyse_job(spec: AnalysisSpec, *, store, progress: Progress) -> str:
     ckpt = load_run(spec.run, store=store, epoch=spec.epoch)
     model = ckpt.model.eval()
     dataset = None
-    if ANALYSIS_INFO.get(spec.method, {}).get("needs_data"):
+    if fn.needs_data:
         if ckpt.data_spec is None:
             raise NNGeoError(
                 f"analysis {spec.method!r} needs data, but model {spec.run} records no dataset "
                 "(an upload?); train it with nngeo or choose a method without data"
             )
-        from ..data import load as load_data
+        from ..data import load as load_data  # lazy: torchvision, only for methods that need data
 
         progress.update(0.0, f"loading {ckpt.data_spec.name}", force=True)
         dataset = load_data(ckpt.data_spec)
     progress.check()
-    extra = {"store": store} if ANALYSIS_INFO.get(spec.method, {}).get("needs_store") else {}
+    extra = {"store": store} if fn.needs_store else {}
     table = fn(model, dataset, dict(spec.params), progress, **extra)
     if not isinstance(table, pd.DataFrame):
         raise NNGeoError(f"analysis {spec.method!r} returned a {type(table).__name__}, not a pandas DataFrame")
@@ -118,15 +122,11 @@ def describe_analysis(spec: AnalysisSpec) -> str:
     return f"analyse {spec.method} of {spec.run[:8]}{where}"
 
 
-def _add_analyse_arguments(p) -> None:
-    from ..analyse_cli import add_analysis_arguments
-
+def _add_analyse_arguments(p: argparse.ArgumentParser) -> None:
     add_analysis_arguments(p)
 
 
-def _analyse_spec_from_args(a) -> AnalysisSpec:
-    from ..analyse_cli import analysis_spec_from_args
-
+def _analyse_spec_from_args(a: argparse.Namespace) -> AnalysisSpec:
     return analysis_spec_from_args(a)
 
 
@@ -142,10 +142,8 @@ class HealthSpec(SpecBase):
     kind: str = "health"
 
 
-def health_job(spec: HealthSpec, *, store, progress: Progress) -> str:
-    import pandas as pd
-
-    from ..settings import pick_device
+def health_job(spec: HealthSpec, *, store: Store, progress: Progress) -> str:
+    import pandas as pd  # lazy: 1.4 s; listing or submitting kinds must not pay for it
 
     seconds = float(spec.seconds)
     if not (0 <= seconds <= 86400):
@@ -157,7 +155,7 @@ def health_job(spec: HealthSpec, *, store, progress: Progress) -> str:
         time.sleep(min(0.05, left))
     progress.check()
     device = pick_device("auto")
-    import torch
+    import torch  # lazy: seconds to import; listing or submitting kinds must not pay for it
 
     # the device really computes: the sum of a ones matmul is n**3
     n = 64
@@ -179,12 +177,12 @@ def health_job(spec: HealthSpec, *, store, progress: Progress) -> str:
     )
 
 
-def _add_health_arguments(p) -> None:
+def _add_health_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=0.0, help="wait this long first (cancellable)")
     p.add_argument("--tag", help="label; default: the current time, so every check really runs")
 
 
-def _health_spec_from_args(a) -> HealthSpec:
+def _health_spec_from_args(a: argparse.Namespace) -> HealthSpec:
     return HealthSpec(seconds=a.seconds, tag=a.tag if a.tag is not None else f"{time.time():.6f}")
 
 

@@ -13,13 +13,14 @@ separated module names) adds modules of your own that register kinds, in workers
 from __future__ import annotations
 
 import argparse
-import importlib
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NNGeoError
+from ..registry import Registry
+from ..settings import get_settings
+from ..specs import add_spec_loader
 
 # modules imported on first lookup; each registers kinds at import time
 KIND_MODULES = ("nngeo_core.jobs.kinds", "nngeo_core.pruning.jobs")
@@ -39,6 +40,16 @@ class JobKind:
     def key_for(self, spec: Any) -> str:
         return self.result_key(spec) if self.result_key else spec.hash
 
+    def prepare(self, spec: Any, store: Any) -> Any:
+        """The spec as it is queued and computed: every declared default filled in (one key for
+        one request, see ``nngeo_core.specs``), then the kind's own checks (``normalize``)."""
+        # lazy: the defaults read the model, data, strategy and analysis registries (torch), which
+        # listing or describing kinds (`nngeo jobs list`) must not pay for
+        from ..defaults import complete
+
+        spec = complete(spec)
+        return self.normalize(spec, store) if self.normalize is not None else spec
+
     def label_for(self, spec: Any) -> str:
         if self.describe is not None:
             try:
@@ -48,8 +59,12 @@ class JobKind:
         return f"{self.name} {spec.hash[:8]}"
 
 
-JOB_KINDS: dict[str, JobKind] = {}
-_loaded = False
+def _add_setting_modules(registry: Registry[JobKind]) -> None:
+    """Before the first load: the modules of your own named in ``NNGEO_JOB_MODULES``."""
+    registry.extend_modules(get_settings().job_modules)
+
+
+JOB_KINDS: Registry[JobKind] = Registry("job kind", modules=KIND_MODULES, loader=_add_setting_modules)
 
 
 def register_job_kind(
@@ -67,39 +82,26 @@ def register_job_kind(
     ``kind`` field is ``kind``. The result key defaults to ``spec.hash``: a submission whose key is
     already in the store is served from there without running. ``add_arguments`` and
     ``spec_from_args`` give the kind a `nngeo jobs submit KIND` command line. Returns ``fn``."""
-    if not kind or not isinstance(kind, str):
-        raise NNGeoError("a job kind needs a non-empty name")
-    JOB_KINDS[kind] = JobKind(kind, spec_type, fn, describe, normalize, result_key, add_arguments, spec_from_args)
+    JOB_KINDS.add(kind, JobKind(kind, spec_type, fn, describe, normalize, result_key, add_arguments, spec_from_args))
     return fn
 
 
 def load_kind_modules() -> None:
-    """Import the built-in kind modules and those named in ``NNGEO_JOB_MODULES`` (once)."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    extra = [m.strip() for m in os.environ.get("NNGEO_JOB_MODULES", "").split(",") if m.strip()]
-    for mod in (*KIND_MODULES, *extra):
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if mod in KIND_MODULES and exc.name and mod.startswith(exc.name):
-                continue  # capability not present in this build
-            raise NNGeoError(f"cannot import job kind module {mod!r}: {exc}") from None
+    """Import the built-in kind modules and those named in ``NNGEO_JOB_MODULES`` (once). A module
+    that fails to import is a one-line error, never a silently shorter list of kinds."""
+    JOB_KINDS.load()
+
+
+# a stored spec of a type defined in a kind module (a plugin's) rebuilds in a fresh process
+add_spec_loader(load_kind_modules)
 
 
 def get_job_kind(kind: str) -> JobKind:
-    if kind not in JOB_KINDS:
-        load_kind_modules()
-    if kind not in JOB_KINDS:
-        raise NNGeoError(f"unknown job kind {kind!r}; known: {', '.join(job_kinds()) or 'none'}")
-    return JOB_KINDS[kind]
+    return JOB_KINDS.get(kind)
 
 
 def job_kinds() -> list[str]:
-    load_kind_modules()
-    return sorted(JOB_KINDS)
+    return sorted(JOB_KINDS.names())
 
 
 def kind_for_spec(spec: Any) -> JobKind:

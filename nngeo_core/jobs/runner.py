@@ -17,20 +17,28 @@ import socket
 import threading
 import time
 import traceback
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from ..errors import NNGeoError
+from ..errors import NNGeoError, one_line
 from ..progress import Cancelled, Progress
+from ..settings import pick_device
 from ..specs import spec_from_dict
 from .registry import get_job_kind
 from .table import CANCELLED, DONE, FAILED, QUEUED, RUNNING, JobTable, metrics_json
+
+if TYPE_CHECKING:
+    from ..store import Store
 
 CANCEL_POLL_SECONDS = 0.5
 PROGRESS_WRITE_SECONDS = 0.5  # regular updates
 MIN_WRITE_SECONDS = 0.25  # even forced ones (end of each epoch) are written at most this often
 LOG_PHASE_SECONDS = 1.0  # phase changes go to the job log at most this often
 LOG_FLUSH_SECONDS = 0.5
+
+HOST = socket.gethostname()
 
 log = logging.getLogger(__name__)
 
@@ -46,12 +54,12 @@ class WorkerContext:
     shutdown: threading.Event = field(default_factory=threading.Event)
     # called with a job id to put it back in the queue (the backend's enqueue)
     enqueue: Callable[[str], None] | None = None
-    running: set = field(default_factory=set)  # job ids running in this process now
-    _stores: dict = field(default_factory=dict)
+    running: set[str] = field(default_factory=set)  # job ids running in this process now
+    _stores: dict[str, Store] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def store(self, root: str):
-        from ..store import Store
+    def store(self, root: str) -> Store:
+        from ..store import Store  # lazy: 1.3 s (pandas, fsspec); `nngeo --help` imports this module
 
         with self._lock:
             if root not in self._stores:
@@ -59,13 +67,17 @@ class WorkerContext:
             return self._stores[root]
 
 
-def one_line(exc: BaseException) -> str:
-    """A one-line error text: NNGeoError messages as they are, other errors with their type."""
-    lines = str(exc).strip().splitlines()
-    text = lines[0].strip() if lines else ""
-    if isinstance(exc, NNGeoError):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+def new_worker_id() -> str:
+    return f"{HOST}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+def detect_device() -> str:
+    """The device this worker process computes on (``cuda:N`` for its one visible GPU)."""
+    device = pick_device("auto")
+    if device == "cuda":
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
+        return f"cuda:{visible}" if visible and "," not in visible else "cuda:0"
+    return device
 
 
 def stamp(t: float | None = None) -> str:
@@ -128,11 +140,11 @@ class JobProgress(Progress):
         self._last_write = 0.0
         self._last_log = 0.0
         self._cancel = False
-        self._pending = None
-        self._logged_phase = None
+        self._pending: tuple[float, str, dict[str, Any]] | None = None
+        self._logged_phase: str | None = None
         self.stopped_for_shutdown = False
 
-    def _write(self, fraction: float, phase: str, metrics: dict) -> None:
+    def _write(self, fraction: float, phase: str, metrics: dict[str, Any]) -> None:
         self._pending = (fraction, phase, metrics)
         if time.monotonic() - self._last_write >= MIN_WRITE_SECONDS:
             self.flush()
@@ -204,7 +216,7 @@ def execute_job(table: JobTable, job_id: str, ctx: WorkerContext) -> str | None:
     if not claimed:
         return None
     ctx.running.add(job_id)
-    job = table.get(job_id)
+    job = table.get_existing(job_id)
     job_log = JobLog(table, job_id)
     job_log.write(f"started on worker {ctx.worker_id} (device {ctx.device}, attempt {job['attempts']})", flush=True)
     progress = JobProgress(table, job_id, ctx, job_log)

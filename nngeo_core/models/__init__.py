@@ -20,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from ..errors import NNGeoError
+from ..registry import Registry
 from ..specs import ModelSpec
 from .base import LayerInfo, get_layer, layer_io, layer_weights, model_input_shape, prunable_layers
 from .cnn import build_cnn_mnist
@@ -32,6 +33,7 @@ from .vgg import build_vgg11
 __all__ = [
     "MODELS",
     "ModelEntry",
+    "model_entry",
     "register_model",
     "build",
     "list_models",
@@ -60,7 +62,7 @@ class ModelEntry:
     choices: Mapping[str, tuple] = field(default_factory=dict)  # parameter -> allowed values
 
 
-MODELS: dict[str, ModelEntry] = {}
+MODELS: Registry[ModelEntry] = Registry("model")
 
 
 def register_model(
@@ -84,15 +86,18 @@ def register_model(
             for p in inspect.signature(builder).parameters.values()
             if p.kind is inspect.Parameter.KEYWORD_ONLY
         }
-        MODELS[name] = ModelEntry(
-            name=name,
-            builder=builder,
-            description=description,
-            default_input_shape=tuple(int(s) for s in default_input_shape),
-            default_num_classes=int(default_num_classes),
-            image=bool(image),
-            params=params,
-            choices={k: tuple(v) for k, v in (choices or {}).items()},
+        MODELS.add(
+            name,
+            ModelEntry(
+                name=name,
+                builder=builder,
+                description=description,
+                default_input_shape=tuple(int(s) for s in default_input_shape),
+                default_num_classes=int(default_num_classes),
+                image=bool(image),
+                params=params,
+                choices={k: tuple(v) for k, v in (choices or {}).items()},
+            ),
         )
         return builder
 
@@ -101,19 +106,16 @@ def register_model(
 
 def list_models() -> list[str]:
     """Names of the registered models, in registration order."""
-    return list(MODELS)
+    return MODELS.names()
 
 
-def _entry(name: str) -> ModelEntry:
-    entry = MODELS.get(name) if isinstance(name, str) else None
-    if entry is None:
-        raise NNGeoError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
-    return entry
+def model_entry(name: str) -> ModelEntry:
+    return MODELS.get(name)
 
 
 def model_info(name: str) -> dict:
     """What a picker needs: description, parameters with defaults, allowed values, default shapes."""
-    entry = _entry(name)
+    entry = model_entry(name)
     return {
         "name": entry.name,
         "description": entry.description,
@@ -145,12 +147,12 @@ def _check_input_shape(model: str, shape: Any) -> tuple[int, ...]:
 
 def build(
     name: str | ModelSpec, *, input_shape: Iterable[int] | None = None, num_classes: int | None = None, **params
-) -> nn.Module:
+) -> FeedForward:
     """A freshly initialised zoo model. ``name`` may be a ``ModelSpec`` (its params, then ``params``)."""
     if isinstance(name, ModelSpec):
         params = {**name.params, **params}
         name = name.name
-    entry = _entry(name)
+    entry = model_entry(name)
     unknown = sorted(set(params) - set(entry.params))
     if unknown:
         known = ", ".join(entry.params) or "none"
@@ -158,6 +160,8 @@ def build(
     shape = _check_input_shape(name, entry.default_input_shape if input_shape is None else input_shape)
     classes = check_positive_int(name, "num_classes", entry.default_num_classes if num_classes is None else num_classes)
     model, used = entry.builder(shape, classes, **{**entry.params, **params})
+    if not isinstance(model, FeedForward):
+        raise NNGeoError(f"the builder of {name} returned a {type(model).__name__}, not a FeedForward")
     model.input_shape = shape
     model.num_classes = classes
     model.zoo_name = name

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import NNGeoError
+from ..errors import NNGeoError, one_line
 
 
 @dataclass(frozen=True)
@@ -74,9 +74,9 @@ def prunable_layers(model: nn.Module, input_shape: Iterable[int] | None = None) 
                     weight_shape=tuple(w.shape),
                     input_size=(int(x.shape[-2]), int(x.shape[-1])),
                     output_size=(int(output.shape[-2]), int(output.shape[-1])),
-                    stride=tuple(mod.stride),
+                    stride=_pair(mod.stride),
                     padding=_padding(mod),
-                    dilation=tuple(mod.dilation),
+                    dilation=_pair(mod.dilation),
                     groups=int(mod.groups),
                 )
             )
@@ -95,11 +95,16 @@ def prunable_layers(model: nn.Module, input_shape: Iterable[int] | None = None) 
     except NNGeoError:
         raise
     except Exception as exc:  # a shape mismatch between the data and the model
-        raise NNGeoError(f"the model does not accept inputs of shape {shape}: {str(exc).splitlines()[0]}") from None
+        raise NNGeoError(f"the model does not accept inputs of shape {shape}: {one_line(exc, typed=False)}") from None
     finally:
         for h in handles:
             h.remove()
     return seen
+
+
+def _pair(values: tuple[int, ...]) -> tuple[int, int]:
+    """A Conv2d's per-dimension setting (stride, padding, dilation) as (H, W)."""
+    return (values[0], values[1])
 
 
 def _padding(conv: nn.Conv2d) -> tuple[int, int]:
@@ -109,8 +114,8 @@ def _padding(conv: nn.Conv2d) -> tuple[int, int]:
             return (0, 0)
         k = conv.kernel_size
         d = conv.dilation
-        return tuple((d[i] * (k[i] - 1)) // 2 for i in range(2))
-    return tuple(p)
+        return ((d[0] * (k[0] - 1)) // 2, (d[1] * (k[1] - 1)) // 2)
+    return _pair(p)
 
 
 def get_layer(model: nn.Module, name: str) -> nn.Module:
@@ -121,9 +126,23 @@ def get_layer(model: nn.Module, name: str) -> nn.Module:
     return modules[name]
 
 
+def tensor_attribute(module: nn.Module, name: str) -> torch.Tensor:
+    """``module.<name>`` (a parameter, buffer or plain tensor attribute such as a pruned ``weight``).
+
+    A missing attribute raises ``AttributeError`` as plain attribute access does.
+    """
+    value = getattr(module, name)
+    if not isinstance(value, torch.Tensor):
+        raise NNGeoError(f"{name} of {type(module).__name__} is a {type(value).__name__}, not a tensor")
+    return value
+
+
 def layer_weights(model: nn.Module, input_shape=None) -> dict[str, torch.Tensor]:
     """Effective weight of each prunable layer (mask applied if pruned), detached, in forward order."""
-    return {info.name: get_layer(model, info.name).weight.detach() for info in prunable_layers(model, input_shape)}
+    return {
+        info.name: tensor_attribute(get_layer(model, info.name), "weight").detach()
+        for info in prunable_layers(model, input_shape)
+    }
 
 
 def layer_io(

@@ -5,6 +5,8 @@ For (1, 28, 28) the dense layer is 32*28*28 = 25,088 -> num_classes; other image
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from .mlp import FeedForward, image_shape, sequential
@@ -14,7 +16,7 @@ class CNNMnist(FeedForward):
     pass
 
 
-def build_cnn_mnist(input_shape: tuple[int, ...], num_classes: int) -> tuple[CNNMnist, dict]:
+def build_cnn_mnist(input_shape: tuple[int, ...], num_classes: int) -> tuple[CNNMnist, dict[str, Any]]:
     channels, height, width = image_shape("cnn_mnist", input_shape)
     layers = [
         nn.Conv2d(channels, 32, 3, padding=1),

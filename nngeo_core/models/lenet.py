@@ -7,6 +7,8 @@ other image sizes of at least 12x12 give the matching first dense layer.
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from ..errors import NNGeoError
@@ -22,7 +24,7 @@ def _lenet_spatial(size: int) -> int:
     return (size - 4) // 2  # conv2 (5x5, no pad), then pool
 
 
-def build_lenet5(input_shape: tuple[int, ...], num_classes: int) -> tuple[LeNet5, dict]:
+def build_lenet5(input_shape: tuple[int, ...], num_classes: int) -> tuple[LeNet5, dict[str, Any]]:
     channels, height, width = image_shape("lenet5", input_shape)
     h, w = _lenet_spatial(height), _lenet_spatial(width)
     if h < 1 or w < 1:

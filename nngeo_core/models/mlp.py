@@ -13,7 +13,7 @@ import math
 import numbers
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -58,6 +58,12 @@ class FeedForward(nn.Sequential):
     zoo attributes (``input_shape``, ``num_classes``, ...), only the modules.
     """
 
+    # set by ``models.build`` on zoo models (declared here so readers know their types)
+    input_shape: tuple[int, ...]
+    num_classes: int
+    zoo_name: str
+    zoo_params: dict[str, Any]
+
     @property
     def hidden_activation_indices(self) -> list[int]:
         """Child indices whose output is a hidden representation, in forward order.
@@ -89,7 +95,10 @@ class FeedForward(nn.Sequential):
         return outputs
 
 
-def sequential(cls: type[FeedForward], modules: Iterable[nn.Module]) -> FeedForward:
+FeedForwardT = TypeVar("FeedForwardT", bound=FeedForward)
+
+
+def sequential(cls: type[FeedForwardT], modules: Iterable[nn.Module]) -> FeedForwardT:
     """A ``cls`` with children named "0", "1", ... (so names are indices)."""
     return cls(OrderedDict((str(i), m) for i, m in enumerate(modules)))
 
@@ -113,7 +122,8 @@ def check_positive_int(model: str, param: str, value: Any) -> int:
         or value < 1
     ):
         raise NNGeoError(f"{model}: {param} must be a positive whole number, got {value!r}")
-    return int(value)
+    # a whole-valued Real: Integral converts exactly, the rest (floats) through float
+    return int(value) if isinstance(value, numbers.Integral) else int(float(value))
 
 
 def check_widths(model: str, value: Any) -> tuple[int, ...]:
@@ -146,7 +156,7 @@ def image_shape(model: str, input_shape: tuple[int, ...]) -> tuple[int, int, int
         raise NNGeoError(
             f"{model} needs an image input shape (C, H, W), got {input_shape}; use an image dataset or the mlp"
         )
-    return input_shape  # type: ignore[return-value]
+    return input_shape
 
 
 # ---- the mlp ----
@@ -170,11 +180,10 @@ def mlp_layers(
 
 def build_mlp(
     input_shape: tuple[int, ...], num_classes: int, *, widths=(32, 32), activation="relu", bias=True
-) -> tuple[MLP, dict]:
+) -> tuple[MLP, dict[str, Any]]:
     """Fully connected network on the flattened input; ``widths`` are the hidden layer sizes."""
-    params = {
-        "widths": check_widths("mlp", widths),
-        "activation": check_activation("mlp", activation),
-        "bias": check_bool("mlp", "bias", bias),
-    }
-    return sequential(MLP, mlp_layers(input_shape, num_classes, **params)), params
+    hidden = check_widths("mlp", widths)
+    act = check_activation("mlp", activation)
+    use_bias = check_bool("mlp", "bias", bias)
+    params: dict[str, Any] = {"widths": hidden, "activation": act, "bias": use_bias}
+    return sequential(MLP, mlp_layers(input_shape, num_classes, hidden, act, use_bias)), params

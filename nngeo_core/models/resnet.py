@@ -10,6 +10,8 @@ no weights, so every prunable layer is on the main path. ``width`` multiplies ev
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,7 +57,7 @@ class ResNet(FeedForward):
     pass
 
 
-def build_resnet20(input_shape: tuple[int, ...], num_classes: int, *, width=1.0) -> tuple[ResNet, dict]:
+def build_resnet20(input_shape: tuple[int, ...], num_classes: int, *, width=1.0) -> tuple[ResNet, dict[str, Any]]:
     width = check_multiplier("resnet20", "width", width)
     channels = image_shape("resnet20", input_shape)[0]
     stem = scaled(STAGE_CHANNELS[0], width)

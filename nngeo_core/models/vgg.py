@@ -8,6 +8,8 @@ multiplies every channel count (at least 1 channel), so tests can build tiny one
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from ..errors import NNGeoError
@@ -20,7 +22,7 @@ class VGG(FeedForward):
     pass
 
 
-def build_vgg11(input_shape: tuple[int, ...], num_classes: int, *, width=1.0) -> tuple[VGG, dict]:
+def build_vgg11(input_shape: tuple[int, ...], num_classes: int, *, width=1.0) -> tuple[VGG, dict[str, Any]]:
     width = check_multiplier("vgg11", "width", width)
     channels, height, wide = image_shape("vgg11", input_shape)
     n_pools = VGG11_CONFIG.count("M")
@@ -28,7 +30,7 @@ def build_vgg11(input_shape: tuple[int, ...], num_classes: int, *, width=1.0) ->
         raise NNGeoError(f"vgg11 needs images of at least 32x32 pixels, got {height}x{wide}")
     layers: list[nn.Module] = []
     for item in VGG11_CONFIG:
-        if item == "M":
+        if isinstance(item, str):  # "M"
             layers.append(nn.MaxPool2d(2))
             height, wide = height // 2, wide // 2
         else:

@@ -17,7 +17,7 @@ MNIST_SIDE = 28
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> None:
-    from ..cli import add_run_arguments
+    from ..cli_args import add_run_arguments
 
     add_run_arguments(p)
     g = p.add_argument_group("pruning")
@@ -45,7 +45,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> Non
 
 
 def _levels(a) -> tuple[float, ...]:
-    from ..cli import parse_value
+    from ..cli_args import parse_value
     from .specs import compression_levels, compression_to_sparsity
 
     def as_list(text):
@@ -64,10 +64,10 @@ def _levels(a) -> tuple[float, ...]:
 
 def strategy_params(items, strategies: list[str]) -> dict[str, dict]:
     """Split --strategy-param values by strategy: 'imp.rate=0.1' for one, 'samples=64' for all that have it."""
-    from ..cli import parse_value
+    from ..cli_args import parse_value
     from .strategies import get_strategy
 
-    out = {s: {} for s in strategies}
+    out: dict[str, dict] = {s: {} for s in strategies}
     for item in items or []:
         if "=" not in item:
             raise NNGeoError(f"expected [STRATEGY.]KEY=VALUE, got {item!r}")
@@ -104,7 +104,7 @@ def resize_rule(run_spec):
 
 
 def sweep_specs_from_args(a, *, note=None) -> list:
-    from ..cli import run_spec_from_args
+    from ..cli_args import run_spec_from_args
     from .specs import SweepSpec
     from .strategies import get_strategy
 
@@ -155,7 +155,7 @@ ROW_COLUMNS = [
 
 
 def cmd_prune(a) -> int:
-    from ..cli import print_json, print_table, progress_for
+    from ..cli_args import print_json, print_table, progress_for
     from ..store import Store, default_store
     from .sweep import run_sweep
 
@@ -188,7 +188,7 @@ def cmd_prune(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from ..cli import print_json, print_table
+    from ..cli_args import print_json, print_table
     from ..store import Store, default_store
     from .comparison import compare
 

@@ -141,7 +141,8 @@ def compare(
     if not (np.isfinite(delta) and delta >= 0):
         raise NNGeoError(f"delta must be a number >= 0 (accuracy as a fraction), got {delta!r}")
     if isinstance(source, pd.DataFrame):
-        rows, specs = source.copy(), {}
+        rows = source.copy()
+        specs: dict[str, dict] = {}
         if "sweep" not in rows.columns:
             rows["sweep"] = rows["strategy"].astype(str)
     else:

@@ -20,6 +20,9 @@ from torch.nn.utils import prune as torch_prune
 
 from ..errors import NNGeoError
 from ..models import LayerInfo, get_layer, prunable_layers
+from ..models.base import tensor_attribute
+from ..models.parametrisations import fold_masks as fold_masks
+from ..models.parametrisations import read_masks as read_masks
 
 Masks = dict[str, torch.Tensor]
 SCOPES = ("global", "layer")
@@ -59,18 +62,8 @@ def full_masks(model: nn.Module, infos: Iterable[LayerInfo]) -> Masks:
     """All-True masks (nothing pruned) for the given layers, on the weights' device."""
     out = {}
     for info in infos:
-        w = get_layer(model, info.name).weight
+        w = tensor_attribute(get_layer(model, info.name), "weight")
         out[info.name] = torch.ones(w.shape, dtype=torch.bool, device=w.device)
-    return out
-
-
-def read_masks(model: nn.Module) -> Masks:
-    """The masks a model carries as pruning parametrisations (layers without one are left out)."""
-    out = {}
-    for name, mod in model.named_modules():
-        mask = getattr(mod, "weight_mask", None)
-        if isinstance(mask, torch.Tensor) and hasattr(mod, "weight_orig"):
-            out[name] = mask.detach().bool().clone()
     return out
 
 
@@ -83,7 +76,7 @@ def check_masks(model: nn.Module, masks: Mapping[str, torch.Tensor], infos: Iter
             raise NNGeoError(
                 f"mask for layer {name!r}, which is not among the layers being pruned ({', '.join(allowed)})"
             )
-        w = get_layer(model, name).weight
+        w = tensor_attribute(get_layer(model, name), "weight")
         if not isinstance(m, torch.Tensor):
             raise NNGeoError(f"the mask of layer {name} is a {type(m).__name__}, not a tensor")
         if tuple(m.shape) != tuple(w.shape):
@@ -106,23 +99,12 @@ def apply_masks(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> nn.Modul
     """
     for name, m in check_masks(model, masks).items():
         mod = get_layer(model, name)
-        if hasattr(mod, "weight_orig") and isinstance(getattr(mod, "weight_mask", None), torch.Tensor):
-            mod.weight_mask.copy_(m.to(mod.weight_mask.dtype))
-            mod.weight = mod.weight_orig * mod.weight_mask
+        mask = getattr(mod, "weight_mask", None)
+        if hasattr(mod, "weight_orig") and isinstance(mask, torch.Tensor):
+            mask.copy_(m.to(mask.dtype))
+            mod.weight = tensor_attribute(mod, "weight_orig") * mask
         else:
-            torch_prune.custom_from_mask(mod, "weight", m.to(mod.weight.device))
-    return model
-
-
-@torch.no_grad()
-def fold_masks(model: nn.Module) -> nn.Module:
-    """Make every pruning parametrisation permanent IN PLACE (``weight = weight_orig * weight_mask``)."""
-    for _, mod in model.named_modules():
-        if hasattr(mod, "weight_orig") and torch_prune.is_pruned(mod):
-            try:
-                torch_prune.remove(mod, "weight")
-            except ValueError:  # parametrised by something other than torch's pruning hooks
-                continue
+            torch_prune.custom_from_mask(mod, "weight", m.to(tensor_attribute(mod, "weight").device))
     return model
 
 
@@ -148,7 +130,11 @@ def pruned_model(
 @torch.no_grad()
 def masked_weights(model: nn.Module, masks: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Effective weights of the masked layers (weight * mask), detached."""
-    return {n: get_layer(model, n).weight.detach() * m.to(get_layer(model, n).weight.dtype) for n, m in masks.items()}
+    out = {}
+    for n, m in masks.items():
+        w = tensor_attribute(get_layer(model, n), "weight").detach()
+        out[n] = w * m.to(w.dtype)
+    return out
 
 
 # -- sparsity ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import NNGeoError
-from ..specs import RunSpec, SpecBase, register_spec
+from ..specs import RunSpec, SpecBase, param_defaults_field, register_spec
 from .masks import check_scope, check_sparsity_value
 
 ANALYSES = ("persistence", "eta_floor", "mst_overlap")
@@ -48,6 +48,7 @@ class SweepSpec(SpecBase):
     run: RunSpec = field(default_factory=RunSpec)
     strategy: str = "magnitude"
     params: Mapping[str, Any] = field(default_factory=dict)
+    param_defaults: Mapping[str, Any] = param_defaults_field()
     sparsities: tuple = (0.5, 0.75, 0.875, 0.9375, 0.96875, 0.984375)
     seeds: tuple = (0,)
     finetune_epochs: int = 0
@@ -67,10 +68,14 @@ class SweepSpec(SpecBase):
         if self.run.train.seed != 0:
             object.__setattr__(self, "run", self.run.replace(train=self.run.train.replace(seed=0)))
         try:
+            # lazy: strategies import torch; a SweepSpec rebuilt for a job listing must not
             from .strategies import STRATEGIES, resolve_params
 
-            if self.strategy in STRATEGIES:
-                object.__setattr__(self, "params", type(self.params)(resolve_params(self.strategy, self.params)))
+            params = self.params
+            strategy = STRATEGIES.find(self.strategy)
+            if strategy is not None and isinstance(params, dict):  # SpecBase froze it into a dict subclass
+                object.__setattr__(self, "params", type(params)(resolve_params(strategy, params)))
+                object.__setattr__(self, "param_defaults", type(params)(strategy.defaults))
         except NNGeoError:
             pass  # unknown parameters are reported by validate(), when the sweep runs
 

@@ -21,10 +21,11 @@ from torch import nn
 
 from ..errors import NNGeoError
 from ..models import LayerInfo, get_layer, prunable_layers
+from ..models.base import tensor_attribute
 from ..progress import Progress
 from ..specs import RunSpec
 from ..store import Store, default_store
-from .masks import counts, layer_sparsity, plain_copy, pruned_model
+from .masks import Masks, counts, layer_sparsity, plain_copy, pruned_model
 from .masks import sparsity as mask_sparsity
 from .specs import SweepSpec
 from .strategies import PruneData, get_strategy, prune
@@ -51,9 +52,10 @@ def dense_run_spec(spec: SweepSpec, seed: int) -> RunSpec:
 
 def effective_weight(module: nn.Module) -> torch.Tensor:
     """The weight as the forward pass uses it (mask applied for pruned layers)."""
-    if hasattr(module, "weight_orig") and isinstance(getattr(module, "weight_mask", None), torch.Tensor):
-        return (module.weight_orig * module.weight_mask).detach()
-    return module.weight.detach()
+    mask = getattr(module, "weight_mask", None)
+    if hasattr(module, "weight_orig") and isinstance(mask, torch.Tensor):
+        return (tensor_attribute(module, "weight_orig") * mask).detach()
+    return tensor_attribute(module, "weight").detach()
 
 
 def cost_of(model: nn.Module, infos: list[LayerInfo]) -> dict[str, Any]:
@@ -65,7 +67,11 @@ def cost_of(model: nn.Module, infos: list[LayerInfo]) -> dict[str, Any]:
     for info in infos:
         w = effective_weight(get_layer(model, info.name))
         nnz = int(torch.count_nonzero(w))
-        positions = math.prod(info.output_size) if info.kind == "conv" else 1
+        positions = 1
+        if info.kind == "conv":
+            if info.output_size is None:
+                raise NNGeoError(f"conv layer {info.name} has no output size; take its LayerInfo from prunable_layers")
+            positions = math.prod(info.output_size)
         nonzero[info.name], flops[info.name], total[info.name] = nnz, nnz * positions, w.numel()
     params = 0
     for name, p in model.named_parameters():
@@ -159,7 +165,8 @@ def sweep_seed(
         **({"lr": spec.finetune_lr} if spec.finetune_lr is not None else {}),
     )
     analysis_ctx = AnalysisContext(spec.analyses, dense) if spec.analyses else None
-    prev_model, prev_masks = dense, None
+    prev_model = dense
+    prev_masks: Masks | None = None
     rows = []
     levels = spec.sparsities
     for j, level in enumerate(levels):

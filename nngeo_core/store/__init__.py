@@ -103,7 +103,7 @@ class Store:
         return self._join("artifacts", _safe(key), _safe(name))
 
     # -- atomic write ----------------------------------------------------------------------
-    def _write_bytes(self, path: str, data: bytes) -> None:
+    def write_bytes(self, path: str, data: bytes) -> None:
         folder = path.rsplit("/", 1)[0]
         self.fs.makedirs(folder, exist_ok=True)
         if self.local:
@@ -145,10 +145,10 @@ class Store:
         )
         arrow = arrow.replace_schema_metadata(meta)
         for name, data in (artifacts or {}).items():
-            self._write_bytes(self.artifact_path(key, name), bytes(data))
-        self._write_bytes(self.result_path(kind, key), _parquet_bytes(arrow))
+            self.write_bytes(self.artifact_path(key, name), bytes(data))
+        self.write_bytes(self.result_path(kind, key), parquet_bytes(arrow))
         row = _catalog_row(key, kind, spec_json, arrow.num_rows, attrs or {})
-        self._write_bytes(self.catalog_path(key), _parquet_bytes(pa.Table.from_pylist([row], schema=CATALOG_SCHEMA)))
+        self.write_bytes(self.catalog_path(key), parquet_bytes(pa.Table.from_pylist([row], schema=CATALOG_SCHEMA)))
         return key
 
     def exists(self, key: str) -> bool:
@@ -306,7 +306,7 @@ def _safe(name: str) -> str:
     return name
 
 
-def _parquet_bytes(table: pa.Table) -> bytes:
+def parquet_bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
@@ -314,8 +314,8 @@ def _parquet_bytes(table: pa.Table) -> bytes:
 
 def _catalog_row(key: str, kind: str, spec_json: str, n_rows: int, attrs: Mapping[str, Any]) -> dict:
     known = {c for c in CATALOG_COLUMNS}
-    row = {c: None for c in CATALOG_COLUMNS}
-    extra = {}
+    row: dict[str, Any] = {c: None for c in CATALOG_COLUMNS}
+    extra: dict[str, Any] = {}
     for k, v in attrs.items():
         if k in known and k not in ("key", "kind", "created", "version", "spec", "attrs", "n_rows"):
             row[k] = v

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..errors import NNGeoError
-from ..models.base import get_layer
+from ..models.base import get_layer, tensor_attribute
 from .diagrams import check_choice
 from .graphs import CONV_METHODS, ZERO_MODES, dense_graph, spanning_forest
 from .persistence import model_graphs
@@ -70,15 +70,15 @@ def critical_compression(model: nn.Module, input_shape=None, *, conv: str = "fil
         }
         for g in graphs
     ]
-    total_edges = sum(r["n_edges"] for r in rows)
-    total_mst = sum(r["mst_size"] for r in rows)
+    total_edges = sum(g.n_edges for g in graphs)
+    total_mst = sum(g.structural_mst_size for g in graphs)
     rows.append(
         {
             "layer": "total",
             "kind": "total",
-            "n_in": sum(r["n_in"] for r in rows),
-            "n_out": sum(r["n_out"] for r in rows),
-            "n_params": sum(r["n_params"] for r in rows),
+            "n_in": sum(g.n_in for g in graphs),
+            "n_out": sum(g.n_out for g in graphs),
+            "n_params": sum(g.n_params for g in graphs),
             "n_edges": total_edges,
             "mst_size": total_mst,
             "eta_tau": total_edges / total_mst if total_mst else float("nan"),
@@ -98,9 +98,9 @@ def mst_mask_from_weight(W, *, zeros: str = "absent"):
     check_choice("zeros", zeros, ZERO_MODES)
     graph = dense_graph("matrix", W)
     forest = spanning_forest(graph, include_zero=zeros == "edge")
-    mask = np.zeros(graph.values.size, dtype=bool)
-    mask[forest.groups] = True
-    mask = mask.reshape(graph.weight_shape)
+    flat = np.zeros(graph.values.size, dtype=bool)
+    flat[forest.groups] = True
+    mask = flat.reshape(graph.weight_shape)
     if isinstance(W, torch.Tensor):
         return torch.from_numpy(mask).to(W.device)
     return mask
@@ -123,15 +123,15 @@ def mst_mask(
     masks = {}
     for g in model_graphs(model, conv=conv, input_shape=input_shape):
         forest = spanning_forest(g, include_zero=zeros == "edge")
-        keep = np.zeros(g.values.size, dtype=bool)
+        keep: np.ndarray = np.zeros(g.values.size, dtype=bool)
         keep[forest.groups] = True
         if g.method == "filter":  # groups are (co, ky, kx): broadcast over input channels
             c_out, c_in, kh, kw = g.weight_shape
             keep = np.broadcast_to(keep.reshape(c_out, 1, kh, kw), g.weight_shape)
             if zeros == "absent":  # a weight that is exactly zero stays out
-                w = get_layer(model, g.name).weight.detach().to("cpu").numpy()
+                w = tensor_attribute(get_layer(model, g.name), "weight").detach().to("cpu").numpy()
                 keep = keep & (w != 0)
-        weight = get_layer(model, g.name).weight
+        weight = tensor_attribute(get_layer(model, g.name), "weight")
         masks[g.name] = torch.from_numpy(np.ascontiguousarray(keep).reshape(weight.shape)).to(weight.device)
     if not masks:
         raise NNGeoError("the model has no layers to mask")

@@ -25,6 +25,7 @@ Conventions (stated once, used by every function in ``nngeo_core.topology``):
 
 from __future__ import annotations
 
+import gudhi
 import numpy as np
 
 from ..errors import NNGeoError
@@ -116,12 +117,10 @@ def persistence_diagram(
 
 def gudhi_diagram(graph: LayerGraph, wmax: float, *, essential: bool, zeros: str) -> np.ndarray:
     """The same diagram computed by gudhi (vertices at 0, edges at ``1 - w'``), mapped back."""
-    import gudhi
-
     st = gudhi.SimplexTree()
     n = graph.n_vertices
     st.insert_batch(np.arange(n, dtype=np.int64)[None, :], np.zeros(n))
-    groups = np.arange(graph.values.size)
+    groups: np.ndarray = np.arange(graph.values.size)
     if zeros == "absent":
         groups = groups[graph.values > 0]
     if groups.size:
@@ -138,10 +137,11 @@ def gudhi_diagram(graph: LayerGraph, wmax: float, *, essential: bool, zeros: str
 def diagram_norm(points: np.ndarray, p: float) -> float:
     """p-norm of the persistences ``birth - death`` of a diagram (0 for an empty one)."""
     pers = points[:, 0] - points[:, 1] if len(points) else np.zeros(0)
-    return _pnorm(pers, p)
+    return pnorm(pers, p)
 
 
-def _pnorm(pers: np.ndarray, p: float) -> float:
+def pnorm(pers: np.ndarray, p: float) -> float:
+    """p-norm of a vector of persistences (its maximum for ``p = inf``; 0 when empty)."""
     if pers.size == 0:
         return 0.0
     if np.isinf(p):

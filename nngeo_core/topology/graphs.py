@@ -238,6 +238,7 @@ def kruskal_blocks(values: np.ndarray, include_zero: bool, first: int):
     last, or not at all with ``include_zero=False``.
     """
     n = values.size
+    remaining: np.ndarray
     if include_zero or values.min() > 0:
         remaining, vals = np.arange(n, dtype=np.int64), values
     else:

@@ -71,6 +71,11 @@ def top_overlap_count(graph: LayerGraph, alpha: int) -> int:
     return int(n - n_comp)
 
 
+def _fraction(count: int, alpha: int) -> float:
+    """``count / alpha``, NaN for an empty spanning tree."""
+    return count / alpha if alpha else float("nan")
+
+
 def mst_overlap(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) -> pd.DataFrame:
     """Per layer: MST / top-alpha overlap, its lower bound and the random-chance baseline.
 
@@ -87,7 +92,6 @@ def mst_overlap(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) -
         n_present = int(np.count_nonzero(g.values)) * g.group_size
         count = top_overlap_count(g, alpha)
         bound = overlap_lower_bound(alpha, g.n_in, g.n_out)
-        frac = lambda k: k / alpha if alpha else float("nan")
         rows.append(
             {
                 "layer": g.name,
@@ -97,9 +101,9 @@ def mst_overlap(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) -
                 "n_edges": n_present,
                 "alpha": alpha,
                 "overlap_count": count,
-                "overlap": frac(count),
+                "overlap": _fraction(count, alpha),
                 "bound_count": bound,
-                "bound": frac(bound),
+                "bound": _fraction(bound, alpha),
                 "chance_count": alpha * alpha / n_present if n_present else float("nan"),
                 "chance": alpha / n_present if n_present else float("nan"),
                 "p_chance": float(hypergeom.sf(count - 1, n_present, alpha, alpha)) if alpha else float("nan"),

@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from torch import nn
 
-from ..errors import NNGeoError
-from ..models.base import get_layer, prunable_layers
-from .diagrams import NORMALIZE_MODES, _pnorm, check_choice, check_p, diagram_points, normalized
+from ..errors import NNGeoError, one_line
+from ..models.base import get_layer, prunable_layers, tensor_attribute
+from .diagrams import NORMALIZE_MODES, check_choice, check_p, diagram_points, normalized, pnorm
 from .graphs import CONV_METHODS, ZERO_MODES, Forest, LayerGraph, conv_graph, dense_graph, spanning_forest
 
 
@@ -48,7 +48,7 @@ class LayerTopology:
         if g.method != "filter":
             if essential:
                 pers = np.concatenate([pers, np.ones(self.forest.components)])
-            value = _pnorm(pers, p)
+            value = pnorm(pers, p)
             return value, value / _root(g.n_vertices - 1, p)
         # filter variant: one diagram per filter, NP summed, normalised NP averaged
         n_filters = g.weight_shape[0]
@@ -58,6 +58,7 @@ class LayerTopology:
             comps = v_f - np.bincount(filt, minlength=n_filters)
             filt = np.concatenate([filt, np.repeat(np.arange(n_filters), comps)])
             pers = np.concatenate([pers, np.ones(int(comps.sum()))])
+        per_filter: np.ndarray
         if np.isinf(p):
             per_filter = np.zeros(n_filters)
             np.maximum.at(per_filter, filt, pers)
@@ -77,7 +78,7 @@ def model_graphs(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) 
         raise NNGeoError(f"expected a torch nn.Module, got {type(model).__name__}")
     graphs = []
     for info in prunable_layers(model, input_shape):
-        weight = get_layer(model, info.name).weight
+        weight = tensor_attribute(get_layer(model, info.name), "weight")
         if info.kind == "conv":
             graphs.append(conv_graph(info, weight, conv))
         else:
@@ -248,7 +249,9 @@ def np_over_training(snapshots: Mapping, build_model: Callable[[], nn.Module] | 
             try:
                 model.load_state_dict(snap)
             except RuntimeError as exc:
-                raise NNGeoError(f"snapshot {epoch!r} does not fit build_model(): {str(exc).splitlines()[0]}") from None
+                raise NNGeoError(
+                    f"snapshot {epoch!r} does not fit build_model(): {one_line(exc, typed=False)}"
+                ) from None
         else:
             raise NNGeoError(f"snapshot {epoch!r} is a {type(snap).__name__}, expected an nn.Module or state_dict")
         table = neural_persistence(model, **options)

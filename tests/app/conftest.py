@@ -35,10 +35,11 @@ def fixture_store(tmp_path_factory) -> Fixture:
     with mock.patch.dict(os.environ, env_for(home)):
         from nngeo_core import jobs
         from nngeo_core.dashboard.examples import EXAMPLES, example_bytes
-        from nngeo_core.dashboard.uploads import store_upload
+        from nngeo_core.pruning import SweepSpec, run_sweep
         from nngeo_core.runs import train_run
         from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec
         from nngeo_core.store import default_store
+        from nngeo_core.uploads import store_upload
 
         store = default_store()
         spec = RunSpec(
@@ -69,16 +70,10 @@ def fixture_store(tmp_path_factory) -> Fixture:
         jobs.run_job(
             AnalysisSpec(run=image_run, method="volume", params={"indices": [0, 1, 2], "resolution": 6}), store=store
         )
-        sweeps = []
-        try:
-            from nngeo_core.pruning import SweepSpec, run_sweep
-        except ModuleNotFoundError:
-            pass
-        else:
-            for strategy in ("random", "magnitude"):
-                sweeps.append(
-                    run_sweep(SweepSpec(run=spec, strategy=strategy, sparsities=(0.5, 0.75), seeds=(0, 1)), store=store)
-                )
+        sweeps = [
+            run_sweep(SweepSpec(run=spec, strategy=strategy, sparsities=(0.5, 0.75), seeds=(0, 1)), store=store)
+            for strategy in ("random", "magnitude")
+        ]
         name = "mlp on xor"
         upload = store_upload(example_bytes(name), name=EXAMPLES[name][0], store=store, data_spec=EXAMPLES[name][1]).key
     return Fixture(home=home, run=run, image_run=image_run, upload=upload, sweeps=sweeps)

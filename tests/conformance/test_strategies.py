@@ -1,9 +1,8 @@
 """Conformance suite for pruning strategies: every entry of ``STRATEGIES`` must pass every test.
 
 The tests iterate the registry, so a newly registered strategy is covered without edits. A tiny
-dense model and a tiny conv model on a tiny random image dataset keep the suite fast. Strategies
-whose capability module (curvature, geometry, ...) is not part of this build are skipped with the
-reason shown; once the module exists they are tested like the rest.
+dense model and a tiny conv model on a tiny random image dataset keep the suite fast. Every
+strategy is tested: a missing part of the package is a failure, never a skip.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from nngeo_core.errors import NNGeoError
 from nngeo_core.models.mlp import FeedForward, sequential
 from nngeo_core.pruning import STRATEGIES, PruneData, PruneResult, PruneSettings, export_state_dict, prune
 from nngeo_core.pruning.strategies import reset_caches
-from nngeo_core.pruning.strategies.base import CapabilityMissing
 from nngeo_core.specs import TrainSpec
 
 NAMES = list(STRATEGIES)
@@ -78,10 +76,7 @@ def data_for(model) -> PruneData:
 def run(name, model, sparsity, **kw):
     kw.setdefault("params", FAST_PARAMS.get(name, {}))
     kw.setdefault("data", data_for(model))
-    try:
-        return prune(model, name, sparsity, **kw)
-    except CapabilityMissing as exc:  # the capability this strategy wraps is not in this build
-        pytest.skip(str(exc))
+    return prune(model, name, sparsity, **kw)
 
 
 def state(model):
@@ -190,10 +185,7 @@ def test_leaves_the_input_model_untouched(name, model_name):
     masks = {n: torch.ones_like(dict(model.named_modules())[n].weight, dtype=torch.bool) for n in layer_names(model)}
     params = {**entry.params, **FAST_PARAMS.get(name, {})}
     settings = PruneSettings(sparsity=0.5, scope="global", layers=tuple(masks), seed=0, params=params)
-    try:  # the strategy function itself, with no copy made for it
-        entry.fn(model, masks, data_for(model), settings)
-    except CapabilityMissing as exc:
-        pytest.skip(str(exc))
+    entry.fn(model, masks, data_for(model), settings)  # the strategy function itself, with no copy made for it
     after = model.state_dict()
     assert set(after) == set(before)  # no pruning parametrisation added
     for k in before:

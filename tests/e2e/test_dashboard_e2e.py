@@ -1,12 +1,18 @@
 """The dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
 
-One app server on a free loopback port with its own NNGEO_HOME and the embedded worker: train an
-mlp on xor through the Train page, wait for the job, compute and view persistence and the volume
-element and the weight curvature, run two pruning sweeps on the run and compare them, compute a
-sparsification path, upload a checkpoint and compute its volume element on an image plane, compare
-it side by side with the xor run, train a second run on moons and walk the forgetting path from
-the xor run to it, and screenshot every page into assets/screenshots/ for
-the README.
+One app server on a free loopback port with its own NNGEO_HOME and the embedded worker, one
+browser page for the whole module, and one scenario in stages that run in order, each its own
+test: train an mlp on xor through the Train page and open it on the Runs page; compute and view
+persistence, the volume element and the weight curvature; run two pruning sweeps on the run;
+compare them; compute a sparsification path; upload a checkpoint; compute its volume element on an
+image plane; compare it side by side with the xor run; train a second run on moons and walk the
+forgetting path from the xor run to it. A stage builds on the ones before it, so once one fails
+the later stages are reported as xfailed ("previous stage ... failed"; see conftest.py), not as
+failures of their own.
+
+Every page is screenshot into a temporary folder, or into $E2E_SCREENSHOTS when set;
+``python bench/refresh_screenshots.py`` runs this scenario and copies them into assets/screenshots/
+for the README.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from nngeo_core.settings import home_env
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "assets" / "screenshots"
+SCREENSHOTS_ENV = "E2E_SCREENSHOTS"  # where the screenshots go (default: a temporary folder)
 EXAMPLE = ROOT / "assets" / "examples" / "fcn_mnist_digits.safetensors"
 CHROMIUM_ARGS = [
     "--headless",
@@ -44,6 +50,7 @@ def log(message: str) -> None:
 
 pytestmark = [
     pytest.mark.e2e,
+    pytest.mark.incremental,
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
 ]
 
@@ -58,18 +65,49 @@ def app_url(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
+def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
-        pg.goto(app_url)
-        pg.wait_for_selector("h1", timeout=120_000)  # first load starts the worker
-        log("first page")
-        yield pg
-        browser.close()
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def page(app_url, browser):
+    """One page (one Streamlit session) for every stage: the state a stage leaves (the selected
+    run, stored results) is what the next one starts from."""
+    pg = browser.new_page(viewport={"width": 1400, "height": 1000})
+    pg.set_default_timeout(60_000)
+    pg.goto(app_url)
+    pg.wait_for_selector("h1", timeout=120_000)  # first load starts the worker
+    log("first page")
+    yield pg
+    pg.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """The folder the screenshots go to: $E2E_SCREENSHOTS, or a temporary one."""
+    folder = os.environ.get(SCREENSHOTS_ENV)
+    path = Path(folder) if folder else tmp_path_factory.mktemp("screenshots")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenario() -> dict:
+    """What one stage hands the next: ``run_key``, the first 8 characters of the xor run's key."""
+    return {}
+
+
+@pytest.fixture
+def shot(page, shots):
+    def take(name: str) -> None:
+        screenshot(page, shots / f"{name}.png")
+
+    return take
 
 
 def go(page, title: str) -> None:
@@ -95,19 +133,18 @@ def settle(page, seconds: float = 0.5) -> None:
     page.wait_for_timeout(int(seconds * 1000))
 
 
-def shot(page, name: str) -> None:
+def screenshot(page, path: Path) -> None:
     """A screenshot of the whole page: Streamlit scrolls inside its main block, not the document,
     so the viewport is stretched to the content's height first."""
-    SHOTS.mkdir(parents=True, exist_ok=True)
     height = page.evaluate(
         "() => { const m = document.querySelector('[data-testid=\"stMain\"]');"
         " return m ? m.scrollHeight : document.body.scrollHeight; }"
     )
     page.set_viewport_size({"width": 1400, "height": int(min(max(height, 800), 3200))})
     page.wait_for_timeout(400)
-    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.screenshot(path=str(path))
     page.set_viewport_size({"width": 1400, "height": 1000})
-    log(f"screenshot {name}")
+    log(f"screenshot {path.stem}")
 
 
 def plots(page) -> int:
@@ -134,7 +171,8 @@ def no_errors(page) -> None:
     assert page.locator("[data-testid='stMain'] [data-testid='stAlertContentError']").count() == 0
 
 
-def test_train_analyse_upload_in_a_browser(page):
+# -- the scenario, stage by stage (in this order; see the module docstring) -----------------------
+def test_train_a_run_through_the_form(page, shot):
     # Train: a small mlp on xor with snapshots, through the form
     go(page, "Train")
     page.get_by_label("epochs", exact=True).fill("20")
@@ -149,8 +187,10 @@ def test_train_analyse_upload_in_a_browser(page):
     page.get_by_text("test accuracy").wait_for(timeout=150_000)
     settle(page, 1.0)
     assert plots(page) >= 1
-    shot(page, "train")
+    shot("train")
 
+
+def test_runs_page_lists_and_opens_the_run(page, shot):
     go(page, "Runs")
     assert page.get_by_text("1 of 1 results").count() == 1
     page.locator("[data-testid='stSelectbox']").filter(has_text="Result").click()
@@ -158,21 +198,23 @@ def test_train_analyse_upload_in_a_browser(page):
     page.wait_for_selector(".js-plotly-plot")  # the run's training history
     settle(page, 1.0)
     assert page.get_by_role("button", name="Delete…").count() == 1
-    shot(page, "runs")
+    shot("runs")
 
+
+def test_analyses_persistence_volume_and_curvature(page, shot):
     # Persistence: compute NP of the final model, then see its figure
     go(page, "Persistence")
     page.get_by_role("button", name="Compute neural persistence (the final model)").click()
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     settle(page, 1.0)
     assert plots(page) >= 1
-    shot(page, "persistence")
+    shot("persistence")
 
     # Volume element: the heatmaps of the final model and both snapshots
     go(page, "Volume element")
     compute = page.get_by_role("button", name="Compute for 3 model(s) (final + snapshots)")
     if compute.count() == 0:
-        shot(page, "volume")
+        shot("volume")
         pytest.fail("the Volume element page offers no computation: is the `volume` analysis registered?")
     compute.click()
     page.wait_for_selector(".js-plotly-plot", timeout=150_000)
@@ -181,7 +223,7 @@ def test_train_analyse_upload_in_a_browser(page):
     settle(page, 1.0)
     assert page.get_by_role("button", name="Compute for").count() == 0
     assert plots(page) >= 1
-    shot(page, "volume")
+    shot("volume")
 
     # Curvature of the weight graph: the layer graph and the histogram
     go(page, "Curvature")
@@ -189,12 +231,15 @@ def test_train_analyse_upload_in_a_browser(page):
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     settle(page, 1.0)
     assert plots(page) == 2
-    shot(page, "curvature")
+    shot("curvature")
 
+
+def test_pruning_sweeps(page, shot, scenario):
     # Pruning: magnitude and T-IMP at 3 levels (0.5, 0.75, 0.875: below T-IMP's spanning-tree
     # floor), one seed, no fine-tuning (the page's default)
     go(page, "Pruning")
     run_key = page.get_by_role("combobox", name="Trained run to prune").input_value()[:8]  # the run trained above
+    scenario["run_key"] = run_key
     page.get_by_role("button", name="Remove random").click()
     settle(page)
     page.get_by_role("combobox", name="Strategies").fill("timp")
@@ -213,8 +258,10 @@ def test_train_analyse_upload_in_a_browser(page):
     settle(page, 1.0)  # the page reruns when its jobs finish: the stored sweeps are listed
     assert page.get_by_text("none yet").count() == 0
     no_errors(page)
-    shot(page, "pruning")
+    shot("pruning")
 
+
+def test_compare_the_sweeps(page):
     # Compare: accuracy against compression for both sweeps
     go(page, "Compare")
     page.wait_for_selector(".js-plotly-plot", timeout=60_000)
@@ -223,7 +270,10 @@ def test_train_analyse_upload_in_a_browser(page):
     assert {t.strip() for t in legend.all_text_contents()} >= {"magnitude", "timp"}
     no_errors(page)
 
+
+def test_sparsification_path(page, shot, scenario):
     # Geodesics: a sparsification path with cheap settings (gradient steps, 20 of them)
+    run_key = scenario["run_key"]
     go(page, "Geodesics")
     picker = page.get_by_role("combobox", name="Run", exact=True)
     if not picker.input_value().startswith(run_key):  # the sweeps stored dense runs of their own
@@ -243,8 +293,10 @@ def test_train_analyse_upload_in_a_browser(page):
     settle(page, 1.0)
     assert tab.locator(".js-plotly-plot").count() == 1
     no_errors(page)
-    shot(page, "geodesics")
+    shot("geodesics")
 
+
+def test_upload_a_checkpoint(page, shot):
     # Upload: a checkpoint file through the browser's file input
     go(page, "Upload")
     page.locator("input[type='file']").set_input_files(str(EXAMPLE))
@@ -253,8 +305,10 @@ def test_train_analyse_upload_in_a_browser(page):
     page.get_by_text("Stored as").wait_for(timeout=60_000)
     settle(page)
     assert page.locator("[data-testid='stException']").count() == 0
-    shot(page, "upload")
+    shot("upload")
 
+
+def test_volume_element_of_the_uploaded_image_model(page, shot):
     # Volume element of the uploaded image model: the plane through three test digits and the
     # line between the first two (the upload is opened on every page by default)
     go(page, "Volume element")
@@ -265,17 +319,20 @@ def test_train_analyse_upload_in_a_browser(page):
     settle(page, 1.0)
     assert plots(page) == 2  # the plane's heatmap and the profile along the line
     no_errors(page)
-    shot(page, "volume_image")
+    shot("volume_image")
 
+
+def test_compare_the_upload_side_by_side_with_the_xor_run(page, shot, scenario):
     # Compare, runs side by side: the xor run and the uploaded image model, neural persistence of
     # each (the upload's computed from its column); the screenshot shows both sections filled
+    run_key = scenario["run_key"]
     go(page, "Compare")
     runs = page.get_by_role("combobox", name="Runs (up to four)")
     runs.click()
     runs.fill(run_key)
     option = page.get_by_role("option").filter(has_text=run_key)
     if option.count() == 0:
-        shot(page, "compare")
+        shot("compare")
         pytest.fail(f"no run {run_key} among the Compare page's runs")
     option.first.click()
     page.keyboard.press("Escape")
@@ -287,10 +344,13 @@ def test_train_analyse_upload_in_a_browser(page):
     settle(page, 1.0)
     assert plots(page) == 3  # accuracy vs compression, and one persistence figure per run
     no_errors(page)
-    shot(page, "compare")
+    shot("compare")
 
+
+def test_forgetting_path_to_a_run_on_another_task(page, shot, scenario):
     # Geodesics, forgetting path: train the same mlp on moons (task B), then walk from the xor run
     # towards it; accuracy on both tasks and the distance to run B along the path
+    run_key = scenario["run_key"]
     go(page, "Train")
     page.get_by_role("combobox", name="Data", exact=True).click()
     page.get_by_role("option", name="moons", exact=True).click()
@@ -315,4 +375,4 @@ def test_train_analyse_upload_in_a_browser(page):
     legend = {t.strip() for t in tab.locator(".js-plotly-plot .legendtext").all_text_contents()}
     assert {"task A (xor)", "task B (moons)", "distance to run B"} <= legend, legend
     no_errors(page)
-    shot(page, "geodesics_forgetting")
+    shot("geodesics_forgetting")

@@ -168,7 +168,7 @@ register_job_kind("test-writer", WriterSpec, writer_job)
 
 
 @pytest.mark.timeout(300)
-def test_sigkill_mid_job_leaves_no_partial_results_and_no_stuck_job(workers, tmp_path, monkeypatch):
+def test_sigkill_mid_job_leaves_no_partial_results_and_no_stuck_job(workers, tmp_path, monkeypatch, request):
     (tmp_path / "plugins").mkdir()
     (tmp_path / "plugins" / "nngeo_test_writer.py").write_text(textwrap.dedent(WRITER_MODULE))
     monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
@@ -181,8 +181,8 @@ def test_sigkill_mid_job_leaves_no_partial_results_and_no_stuck_job(workers, tmp
     use_env(monkeypatch, env)
     from nngeo_core.jobs.registry import JOB_KINDS
 
-    # registered by the import below; removed again at teardown (setitem records the absence)
-    monkeypatch.setitem(JOB_KINDS, "test-writer", None)
+    # registered by the import below; removed again at teardown
+    request.addfinalizer(lambda: JOB_KINDS.remove("test-writer"))
     monkeypatch.setitem(sys.modules, "nngeo_test_writer", None)
     del sys.modules["nngeo_test_writer"]
     import nngeo_test_writer as writer
@@ -272,7 +272,7 @@ def test_embedded_worker_starts_when_none_is_alive_and_stops_with_the_app(tmp_pa
     assert out["alive"] and out["status_pids"] == [out["worker_pid"]]
     assert out["state"] == "done" and out["job_pid"] == out["worker_pid"]
     # the app exited: atexit stopped its worker, which removed its heartbeat row
-    from nngeo_core.jobs.worker import pid_alive
+    from nngeo_core.jobs.liveness import pid_alive
 
     wait_until(lambda: not pid_alive(out["worker_pid"]), 30, "the embedded worker to exit")
     assert jobs.get_backend().table.workers() == []
@@ -315,7 +315,7 @@ time.sleep(600)
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_embedded_worker_exits_when_its_parent_is_killed(tmp_path, monkeypatch):
-    from nngeo_core.jobs.worker import pid_alive
+    from nngeo_core.jobs.liveness import pid_alive
 
     env = nngeo_env(tmp_path / "home", NNGEO_EMBEDDED_WORKER="1")
     parent = subprocess.Popen([sys.executable, "-c", PARENT_SCRIPT], env=env, stdout=subprocess.PIPE, text=True)
@@ -333,7 +333,7 @@ def test_one_consumer_per_gpu_id_under_a_supervisor(workers, tmp_path, monkeypat
     use_env(monkeypatch, env)
     table = jobs.get_backend().table
     supervisor = workers.start(env, "--gpus", "0,1")
-    from nngeo_core.jobs.worker import live_workers, pid_alive
+    from nngeo_core.jobs.liveness import live_workers, pid_alive
 
     rows = wait_until(
         lambda: (r := [w for w in live_workers(table) if w["state"] != "starting"]) and len(r) == 2 and r,

@@ -66,7 +66,7 @@ class Workers:
     @staticmethod
     def wait_ready(table, procs: list[subprocess.Popen], timeout: float = WORKER_START_TIMEOUT) -> list[dict]:
         """Wait until each process has a heartbeat row past 'starting' (torch imported, ready)."""
-        from nngeo_core.jobs.worker import live_workers
+        from nngeo_core.jobs.liveness import live_workers
 
         pids = {p.pid for p in procs}
 

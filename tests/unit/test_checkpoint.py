@@ -197,4 +197,4 @@ def test_header_gives_shapes_and_dataset_without_loading_tensors():
     assert max(end for _, end in reads) <= len(data) - sum(v.numel() * 4 for v in model.state_dict().values())
     for damaged in (data[:5], b"\x08" + b"\x00" * 7 + b"not json", st_save({"w": torch.zeros(2)})):
         with pytest.raises(NNGeoError, match="checkpoint header|not an nngeo checkpoint"):
-            checkpoint.read_header(lambda start, end: damaged[start:end])
+            checkpoint.read_header(lambda start, end, damaged=damaged: damaged[start:end])

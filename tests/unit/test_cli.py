@@ -99,8 +99,11 @@ def test_sweep_spec_json_rebuilds_in_a_fresh_process():
     spec = SweepSpec(
         run=RunSpec(model=ModelSpec("mlp"), data=DataSpec("xor")), strategy="random", sparsities=(0.5, 0.9)
     )
+    # as a worker does: the job system is imported (it tells specs how to find job-kind spec types),
+    # the pruning lab is not
     code = (
-        f"import json\nfrom nngeo_core.specs import spec_from_dict\n"
+        f"import json, sys\nimport nngeo_core.jobs\nfrom nngeo_core.specs import spec_from_dict\n"
+        f"assert 'nngeo_core.pruning.specs' not in sys.modules\n"
         f"s = spec_from_dict({json.dumps(json.dumps(to_dict(spec)))})\n"
         f"print(type(s).__name__, s.hash)"
     )

@@ -4,6 +4,7 @@ GraphRicciCurvature and against a direct per-edge POT computation written here."
 from __future__ import annotations
 
 import math
+import typing
 
 import networkx as nx
 import numpy as np
@@ -279,3 +280,12 @@ def test_dense_layer_graph_has_an_edge_per_nonzero_weight_of_length_one_over_w()
     assert {tuple(sorted(e)): d["weight"] for *e, d in G.edges(data=True)} == pytest.approx(expected)
     with pytest.raises(NNGeoError, match="NaN"):
         dense_layer_graph(np.array([[1.0, np.nan]]))
+
+
+def test_dense_layer_graph_is_a_networkx_graph_as_annotated():
+    # the return annotation names networkx's Graph: it must resolve (it once named an unimported nx)
+    hints = typing.get_type_hints(dense_layer_graph)
+    assert hints["return"] is nx.Graph
+    G = dense_layer_graph(np.array([[1.0, -2.0]]))
+    assert type(G) is nx.Graph and not G.is_directed()
+    assert ollivier_ricci(G) == pytest.approx(ollivier_ricci(nx.Graph(G)))

@@ -14,7 +14,7 @@ import pytest
 import torch
 from torch import nn
 
-from nngeo_core.analyses import get_analysis
+from nngeo_core.analyses import analysis_info, get_analysis
 from nngeo_core.curvature import (
     calibration_set,
     curvature_scores,
@@ -174,7 +174,7 @@ def brute_force_nc(model, x, *, alpha=0.5, normalize=True, dead_value=1.0, aggre
         return m
 
     rows = []
-    for layer, lu, i, lv, j, w, kern in edges:
+    for layer, lu, i, lv, j, _w, kern in edges:
         u, v = (lu, i), (lv, j)
         vals = []
         for n in range(n_in):
@@ -382,9 +382,8 @@ def test_analyses_are_registered_and_run():
     assert len(dfw) == len(df)
     with pytest.raises(NNGeoError, match="no parameter"):
         get_analysis("curvature")(m, ds, {"bogus": 1}, Progress())
-    from nngeo_core.analyses import ANALYSIS_INFO
-
-    assert ANALYSIS_INFO["curvature"]["needs_data"] and not ANALYSIS_INFO["curvature_weights"]["needs_data"]
+    info = analysis_info()
+    assert info["curvature"]["needs_data"] and not info["curvature_weights"]["needs_data"]
 
 
 # ---------------------------------------------------------------- bad input

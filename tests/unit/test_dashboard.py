@@ -14,14 +14,15 @@ from nngeo_core import checkpoint
 from nngeo_core.dashboard import forms, jobs_view
 from nngeo_core.dashboard.downloads import figure_html, safe_filename, table_bytes
 from nngeo_core.dashboard.examples import EXAMPLES, available_examples, example_bytes
-from nngeo_core.dashboard.results import analyses_over_epochs, find_analysis, run_label, runs_table
-from nngeo_core.dashboard.uploads import content_hash, display_name, store_upload, upload_key
+from nngeo_core.dashboard.results import run_label, runs_table
 from nngeo_core.defaults import default_train
 from nngeo_core.errors import NNGeoError
 from nngeo_core.models import build
 from nngeo_core.runs import load_run
 from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec
 from nngeo_core.store import Store
+from nngeo_core.store.queries import analyses_over_epochs, find_analysis
+from nngeo_core.uploads import content_hash, display_name, store_upload, upload_key
 
 
 @pytest.fixture

@@ -31,7 +31,8 @@ def test_known_strategies_have_distinct_fixed_colours():
 
 
 def test_every_registered_strategy_has_a_fixed_colour():
-    pruning = pytest.importorskip("nngeo_core.pruning")
+    import nngeo_core.pruning as pruning
+
     missing = [s for s in pruning.STRATEGIES if s not in STRATEGY_COLORS]
     assert not missing, f"give these strategies a fixed colour in STRATEGY_COLORS: {missing}"
 
@@ -39,9 +40,7 @@ def test_every_registered_strategy_has_a_fixed_colour():
 def test_unknown_strategy_colour_is_stable_across_processes():
     names = ["my_new_strategy", "zeta", "x"]
     here = [strategy_color(n) for n in names]
-    code = "from nngeo_core.figures.colors import strategy_color as c; print(','.join(c(n) for n in {!r}))".format(
-        names
-    )
+    code = f"from nngeo_core.figures.colors import strategy_color as c; print(','.join(c(n) for n in {names!r}))"
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
@@ -192,9 +191,9 @@ def test_heatmap_draws_boundary_at_zero_margin_and_the_points_by_class():
 
 def test_heatmap_of_a_real_model_grid():
     """End to end with the geometry module: z is the grid_heatmap's log-volume column, reshaped."""
-    geometry = pytest.importorskip("nngeo_core.geometry.pullback")
     import torch
 
+    import nngeo_core.geometry.heatmaps as geometry
     from nngeo_core.models import build
 
     torch.manual_seed(0)
@@ -301,9 +300,9 @@ def test_np_over_epochs_one_line_per_layer_sorted_by_epoch():
 
 
 def test_figures_on_a_real_model_topology():
-    topology = pytest.importorskip("nngeo_core.topology")
     import torch
 
+    import nngeo_core.topology as topology
     from nngeo_core.models import build
 
     torch.manual_seed(0)
@@ -337,7 +336,6 @@ def test_top_edges_per_layer_by_abs_value():
 
 
 def test_neurons_are_coloured_by_the_mean_curvature_of_their_edges():
-    pytest.importorskip("nngeo_core.curvature")
     e = _edges()
     nodes = next(t for t in cf.layer_graph(e).data if t.name == "neurons")
     got = {(int(c), int(u)): float(k) for c, u, k in nodes.customdata}
@@ -349,9 +347,9 @@ def test_neurons_are_coloured_by_the_mean_curvature_of_their_edges():
 
 
 def test_layer_graph_of_a_real_curvature_table():
-    curvature = pytest.importorskip("nngeo_core.curvature")
     import torch
 
+    import nngeo_core.curvature as curvature
     from nngeo_core.models import build
 
     torch.manual_seed(0)

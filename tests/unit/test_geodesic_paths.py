@@ -19,8 +19,9 @@ from torch import nn
 
 from nngeo_core.data import load
 from nngeo_core.errors import NNGeoError
-from nngeo_core.geometry import forgetting_path, geodesic_masks, geodesic_prune, magnitude_prune, sparsify_path
+from nngeo_core.geometry import forgetting_path, sparsify_path
 from nngeo_core.models import build
+from nngeo_core.pruning.strategies.geodesic import geodesic_masks, geodesic_prune, magnitude_prune
 from nngeo_core.specs import TrainSpec
 from nngeo_core.train import fit
 
@@ -65,7 +66,8 @@ def test_geodesic_path_beats_one_shot_magnitude_pruning(digits, small_net, capsy
     dense = _accuracy(small_net, digits.x_test, digits.y_test)
     magnitude, _ = magnitude_prune(small_net, 0.7)
     mag_acc = _accuracy(magnitude, digits.x_test, digits.y_test)
-    pruned, path = _path(small_net, digits)
+    result = _path(small_net, digits)
+    pruned, path = result.model, result.table
     geo_acc = _accuracy(pruned, digits.x_test, digits.y_test)
     with capsys.disabled():
         print(
@@ -77,7 +79,8 @@ def test_geodesic_path_beats_one_shot_magnitude_pruning(digits, small_net, capsy
 
 def test_sparsify_path_table_masks_and_no_mutation(digits, small_net):
     before = copy.deepcopy(small_net.state_dict())
-    pruned, path, masks = _path(small_net, digits, steps=8, return_masks=True)
+    result = _path(small_net, digits, steps=8)
+    pruned, path, masks = result.model, result.table, result.masks
     assert all(torch.equal(before[k], v) for k, v in small_net.state_dict().items())
     assert list(path.columns[:8]) == [
         "step",
@@ -121,9 +124,9 @@ def test_pruning_strategy_outputs_and_respects_existing_masks(digits, small_net)
 
 
 def test_gradient_variant_and_recomputed_masks_run(digits, small_net):
-    _, grad_path = _path(small_net, digits, steps=5, method="gradient")
+    grad_path = _path(small_net, digits, steps=5, method="gradient").table
     assert grad_path.mu.isna().all() and (grad_path.step_length.iloc[1:-1] > 0).all()
-    _, rec = _path(small_net, digits, steps=5, mask="recompute", fisher=True)
+    rec = _path(small_net, digits, steps=5, mask="recompute", fisher=True).table
     assert rec.n_pruned.iloc[-1] == rec.n_pruned.iloc[0]
 
 
@@ -131,7 +134,8 @@ def test_forgetting_path_beats_the_straight_line(digits):
     task_b = load("permuted:digits:1")
     model_a = _train(digits, (32,), SEED, epochs=20)
     model_b = _train(task_b, (32,), SEED, epochs=20, init=model_a)  # trained on B after A
-    best, path = forgetting_path(model_a, model_b, digits, task_b, steps=40, batch_size=32, seed=SEED)
+    result = forgetting_path(model_a, model_b, digits, task_b, steps=40, batch_size=32, seed=SEED)
+    best, path = result.model, result.table
     assert path.accuracy_a.iloc[0] == pytest.approx(_accuracy(model_a, digits.x_test, digits.y_test))
     row = path[path.best].iloc[0]
     assert row.accuracy_mean == path.accuracy_mean.max()
@@ -148,11 +152,11 @@ def test_forgetting_path_beats_the_straight_line(digits):
 
 
 def test_geodesic_analysis_is_registered(digits, small_net):
-    from nngeo_core.analyses import ANALYSIS_INFO, get_analysis
+    from nngeo_core.analyses import analysis_info, get_analysis
     from nngeo_core.progress import Progress
 
     frame = get_analysis("geodesic")(small_net, digits, {"steps": 3, "batch_size": 8}, Progress())
-    assert ANALYSIS_INFO["geodesic"]["needs_data"] and isinstance(frame, pd.DataFrame)
+    assert analysis_info()["geodesic"]["needs_data"] and isinstance(frame, pd.DataFrame)
     assert frame.step.iloc[-1] == 3 and frame.final.iloc[-1]
     with pytest.raises(NNGeoError, match="unknown parameter"):
         get_analysis("geodesic")(small_net, digits, {"sparsty": 0.5}, Progress())
@@ -211,7 +215,7 @@ def test_geodesic_beats_magnitude_on_64_64_10(digits, seed, capsys):
     """The issue's setting: a 64-64-10 MLP, 70% sparsity, 100 steps of batch 64."""
     model = _train(digits, (64,), seed)
     mag_acc = _accuracy(magnitude_prune(model, 0.7)[0], digits.x_test, digits.y_test)
-    pruned, _ = sparsify_path(
+    pruned = sparsify_path(
         model,
         digits.x_train,
         digits.y_train,
@@ -221,7 +225,7 @@ def test_geodesic_beats_magnitude_on_64_64_10(digits, seed, capsys):
         steps=100,
         batch_size=64,
         seed=seed,
-    )
+    ).model
     geo_acc = _accuracy(pruned, digits.x_test, digits.y_test)
     with capsys.disabled():
         print(f"\n[digits 64-64-10 relu, 70%, seed {seed}] magnitude {mag_acc:.4f}  geodesic {geo_acc:.4f}")

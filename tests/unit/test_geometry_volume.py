@@ -311,12 +311,12 @@ def test_nan_weights_and_degenerate_planes_are_refused():
 
 
 def test_volume_analysis_is_registered_and_uses_dataset_bounds():
-    from nngeo_core.analyses import ANALYSIS_INFO, get_analysis
+    from nngeo_core.analyses import analysis_info, get_analysis
     from nngeo_core.data import load
     from nngeo_core.progress import Progress
 
     fn = get_analysis("volume")
-    assert ANALYSIS_INFO["volume"]["needs_data"] is True
+    assert analysis_info()["volume"]["needs_data"] is True
     ds = load("moons")
     model = build("mlp", input_shape=(2,), num_classes=2, widths=(5,), activation="tanh")
     frame = fn(model, ds, {"resolution": 5}, Progress())

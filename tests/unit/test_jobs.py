@@ -74,15 +74,16 @@ def test_only_registrations():
     from nngeo_core import analyses
     from nngeo_core.jobs.registry import JOB_KINDS
 
-    analyses._load_all()
+    analyses.ANALYSES.load()
     jobs.register_job_kind("test-count", CountSpec, count_job)
-    register_analysis("test_weight_norms", description="Frobenius norm of each parameter (test only)")(weight_norms)
-    register_analysis("test_test_accuracy", needs_data=True, description="test accuracy (test only)")(accuracy_analysis)
+    norms = register_analysis("test_weight_norms", description="Frobenius norm of each parameter (test only)")
+    accuracy = register_analysis("test_test_accuracy", needs_data=True, description="test accuracy (test only)")
+    analyses.ANALYSES.add("test_weight_norms", norms(weight_norms))
+    analyses.ANALYSES.add("test_test_accuracy", accuracy(accuracy_analysis))
     yield
     JOB_KINDS.pop("test-count", None)
     for name in ("test_weight_norms", "test_test_accuracy"):
         analyses.ANALYSES.pop(name, None)
-        analyses.ANALYSIS_INFO.pop(name, None)
 
 
 @register_spec
@@ -95,7 +96,7 @@ def weight_norms(model, dataset, params, progress):
     import pandas as pd
 
     rows = []
-    for i, (name, p) in enumerate(model.named_parameters()):
+    for name, p in model.named_parameters():
         progress.check()
         rows.append({"param": name, "norm": float(torch.linalg.norm(p.detach())) * params.get("scale", 1.0)})
     return pd.DataFrame(rows)
@@ -129,7 +130,9 @@ def test_submit_runs_and_resubmit_is_served_from_store(backend, store):
     assert backend.run_pending() == []  # nothing was queued
     assert len(backend.list()) == 1
     logs = backend.logs(info.id)
-    assert any("started on worker" in line for line in logs) and any(f"done: result {spec.hash}" in l for l in logs)
+    assert any("started on worker" in line for line in logs) and any(
+        f"done: result {spec.hash}" in line for line in logs
+    )
 
 
 def test_result_stored_outside_the_queue_is_cached(backend, store):
@@ -172,7 +175,7 @@ def test_cancel_queued_job_never_runs(backend, store):
     info = backend.submit(CountSpec(n=1), store=store)
     cancelled = backend.cancel(info.id)
     assert cancelled.state == "cancelled" and cancelled.ended is not None
-    backend._enqueue(info.id)  # even a stray delivery must not run it
+    backend.enqueue(info.id)  # even a stray delivery must not run it
     backend.run_pending()
     assert CALLS == [] and backend.status(info.id).state == "cancelled"
     assert not store.exists(CountSpec(n=1).hash)
@@ -227,15 +230,16 @@ def test_unknown_kind_and_wrong_spec_type_are_refused_at_submit(backend, store):
 
 
 def test_bad_spec_fails_with_the_one_line_error_of_a_direct_run(backend, store):
+    # defaults are filled in at submission, so a spec naming no registered model is refused there,
+    # with the same one line as a direct run, and nothing is queued or stored
     spec = RunSpec(data=DataSpec("xor"), model=ModelSpec("no-such-model"), train=TrainSpec(epochs=1))
     with pytest.raises(NNGeoError) as direct:
         jobs.run_job(spec, store=store)
-    info = backend.submit(spec, store=store)
-    backend.run_pending()
-    final = backend.status(info.id)
-    assert final.state == "failed" and final.error == str(direct.value)
-    assert "\n" not in final.error and "no-such-model" in final.error and final.result is None
-    assert store.keys() == []
+    with pytest.raises(NNGeoError) as submitted:
+        backend.submit(spec, store=store)
+    assert str(submitted.value) == str(direct.value)
+    assert "\n" not in str(submitted.value) and "no-such-model" in str(submitted.value)
+    assert backend.list() == [] and store.keys() == []
 
 
 def test_unexpected_error_gives_one_line_and_a_logged_traceback(backend, store):
@@ -259,7 +263,7 @@ def test_kind_missing_on_the_worker_fails_the_job(backend, store):
         submitted=time.time(),
     )
     backend.table.create(row)
-    backend._enqueue("feedc0ffee00")
+    backend.enqueue("feedc0ffee00")
     backend.run_pending()
     final = backend.status("feedc0ffee00")
     assert final.state == "failed" and final.error.startswith("unknown job kind 'vanished-kind'")

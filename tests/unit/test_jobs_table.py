@@ -16,8 +16,9 @@ import pytest
 
 from nngeo_core.cli import main
 from nngeo_core.errors import NNGeoError
+from nngeo_core.jobs.liveness import live_workers, pid_alive, recover_dead_jobs, worker_alive
+from nngeo_core.jobs.supervisor import plan_consumers
 from nngeo_core.jobs.table import SqliteJobTable, blank_row
-from nngeo_core.jobs.worker import live_workers, pid_alive, plan_consumers, recover_dead_jobs, worker_alive
 
 REDIS = shutil.which("redis-server")
 
@@ -199,7 +200,7 @@ def test_recovery_fails_or_requeues_jobs_of_dead_workers(table):
     table.transition("dead2", ["running"], {"attempts": 2})  # already re-run once
     enqueued = []
     changed = dict(recover_dead_jobs(table, me="w-mine", requeue=True, enqueue=enqueued.append))
-    # dead pid on this host, or a heartbeat older than STALE_SECONDS on another host
+    # dead pid on this host, or a heartbeat older than NNGEO_WORKER_STALE_S on another host
     assert changed == {"dead1": "queued", "dead2": "failed", "stale": "queued"}
     assert sorted(enqueued) == ["dead1", "stale"]
     assert table.get("dead1")["state"] == "queued" and table.get("dead1")["worker"] is None

@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import subprocess
 import sys
@@ -86,9 +87,9 @@ def test_round_trip_through_json():
 
 def test_specs_are_frozen():
     s = _spec()
-    with pytest.raises(Exception):
+    with pytest.raises(TypeError):
         s.data.params["noise"] = 1.0
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         s.train = TrainSpec()
 
 

@@ -38,8 +38,7 @@ def test_put_get_round_trip_and_metadata(tmp_path):
 def test_catalog_filters_and_delete(tmp_path):
     store = Store(tmp_path / "s")
     keys = [
-        store.put("analyse", AnalysisSpec(run=f"{i:02x}"), _table(i), attrs={"model": "m%d" % (i % 2)})
-        for i in range(6)
+        store.put("analyse", AnalysisSpec(run=f"{i:02x}"), _table(i), attrs={"model": f"m{i % 2}"}) for i in range(6)
     ]
     assert len(store.catalog()) == 6 and len(store.catalog(model="m1")) == 3
     assert len(store.catalog(model=["m0", "m1"])) == 6

@@ -26,6 +26,7 @@ from torch import nn
 
 from ...data.base import Dataset
 from ...errors import NNGeoError
+from ...params import defaults_of
 from ...progress import Progress
 from ...specs import TrainSpec
 from ..masks import Masks, target_count
@@ -96,7 +97,7 @@ class Strategy:
     name: str
     fn: StrategyFn
     description: str
-    params: Mapping[str, Any]  # parameter -> default
+    params: Mapping[str, Any]  # parameter -> default, or a ``nngeo_core.params.Param``
     iterative: bool = False  # a sweep feeds each level the previous level's masks and weights
     needs_data: bool = False
     trains: bool = False  # needs a training spec (and maybe rewind states)
@@ -104,31 +105,52 @@ class Strategy:
     scopes: tuple[str, ...] = ("global", "layer")  # scopes it supports
     any_layers: bool = True  # False: always prunes every dense/conv layer (no selection)
 
-    def __call__(self, model, masks, data, settings) -> PruneResult:
+    def __call__(self, model: nn.Module, masks: Masks, data: PruneData, settings: PruneSettings) -> PruneResult:
         return self.fn(model, masks, data, settings)
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return defaults_of(self.params)
+
+
+def register_strategy(
+    name: str,
+    *,
+    description: str,
+    params: Mapping[str, Any] | None = None,
+    iterative: bool = False,
+    needs_data: bool = False,
+    trains: bool = False,
+    changes_weights: bool = False,
+    scopes: tuple[str, ...] = ("global", "layer"),
+    any_layers: bool = True,
+) -> Callable[[StrategyFn], Strategy]:
+    """Decorator: declare ``fn(model, masks, data, settings) -> PruneResult`` as a strategy. It
+    returns the ``Strategy`` (callable like the function); ``strategies/registry.py`` lists it,
+    and a plugin adds its own with ``STRATEGIES.add(s.name, s)``."""
+
+    def deco(fn: StrategyFn) -> Strategy:
+        return Strategy(
+            name=name,
+            fn=fn,
+            description=description,
+            params=dict(params or {}),
+            iterative=iterative,
+            needs_data=needs_data,
+            trains=trains,
+            changes_weights=changes_weights,
+            scopes=tuple(scopes),
+            any_layers=any_layers,
+        )
+
+    return deco
+
+
+# strategies that memoise scores add a function that forgets them (``registry.reset_caches``)
+CACHE_CLEARERS: list[Callable[[], None]] = []
 
 
 # -- helpers shared by strategies ----------------------------------------------------------------
-class CapabilityMissing(NNGeoError):
-    """A strategy needs a function of another capability that this build does not have."""
-
-
-def capability(module: str, names: tuple[str, ...] | str, strategy: str):
-    """Import ``names`` from ``module`` lazily; a missing one breaks only the strategy asking for it."""
-    import importlib
-
-    names = (names,) if isinstance(names, str) else tuple(names)
-    try:
-        mod = importlib.import_module(module)
-        found = tuple(getattr(mod, n) for n in names)
-    except (ImportError, AttributeError) as exc:
-        raise CapabilityMissing(
-            f"the {strategy} strategy needs {module}.{names[0]}, which this build lacks "
-            f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-        ) from None
-    return found if len(found) > 1 else found[0]
-
-
 def model_device(model: nn.Module) -> torch.device:
     try:
         return next(model.parameters()).device

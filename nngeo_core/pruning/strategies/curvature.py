@@ -4,8 +4,8 @@ capability, ``nngeo_core.curvature.curvature_scores``) on a calibration set.
 ``curvature`` prunes the highest-curvature weights first (positive curvature marks redundant
 weights); ``curvature_neg`` prunes the lowest first (the ablation). Calibration inputs: ``k``
 correctly classified training inputs per class (``calibration_split="test"`` for the paper's
-held-out choice, which then also serves as the evaluation set). Post-training, as in the neural-curvature paper's protocol; fine-tuning is
-the sweep's setting.
+held-out choice, which then also serves as the evaluation set). Post-training, as in the
+neural-curvature paper's protocol; fine-tuning is the sweep's setting.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import hashlib
 import json
 from collections import OrderedDict
 
+from ...curvature import calibration_set, curvature_scores
 from ...errors import NNGeoError
-from . import CACHE_CLEARERS, register_strategy
-from .base import PruneResult, capability, select_masks
+from .base import CACHE_CLEARERS, PruneResult, register_strategy, select_masks
 
 # curvature is expensive and the same for every level pruned from one model: keep the last few
 # score sets, keyed by a hash of the weights, calibration inputs and settings (a pure memo)
@@ -34,10 +34,6 @@ CURVATURE_PARAMS = {
 
 
 def curvature_of(model, masks, data, settings, name: str) -> dict:
-    calibration_set, curvature_scores = capability(
-        "nngeo_core.curvature", ("calibration_set", "curvature_scores"), name
-    )
-
     dataset = data.require_dataset(name)
     p = settings.params
     # calibrate on training inputs by default: the sweep measures accuracy on the test split

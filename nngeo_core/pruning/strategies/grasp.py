@@ -8,8 +8,7 @@ import copy
 
 import torch
 
-from . import register_strategy
-from .base import PruneResult, model_device, select_masks
+from .base import PruneResult, model_device, register_strategy, select_masks
 from .snip import loss_gradients
 
 

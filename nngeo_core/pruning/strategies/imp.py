@@ -16,8 +16,7 @@ import torch
 
 from ...errors import NNGeoError
 from ..masks import sparsity as mask_sparsity
-from . import register_strategy
-from .base import PruneResult, magnitude_scores, select_masks
+from .base import PruneResult, magnitude_scores, register_strategy, select_masks
 
 IMP_PARAMS = {"rate": 0.2, "rewind_epoch": 1, "round_epochs": None}
 

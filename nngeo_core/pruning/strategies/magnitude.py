@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from . import register_strategy
-from .base import PruneResult, magnitude_scores, select_masks
+from .base import PruneResult, magnitude_scores, register_strategy, select_masks
 
 
 @register_strategy(

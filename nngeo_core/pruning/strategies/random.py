@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from . import register_strategy
-from .base import PruneResult, select_masks
+from .base import PruneResult, register_strategy, select_masks
 
 
 @register_strategy("random", description="Prune weights uniformly at random (seeded): the baseline.")

@@ -7,8 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from . import register_strategy
-from .base import PruneResult, model_device, select_masks
+from .base import PruneResult, model_device, register_strategy, select_masks
 
 
 def loss_gradients(model, names, x, y, *, temperature: float = 1.0, create_graph: bool = False):

@@ -14,8 +14,7 @@ import torch
 
 from ...errors import NNGeoError
 from ..masks import sparsity as mask_sparsity
-from . import register_strategy
-from .base import PruneResult, model_device, select_masks
+from .base import PruneResult, model_device, register_strategy, select_masks
 
 
 def input_shape_of(model, data) -> tuple[int, ...]:

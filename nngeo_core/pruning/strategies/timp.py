@@ -8,15 +8,14 @@ restricted to the surviving weights. Requests above the MST floor are refused.
 from __future__ import annotations
 
 from ...errors import NNGeoError
+from ...topology import mst_mask
 from ..masks import target_count
-from . import register_strategy
-from .base import PruneResult, capability
+from .base import PruneResult, register_strategy
 from .imp import IMP_PARAMS, iterative_magnitude
 
 
 def mst_keep(model, masks) -> dict:
     """MST edges of each selected layer that are still alive (the set T-IMP must keep)."""
-    mst_mask = capability("nngeo_core.topology", "mst_mask", "timp")
     mst = mst_mask(model)
     missing = [n for n in masks if n not in mst]
     if missing:

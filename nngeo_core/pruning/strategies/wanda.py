@@ -15,8 +15,7 @@ from torch import nn
 
 from ...errors import NNGeoError
 from ...models import layer_io
-from . import register_strategy
-from .base import PruneResult, model_device, select_masks
+from .base import PruneResult, model_device, register_strategy, select_masks
 
 
 def input_norms(module: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -1,26 +1,36 @@
 """Checkpoint uploads: validate the bytes, store them as a run under their content hash.
 
 Nothing from an uploaded file is executed: ``checkpoint.load`` reads safetensors, or torch files
-with ``weights_only=True``, and builds the architecture itself from our zoo. The browser-sent file
-name is only shown (cleaned) as a label; the result is stored under the hash of a spec holding the
-file's sha256, so the same bytes always land on the same key and can never replace another run.
+with ``weights_only=True``, and builds the architecture itself from our zoo. The file name is only
+shown (cleaned) as a label; the result is stored under the hash of a spec holding the file's
+sha256, so the same bytes always land on the same key and can never replace another run.
+
+The dashboard's Upload page and ``nngeo upload FILE`` both call ``store_upload``. This module is
+imported whenever the ``nngeo`` parser is built, so torch, pandas and the store load lazily.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
+import sys
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
+from .errors import NNGeoError, one_line
+from .specs import DataSpec, spec_hash, to_dict
 
-from ..errors import NNGeoError
-from ..runs import CHECKPOINT
-from ..specs import DataSpec, spec_hash, to_dict
-from ..store import Store
+if TYPE_CHECKING:
+    import pandas as pd
+    from torch import nn
+
+    from .checkpoint import Checkpoint
+    from .store import Store
 
 UPLOAD_KIND = "upload"
 DEFAULT_MAX_MB = 200  # same as server.maxUploadSize in .streamlit/config.toml
+LAYER_COLUMNS = ["layer", "kind", "weight_shape", "n_weights"]
 
 
 @dataclass
@@ -39,15 +49,15 @@ def content_hash(data: bytes) -> str:
 
 
 def display_name(name: str | None) -> str:
-    """The browser-sent file name cut to a harmless label: last path part, printable, <= 80 chars."""
+    """A file name cut to a harmless label: last path part, printable, <= 80 chars."""
     base = re.split(r"[\\/]", str(name or ""))[-1]
     base = re.sub(r"[^\w.\- ]", "_", base).strip(" .")
     return (base or "checkpoint")[:80]
 
 
-def upload_spec(sha256: str, data_spec: DataSpec | None = None) -> dict:
+def upload_spec(sha256: str, data_spec: DataSpec | None = None) -> dict[str, Any]:
     """The spec an upload is stored under: its content hash (and the data it is analysed with)."""
-    spec = {"kind": UPLOAD_KIND, "sha256": sha256}
+    spec: dict[str, Any] = {"kind": UPLOAD_KIND, "sha256": sha256}
     if data_spec is not None:
         spec["data"] = to_dict(data_spec)
     return spec
@@ -57,9 +67,11 @@ def upload_key(data: bytes, data_spec: DataSpec | None = None) -> str:
     return spec_hash(upload_spec(content_hash(data), data_spec))
 
 
-def layer_table(model) -> pd.DataFrame:
+def layer_table(model: nn.Module) -> pd.DataFrame:
     """One row per prunable layer: name, kind, weight shape, weight count."""
-    from ..models import prunable_layers
+    import pandas as pd
+
+    from .models import prunable_layers
 
     rows = [
         {
@@ -70,12 +82,12 @@ def layer_table(model) -> pd.DataFrame:
         }
         for li in prunable_layers(model)
     ]
-    return pd.DataFrame(rows, columns=["layer", "kind", "weight_shape", "n_weights"])
+    return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
 
-def validate_checkpoint(data: bytes, max_bytes: int | None = None):
+def validate_checkpoint(data: bytes, max_bytes: int | None = None) -> Checkpoint:
     """Load the bytes as a checkpoint (never unpickling objects); one-line ``NNGeoError`` if bad."""
-    from .. import checkpoint
+    from . import checkpoint
 
     if data is None or len(data) == 0:
         raise NNGeoError("the uploaded file is empty")
@@ -86,8 +98,7 @@ def validate_checkpoint(data: bytes, max_bytes: int | None = None):
     except NNGeoError:
         raise
     except Exception as exc:  # anything else a hostile or broken file provokes: still one line
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise NNGeoError(f"not a usable checkpoint ({type(exc).__name__}: {first})") from None
+        raise NNGeoError(f"not a usable checkpoint ({one_line(exc, typed=True, limit=200)})") from None
 
 
 def store_upload(
@@ -103,8 +114,9 @@ def store_upload(
     ``data_spec`` names the dataset the model is analysed with when the file does not say
     (foreign state_dicts); a file in our format keeps its own unless one is given.
     """
-    from .. import checkpoint
-    from ..store import default_store
+    from . import checkpoint
+    from .runs import CHECKPOINT
+    from .store import default_store
 
     store = store or default_store()
     ckpt = validate_checkpoint(data, max_bytes)
@@ -149,13 +161,13 @@ def store_upload(
     return result
 
 
-def _check_data_fits(model, data_spec: DataSpec | None) -> None:
+def _check_data_fits(model: nn.Module, data_spec: DataSpec | None) -> None:
     """Refuse a dataset whose input shape the model cannot take (caught now, not in a job)."""
     if data_spec is None:
         return
     from math import prod
 
-    from ..data import dataset_info
+    from .data import dataset_info
 
     info = dataset_info(data_spec.name, **dict(data_spec.params))
     want = tuple(getattr(model, "input_shape", ()) or ())
@@ -164,3 +176,63 @@ def _check_data_fits(model, data_spec: DataSpec | None) -> None:
             f"the model takes inputs of shape {want} but {data_spec.name} has {tuple(info.input_shape)}; "
             "pick a matching dataset"
         )
+
+
+# -- `nngeo upload FILE` -------------------------------------------------------------------------
+def cmd_upload(a: argparse.Namespace) -> int:
+    """Validate and store a checkpoint file as the Upload page does; print its key (``--json``: a
+    record of what was stored). A bad file is a one-line error (exit 2) and stores nothing."""
+    from .cli_args import parse_params, print_json
+    from .store import Store, default_store
+
+    with open(a.file, "rb") as f:
+        data = f.read()
+    data_spec = DataSpec(a.data, params=parse_params(a.data_param)) if a.data else None
+    if data_spec is None and a.data_param:
+        raise NNGeoError("--data-param needs --data")
+    store = Store(a.store) if a.store else default_store()
+    result = store_upload(data, name=a.name or a.file, store=store, data_spec=data_spec, max_bytes=a.max_mb * 2**20)
+    if a.json:
+        print_json(
+            {
+                "key": result.key,
+                "created": result.created,
+                "model": result.model,
+                "source": result.source,
+                "n_params": result.n_params,
+                "note": result.note,
+                "store": store.root,
+            }
+        )
+    else:
+        verb = "stored" if result.created else "already stored"
+        print(
+            f"{verb}: {result.model} ({result.source}), {result.n_params:,} parameters"
+            + (f"; {result.note}" if result.note else ""),
+            file=sys.stderr,
+        )
+        print(result.key)
+    return 0
+
+
+def add_upload_command(sub: Any) -> None:
+    """Add ``nngeo upload FILE [--name NAME] [--data NAME [--data-param K=V]] [--json]``."""
+    p = sub.add_parser(
+        "upload",
+        help="validate a checkpoint file and store it as a run (as the dashboard's Upload page does)",
+        description="Read a checkpoint (an nngeo .safetensors, a zoo model's or a Linear stack's "
+        "state_dict in .pt/.pth/.safetensors) as tensors only, nothing in it executed, and store it "
+        "under its content hash. Prints the stored key.",
+    )
+    p.add_argument("file", help="the checkpoint file")
+    p.add_argument("--name", help="the name shown in the run's label (default: the file's name)")
+    p.add_argument("--data", help="dataset to analyse it with, when the file does not say (see `nngeo datasets`)")
+    p.add_argument("--data-param", action="append", metavar="K=V", help="dataset parameter, e.g. resize=28")
+    p.add_argument("--max-mb", type=int, default=DEFAULT_MAX_MB, help="size limit in MB (default %(default)s)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_upload)
+
+
+def add_commands(sub: Any) -> None:
+    """The hook ``nngeo_core.cli`` calls for each module in ``COMMAND_MODULES``."""
+    add_upload_command(sub)

@@ -1,0 +1,82 @@
+"""The curvature analyses for the analysis registry (``nngeo_core.analyses``): ``curvature``
+(per-edge neural curvature on correctly classified test inputs) and ``curvature_weights``
+(weight-only, no data)."""
+
+from __future__ import annotations
+
+from ..analysis_base import register_analysis
+from ..errors import NNGeoError
+from ..params import Param, defaults_of
+from .neural import neural_curvature, weight_only_curvature
+from .scores import calibration_set
+
+METHODS = ("sinkhorn", "exact")
+NC_PARAMS = {
+    "alpha": Param(0.5, low=0.0, high=1.0),
+    "method": Param("sinkhorn", choices=METHODS),
+    "aggregate": Param("min", choices=("min", "mean")),
+    "k_per_class": Param(1, low=1),
+    "normalize_idleness": True,
+    "dead_value": 1.0,
+    "conv_positions": Param(4, low=1),  # None: every output position
+}
+WEIGHT_PARAMS = {
+    "alpha": Param(0.5, low=0.0, high=1.0),
+    "method": Param("sinkhorn", choices=METHODS),
+    "normalize_idleness": False,
+    "conv_positions": Param(4, low=1),
+}
+
+
+def _params(given: dict | None, defaults: dict, analysis: str) -> dict:
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise NNGeoError(f"analysis {analysis} has no parameter {unknown[0]!r}; known: {', '.join(defaults)}")
+    return {**defaults_of(defaults), **given}
+
+
+@register_analysis(
+    "curvature",
+    needs_data=True,
+    params=NC_PARAMS,
+    columns=("layer", "src", "dst", "weight", "curvature", "alive"),
+    description="Neural curvature of every edge on correctly classified test inputs "
+    "(k per class); negative edges are bottlenecks, positive ones redundant.",
+)
+def curvature_analysis(model, dataset, params, progress):
+    p = _params(params, NC_PARAMS, "curvature")
+    if dataset is None:
+        raise NNGeoError("the curvature analysis needs a dataset for its calibration inputs")
+    progress.update(0.0, "calibration inputs")
+    inputs = calibration_set(model, dataset, k=int(p["k_per_class"]))
+    return neural_curvature(
+        model,
+        inputs,
+        alpha=float(p["alpha"]),
+        method=p["method"],
+        aggregate=p["aggregate"],
+        normalize_idleness=bool(p["normalize_idleness"]),
+        dead_value=float(p["dead_value"]),
+        conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
+        progress=progress,
+    )
+
+
+@register_analysis(
+    "curvature_weights",
+    needs_data=False,
+    params=WEIGHT_PARAMS,
+    columns=("layer", "src", "dst", "weight", "curvature", "alive"),
+    description="Ollivier-Ricci curvature of every edge of the layer graph from the weights alone (lengths 1/|w|).",
+)
+def curvature_weights_analysis(model, dataset, params, progress):
+    p = _params(params, WEIGHT_PARAMS, "curvature_weights")
+    return weight_only_curvature(
+        model,
+        alpha=float(p["alpha"]),
+        method=p["method"],
+        normalize_idleness=bool(p["normalize_idleness"]),
+        conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
+        progress=progress,
+    )

@@ -1,0 +1,1 @@
+"""Public conformance checks for registry entries (see ``checks``)."""
