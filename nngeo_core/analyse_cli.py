@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import argparse
 
+from .analyses import analysis_info
 from .cli_args import parse_params, print_json, print_table, progress_for
+from .jobs import get_job_kind, run_job
+from .specs import AnalysisSpec
 
 
 def add_analysis_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,13 +21,11 @@ def add_analysis_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def analysis_spec_from_args(a: argparse.Namespace):
-    from .specs import AnalysisSpec
-
     return AnalysisSpec(run=a.run, method=a.method, params=parse_params(a.param), epoch=a.epoch)
 
 
 def cmd_analyse(a) -> int:
-    from .jobs import get_job_kind, run_job
+    # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
     from .store import default_store
 
     store = default_store()
@@ -59,8 +60,6 @@ def cmd_analyse(a) -> int:
 
 
 def cmd_analyses(a) -> int:
-    from .analyses import analysis_info
-
     rows = [{"name": name, **info} for name, info in sorted(analysis_info().items())]
     if a.json:
         print_json(rows)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
 import re
 import struct
@@ -25,9 +26,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
 from torch import nn
 
 from .errors import NNGeoError, one_line
+from .models import MODELS, build
 from .specs import DataSpec, ModelSpec, RunSpec, spec_from_dict, to_dict
 
 FORMAT_VERSION = "1"
@@ -58,8 +62,6 @@ def to_bytes(
     masks: Mapping[str, torch.Tensor] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> bytes:
-    from safetensors.torch import save
-
     model_spec = model_spec or _spec_of(model)
     tensors = {f"state.{k}": v.detach().to("cpu").contiguous().clone() for k, v in effective_state_dict(model).items()}
     for name, m in (masks or {}).items():
@@ -76,13 +78,11 @@ def to_bytes(
         meta["data_spec"] = json.dumps(to_dict(data_spec))
     if run_spec is not None:
         meta["run_spec"] = json.dumps(to_dict(run_spec))
-    return save(tensors, metadata=meta)
+    return st_save(tensors, metadata=meta)
 
 
 def save(path: str | Path, model: nn.Module, **kwargs) -> Path:
     """Write a checkpoint atomically (temp file + rename)."""
-    import os
-
     path = Path(path)
     data = to_bytes(model, **kwargs)
     tmp = path.with_name(f".tmp-{path.name}")
@@ -194,9 +194,6 @@ def _looks_like_safetensors(data: bytes) -> bool:
 
 
 def _load_safetensors(data: bytes, activation: str) -> Checkpoint:
-    from safetensors import safe_open  # noqa: F401  (import check)
-    from safetensors.torch import load as st_load
-
     try:
         tensors = st_load(data)
         meta = _safetensors_header(lambda start, end: data[start:end]).get("__metadata__") or {}
@@ -210,8 +207,6 @@ def _load_safetensors(data: bytes, activation: str) -> Checkpoint:
 
 
 def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkpoint:
-    from .models import build
-
     try:
         model_spec = spec_from_dict(json.loads(meta["model_spec"]))
         input_shape = tuple(json.loads(meta.get("input_shape", "[]"))) or None
@@ -297,8 +292,6 @@ def _strip_prefix(k: str) -> str:
 
 
 def _match_zoo(state: dict[str, torch.Tensor]) -> Checkpoint | None:
-    from .models import MODELS, build
-
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     for name in MODELS:
         for params in _candidate_params(name, state):
@@ -337,8 +330,6 @@ def _candidate_params(name: str, state: dict[str, torch.Tensor]) -> list[dict]:
 
 
 def _linear_stack(state: dict[str, torch.Tensor], activation: str) -> Checkpoint:
-    from .models import build
-
     weights = [(k, v) for k, v in state.items() if k.endswith("weight")]
     if not weights or any(v.dim() != 2 for _, v in weights):
         kinds = sorted({f"{v.dim()}-D" for _, v in weights}) or ["no weights"]

@@ -7,8 +7,10 @@ machine-readable output on stdout only, progress bars go to stderr.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import json
+import os
 import sys
 
 from .cli_args import (
@@ -44,14 +46,12 @@ COMMAND_MODULES = ["nngeo_core.jobs.cli", "nngeo_core.pruning.cli", "nngeo_core.
 
 # -- commands ----------------------------------------------------------------------------------
 def cmd_train(a) -> int:
+    # lazy: runs loads torch and the store (~2.5 s); `nngeo --help` must not pay for them
     from .runs import train_run
-    from .store import Store
+    from .store import Store, default_store
 
     spec = run_spec_from_args(a)
-    store = Store(a.store) if a.store else None
-    from .store import default_store
-
-    store = store or default_store()
+    store = Store(a.store) if a.store else default_store()
     cached = store.exists(spec.hash) and not a.force
     progress, bar = progress_for(f"train {spec.model.name} on {spec.data.name}", a.json or a.quiet)
     try:
@@ -76,6 +76,7 @@ def cmd_train(a) -> int:
 
 
 def cmd_list(a) -> int:
+    # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
     from .store import Store, default_store
 
     store = Store(a.store) if a.store else default_store()
@@ -85,7 +86,7 @@ def cmd_list(a) -> int:
         print_json(df[cols].assign(created=df["created"].astype(float)).to_dict("records"))
     else:
         shown = df[cols].copy()
-        import pandas as pd
+        import pandas as pd  # lazy: ~0.4 s; `nngeo --help` must not pay for it
 
         shown["created"] = pd.to_datetime(shown["created"], unit="s").dt.strftime("%Y-%m-%d %H:%M")
         print_table(shown.fillna(""))
@@ -93,6 +94,7 @@ def cmd_list(a) -> int:
 
 
 def cmd_show(a) -> int:
+    # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
     from .store import Store, default_store
 
     store = Store(a.store) if a.store else default_store()
@@ -115,6 +117,7 @@ def cmd_show(a) -> int:
 
 
 def cmd_export(a) -> int:
+    # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
     from .store import Store, default_store
 
     store = Store(a.store) if a.store else default_store()
@@ -124,6 +127,7 @@ def cmd_export(a) -> int:
 
 
 def cmd_models(a) -> int:
+    # lazy: the model zoo loads torch (~2 s); `nngeo --help` must not pay for it
     from .models import list_models, model_info
 
     rows = [{"name": n, **{k: v for k, v in model_info(n).items() if k != "params"}} for n in list_models()]
@@ -132,8 +136,7 @@ def cmd_models(a) -> int:
 
 
 def cmd_datasets(a) -> int:
-    import dataclasses
-
+    # lazy: the data registry loads torch (~2 s); `nngeo --help` must not pay for it
     from .data import dataset_info, list_datasets
 
     rows = [{**dataclasses.asdict(dataset_info(n)), "name": n} for n in list_datasets()]
@@ -142,6 +145,7 @@ def cmd_datasets(a) -> int:
 
 
 def cmd_store_migrate(a) -> int:
+    # lazy: the defaults load every registry (torch, ~3 s); `nngeo --help` must not pay for them
     from .defaults import complete
     from .store import default_store
     from .store.migrate import migrate
@@ -212,8 +216,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "store", None):
-        import os
-
         os.environ["NNGEO_STORE"] = args.store
     try:
         return int(args.func(args) or 0)

@@ -14,6 +14,8 @@ import sys
 from typing import Any
 
 from .errors import NNGeoError
+from .progress import Progress
+from .specs import DataSpec, ModelSpec, RunSpec
 
 
 def parse_value(text: str) -> Any:
@@ -67,8 +69,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_spec_from_args(a: argparse.Namespace):
+    # lazy: the defaults load every registry (torch, ~3 s); `nngeo --help` must not pay for them
     from .defaults import default_data_params, default_train
-    from .specs import DataSpec, ModelSpec, RunSpec
 
     model_params = parse_params(a.param)
     if a.widths:
@@ -99,7 +101,7 @@ class ProgressBar:
 
     def __call__(self, fraction: float, phase: str, metrics: dict) -> None:
         if self.bar is None:  # created on the first report, so early errors print one line only
-            from tqdm import tqdm
+            from tqdm import tqdm  # lazy: ~40 ms, a quarter of `nngeo --help`'s start-up
 
             self.bar = tqdm(
                 total=1000,
@@ -124,8 +126,6 @@ class ProgressBar:
 
 
 def progress_for(desc: str, quiet: bool):
-    from .progress import Progress
-
     bar = ProgressBar(desc, enabled=not quiet)
     return Progress(bar), bar
 
@@ -143,7 +143,7 @@ def _json_default(o):
 
 
 def print_table(df, max_rows: int = 60) -> None:
-    import pandas as pd
+    import pandas as pd  # lazy: ~0.4 s; `nngeo --help` must not pay for it
 
     with pd.option_context(
         "display.max_rows", max_rows, "display.max_columns", 30, "display.width", 200, "display.max_colwidth", 40

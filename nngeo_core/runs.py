@@ -6,6 +6,8 @@ artefacts are ``checkpoint.safetensors`` and one ``snapshot-<epoch>.safetensors`
 
 from __future__ import annotations
 
+import copy
+
 from torch import nn
 
 from . import checkpoint
@@ -90,8 +92,6 @@ def snapshot_epochs(key: str, *, store: Store | None = None) -> list[int]:
 
 
 def _with_state(model: nn.Module, state) -> nn.Module:
-    import copy
-
     m = copy.deepcopy(model).cpu()
     m.load_state_dict(state)
     return m

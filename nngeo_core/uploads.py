@@ -16,8 +16,10 @@ import hashlib
 import re
 import sys
 from dataclasses import dataclass, field
+from math import prod
 from typing import TYPE_CHECKING, Any
 
+from .cli_args import parse_params, print_json
 from .errors import NNGeoError, one_line
 from .specs import DataSpec, spec_hash, to_dict
 
@@ -69,6 +71,7 @@ def upload_key(data: bytes, data_spec: DataSpec | None = None) -> str:
 
 def layer_table(model: nn.Module) -> pd.DataFrame:
     """One row per prunable layer: name, kind, weight shape, weight count."""
+    # lazy: pandas and the model zoo (torch) take seconds; `nngeo --help` must not pay for them
     import pandas as pd
 
     from .models import prunable_layers
@@ -87,7 +90,7 @@ def layer_table(model: nn.Module) -> pd.DataFrame:
 
 def validate_checkpoint(data: bytes, max_bytes: int | None = None) -> Checkpoint:
     """Load the bytes as a checkpoint (never unpickling objects); one-line ``NNGeoError`` if bad."""
-    from . import checkpoint
+    from . import checkpoint  # lazy: torch (~2 s); `nngeo --help` must not pay for it
 
     if data is None or len(data) == 0:
         raise NNGeoError("the uploaded file is empty")
@@ -114,6 +117,7 @@ def store_upload(
     ``data_spec`` names the dataset the model is analysed with when the file does not say
     (foreign state_dicts); a file in our format keeps its own unless one is given.
     """
+    # lazy: checkpoint, runs and the store load torch and pandas (seconds); `nngeo --help` must not pay for them
     from . import checkpoint
     from .runs import CHECKPOINT
     from .store import default_store
@@ -165,9 +169,7 @@ def _check_data_fits(model: nn.Module, data_spec: DataSpec | None) -> None:
     """Refuse a dataset whose input shape the model cannot take (caught now, not in a job)."""
     if data_spec is None:
         return
-    from math import prod
-
-    from .data import dataset_info
+    from .data import dataset_info  # lazy: torch via the data registry (~2 s); `nngeo --help` must not pay for it
 
     info = dataset_info(data_spec.name, **dict(data_spec.params))
     want = tuple(getattr(model, "input_shape", ()) or ())
@@ -182,8 +184,7 @@ def _check_data_fits(model: nn.Module, data_spec: DataSpec | None) -> None:
 def cmd_upload(a: argparse.Namespace) -> int:
     """Validate and store a checkpoint file as the Upload page does; print its key (``--json``: a
     record of what was stored). A bad file is a one-line error (exit 2) and stores nothing."""
-    from .cli_args import parse_params, print_json
-    from .store import Store, default_store
+    from .store import Store, default_store  # lazy: pandas, pyarrow (~0.5 s); `nngeo --help` must not pay for them
 
     with open(a.file, "rb") as f:
         data = f.read()

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..data import load
 from ..errors import NNGeoError
 from ..specs import DataSpec
 
 
 def training_points(data: DataSpec, n: int = 400, seed: int = 0) -> pd.DataFrame:
     """Up to ``n`` training points of a 2-D dataset: columns x, y, label."""
-    from ..data import load
-
     ds = load(data)
     if tuple(ds.input_shape) != (2,):
         raise NNGeoError(f"{data.name} is not a 2-D dataset (inputs {tuple(ds.input_shape)})")
@@ -25,8 +24,6 @@ def training_points(data: DataSpec, n: int = 400, seed: int = 0) -> pd.DataFrame
 
 def chosen_inputs(data: DataSpec, indices: list[int]) -> list[tuple[np.ndarray, int]]:
     """(input array, label) of the given test-set indices (for thumbnails of image inputs)."""
-    from ..data import load
-
     ds = load(data)
     n = len(ds.x_test)
     bad = [i for i in indices if not 0 <= int(i) < n]

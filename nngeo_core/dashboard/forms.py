@@ -5,7 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..cli_args import parse_value
+from ..data import dataset_info
+from ..defaults import default_train
 from ..errors import NNGeoError
+from ..models import model_info
 from ..specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 
 
@@ -57,8 +61,6 @@ def run_spec(
     train: Mapping[str, Any] | None = None,
 ) -> RunSpec:
     """A RunSpec from page values; training values not given come from the model's defaults."""
-    from ..defaults import default_train
-
     base = default_train(model, data)
     changes = {k: v for k, v in dict(train or {}).items() if v is not None}
     unknown = sorted(set(changes) - set(TrainSpec.__dataclass_fields__))
@@ -67,9 +69,6 @@ def run_spec(
     t = base.replace(**changes)
     if t.epochs < 1:
         raise NNGeoError("train for at least one epoch")
-    from ..data import dataset_info
-    from ..models import model_info
-
     data_defaults = dataset_info(data).defaults if ":" not in data else {}
     return RunSpec(
         data=DataSpec(data, seed=int(data_seed), params=_clean(data_params, data_defaults)),
@@ -94,8 +93,6 @@ def _clean(params: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> dic
 
 def parse_param(text: str, default: Any) -> Any:
     """A text box's value for a parameter whose default is ``default`` (tuple, None or str)."""
-    from ..cli_args import parse_value
-
     t = str(text or "").strip()
     if not t:
         return None

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..figures.curvature import curvature_histogram
+from ..figures.persistence import eta_per_layer, mst_overlap, np_per_layer
+from ..figures.volume import geometry_heatmap, plane_heatmap
+
 
 @dataclass(frozen=True)
 class PerRunFigure:
@@ -19,32 +23,22 @@ class PerRunFigure:
 
 
 def _np(df):
-    from ..figures.persistence import np_per_layer
-
     return np_per_layer(df)
 
 
 def _eta(df):
-    from ..figures.persistence import eta_per_layer
-
     return eta_per_layer(df)
 
 
 def _overlap(df):
-    from ..figures.persistence import mst_overlap
-
     return mst_overlap(df)
 
 
 def _curv_hist(df):
-    from ..figures.curvature import curvature_histogram
-
     return curvature_histogram(df)
 
 
 def _volume(df):
-    from ..figures.volume import geometry_heatmap, plane_heatmap
-
     if "epoch" in df.columns and df["epoch"].nunique() > 1:
         df = df[df["epoch"] == df["epoch"].max()]
     if {"u", "v"} <= set(df.columns):

@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..data import dataset_info
 from ..store import Store
 from ..store.queries import data_spec_of
 
@@ -60,8 +61,6 @@ def input_shape_of(store: Store, key: str) -> tuple[int, ...] | None:
     data = data_spec_of(store, key)
     if data is None:
         return None
-    from ..data import dataset_info
-
     return tuple(dataset_info(data.name, **dict(data.params)).input_shape)
 
 

@@ -6,6 +6,8 @@ it with ``show_figure`` / ``show_table``, which add the downloads every figure a
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,10 +16,13 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from ..errors import NNGeoError, one_line
+from ..runs import read_header, snapshot_epochs
+from ..specs import AnalysisSpec, spec_from_dict
 from ..store import Store, default_store
 from ..store.queries import find_analysis, model_runs
-from . import jobs_view
+from . import datapoints, jobs_view
 from .downloads import figure_html, plotly_config, safe_filename, table_bytes
+from .forms import param_text, parse_param
 from .results import run_label
 
 CURRENT_RUN = "nngeo_current_run"  # session key: the run opened on the Runs page
@@ -30,7 +35,7 @@ def _leave_pages_directory_mode() -> None:
     after start-up that opens a page's URL directly (a bookmark, a reload) would run that page
     alone: no sidebar, no worker, the folder's file names as the menu. This module is imported
     first by that page, so it switches the mode off here and reruns, which runs app.py."""
-    try:
+    try:  # here, not at the top: the except below is the check for a Streamlit without this internal
         from streamlit.runtime.pages_manager import PagesManager
     except ImportError:  # a Streamlit without this internal: nothing to fix
         return
@@ -54,9 +59,6 @@ def catalog(store: Store) -> pd.DataFrame:
 
 
 def _catalog_stamp(store: Store) -> tuple:
-    import os
-    import time
-
     if store.local:
         folder = os.path.join(store.path, "catalog")
         try:
@@ -165,8 +167,6 @@ def pick_run(
 @st.cache_data(show_spinner=False, max_entries=512)
 def _checkpoint_header(root: str, key: str):
     # a model's key always names the same checkpoint
-    from ..runs import read_header
-
     try:
         return read_header(key, store=Store(root))
     except NNGeoError:
@@ -187,8 +187,6 @@ def same_architecture(store: Store, a: str, b: str, *, with_data: bool = False) 
 
 def pick_epoch(store: Store, run: str, *, key: str, label: str = "Training snapshot") -> int | None:
     """None (final model) or one of the run's kept snapshot epochs."""
-    from ..runs import snapshot_epochs
-
     epochs = snapshot_epochs(run, store=store)
     if not epochs:
         return None
@@ -222,8 +220,6 @@ def error_box(exc: BaseException) -> None:
 
 def param_inputs(params: dict, choices: dict | None = None, *, key: str, skip: Iterable[str] = ()) -> dict:
     """One widget per constructor/loader parameter, typed by its default; returns the values."""
-    from .forms import param_text, parse_param
-
     choices = choices or {}
     out: dict = {}
     names = [n for n in params if n not in set(skip)]
@@ -267,8 +263,6 @@ def analysis_result(
     """The stored table of ``method`` on ``run`` (at ``epoch``), or a button that submits the
     ``analyse`` job with ``params``, or a progress line while it runs. A stored result computed
     with other params is shown instead when ``accept(its params)`` is true (``any_params``: any)."""
-    from ..specs import AnalysisSpec
-
     params = dict(params or {})
     if any_params:
         accept = lambda _params: True  # noqa: E731  (a one-line local converter reads better than a def)
@@ -290,10 +284,7 @@ def analysis_result(
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _training_points(data_json: str, n: int) -> pd.DataFrame:
-    from ..specs import spec_from_dict
-    from .datapoints import training_points as points
-
-    return points(spec_from_dict(data_json), n)
+    return datapoints.training_points(spec_from_dict(data_json), n)
 
 
 def training_points(data, n: int = 400) -> pd.DataFrame:
@@ -302,10 +293,7 @@ def training_points(data, n: int = 400) -> pd.DataFrame:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def _chosen_inputs(data_json: str, indices: tuple) -> list:
-    from ..specs import spec_from_dict
-    from .datapoints import chosen_inputs as inputs
-
-    return inputs(spec_from_dict(data_json), list(indices))
+    return datapoints.chosen_inputs(spec_from_dict(data_json), list(indices))
 
 
 def chosen_inputs(data, indices) -> list:

@@ -28,6 +28,7 @@ def _digits_shape(params: dict) -> tuple[int, int, int]:
 def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
     """The images scaled to [0, 1] as (N, 8, 8) float32, and the labels; read once per process
     (read-only, so no caller can change the cached copy)."""
+    # lazy: scikit-learn adds ~1 s (measured) to every import of nngeo_core.data; only this dataset uses it
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
@@ -53,6 +54,7 @@ def digits(
     n_test: int | None = None,
 ) -> Dataset:
     """A seeded stratified train/test split; ``n_train``/``n_test`` subsample it further."""
+    # lazy: scikit-learn adds ~1 s (measured) to every import of nngeo_core.data; only this dataset uses it
     from sklearn.model_selection import train_test_split
 
     seed = as_seed(seed)

@@ -75,6 +75,7 @@ def sinusoid(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: f
 
 @dataset("moons", input_shape=(2,), num_classes=2, description="two interleaved half circles (scikit-learn make_moons)")
 def moons(seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.1) -> Dataset:
+    # lazy: scikit-learn adds ~1 s (measured) to every import of nngeo_core.data; only this dataset uses it
     from sklearn.datasets import make_moons
 
     seed = as_seed(seed)
@@ -96,6 +97,7 @@ def circles(
     seed: int = 0, *, n_train: int = 1000, n_test: int = 1000, noise: float = 0.05, factor: float = 0.5
 ) -> Dataset:
     """``factor`` is the inner circle's radius relative to the outer one (radius 1)."""
+    # lazy: scikit-learn adds ~1 s (measured) to every import of nngeo_core.data; only this dataset uses it
     from sklearn.datasets import make_circles
 
     seed = as_seed(seed)

@@ -12,8 +12,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.colors import sample_colorscale
 
+from ..errors import NNGeoError
 from .common import DIVERGING, empty_figure, finish, require_columns
+from .persistence import layer_color
 
 ENDPOINT_NAMES = (("src", "dst"), ("source", "target"), ("i", "j"), ("in", "out"), ("u", "v"))
 N_COLOR_BINS = 11
@@ -24,8 +27,6 @@ def endpoint_columns(edges: pd.DataFrame) -> tuple[str, str]:
         if a in edges.columns and b in edges.columns:
             return a, b
     raise_cols = ", ".join(f"{a}/{b}" for a, b in ENDPOINT_NAMES)
-    from ..errors import NNGeoError
-
     raise NNGeoError(f"the curvature table names no edge endpoints (expected one of {raise_cols})")
 
 
@@ -41,6 +42,7 @@ def top_edges(edges: pd.DataFrame, k: int, by: str = "curvature") -> pd.DataFram
 def edge_columns(edges: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     """(source column, target column) of every edge: the node levels, else the layer order
     (``curvature.levels.edge_levels``, the levels ``node_curvature`` gives the neurons)."""
+    # lazy: nngeo_core.curvature adds torch, networkx and scipy (~2 s, measured); figures need only plotly, pandas
     from ..curvature.levels import edge_levels
 
     src_level, dst_level = edge_levels(edges)
@@ -70,6 +72,7 @@ def layer_graph(
     src, dst = endpoint_columns(edges)
     shown = edges if shown is None else shown
     if nodes is None:
+        # lazy: nngeo_core.curvature adds torch, networkx and scipy (~2 s, measured); figures need only plotly, pandas
         from ..curvature import node_curvature
 
         nodes = node_curvature(edges)
@@ -92,8 +95,6 @@ def layer_graph(
     lim = _symmetric_limit(edges["curvature"].to_numpy(dtype=float))
     # plotly lines take one colour per trace: bin edges by curvature, one trace per bin
     bins = np.clip(((curv + lim) / (2 * lim) * N_COLOR_BINS).astype(int), 0, N_COLOR_BINS - 1)
-    from plotly.colors import sample_colorscale
-
     palette = sample_colorscale(DIVERGING, [(b + 0.5) / N_COLOR_BINS for b in range(N_COLOR_BINS)])
     fig = go.Figure()
     width = 1.5 if len(shown) <= 500 else 0.7
@@ -184,8 +185,6 @@ def curvature_histogram(edges: pd.DataFrame, *, bins: int = 40, title: str | Non
     if edges is None or len(edges) == 0:
         return empty_figure("no curvature computed yet", title)
     require_columns(edges, ["layer", "curvature"], "curvature_histogram")
-    from .persistence import layer_color
-
     fig = go.Figure()
     for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str))):
         v = edges.loc[edges["layer"].astype(str) == name, "curvature"]

@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from ..errors import NNGeoError
 from .common import empty_figure, finish
 
 X_CANDIDATES = ("t", "path_length", "step", "position", "arc_length", "sparsity")
@@ -16,8 +17,6 @@ TASK_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
 
 def path_columns(path: pd.DataFrame) -> tuple[str, list[str], list[str]]:
     """(x column, accuracy columns, distance columns) of a path table."""
-    from ..errors import NNGeoError
-
     x = next((c for c in X_CANDIDATES if c in path.columns), None)
     if x is None:
         raise NNGeoError(f"the path table has no position column ({', '.join(X_CANDIDATES)})")

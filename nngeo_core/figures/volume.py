@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from .common import DIVERGING, SEQUENTIAL, empty_figure, finish, require_columns
 
@@ -181,8 +182,6 @@ def line_profile(
     """Quantities along the straight line between two inputs (t = 0 at the first, 1 at the second),
     one panel each on a shared t axis: their scales differ by orders of magnitude (a pseudo-volume
     sums up to hundreds of log10 singular values, the plane's area element two)."""
-    from plotly.subplots import make_subplots
-
     if line is None or len(line) == 0:
         return empty_figure("no line computed yet", title)
     require_columns(line, [t], "line_profile")

@@ -35,7 +35,7 @@ GEODESIC_PARAMS = {
 }
 FORGETTING_STEPS = 50  # default: well under a second for a small mlp on a toy task on CPU
 FORGETTING_PARAMS = {
-    "run_b": Param(None, kind=str),  # required: the key of the run trained on task B
+    "run_b": None,  # required: the key of the run trained on task B (normalize_forgetting checks it)
     **signature_defaults(forgetting_path, ("direction", *PATH_SETTINGS)),
     "steps": Param(FORGETTING_STEPS, low=1),
 }

@@ -11,14 +11,13 @@ import argparse
 import json
 import sys
 
+from ..cli_args import add_run_arguments, parse_value, print_json, print_table, progress_for, run_spec_from_args
 from ..errors import NNGeoError
 
 MNIST_SIDE = 28
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> None:
-    from ..cli_args import add_run_arguments
-
     add_run_arguments(p)
     g = p.add_argument_group("pruning")
     g.add_argument(
@@ -45,7 +44,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> Non
 
 
 def _levels(a) -> tuple[float, ...]:
-    from ..cli_args import parse_value
+    # lazy: pruning.specs loads torch (~2 s); `nngeo --help` must not pay for it
     from .specs import compression_levels, compression_to_sparsity
 
     def as_list(text):
@@ -64,7 +63,7 @@ def _levels(a) -> tuple[float, ...]:
 
 def strategy_params(items, strategies: list[str]) -> dict[str, dict]:
     """Split --strategy-param values by strategy: 'imp.rate=0.1' for one, 'samples=64' for all that have it."""
-    from ..cli_args import parse_value
+    # lazy: the strategies load torch, gudhi and scipy (~3.5 s); `nngeo --help` must not pay for them
     from .strategies import get_strategy
 
     out: dict[str, dict] = {s: {} for s in strategies}
@@ -89,6 +88,7 @@ def strategy_params(items, strategies: list[str]) -> dict[str, dict]:
 
 def resize_rule(run_spec):
     """digits + a model built for 28×28 inputs -> resize=28 (the one rule; see the module docstring)."""
+    # lazy: the model zoo loads torch (~2 s); `nngeo --help` must not pay for it
     from ..models import model_info
 
     if run_spec.data.name != "digits" or "resize" in run_spec.data.params:
@@ -104,7 +104,7 @@ def resize_rule(run_spec):
 
 
 def sweep_specs_from_args(a, *, note=None) -> list:
-    from ..cli_args import run_spec_from_args
+    # lazy: the strategies load torch, gudhi and scipy (~3.5 s); `nngeo --help` must not pay for them
     from .specs import SweepSpec
     from .strategies import get_strategy
 
@@ -155,7 +155,7 @@ ROW_COLUMNS = [
 
 
 def cmd_prune(a) -> int:
-    from ..cli_args import print_json, print_table, progress_for
+    # lazy: the store and the sweep load pandas and torch (seconds); `nngeo --help` must not pay for them
     from ..store import Store, default_store
     from .sweep import run_sweep
 
@@ -188,7 +188,7 @@ def cmd_prune(a) -> int:
 
 
 def cmd_compare(a) -> int:
-    from ..cli_args import print_json, print_table
+    # lazy: the store and the comparison load pandas (~0.5 s); `nngeo --help` must not pay for it
     from ..store import Store, default_store
     from .comparison import compare
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from ..errors import NNGeoError
 from ..jobs.registry import register_job_kind
+from .cli import add_sweep_arguments, sweep_specs_from_args
 from .specs import SweepSpec
 from .sweep import run_sweep
 
@@ -17,14 +18,10 @@ def describe(spec: SweepSpec) -> str:
 
 
 def add_arguments(p) -> None:
-    from .cli import add_sweep_arguments
-
     add_sweep_arguments(p, many=False)
 
 
 def spec_from_args(a) -> SweepSpec:
-    from .cli import sweep_specs_from_args
-
     specs = sweep_specs_from_args(a)
     if len(specs) != 1:
         raise NNGeoError("a prune-sweep job takes one --strategy; submit one job per strategy")

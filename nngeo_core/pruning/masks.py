@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
+from ..checkpoint import effective_state_dict
 from ..errors import NNGeoError
 from ..models import LayerInfo, get_layer, prunable_layers
 from ..models.base import tensor_attribute
@@ -212,6 +213,4 @@ def check_no_revival(
 
 def export_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """A plain state_dict (pruned weights as zeros, no ``_orig``/``_mask`` entries) for any PyTorch user."""
-    from ..checkpoint import effective_state_dict
-
     return {k: v.detach().cpu().clone() for k, v in effective_state_dict(model).items()}

@@ -19,12 +19,17 @@ import pandas as pd
 import torch
 from torch import nn
 
+from ..data import load as load_data
 from ..errors import NNGeoError
 from ..models import LayerInfo, get_layer, prunable_layers
 from ..models.base import tensor_attribute
 from ..progress import Progress
+from ..runs import load_run, train_run
+from ..settings import pick_device
 from ..specs import RunSpec
 from ..store import Store, default_store
+from ..topology import critical_compression, mst_mask, mst_overlap, neural_persistence
+from ..train import evaluate, fit
 from .masks import Masks, counts, layer_sparsity, plain_copy, pruned_model
 from .masks import sparsity as mask_sparsity
 from .specs import SweepSpec
@@ -97,8 +102,6 @@ def run_sweep(spec: SweepSpec, *, store: Store | None = None, progress: Progress
     key = spec.hash
     if store.exists(key):
         return key
-    from ..data import load as load_data
-
     dataset = load_data(spec.run.data)
     rows: list[dict] = []
     timing = {"train": 0.0, "prune": 0.0, "finetune": 0.0, "evaluate": 0.0, "analyses": 0.0}
@@ -136,10 +139,6 @@ def sweep_seed(
     spec: SweepSpec, seed: int, dataset, *, store: Store, progress: Progress, timing: dict[str, float]
 ) -> tuple[list[dict], str]:
     """All levels of one seed: rows and the dense run's key."""
-    from ..runs import load_run, train_run
-    from ..settings import pick_device
-    from ..train import evaluate, fit
-
     entry = get_strategy(spec.strategy)
     run_spec = dense_run_spec(spec, seed)
     clock = time.perf_counter()
@@ -262,12 +261,8 @@ class AnalysisContext:
         self.eta = None
         plain = plain_copy(dense).cpu()
         if "mst_overlap" in self.names:
-            from ..topology import mst_mask
-
             self.dense_mst = {k: v.bool().cpu() for k, v in mst_mask(plain).items()}
         if "eta_floor" in self.names:
-            from ..topology import critical_compression
-
             table = critical_compression(plain, conv="toeplitz")
             self.eta = float(table.loc[table["layer"] == "total", "eta_tau"].iloc[0])
 
@@ -277,8 +272,6 @@ class AnalysisContext:
         out: dict[str, Any] = {}
         plain = plain_copy(model).cpu()
         if "persistence" in self.names:
-            from ..topology import neural_persistence
-
             table = neural_persistence(plain)
             out["np_layers"] = table[["layer", "np", "np_normalized", "components"]].to_json(orient="records")
             out["np_total"] = float(table["np"].sum())
@@ -287,8 +280,6 @@ class AnalysisContext:
             floor = 1 - 1 / self.eta
             out.update(eta_tau=self.eta, eta_floor=floor, beyond_eta_floor=bool(sparsity_overall > floor + 1e-12))
         if self.dense_mst is not None:
-            from ..topology import mst_overlap
-
             kept = sum(int((self.dense_mst[n] & masks[n].cpu()).sum()) for n in masks if n in self.dense_mst)
             total = sum(int(self.dense_mst[n].sum()) for n in masks if n in self.dense_mst)
             out["mst_kept"] = kept / total if total else float("nan")

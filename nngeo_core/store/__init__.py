@@ -25,8 +25,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import fsspec
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from .. import __version__
@@ -77,8 +79,6 @@ def filter_catalog(catalog: pd.DataFrame, **filters: Any) -> pd.DataFrame:
 
 class Store:
     def __init__(self, root: str | os.PathLike | None = None):
-        import fsspec
-
         self.root = str(root if root is not None else get_settings().store)
         self.fs, self.path = fsspec.core.url_to_fs(self.root)
         self.local = "file" in _protocols(self.fs)
@@ -246,8 +246,6 @@ class Store:
                     for c, t in zip(CATALOG_COLUMNS, CATALOG_SCHEMA.types, strict=False)
                 }
             )
-        import pyarrow.dataset as ds
-
         dataset = ds.dataset(files, format="parquet", schema=CATALOG_SCHEMA, filesystem=None if self.local else self.fs)
         df = dataset.to_table().to_pandas()
         return filter_catalog(df, **filters).sort_values("created", ascending=False).reset_index(drop=True)

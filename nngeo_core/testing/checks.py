@@ -31,7 +31,9 @@ from ..errors import NNGeoError
 from ..jobs.registry import JobKind, get_job_kind, job_kinds
 from ..models import MODELS, build, prunable_layers
 from ..progress import Cancelled, Progress
+from ..pruning.specs import SweepSpec
 from ..pruning.strategies import STRATEGIES, PruneData, Strategy, prune, reset_caches
+from ..runs import load_run, train_run
 from ..settings import get_settings
 from ..specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec, spec_from_dict, to_dict
 from ..store import Store
@@ -242,8 +244,6 @@ def strategy_checks(name: str) -> Iterator[Check]:
 # -- analyses --------------------------------------------------------------------------------------
 def analysis_inputs(entry: Analysis, store: Store) -> tuple[nn.Module, Dataset | None, dict[str, Any]]:
     """A tiny trained model (stored, for analyses that read the store), its data and quick params."""
-    from ..runs import load_run, train_run
-
     spec = RunSpec(
         data=DataSpec("xor", params={"n_train": 120, "n_test": 60}),
         model=ModelSpec("mlp", {"widths": (8, 8)}),
@@ -324,9 +324,6 @@ def analysis_checks(name: str) -> Iterator[Check]:
 # -- job kinds -------------------------------------------------------------------------------------
 def example_spec(kind: JobKind, store: Store) -> Any:
     """A small request of each built-in kind (a kind of your own: its spec type's defaults)."""
-    from ..pruning.specs import SweepSpec
-    from ..runs import train_run
-
     run = RunSpec(
         data=DataSpec("xor", params={"n_train": 120, "n_test": 60}),
         model=ModelSpec("mlp", {"widths": (8, 8)}),

@@ -165,6 +165,7 @@ def _train_tiny(data: str, widths=(8, 8)) -> str:
 def test_geodesics_forgetting_tab_picks_a_second_run_and_submits_the_path():
     from nngeo_core import jobs
     from nngeo_core.dashboard.widgets import CURRENT_RUN
+    from nngeo_core.defaults import complete
     from nngeo_core.specs import AnalysisSpec
 
     run_a, run_b = _train_tiny("xor"), _train_tiny("moons")
@@ -176,11 +177,14 @@ def test_geodesics_forgetting_tab_picks_a_second_run_and_submits_the_path():
     at.number_input(key="geo-f-steps").set_value(10).run()
     at.button(key="geo-f-go").click().run()
     no_exception(at)
-    want = AnalysisSpec(
-        run=run_a,
-        method="forgetting",
-        epoch=None,
-        params={"run_b": run_b, "steps": 10, "method": "exact", "direction": "target"},
+    # defaults filled in, as every submission is (method and direction are defaults: not in the key)
+    want = complete(
+        AnalysisSpec(
+            run=run_a,
+            method="forgetting",
+            epoch=None,
+            params={"run_b": run_b, "steps": 10, "method": "exact", "direction": "target"},
+        )
     )
     queued = jobs.list_jobs()
     assert [(j.kind, j.spec_hash) for j in queued] == [("analyse", want.hash)]

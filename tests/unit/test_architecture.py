@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import ast
 import functools
+import io
+import tokenize
 from pathlib import Path
 
 import networkx as nx
@@ -112,6 +114,50 @@ def test_no_private_name_is_imported_across_modules():
                     if n.startswith("_") and not n.startswith("__")
                 ]
     assert not found, "\n".join(found)
+
+
+# a lazy import (one inside a function) says why on its own line or on one of the 3 lines above it:
+# imports go at the module top unless a measured start-up cost (or an import cycle) justifies one
+LAZY_REASON_LINES = 3
+
+
+def uncommented_lazy_imports(source: str) -> list[int]:
+    """Lines of imports inside functions with no comment on that line or the 3 lines above it."""
+    commented = {
+        tok.start[0] for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT
+    }
+    lines = set()
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for node in ast.walk(fn):
+                if isinstance(node, (ast.Import, ast.ImportFrom)) and not any(
+                    n in commented for n in range(node.lineno - LAZY_REASON_LINES, node.lineno + 1)
+                ):
+                    lines.add(node.lineno)
+    return sorted(lines)
+
+
+def test_the_lazy_import_check_tells_a_reason_from_none():
+    source = (
+        "import os\n\n\ndef f():\n    import json\n\n    s = '# not a comment'\n    import csv\n\n\n"
+        "def g():\n    # lazy: torch (~2 s); `nngeo --help` must not pay for it\n    import torch\n\n"
+        "    import pandas as pd  # lazy: ~0.4 s\n"
+    )
+    assert uncommented_lazy_imports(source) == [5, 8]
+
+
+def test_every_lazy_import_says_why():
+    found = []
+    for path in MODULES.values():
+        lines = path.read_text().splitlines()
+        found += [
+            f"{path.relative_to(ROOT)}:{n}: {lines[n - 1].strip()}" for n in uncommented_lazy_imports(path.read_text())
+        ]
+    assert not found, (
+        "imports inside functions with no comment saying why they are not at the module top (move them "
+        "up, or say what a top import would cost, e.g. `# lazy: torch (~2 s); nngeo --help must not pay`):\n"
+        + "\n".join(found)
+    )
 
 
 def layer_of(name: str) -> int:
