@@ -3,6 +3,7 @@
     python bench/curvature.py                # K(100,100) layer graph, karate, NC on fcn_mnist
     python bench/curvature.py --size 60      # a smaller dense layer (quicker)
     python bench/curvature.py --nc-exact     # also time exact neural curvature on fcn_mnist
+    python bench/curvature.py --threads-study  # Sinkhorn time vs torch threads, quiet and loaded
 
 1. One dense layer as an undirected complete bipartite graph K(n, n), edge lengths 1/|w| with
    w ~ N(0, 1): GraphRicciCurvature (method="OTD", exp_power=2, base=e) with ``--processes``
@@ -12,21 +13,37 @@
 2. The karate club graph (unit lengths): small-graph overhead.
 3. Neural curvature of ``fcn_mnist`` (784-100-100-100-100-100-10, seeded initialisation) on 10
    calibration inputs (one test digit per class, digits resized to 28x28), approximate mode.
+
+``--threads-study`` replaces all of that: Sinkhorn curvature of K(n, n) (and with ``--study-nc``
+of fcn_mnist as in 3., ~75 s a run on a busy 2-core box) with torch threads = 1 and 2, on the
+machine as it is ("quiet") and with a second process burning one core ("1 core busy"), the
+minimum of ``--repeats`` runs each. It prints seconds per threads x load, the ratios, the Sinkhorn
+batch size, and the thread count the worker's policy (usable cores // consumers,
+``nngeo_core.threads``) picks. ``--batch 1000000000`` gives the solver's old behaviour (one big
+batch whose ops torch's threads split). Run it on an otherwise idle machine: other load shows up
+in the "quiet" column.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 
 import networkx as nx
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import torch
+
 from nngeo_core.curvature import dense_layer_graph, neural_curvature, ollivier_ricci
+from nngeo_core.curvature.transport import sinkhorn_batch_size
+from nngeo_core.threads import for_consumers, usable_cores
 
 
 def random_layer_graph(n: int, seed: int = 0) -> nx.Graph:
@@ -57,9 +74,8 @@ def bench_graph(name: str, G: nx.Graph, processes: int) -> None:
     print(f"{'nngeo sinkhorn (batched, torch)':34s} {t_approx:9.2f} {t_ref / t_approx:9.1f}x {da:16.1e} {dam:9.1e}")
 
 
-def bench_nc(exact: bool) -> None:
-    import torch
-
+def fcn_case():
+    """fcn_mnist (seeded initialisation) and one test digit per class, digits resized to 28x28."""
     from nngeo_core.data import load
     from nngeo_core.models import build
 
@@ -67,7 +83,11 @@ def bench_nc(exact: bool) -> None:
     torch.manual_seed(0)
     model = build("fcn_mnist", input_shape=ds.input_shape, num_classes=ds.num_classes)
     idx = torch.cat([torch.nonzero(ds.y_test == c).flatten()[:1] for c in range(ds.num_classes)])
-    x = ds.x_test[idx]
+    return model, ds.x_test[idx]
+
+
+def bench_nc(exact: bool) -> None:
+    model, x = fcn_case()
     print(
         f"\n== neural curvature, fcn_mnist (seeded init), {len(x)} calibration inputs, "
         f"torch threads {torch.get_num_threads()}"
@@ -80,14 +100,82 @@ def bench_nc(exact: bool) -> None:
         print(f"exact:    {te:.1f} s; sinkhorn vs exact max |dk| {d.max():.1e}, mean {d.mean():.1e}")
 
 
+class BusyCore:
+    """A second process spinning on one core for the duration of the ``with`` block."""
+
+    def __enter__(self):
+        # a pure user-space spin that stops within ~0.1 s once this process is gone (even if killed)
+        spin = "import os\np = os.getppid()\nwhile os.getppid() == p:\n    for _ in range(10**6): pass"
+        self.proc = subprocess.Popen([sys.executable, "-c", spin])
+        time.sleep(0.5)  # let it start spinning before the timing begins
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def min_time(fn: Callable[[], object], repeats: int) -> float:
+    return min(timed(fn)[1] for _ in range(repeats))
+
+
+def threads_study(size: int, repeats: int, with_nc: bool, batch: int | None) -> None:
+    cases: list[tuple[str, Callable[[], object]]] = []
+    G = random_layer_graph(size)
+    cases.append(
+        (f"K({size},{size}) sinkhorn", lambda: ollivier_ricci(G, method="sinkhorn", device="cpu", sinkhorn_batch=batch))
+    )
+    if with_nc:
+        model, x = fcn_case()
+        cases.append(("fcn_mnist NC sinkhorn", lambda: neural_curvature(model, x, method="sinkhorn", device="cpu")))
+    thread_counts = (1, 2)
+    loads = ("quiet", "1 core busy")
+    for _, fn in cases:
+        fn()  # untimed: the first call pays one-off start-up costs (allocator, thread pool)
+    before = torch.get_num_threads()
+    times: dict[tuple[str, str, int], float] = {}
+    try:
+        for load in loads:
+            with BusyCore() if load != "quiet" else nullcontext():
+                for name, fn in cases:
+                    for t in thread_counts:
+                        torch.set_num_threads(t)
+                        times[name, load, t] = min_time(fn, repeats)
+                        print(f"  {name:24s} {load:12s} threads {t}: {times[name, load, t]:7.2f} s", flush=True)
+    finally:
+        torch.set_num_threads(before)
+    batch_note = f"batch {batch}" if batch else f"adaptive batches of <= {sinkhorn_batch_size(size, size)} problems"
+    print(f"\n== threads study, min of {repeats} runs; K({size},{size}) Sinkhorn: {batch_note}")
+    print(f"{'case':24s} {'threads':>7s} " + " ".join(f"{ld:>12s}" for ld in loads) + f" {'busy/quiet':>11s}")
+    for name, _ in cases:
+        for t in thread_counts:
+            row = " ".join(f"{times[name, ld, t]:11.2f}s" for ld in loads)
+            print(f"{name:24s} {t:7d} {row} {times[name, loads[1], t] / times[name, loads[0], t]:10.2f}x")
+        ratio = " ".join(f"{times[name, ld, 2] / times[name, ld, 1]:11.2f}x" for ld in loads)
+        print(f"{'':24s} {'2 vs 1':>7s} {ratio}")
+    cores = usable_cores()
+    for consumers in (1, 2):
+        picked = for_consumers(consumers, cores=cores)
+        print(f"worker policy with {consumers} consumer(s) on {cores} usable cores: {picked} thread(s)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", type=int, default=100, help="n of the K(n, n) layer graph (default 100)")
     ap.add_argument("--processes", type=int, default=2, help="worker processes for both engines (default 2)")
     ap.add_argument("--skip-nc", action="store_true", help="skip the fcn_mnist neural-curvature timing")
     ap.add_argument("--nc-exact", action="store_true", help="also time exact neural curvature (slow)")
+    ap.add_argument("--threads-study", action="store_true", help="only the torch-threads x load study (see above)")
+    ap.add_argument("--study-nc", action="store_true", help="threads study: also time fcn_mnist (slow)")
+    ap.add_argument("--repeats", type=int, default=3, help="runs per setting in the threads study (default 3)")
+    ap.add_argument(
+        "--batch", type=int, default=None, help="Sinkhorn batch in the threads study (default: adaptive to the threads)"
+    )
     args = ap.parse_args()
     print(f"cpu cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}")
+    if args.threads_study:
+        threads_study(args.size, args.repeats, args.study_nc, args.batch)
+        return
     bench_graph(f"dense layer K({args.size},{args.size}), lengths 1/|w|", random_layer_graph(args.size), args.processes)
     karate = nx.karate_club_graph()
     nx.set_edge_attributes(karate, 1.0, "weight")

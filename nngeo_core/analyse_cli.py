@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from .analyses import analysis_info
+from . import catalogue
 from .cli_args import parse_params, print_json, print_table, progress_for
 from .jobs import get_job_kind, run_job
 from .specs import AnalysisSpec
@@ -25,6 +25,7 @@ def analysis_spec_from_args(a: argparse.Namespace):
 
 
 def cmd_analyse(a) -> int:
+    catalogue.check_analysis(a.method)  # a misspelt method is told before torch loads for the run
     # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
     from .store import default_store
 
@@ -60,7 +61,7 @@ def cmd_analyse(a) -> int:
 
 
 def cmd_analyses(a) -> int:
-    rows = [{"name": name, **info} for name, info in sorted(analysis_info().items())]
+    rows = sorted(catalogue.rows(catalogue.ANALYSES), key=lambda r: r["name"])
     if a.json:
         print_json(rows)
     elif not rows:

@@ -6,23 +6,29 @@ data spec, run spec, input shape, class count and training history as JSON. safe
 carry code, so loading it never executes anything.
 
 Foreign files are read with ``torch.load(weights_only=True)``, which refuses every pickled object
-that is not a tensor or a plain container, and must hold a plain state_dict: either of a zoo
+that is not a tensor or a plain container; a refusal names the pickle's offending globals (read
+from its opcodes, never unpickled). Foreign safetensors and torch files go through the same
+recognition (``recognise``): a plain state_dict, in its layers' natural order, of a zoo
 architecture (matched by key names and shapes) or of a stack of Linear layers (an MLP is inferred
-from the chain of weight shapes).
+from the chain of weight shapes). Which container holds the tensors never changes the model.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import pickle
+import pickletools
 import re
 import struct
+import warnings
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 import torch
@@ -30,13 +36,15 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from .errors import NNGeoError, one_line
+from .errors import MAX_LINE, NNGeoError, one_line
 from .models import MODELS, build
 from .specs import DataSpec, ModelSpec, RunSpec, spec_from_dict, to_dict
 
 FORMAT_VERSION = "1"
 MAX_BYTES = 2 * 1024**3
 DETAIL_LIMIT = 200  # characters of an underlying error quoted in our one-line message
+SAFE_FORMATS = "only safe formats are accepted: safetensors, or torch.save of a plain state_dict of tensors"
+TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
 
 
 @dataclass
@@ -123,12 +131,61 @@ class Header:
     data_spec: DataSpec | None = None
 
 
-def _safetensors_header(read_range: Callable[[int, int], bytes]) -> dict:
-    """A safetensors file's JSON header (8-byte little-endian length, then the JSON)."""
-    size = struct.unpack("<Q", read_range(0, 8))[0]
-    if not 0 < size <= MAX_BYTES:
-        raise ValueError(f"header size {size}")
-    return json.loads(read_range(8, 8 + size))
+def _safetensors_header(read_range: Callable[[int, int], bytes], size: int | None = None) -> dict:
+    """A safetensors file's JSON header (8-byte little-endian length, then that much JSON), checked
+    against the file's ``size`` when it is known; an ``NNGeoError`` saying what is wrong otherwise."""
+    head = read_range(0, 8)
+    if len(head) < 8:
+        raise NNGeoError(
+            f"it is {len(head)} bytes long, too short for a safetensors header, which starts with an 8-byte length"
+        )
+    n = struct.unpack("<Q", head)[0]
+    room = MAX_BYTES if size is None else size - 8
+    if n == 0:
+        raise NNGeoError("its header length (the first 8 bytes) is 0")
+    if n > room:
+        beyond = "the 2 GiB limit" if size is None else f"the {room:,} bytes that follow"
+        raise NNGeoError(f"its first 8 bytes give a header length of {n:,} bytes, beyond {beyond}")
+    raw = read_range(8, 8 + n)
+    if len(raw) < n:
+        raise NNGeoError(f"its header is cut short ({len(raw):,} of {n:,} bytes)")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise NNGeoError(f"its header is not text (byte {exc.start} is not UTF-8)") from None
+    except json.JSONDecodeError as exc:
+        raise NNGeoError(f"its header is not JSON ({exc.msg} at character {exc.pos})") from None
+    if not isinstance(header, dict):
+        raise NNGeoError(f"its header is JSON but a {type(header).__name__}, not an object")
+    meta = header.get("__metadata__", {})
+    if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
+        raise NNGeoError("its __metadata__ is not a mapping of strings")
+    buffer = None if size is None else size - 8 - n
+    for name, entry in header.items():
+        if name != "__metadata__":
+            _check_tensor_entry(name, entry, buffer)
+    return header
+
+
+def _check_tensor_entry(name: str, entry: Any, buffer: int | None) -> None:
+    """One tensor's header entry: dtype, shape and byte range inside the data that follows."""
+    shape = entry.get("shape") if isinstance(entry, dict) else None
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("dtype"), str)
+        or not isinstance(shape, list)
+        or not all(isinstance(d, int) and d >= 0 for d in shape)
+        or not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and o >= 0 for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
+        raise NNGeoError(f"its header entry for tensor {name!r} lacks a valid dtype, shape or data_offsets")
+    if buffer is not None and offsets[1] > buffer:
+        raise NNGeoError(
+            f"tensor {name!r} ends at byte {offsets[1]:,} of the data but the file holds {buffer:,} (truncated?)"
+        )
 
 
 def _data_spec(meta: Mapping[str, str]) -> DataSpec | None:
@@ -148,21 +205,38 @@ def read_header(read_range: Callable[[int, int], bytes]) -> Header:
             )
         )
         data_spec = _data_spec(meta)
-    except (struct.error, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:  # NNGeoError is a ValueError
         detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
-        raise NNGeoError(f"corrupt or truncated checkpoint header ({detail})") from None
+        raise NNGeoError(f"corrupt or truncated checkpoint header: {detail}") from None
     if not meta.get("nngeo_format"):
         raise NNGeoError("not an nngeo checkpoint (its header has no nngeo_format)")
     return Header(shapes=shapes, data_spec=data_spec)
 
 
 # -- loading -----------------------------------------------------------------------------------
-def load(source: str | Path | bytes, *, allow_nonfinite: bool = False, activation: str = "relu") -> Checkpoint:
-    """Load our checkpoint or a foreign state_dict from a path or bytes. Never unpickles objects."""
+def load(
+    source: str | Path | bytes,
+    *,
+    allow_nonfinite: bool = False,
+    activation: str = "relu",
+    name: str | None = None,
+) -> Checkpoint:
+    """Load our checkpoint or a foreign state_dict from a path or bytes. Never unpickles objects.
+
+    The bytes decide the format; ``name`` (default: the path's) only sharpens the message for a
+    file that is no checkpoint at all (a ``.safetensors`` name gets the header's diagnosis)."""
     data = _read(source)
     if not data:
         raise NNGeoError("the checkpoint file is empty")
-    ckpt = _load_safetensors(data, activation) if _looks_like_safetensors(data) else _load_torch(data, activation)
+    label = name if name is not None else str(source) if isinstance(source, (str, Path)) else ""
+    suffix = PurePath(label).suffix.lower()
+    kind = _container(data)
+    if kind == "safetensors":
+        ckpt = _load_safetensors(data, activation)
+    elif kind == "torch":
+        ckpt = _load_torch(data, activation)
+    else:
+        raise _not_a_checkpoint(data, suffix)
     if not allow_nonfinite:
         check_finite(ckpt.model)
     return ckpt
@@ -186,24 +260,46 @@ def _read(source) -> bytes:
     return path.read_bytes()
 
 
-def _looks_like_safetensors(data: bytes) -> bool:
-    if len(data) < 10:
-        return False
-    n = struct.unpack("<Q", data[:8])[0]
-    return 0 < n <= len(data) - 8 and data[8:9] == b"{"
+def _container(data: bytes) -> str:
+    """safetensors, torch (a torch.save zip, or a legacy pickle) or unknown, from the first bytes."""
+    if data[:2] == b"PK":
+        return "torch"
+    if len(data) > 8 and data[8:9] == b"{" and 0 < struct.unpack("<Q", data[:8])[0] <= MAX_BYTES:
+        return "safetensors"  # even when damaged: its header is then diagnosed
+    if data[:1] == b"\x80" and data[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):  # a pickle's PROTO opcode
+        return "torch"  # a legacy torch.save file, or a bare pickle
+    return "unknown"
+
+
+def _not_a_checkpoint(data: bytes, suffix: str) -> NNGeoError:
+    try:
+        _safetensors_header(lambda start, end: data[start:end], len(data))
+        problem = "its header does not start with '{'"  # parsed as JSON, yet not where safetensors needs it
+    except NNGeoError as exc:
+        problem = str(exc)
+    if suffix == ".safetensors":
+        return NNGeoError(f"not a valid safetensors file: {problem}")
+    if suffix in TORCH_SUFFIXES:
+        return NNGeoError("not a PyTorch checkpoint: it is neither a zip archive (torch.save) nor a pickle")
+    return NNGeoError(
+        f"not a checkpoint: not safetensors ({problem}) and not a PyTorch file (no zip archive or pickle)"
+    )
 
 
 def _load_safetensors(data: bytes, activation: str) -> Checkpoint:
     try:
+        meta = _safetensors_header(lambda start, end: data[start:end], len(data)).get("__metadata__") or {}
+    except NNGeoError as exc:
+        raise NNGeoError(f"not a valid safetensors file: {exc}") from None
+    try:
         tensors = st_load(data)
-        meta = _safetensors_header(lambda start, end: data[start:end]).get("__metadata__") or {}
-    except Exception as exc:
+    except Exception as exc:  # the header was sound; safetensors names what else is wrong
         detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
-        raise NNGeoError(f"corrupt or truncated safetensors file ({detail})") from None
+        raise NNGeoError(f"corrupt safetensors file ({detail})") from None
     if meta.get("nngeo_format"):
         return _from_ours(tensors, meta)
     # a plain safetensors state_dict from elsewhere
-    return _from_state_dict(tensors, activation)
+    return recognise(tensors, activation)
 
 
 def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkpoint:
@@ -235,31 +331,140 @@ def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkp
 
 
 def _load_torch(data: bytes, activation: str) -> Checkpoint:
+    pickled = data
     if data[:2] == b"PK":
         try:
-            zipfile.ZipFile(io.BytesIO(data)).testzip()
-        except (zipfile.BadZipFile, EOFError, OSError):
+            archive = zipfile.ZipFile(io.BytesIO(data))
+            archive.testzip()
+            pkl = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
+            pickled = archive.read(pkl[0]) if pkl else b""
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error):
             raise NNGeoError("corrupt or truncated PyTorch checkpoint (its zip archive is damaged)") from None
+        if not pkl:
+            raise NNGeoError("a zip archive but not a PyTorch checkpoint (it has no data.pkl)")
     try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns on stderr about pickle protocols: the CLI prints one line
+            warnings.simplefilter("ignore")
+            obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        msg = one_line(exc, typed=False, limit=DETAIL_LIMIT)
-        if "Unsupported global" in msg or "GLOBAL" in msg or "weights_only" in msg:
-            found = re.search(r"GLOBAL ([\w.]+)", msg)
-            what = f" ({found.group(1)})" if found else ""
-            raise NNGeoError(
-                f"refusing to load: the file holds Python objects{what}, not only tensors; "
-                "save a plain state_dict or use safetensors"
-            ) from None
-        raise NNGeoError(f"not a checkpoint: {msg}") from None
+        raise _refusal(pickled, exc) from None
     except (RuntimeError, EOFError, ValueError, OSError, struct.error, UnicodeDecodeError) as exc:
         detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
         raise NNGeoError(f"corrupt or truncated checkpoint, or not a PyTorch file ({detail})") from None
     except Exception as exc:  # weights_only loading raises a few other types on garbage
         detail = one_line(exc, typed=True, limit=DETAIL_LIMIT)
         raise NNGeoError(f"unreadable checkpoint ({detail})") from None
-    state = _find_state_dict(obj)
-    return _from_state_dict(state, activation)
+    return recognise(_find_state_dict(obj), activation)
+
+
+# -- what a refused pickle holds, read from its opcodes (nothing is unpickled) -------------------
+_STRING_OPS = {"SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8", "UNICODE", "SHORT_BINSTRING", "BINSTRING", "STRING"}
+_PUT_OPS = {"PUT", "BINPUT", "LONG_BINPUT"}
+_GET_OPS = {"GET", "BINGET", "LONG_BINGET"}
+_OS_MODULES = {"posix": "os", "nt": "os"}  # os.system pickles as posix.system (nt.system on Windows)
+
+
+def pickle_globals(pickled: bytes) -> list[str]:
+    """Every ``module.name`` a pickle (or a run of pickles, as legacy torch files are) imports, in
+    order, without unpickling: GLOBAL's argument, or STACK_GLOBAL's two strings on the stack."""
+    found: list[str] = []
+    stream = io.BytesIO(pickled)
+    while stream.tell() < len(pickled):
+        strings: list[str] = []  # string values pushed so far (STACK_GLOBAL takes the last two)
+        memo: dict[Any, str] = {}
+        last: str | None = None
+        try:
+            for op, arg, _ in pickletools.genops(stream):
+                pushed = None
+                if op.name == "GLOBAL":
+                    found.append(".".join(str(arg).split(" ", 1)))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif op.name in _STRING_OPS:
+                    pushed = str(arg)  # pickletools decodes these (py2 strings as latin-1)
+                elif op.name in _GET_OPS and arg in memo:
+                    pushed = memo[arg]
+                elif op.name in _PUT_OPS and last is not None:
+                    memo[arg] = last
+                elif op.name == "MEMOIZE" and last is not None:
+                    memo[len(memo)] = last
+                if pushed is not None:
+                    strings.append(pushed)
+                if op.name not in _PUT_OPS and op.name != "MEMOIZE":
+                    last = pushed
+        except Exception:  # damaged or followed by raw storage bytes (legacy format): stop reading
+            break
+    return list(dict.fromkeys(found))
+
+
+def torch_refuses(global_name: str) -> bool:
+    """Whether ``torch.load(weights_only=True)`` refuses this global: torch's own allowlist is asked
+    with a pickle that only names it (GLOBAL, STOP), so nothing is imported or called."""
+    module, _, name = global_name.rpartition(".")
+    if not module or "\n" in global_name:
+        return True
+    probe = b"\x80\x02c" + module.encode() + b"\n" + name.encode() + b"\n."
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.load(io.BytesIO(probe), weights_only=True)
+    except pickle.UnpicklingError:
+        return True
+    except Exception:  # allowed: the unpickler got past the global, then found no checkpoint
+        return False
+    return False
+
+
+def _refusal(pickled: bytes, exc: BaseException) -> NNGeoError:
+    """The one line for a pickle that torch's safe loader refused: what it references, never how
+    to load it anyway."""
+    refused = [_shown_global(g) for g in pickle_globals(pickled) if torch_refuses(g)]
+    if not refused:
+        broken = _pickle_problem(pickled)
+        if broken:
+            return NNGeoError(f"corrupt or truncated PyTorch checkpoint: its pickle is malformed ({broken})")
+        reason = _torch_reason(exc)
+        said = f" ({reason})" if reason else ""
+        return NNGeoError(f"refusing to load: torch's safe loader cannot read its pickle{said}; {SAFE_FORMATS}")
+    which = (
+        "which is not a tensor or a plain container"
+        if len(refused) == 1
+        else "which are not tensors or plain containers"
+    )
+    # as many names as fit the one line a user sees (errors.MAX_LINE), the rest counted
+    for n in range(len(refused), 0, -1):
+        more = f" and {len(refused) - n} more" if n < len(refused) else ""
+        text = f"refusing to load: the file's pickle references {', '.join(refused[:n])}{more}, {which}; {SAFE_FORMATS}"
+        if len(text) <= MAX_LINE:
+            break
+    return NNGeoError(text)
+
+
+def _pickle_problem(pickled: bytes) -> str:
+    """What is wrong with the first pickle in ``pickled`` as pickletools reads it ('' if nothing)."""
+    try:
+        for _ in pickletools.genops(io.BytesIO(pickled)):
+            pass
+    except Exception as exc:  # pickletools raises ValueError and a few others on malformed opcodes
+        return one_line(exc, typed=False, limit=DETAIL_LIMIT)
+    return ""
+
+
+def _shown_global(name: str) -> str:
+    module, _, attr = name.partition(".")
+    return f"{name} ({_OS_MODULES[module]}.{attr})" if module in _OS_MODULES else name
+
+
+# sentences of torch's refusal that tell how to load the file unsafely: never passed on
+_UNSAFE_ADVICE = ("weights_only", "trust", "safe_globals", "can still be loaded", "Alternatively", "documentation")
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """The sentence of torch's refusal that says what it found, without its advice to load anyway."""
+    text = str(exc).split("WeightsUnpickler error:", 1)[-1]
+    sentences = [one_line(t) for line in text.splitlines() for t in re.split(r"(?<=[.!?])\s+", line)]
+    keep = [t for t in sentences if t and not any(w in t for w in _UNSAFE_ADVICE)]
+    return one_line(keep[0], limit=DETAIL_LIMIT).rstrip(".") if keep else ""
 
 
 def _find_state_dict(obj: Any) -> dict[str, torch.Tensor]:
@@ -273,9 +478,11 @@ def _find_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     raise NNGeoError("the file holds no state_dict (a mapping of parameter names to tensors)")
 
 
-def _from_state_dict(state: dict[str, torch.Tensor], activation: str) -> Checkpoint:
-    """Infer the architecture of a foreign state_dict: a zoo model first, then a Linear stack."""
-    state = {_strip_prefix(k): v for k, v in state.items()}
+def recognise(state: Mapping[str, torch.Tensor], activation: str = "relu") -> Checkpoint:
+    """The architecture of a foreign state_dict, whatever file held it: a zoo model first, then a
+    Linear stack. Keys are put in their natural order first (layer 10 after layer 9), since
+    containers disagree on order (safetensors does not keep torch's)."""
+    state = {_strip_prefix(k): v for k, v in sorted(state.items(), key=lambda kv: _natural_key(_strip_prefix(kv[0])))}
     if not state:
         raise NNGeoError("the state_dict is empty")
     zoo = _match_zoo(state)
@@ -293,21 +500,22 @@ def _strip_prefix(k: str) -> str:
 
 def _match_zoo(state: dict[str, torch.Tensor]) -> Checkpoint | None:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
-    for name in MODELS:
-        for params in _candidate_params(name, state):
-            try:
-                torch.manual_seed(0)
-                model = build(name, **params)
-            except Exception:
-                continue
-            ref = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-            if ref == shapes:
-                _load_state(model, state, what=f"zoo model {name!r}")
-                return Checkpoint(
-                    model=model,
-                    model_spec=ModelSpec(name, dict(getattr(model, "zoo_params", params))),
-                    source="zoo-state-dict",
-                )
+    # the candidates' random initialisations (overwritten by the state) must not move the caller's RNG
+    with torch.random.fork_rng(devices=[]):
+        for name in MODELS:
+            for params in _candidate_params(name, state):
+                try:
+                    model = build(name, **params)
+                except Exception:
+                    continue
+                ref = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+                if ref == shapes:
+                    _load_state(model, state, what=f"zoo model {name!r}")
+                    return Checkpoint(
+                        model=model,
+                        model_spec=ModelSpec(name, dict(getattr(model, "zoo_params", params))),
+                        source="zoo-state-dict",
+                    )
     return None
 
 
@@ -325,7 +533,11 @@ def _candidate_params(name: str, state: dict[str, torch.Tensor]) -> list[dict]:
     elif name in ("lenet5", "cnn_mnist") and weights and dense:
         cands = [{"input_shape": (weights[0].shape[1], 28, 28), "num_classes": dense[-1].shape[0]}]
     elif name == "fcn_mnist" and dense:
-        cands = [{"num_classes": dense[-1].shape[0]}]
+        # it flattens its input, so only the first layer's width tells the input size
+        n_in = int(dense[0].shape[1])
+        side = math.isqrt(n_in)
+        shape = (1, side, side) if side * side == n_in else (n_in,)
+        cands = [{"num_classes": dense[-1].shape[0], "input_shape": shape}]
     return cands
 
 

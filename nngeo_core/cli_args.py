@@ -3,19 +3,54 @@ progress bars and JSON/table output. The command modules import this, never ``cl
 imports run one way (``cli`` → command modules → ``cli_args``).
 
 Heavy modules (torch via the defaults, pandas) are imported inside the helpers that need them:
-`nngeo --help` builds every sub-command's parser and must start in a fraction of a second.
+`nngeo --help` builds every sub-command's parser and must start in a fraction of a second; names
+are checked against ``catalogue`` (no torch) before anything heavy loads.
+
+Every parser is a ``OneLineParser``: a mistake on the command line prints one line and exits 2.
+``print_json`` writes strict JSON (no NaN or Infinity, which JSON does not have).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
-from typing import Any
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any, NoReturn
 
-from .errors import NNGeoError
+from . import catalogue
+from .errors import NNGeoError, one_line
 from .progress import Progress
-from .specs import DataSpec, ModelSpec, RunSpec
+from .specs import RunSpec
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a mistake prints one line, ``nngeo: error: SUBCOMMAND: what is wrong (see
+    `nngeo SUBCOMMAND --help`)``, and exits 2; argparse's own prints the usage block first.
+    Sub-parsers are of the same class (``add_subparsers`` makes them with ``type(parent)``)."""
+
+    def error(self, message: str) -> NoReturn:
+        where = self.prog.split(" ", 1)[1] + ": " if " " in self.prog else ""
+        text = " ".join(one_line(message, join=True, limit=10_000).split())  # whole: argparse's are short
+        self.exit(2, f"nngeo: error: {where}{text} (see `{self.prog} --help`)\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # argparse blames the top parser; the sub-command they were given to is told instead
+            self.chosen(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def chosen(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        """The deepest sub-command parser ``parsed`` went through (this one if none)."""
+        for action in self._actions:
+            parsers = getattr(action, "choices", None)
+            if isinstance(parsers, dict) and getattr(parsed, action.dest, None) in parsers:
+                sub = parsers[getattr(parsed, action.dest)]
+                return sub.chosen(parsed) if isinstance(sub, OneLineParser) else sub
+        return self
 
 
 def parse_value(text: str) -> Any:
@@ -46,6 +81,13 @@ def parse_params(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def check_run_names(a: argparse.Namespace) -> None:
+    """The model and dataset named by the run flags exist: the registries' own one-line errors,
+    from the catalogue, before torch loads (seconds) for the run itself."""
+    catalogue.check_model(a.model)
+    catalogue.check_dataset(a.data)
+
+
 def add_run_arguments(p: argparse.ArgumentParser) -> None:
     """Flags that define a training run (shared by `train`, `jobs submit train`, `prune`)."""
     g = p.add_argument_group("run")
@@ -68,9 +110,11 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, mps")
 
 
-def run_spec_from_args(a: argparse.Namespace):
+def run_spec_from_args(a: argparse.Namespace) -> RunSpec:
+    """The run the flags ask for, made by ``defaults.run_spec`` as the Train page's is (one run,
+    one key, whichever way it is asked for)."""
     # lazy: the defaults load every registry (torch, ~3 s); `nngeo --help` must not pay for them
-    from .defaults import default_data_params, default_train
+    from .defaults import run_spec
 
     model_params = parse_params(a.param)
     if a.widths:
@@ -78,18 +122,20 @@ def run_spec_from_args(a: argparse.Namespace):
         model_params["widths"] = w if isinstance(w, tuple) else (w,)
     if a.activation:
         model_params["activation"] = a.activation
-    data = DataSpec(a.data, seed=a.data_seed, params=default_data_params(a.model, a.data, parse_params(a.data_param)))
-    t = default_train(a.model, a.data)
-    changes = {
-        k: getattr(a, k)
-        for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule")
-        if getattr(a, k) is not None
+    train = {
+        k: getattr(a, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule")
     }
     if a.snapshots:
         s = parse_value(a.snapshots)
-        changes["snapshots"] = tuple(int(e) for e in (s if isinstance(s, tuple) else (s,)))
-    t = t.replace(seed=a.seed, device=a.device, **changes)
-    return RunSpec(data=data, model=ModelSpec(a.model, model_params), train=t)
+        train["snapshots"] = tuple(int(e) for e in (s if isinstance(s, tuple) else (s,)))
+    return run_spec(
+        a.model,
+        a.data,
+        model_params=model_params,
+        data_params=parse_params(a.data_param),
+        data_seed=a.data_seed,
+        train={**train, "seed": a.seed, "device": a.device},
+    )
 
 
 class ProgressBar:
@@ -131,15 +177,34 @@ def progress_for(desc: str, quiet: bool):
 
 
 def print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, default=_json_default))
+    """``obj`` as strict JSON on stdout: every command's ``--json`` goes through here."""
+    print(json.dumps(jsonable(obj), indent=2, allow_nan=False))
 
 
-def _json_default(o):
-    if hasattr(o, "item"):
-        return o.item()
-    if hasattr(o, "tolist"):
-        return o.tolist()
+def jsonable(o: Any) -> Any:
+    """``o`` with only what strict JSON holds: NaN and ±inf become null (JSON has no such numbers),
+    numpy/torch scalars and arrays plain numbers and lists, tuples and sets lists, paths and other
+    objects their text; ``allow_nan=False`` in ``print_json`` catches anything that slips through."""
+    if o is None or isinstance(o, (str, bool, int)):
+        return o
+    if isinstance(o, float):
+        return float(o) if math.isfinite(o) else None
+    if isinstance(o, Mapping):
+        return {_json_key(k): jsonable(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in (sorted(o, key=repr) if isinstance(o, (set, frozenset)) else o)]
+    if hasattr(o, "tolist"):  # numpy or torch scalars and arrays, without importing either here
+        return jsonable(o.tolist())
+    if isinstance(o, (datetime, date)):
+        return o.isoformat()
+    if isinstance(o, os.PathLike):
+        return os.fspath(o)
     return str(o)
+
+
+def _json_key(k: Any) -> str | int | float | bool | None:
+    k = k.tolist() if hasattr(k, "tolist") else k
+    return k if k is None or isinstance(k, (str, int, float, bool)) else str(k)
 
 
 def print_table(df, max_rows: int = 60) -> None:

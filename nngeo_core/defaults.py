@@ -4,12 +4,16 @@
 
 The job queue calls ``complete`` on every submission, the CLI and the dashboard submit through
 it, and the job kinds call it again on what they run (it is idempotent), so the same request has
-one key whichever way it arrives.
+one key whichever way it arrives. ``run_spec`` is the one way a run is asked for: the CLI's flags
+and the Train page's form both come through it (the family's training preset, ``resize=28`` for
+MNIST models on digits, then ``complete``), so one choice of model and data is one run whichever
+way it is made; ``form_defaults`` is what the form starts from, the same values.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from .analyses import get_analysis
@@ -18,6 +22,7 @@ from .data.base import DATASETS
 from .data.common import loader_defaults
 from .errors import NNGeoError
 from .models import model_entry
+from .params import Param, signature_params
 from .pruning.specs import SweepSpec
 from .pruning.strategies import get_strategy
 from .specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec
@@ -46,10 +51,79 @@ def default_data_params(model: str, data: str, params: dict) -> dict:
     return out
 
 
+def base_dataset(name: str) -> str:
+    """The registered dataset a (possibly nested) derived name is made from."""
+    while derived.is_derived(name):
+        name = derived.parse(name)[1]
+    return name
+
+
 def data_defaults(name: str) -> dict[str, Any]:
     """The declared parameters of dataset ``name`` (a derived form takes its base's)."""
-    base = derived.parse(name)[1] if derived.is_derived(name) else name
-    return loader_defaults(DATASETS.get(base))
+    return loader_defaults(DATASETS.get(base_dataset(name)))
+
+
+def data_declaration(name: str) -> dict[str, Param]:
+    """Dataset ``name``'s parameters as ``Param``s, typed by the loader's annotations."""
+    return signature_params(DATASETS.get(base_dataset(name)), skip=("seed",))
+
+
+def model_declaration(name: str) -> dict[str, Param]:
+    """Model ``name``'s parameters as ``Param``s: its builder's defaults and declared choices."""
+    entry = model_entry(name)
+    return {
+        n: Param(default, choices=() if isinstance(default, bool) else tuple(entry.choices.get(n, ())))
+        for n, default in entry.params.items()
+    }
+
+
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(TrainSpec))
+
+
+def form_defaults(model: str, data: str) -> dict[str, Any]:
+    """What a run's form starts with for ``model`` on ``data``: ``model_params``, ``data_params``
+    (with the family's data defaults, e.g. ``resize=28``), ``data_seed`` and ``train`` (a dict of
+    the preset's fields). ``run_spec(model, data, **form_defaults(model, data))`` is the run the
+    CLI makes of `nngeo train --model M --data D`."""
+    return dict(
+        model_params={n: p.default for n, p in model_declaration(model).items()},
+        data_params={**data_defaults(data), **default_data_params(model, data, {})},
+        data_seed=0,
+        train=dataclasses.asdict(default_train(model, data)),
+    )
+
+
+def run_spec(
+    model: str,
+    data: str,
+    *,
+    model_params: Mapping[str, Any] | None = None,
+    data_params: Mapping[str, Any] | None = None,
+    data_seed: int = 0,
+    train: Mapping[str, Any] | None = None,
+) -> RunSpec:
+    """The run of ``model`` on ``data``, the one way the CLI and the dashboard make it: training
+    settings not given (or None) come from the family's preset (``default_train``), dataset
+    parameters from ``default_data_params``, then every declared default is filled in
+    (``complete``). Parameters given as None are left to their owner's default. Unknown names and
+    snapshot epochs after the last epoch are one-line errors."""
+    changes = {k: v for k, v in dict(train or {}).items() if v is not None}
+    unknown = sorted(set(changes) - set(TRAIN_FIELDS))
+    if unknown:
+        raise NNGeoError(f"unknown training setting {unknown[0]!r}; the settings: {', '.join(TRAIN_FIELDS)}")
+    if "snapshots" in changes:
+        changes["snapshots"] = tuple(sorted({int(e) for e in changes["snapshots"]}))
+    t = default_train(model, data).replace(**changes)
+    late = [e for e in t.snapshots if not 0 <= e <= t.epochs]
+    if late:
+        raise NNGeoError(f"snapshot epoch {late[0]} lies outside 0..{t.epochs} (the epochs trained)")
+    given_data = {k: v for k, v in dict(data_params or {}).items() if v is not None}
+    spec = RunSpec(
+        data=DataSpec(data, seed=int(data_seed), params=default_data_params(model, data, given_data)),
+        model=ModelSpec(model, {k: v for k, v in dict(model_params or {}).items() if v is not None}),
+        train=t,
+    )
+    return complete(spec)
 
 
 def complete(spec: Any) -> Any:

@@ -9,9 +9,12 @@ filled in, which is what a stored spec records (see ``nngeo_core.specs`` on stab
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import math
 import numbers
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -122,3 +125,62 @@ def signature_defaults(fn: Callable[..., Any], names: tuple[str, ...]) -> dict[s
     if missing:
         raise TypeError(f"{fn.__qualname__} has no defaulted parameter {missing[0]!r}")
     return {n: sig[n].default for n in names}
+
+
+def _annotation_kind(annotation: Any) -> type | None:
+    """bool/int/float/str/tuple for an annotation such as ``int``, ``int | None`` or
+    ``tuple[int, ...]``; None for anything else (then the default decides)."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        return _annotation_kind(args[0]) if len(args) == 1 else None
+    origin = typing.get_origin(annotation) or annotation
+    if origin in (bool, int, float, str):
+        return origin
+    if origin in (tuple, list, collections.abc.Sequence):
+        return tuple
+    return None
+
+
+def signature_params(fn: Callable[..., Any], *, skip: tuple[str, ...] = ()) -> dict[str, Param]:
+    """The named parameters of ``fn`` (a loader or builder) as a declaration: each default, typed
+    by its annotation where it names one plain type (``n_train: int | None = None`` is an int
+    that may be left to the owner), else by the default."""
+    try:
+        sig = inspect.signature(fn, eval_str=True)
+    except (NameError, TypeError, SyntaxError):  # an annotation that does not evaluate here
+        sig = inspect.signature(fn)
+    out = {}
+    for p in sig.parameters.values():
+        if p.name in skip or p.kind not in (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD):
+            continue
+        default = None if p.default is inspect.Parameter.empty else p.default
+        kind = _annotation_kind(p.annotation) if p.annotation is not inspect.Parameter.empty else None
+        # only where the annotation says more than the default (None, or an int for a float)
+        out[p.name] = Param(default, kind=None if kind is Param(default).value_kind else kind)
+    return out
+
+
+def format_value(value: Any) -> str:
+    """A parameter value as a user types it: 0.5, 32,32, true, sinkhorn."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_value(v) for v in value)
+    return str(value)
+
+
+def changed_params(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of ``params`` that differ from ``defaults`` (lists and tuples compare alike),
+    in name order: what tells two requests of one kind apart in a job list."""
+
+    def norm(v: Any) -> Any:
+        return tuple(norm(x) for x in v) if isinstance(v, (tuple, list)) else v
+
+    return {k: params[k] for k in sorted(params) if k not in defaults or norm(params[k]) != norm(defaults[k])}
+
+
+def changed_text(params: Mapping[str, Any], defaults: Mapping[str, Any]) -> str:
+    """'alpha=0.3 method=foo' for the entries of ``params`` that are not their default."""
+    return " ".join(f"{k}={format_value(v)}" for k, v in changed_params(params, defaults).items())

@@ -175,7 +175,16 @@ def fit(
             step += 1
             if step % CANCEL_EVERY_STEPS == 0:
                 progress.check()
-                progress.update(step / total_steps, f"epoch {epoch}/{t.epochs}", epoch=epoch, step=step)
+                # this epoch's own running loss and accuracy: the last epoch's would be shown beside "epoch k"
+                seen = min(n, i + t.batch_size)
+                progress.update(
+                    step / total_steps,
+                    f"epoch {epoch}/{t.epochs}",
+                    epoch=epoch,
+                    step=step,
+                    loss=float(loss_sum) / seen,
+                    accuracy=int(correct) / seen,
+                )
         test_acc = record(epoch, float(loss_sum) / n, int(correct) / n)
         progress.update(
             step / total_steps,

@@ -6,7 +6,8 @@ import streamlit as st
 from nngeo_core import pruning
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.per_run import PER_RUN_FIGURES
-from nngeo_core.dashboard.results import run_label
+from nngeo_core.dashboard.results import run_label, weight_shapes
+from nngeo_core.figures.common import share_ranges
 from nngeo_core.figures.pruning import accuracy_vs_sparsity
 from nngeo_core.pruning.comparison import settings_diff
 from nngeo_core.store import filter_catalog
@@ -80,6 +81,7 @@ figure_name = st.selectbox("Figure", list(PER_RUN_FIGURES), key="cmp-figure")
 per_run = PER_RUN_FIGURES[figure_name]
 if chosen:
     cols = st.columns(len(chosen))
+    figures = {}
     for col, key in zip(cols, chosen, strict=False):
         with col:
             st.markdown(f"**{run_label(row_of[key])}**")
@@ -94,9 +96,15 @@ if chosen:
             )
             if table is not None:
                 try:
-                    w.show_figure(per_run.draw(table), f"{key}-{per_run.method}", key=f"cmp-fig-{key}")
+                    figures[key] = per_run.draw(table, weight_shapes(store, key))
                 except Exception as exc:
                     w.error_box(exc)
+    # one scale for all: side by side, 0–5 next to 0–12 would read as equal
+    share_ranges(list(figures.values()))
+    for col, key in zip(cols, chosen, strict=False):
+        if key in figures:
+            with col:
+                w.show_figure(figures[key], f"{key}-{per_run.method}", key=f"cmp-fig-{key}")
     if len(chosen) > 1:
         diff = settings_diff({k: store.spec(k) for k in chosen})
         st.subheader("Settings that differ")

@@ -4,7 +4,8 @@ and neurons by node curvature; top-k edges for wide layers; per-layer histograms
 import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
-from nngeo_core.figures.curvature import curvature_histogram, layer_graph, top_edges
+from nngeo_core.dashboard.results import weight_shapes
+from nngeo_core.figures.curvature import curvature_histogram, dead_edges, layer_graph, top_edges
 
 st.title("Curvature")
 store = w.get_store()
@@ -12,6 +13,7 @@ run = w.pick_run(store, key="curv-run")
 if run is None:
     st.stop()
 epoch = w.pick_epoch(store, run, key="curv-epoch")
+shapes = weight_shapes(store, run)  # layer labels 'fc2 (6→5)'
 method = st.radio(
     "Curvature of",
     ["curvature_weights", "curvature"],
@@ -35,6 +37,18 @@ if edges is not None and len(edges):
     widest = int(edges.groupby("layer").size().max())
     k = c2.slider("edges per layer", 1, max(2, widest), min(widest, 200), key="curv-k")
     shown = top_edges(edges, k, by=by if by in edges.columns else "curvature")
-    w.show_figure(layer_graph(edges, shown=shown, title="layer graph"), f"{run}-curvature-graph", key="curv-graph")
-    w.show_figure(curvature_histogram(edges, title="curvature per layer"), f"{run}-curvature-hist", key="curv-hist")
+    w.show_figure(
+        layer_graph(edges, shown=shown, title="layer graph", shapes=shapes), f"{run}-curvature-graph", key="curv-graph"
+    )
+    w.show_figure(
+        curvature_histogram(edges, title="curvature per layer", shapes=shapes),
+        f"{run}-curvature-hist",
+        key="curv-hist",
+    )
+    dead = int(dead_edges(edges)["dead"].iloc[-1])
+    if dead:
+        st.caption(
+            f"`alive` counts the calibration inputs on which both neurons of an edge fire; {dead:,} edges "
+            "have `alive` = 0 (dead on every input) and carry `dead_value` as their curvature by definition."
+        )
     w.show_table(edges, f"{run}-curvature", key="curv-table")

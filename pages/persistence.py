@@ -4,7 +4,10 @@ import streamlit as st
 
 from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
+from nngeo_core.dashboard.results import weight_shapes
+from nngeo_core.defaults import complete
 from nngeo_core.figures import persistence as pf
+from nngeo_core.figures.common import labels_for
 from nngeo_core.runs import snapshot_epochs
 from nngeo_core.specs import AnalysisSpec
 from nngeo_core.store.queries import analyses_over_epochs
@@ -15,6 +18,7 @@ run = w.pick_run(store, key="pers-run")
 if run is None:
     st.stop()
 epoch = w.pick_epoch(store, run, key="pers-epoch")
+shapes = weight_shapes(store, run)  # layers are labelled 'fc2 (6→5)' from the checkpoint's weight shapes
 
 tab_np, tab_diag, tab_train, tab_eta, tab_mst = st.tabs(
     ["NP per layer", "Diagrams & barcodes", "NP over training", "η_τ (critical compression)", "MST overlap"]
@@ -28,7 +32,7 @@ with tab_np:
             "(|V|−1)^(1/p). Network NP: "
             f"**{np_table['np'].sum():.4f}**, mean normalised NP: **{np_table['np_normalized'].mean():.4f}**"
         )
-        w.show_figure(pf.np_per_layer(np_table), f"{run}-np", key="pers-np")
+        w.show_figure(pf.np_per_layer(np_table, shapes=shapes), f"{run}-np", key="pers-np")
         w.show_table(np_table, f"{run}-np", key="pers-np-table")
 
 with tab_diag:
@@ -36,9 +40,10 @@ with tab_diag:
         store, run, "persistence_diagrams", what="persistence diagrams", epoch=epoch, key="pers-diag-go"
     )
     if diagrams is not None and len(diagrams):
-        w.show_figure(pf.persistence_diagrams(diagrams), f"{run}-diagrams", key="pers-diagrams")
+        w.show_figure(pf.persistence_diagrams(diagrams, shapes=shapes), f"{run}-diagrams", key="pers-diagrams")
         layers = list(dict.fromkeys(diagrams["layer"].astype(str)))
-        layer = st.selectbox("Barcode of layer", layers, key="pers-barcode-layer")
+        names = labels_for(diagrams, shapes)
+        layer = st.selectbox("Barcode of layer", layers, key="pers-barcode-layer", format_func=names.get)
         max_bars = st.slider("bars shown (longest first)", 20, 2000, 300, step=20, key="pers-bars")
         w.show_figure(pf.barcode(diagrams, layer, max_bars=max_bars), f"{run}-barcode-{layer}", key="pers-barcode")
         w.table_downloads(diagrams, f"{run}-diagrams", key="pers-diag-table")
@@ -57,7 +62,7 @@ with tab_train:
         done = set(over["epoch"].unique()) if len(over) else set()
         specs = {e: AnalysisSpec(run=run, method="persistence", params={}, epoch=e) for e in epochs if e not in done}
         busy = jobs_view.active_jobs_by_hash()
-        running = [e for e, s in specs.items() if s.hash in busy]
+        running = [e for e, s in specs.items() if complete(s).hash in busy]  # the queue keys by the completed spec
         missing = [e for e in specs if e not in running]
         if running:
             st.caption(f"computing NP for {len(running)} snapshot(s)…")
@@ -74,7 +79,9 @@ with tab_train:
                 key="pers-train-value",
                 format_func={"np_normalized": "normalised NP", "np": "NP"}.get,
             )
-            w.show_figure(pf.np_over_epochs(over, value=value), f"{run}-np-over-training", key="pers-train")
+            w.show_figure(
+                pf.np_over_epochs(over, value=value, shapes=shapes), f"{run}-np-over-training", key="pers-train"
+            )
             w.table_downloads(over, f"{run}-np-over-training", key="pers-train-table")
 
 with tab_eta:
@@ -82,11 +89,11 @@ with tab_eta:
         store, run, "critical_compression", what="critical compression", epoch=epoch, key="pers-eta-go"
     )
     if eta is not None:
-        w.show_figure(pf.eta_per_layer(eta), f"{run}-eta", key="pers-eta")
+        w.show_figure(pf.eta_per_layer(eta, shapes=shapes), f"{run}-eta", key="pers-eta")
         w.show_table(eta, f"{run}-eta", key="pers-eta-table")
 
 with tab_mst:
     overlap = w.analysis_result(store, run, "mst_overlap", what="MST overlap", epoch=epoch, key="pers-mst-go")
     if overlap is not None:
-        w.show_figure(pf.mst_overlap(overlap), f"{run}-mst-overlap", key="pers-mst")
+        w.show_figure(pf.mst_overlap(overlap, shapes=shapes), f"{run}-mst-overlap", key="pers-mst")
         w.show_table(overlap, f"{run}-mst-overlap", key="pers-mst-table")

@@ -1,8 +1,14 @@
-"""Pruning: choose strategies, sparsities and seeds for a trained run and queue the sweeps."""
+"""Pruning: choose strategies, sparsities and seeds for a trained run and queue the sweeps.
+
+Each strategy's parameters get widgets of their declared types (``widgets.param_inputs``); a value
+that does not fit is an error under its widget and nothing is queued. Every choice is remembered
+for this session, so the form comes back as it was left after a visit to another page.
+"""
 
 import streamlit as st
 
 from nngeo_core import pruning
+from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import parse_float_list, parse_int_list
 from nngeo_core.dashboard.results import runs_table
@@ -10,6 +16,22 @@ from nngeo_core.errors import NNGeoError
 from nngeo_core.figures.colors import strategy_color
 from nngeo_core.specs import RunSpec, spec_from_dict
 from nngeo_core.store import filter_catalog
+
+SCOPES = ["global", "layer"]
+MODES = ["compression levels", "explicit list"]
+
+
+def kept(widget, *args, key: str, default, fits, start_as: str = "value", **kwargs):
+    """``widget`` (a Streamlit input) starting where the user left it this session."""
+    start = w.remembered(key, default, fits)
+    if start_as == "index":
+        start = args[1].index(start)
+    return w.keep(key, widget(*args, key=key, **{start_as: start}, **kwargs))
+
+
+def is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
 
 st.title("Pruning sweeps")
 store = w.get_store()
@@ -22,65 +44,109 @@ if not isinstance(run_spec, RunSpec):
     st.stop()
 
 names = list(pruning.STRATEGIES)
-chosen = st.multiselect(
-    "Strategies", names, default=[n for n in ("random", "magnitude") if n in names], key="prune-strategies"
+chosen = kept(
+    st.multiselect,
+    "Strategies",
+    names,
+    key="prune-strategies",
+    default=[n for n in ("random", "magnitude") if n in names],
+    fits=lambda v: isinstance(v, list) and all(n in names for n in v),
+    start_as="default",
 )
 params = {}
+errors: list[str] = []
 for name in chosen:
     entry = pruning.STRATEGIES[name]
     with st.expander(f"{name} — {entry.description}", expanded=False):
         st.markdown(
             f"<span style='color:{strategy_color(name)}'>■</span> colour on every figure", unsafe_allow_html=True
         )
-        params[name] = w.param_inputs(dict(entry.params), key=f"prune-p-{name}") if entry.params else {}
+        values = w.param_inputs(entry.params, key=f"prune-p-{name}", what=f"the {name} strategy")
+        params[name] = dict(values)
+        errors += values.errors
 
 c1, c2, c3 = st.columns(3)
-mode = c1.radio("Sparsities", ["compression levels", "explicit list"], key="prune-mode")
+mode = kept(
+    c1.radio, "Sparsities", MODES, key="prune-mode", default=MODES[0], fits=MODES.__contains__, start_as="index"
+)
+sparsities: tuple = ()
 if mode == "compression levels":
-    n_levels = c2.number_input("levels", 1, 12, 5, key="prune-n")
-    base = c3.number_input("compression factor per level", 1.1, 10.0, 2.0, key="prune-base")
+    n_levels = kept(c2.number_input, "levels", 1, 12, key="prune-n", default=5, fits=lambda v: v in range(1, 13))
+    base = kept(
+        c3.number_input,
+        "compression factor per level",
+        1.1,
+        10.0,
+        key="prune-base",
+        default=2.0,
+        fits=lambda v: is_number(v) and 1.1 <= v <= 10.0,
+    )
     sparsities = pruning.compression_levels(int(n_levels), base=float(base))
 else:
-    text = c2.text_input("sparsities (0..1)", "0.5, 0.75, 0.9", key="prune-list")
+    text = kept(
+        c2.text_input,
+        "sparsities (0..1)",
+        key="prune-list",
+        default="0.5, 0.75, 0.9",
+        fits=lambda v: isinstance(v, str),
+    )
     try:
         sparsities = parse_float_list(text, "sparsities", low=0.0, high=0.999999)
     except NNGeoError as exc:
         w.error_box(exc)
-        st.stop()
-st.caption("sparsities: " + ", ".join(f"{s:.4g} ({1 / (1 - s):.3g}×)" for s in sparsities))
+        errors.append(str(exc))
+if sparsities:
+    st.caption("sparsities: " + ", ".join(f"{s:.4g} ({1 / (1 - s):.3g}×)" for s in sparsities))
 
 c1, c2, c3, c4 = st.columns(4)
-seeds_text = c1.text_input("seeds", "0", key="prune-seeds")
-finetune = int(c2.number_input("fine-tune epochs", 0, 1000, 0, key="prune-ft"))
-scope = c3.selectbox("scope", ["global", "layer"], key="prune-scope")
-exclude_last = c4.checkbox("keep the output layer dense", value=False, key="prune-excl")
-analyses = st.multiselect("Per-level analyses", list(getattr(pruning.specs, "ANALYSES", ())), key="prune-analyses")
+seeds_text = kept(c1.text_input, "seeds", key="prune-seeds", default="0", fits=lambda v: isinstance(v, str))
+finetune = int(
+    kept(c2.number_input, "fine-tune epochs", 0, 1000, key="prune-ft", default=0, fits=lambda v: v in range(0, 1001))
+)
+scope = kept(
+    c3.selectbox, "scope", SCOPES, key="prune-scope", default="global", fits=SCOPES.__contains__, start_as="index"
+)
+exclude_last = kept(
+    c4.checkbox, "keep the output layer dense", key="prune-excl", default=False, fits=lambda v: isinstance(v, bool)
+)
+sweep_analyses = list(getattr(pruning.specs, "ANALYSES", ()))
+analyses = kept(
+    st.multiselect,
+    "Per-level analyses",
+    sweep_analyses,
+    key="prune-analyses",
+    default=[],
+    fits=lambda v: isinstance(v, list) and all(a in sweep_analyses for a in v),
+    start_as="default",
+)
 
-try:
-    seeds = parse_int_list(seeds_text, "seeds", low=0) or (0,)
-    specs = [
-        pruning.SweepSpec(
-            run=run_spec,
-            strategy=s,
-            params=params.get(s, {}),
-            sparsities=tuple(sparsities),
-            seeds=seeds,
-            finetune_epochs=finetune,
-            scope=scope,
-            exclude_last=exclude_last,
-            analyses=tuple(analyses),
-        ).validate()
-        for s in chosen
-    ]
-except NNGeoError as exc:
-    w.error_box(exc)
-    st.stop()
+specs = []
+if not errors:
+    try:
+        seeds = parse_int_list(seeds_text, "seeds", low=0) or (0,)
+        specs = [
+            pruning.SweepSpec(
+                run=run_spec,
+                strategy=s,
+                params=params.get(s, {}),
+                sparsities=tuple(sparsities),
+                seeds=seeds,
+                finetune_epochs=finetune,
+                scope=scope,
+                exclude_last=exclude_last,
+                analyses=tuple(analyses),
+            ).validate()
+            for s in chosen
+        ]
+    except NNGeoError as exc:
+        w.error_box(exc)
+        specs = []
 
 if st.button(
     f"Run {len(specs)} sweep(s)", type="primary", disabled=not specs, key="prune-submit", icon=":material/play_arrow:"
 ):
     for spec in specs:
-        w.submit_job(spec, f"prune {spec.strategy}")
+        w.submit_job(spec, jobs_view.label_for(spec))
     st.info("Queued. Results appear on the **Compare** page when the jobs are done.", icon=":material/schedule:")
 
 st.subheader(f"Stored sweeps of {run_spec.model.name} on {run_spec.data.name}", divider="gray")

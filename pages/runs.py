@@ -97,4 +97,4 @@ with st.expander("Spec and artefacts"):
     st.write("artefacts:", ", ".join(store.artifacts(chosen)) or "none")
 if entry["kind"] == "train" and {"epoch", "train_loss"} <= set(result.columns):
     w.show_figure(training_curves(result, title="training history"), f"{chosen}-history", key="runs-history")
-st.dataframe(result, hide_index=True)
+w.show_table(result, chosen, key="runs-result", downloads=False)  # exported by the buttons above

@@ -11,7 +11,8 @@ from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.datapoints import thumbnail
 from nngeo_core.dashboard.planes import line_of_plane
-from nngeo_core.dashboard.results import input_shape_of
+from nngeo_core.dashboard.results import final_epoch, input_shape_of, snapshot_choices
+from nngeo_core.defaults import complete
 from nngeo_core.figures.volume import QUANTITY_LABELS, geometry_heatmap, line_profile, plane_heatmap
 from nngeo_core.runs import snapshot_epochs
 from nngeo_core.specs import AnalysisSpec
@@ -39,11 +40,14 @@ if shape == (2,):
     )
     resolution = c2.select_slider("Grid resolution", [40, 60, 80, 100, 150], value=80, key="vol-res")
     params = {"resolution": int(resolution)}
-    epochs = snapshot_epochs(run, store=store)
+    # a snapshot at the final epoch is the final model itself: offered once, as "final model"
+    epochs = snapshot_choices(snapshot_epochs(run, store=store), final_epoch(store, run))
     stored = analysis_epochs(store, run, "volume", w.catalog(store))
     missing = [e for e in [None, *epochs] if e not in stored]
     busy = jobs_view.active_jobs_by_hash()
-    running = [e for e in missing if AnalysisSpec(run=run, method="volume", params=params, epoch=e).hash in busy]
+    running = [
+        e for e in missing if complete(AnalysisSpec(run=run, method="volume", params=params, epoch=e)).hash in busy
+    ]
     missing = [e for e in missing if e not in running]
     if running:
         st.caption(f"computing {len(running)} model(s)…")

@@ -9,6 +9,8 @@ import os
 # subprocesses started by tests inherit this, so they do not fight the test process for cores.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
+# workers set torch's threads from their share of the cores, which would override the line above
+os.environ.setdefault("NNGEO_WORKER_THREADS", "1")
 
 import pytest
 import torch

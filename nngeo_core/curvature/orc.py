@@ -59,12 +59,15 @@ def ollivier_ricci(
     device: str = "auto",
     progress: Progress | None = None,
     sinkhorn_eps: float = transport.SINKHORN_EPS,
+    sinkhorn_batch: int | None = None,
 ) -> dict[tuple[Hashable, Hashable], float]:
     """Ollivier-Ricci curvature of every edge of a networkx Graph or DiGraph.
 
     ``method``: "exact" (network simplex per edge, in ``processes`` worker processes), "sinkhorn"
     (batched entropic OT in torch on ``device``; at most a few 1e-3 from exact, see the README) or
-    "graphricci" (GraphRicciCurvature itself, ``method="OTD"``, for cross-checks). Returns
+    "graphricci" (GraphRicciCurvature itself, ``method="OTD"``, for cross-checks).
+    ``sinkhorn_batch``: problems per Sinkhorn batch (None: sized from torch's thread count; the
+    values do not depend on it, see ``transport.w1_sinkhorn``). Returns
     ``{(u, v): curvature}`` keyed like ``G.edges()``.
     """
     check_params(alpha, method, exp_power, base, nbr_topk)
@@ -102,6 +105,7 @@ def ollivier_ricci(
         device=float64_device(device),
         progress=progress,
         sinkhorn_eps=sinkhorn_eps,
+        sinkhorn_batch=sinkhorn_batch,
     )
     d = dist[edges_src, edges_dst]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -232,6 +236,7 @@ def edge_transport(
     device="cpu",
     progress: Progress | None = None,
     sinkhorn_eps: float = transport.SINKHORN_EPS,
+    sinkhorn_batch: int | None = None,
     budget: float = 8e6,
 ) -> np.ndarray:
     """W1(mu_x, mu_y) for every edge (xs[i], ys[i]), batched over edges whose sources share a support."""
@@ -251,7 +256,8 @@ def edge_transport(
     jobs = []
     for members in groups:
         n1 = len(pred.support(xs[members[0]]))
-        # chunk so that the per-problem arrays stay within the budget of floats
+        # chunk so that the per-problem arrays stay within the budget of floats (a memory cap on
+        # building the problems; the Sinkhorn solver cuts each chunk into cache-sized batches)
         width = n1 + int(sdeg[ys[members]].max()) + 2
         size = max(1, int(budget // max(width * 4, 1)))
         for s in range(0, len(members), size):
@@ -261,7 +267,13 @@ def edge_transport(
         progress.check()
         problems = _chunk_problems(dist, pred, succ, xs[chunk], ys[chunk])
         out[chunk] = transport.solve(
-            problems, method, processes=processes, device=device, check=progress.check, sinkhorn_eps=sinkhorn_eps
+            problems,
+            method,
+            processes=processes,
+            device=device,
+            check=progress.check,
+            sinkhorn_eps=sinkhorn_eps,
+            sinkhorn_batch=sinkhorn_batch,
         )
         done += len(chunk)
         progress.update(done / len(xs), "optimal transport", edges=done)

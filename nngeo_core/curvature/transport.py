@@ -10,9 +10,10 @@ problems; the solvers exploit the shared core:
 - ``w1_exact``: exact W1 per problem with POT's network simplex (``emd_c``), zero-mass points
   dropped first, closed forms when one side is a single point; ``w1_exact_parallel`` spreads
   chunks of problems over worker processes (``map_indexed``).
-- ``w1_sinkhorn``: entropic OT for the whole batch at once in torch (float64, CPU or CUDA). The
+- ``w1_sinkhorn``: entropic OT in torch (float64, CPU or CUDA), cache-sized batches of problems at
+  once, torch's threads each taking whole batches (see ``SINKHORN_THREAD_BYTES``). The
   iterations run in the kernel domain, not the log domain, because the shared core kernel then
-  turns each half-iteration into one GEMM (``K @ V`` for all problems at once); the kernel
+  turns each half-iteration into one GEMM (``K @ V`` for all problems of a batch); the kernel
   exponent is capped at -600 so nothing underflows, and the potentials are carried in the log
   domain from one epsilon stage to the next. Problems that end far from their marginals or go
   non-finite are re-solved exactly, so the result is always finite.
@@ -24,7 +25,9 @@ import math
 import multiprocessing as mp
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +46,24 @@ SINKHORN_MAX_ITER = 100
 SINKHORN_STAGE_ITER = 20  # iterations of each coarser epsilon stage (warm start only)
 SINKHORN_ACCEPT = 5e-2  # marginal error above which a problem is re-solved exactly
 EXACT_BELOW = 400  # in sinkhorn mode, problems with at most this many support pairs are solved exactly
-SINGLE_THREAD_WORK = 1e7  # Sinkhorn batches with fewer core kernel entries x problems run on one thread
+# Sinkhorn batches and threads. The problems are independent, so batching trades per-op overhead
+# (~10 torch ops per half-iteration, each with a fixed dispatch cost) against memory traffic: one
+# half-iteration streams about SINKHORN_HOT_ARRAYS float64 vectors per problem and side (masses,
+# scalings, the extra point's kernel row/column, the GEMM product and temporaries). A batch whose
+# vectors fit in a few MB (2 MB L2 + a slice of L3 per core on the dev box) runs its ops from
+# cache instead of DRAM; measured on K(100,100), 1 thread: batches of 256-1024 problems 2.1-2.5 s
+# against 3.0 s for one 10 000-problem batch, so 8 MiB (~750 problems there) sits mid-plateau.
+# Threads run whole batches side by side (one intra-op thread each, torch releases the GIL in its
+# ops) rather than splitting every op: torch's intra-op threads meet at a barrier after every op,
+# and on a busy machine each barrier waits for a descheduled thread. Measured, K(100,100), 2 torch
+# threads, load 5-7 on 2 cores (other jobs): cache-sized batches split op by op 28 s, one big batch
+# split op by op 1.9-16 s, batches side by side 1.6-3.2 s; 1 thread 2.9-4.0 s.
+SINKHORN_THREAD_BYTES = 8 * 2**20
+SINKHORN_HOT_ARRAYS = 7
+# one batch split by torch's threads: below this many core kernel entries x problems one thread is
+# faster (the hand-offs cost more than the arithmetic); measured on one 100-wide layer: 5.0 -> 2.9 s
+SINGLE_THREAD_WORK = 1e7
+SINKHORN_POLL_S = 0.1  # how often the caller's cancel check runs while threads solve batches
 # exponent cap for the Gibbs kernel: exp(-600) ~ 1e-261 keeps every kernel entry positive in float64
 _EXP_CAP = 600.0
 
@@ -298,13 +318,18 @@ def w1_sinkhorn(
     dtype=None,
     check: Callable[[], None] | None = None,
     fallback: bool = True,
+    batch: int | None = None,
 ) -> np.ndarray:
-    """Transport cost of the entropic plan of every problem at once.
+    """Transport cost of the entropic plan of every problem, a batch of problems at a time.
 
     ``eps`` is relative to the median finite core cost (after subtracting the smallest cost).
     Epsilon scaling runs from a coarse regularisation down to ``eps``; in each stage a problem
     stops iterating once the L1 error of its source marginal is below ``tol`` (1e-3 in the early
-    stages), so the batch shrinks as problems converge. The value returned is <C, P> of the final
+    stages), so the batch shrinks as problems converge. The problems run in batches of ``batch``
+    (None: ``sinkhorn_batch_size`` on the CPU, fewer when that leaves a thread idle; all at once on
+    an accelerator), on the CPU ``torch.get_num_threads()`` batches side by side; every batch uses
+    the same epsilon schedule, so the values depend on neither the batch size nor the threads
+    beyond float rounding. The value returned is <C, P> of the final
     plan (transport cost without the entropy term), at or slightly above the exact W1. Problems
     that do not converge within ``max_iter`` iterations or go non-finite are re-solved exactly
     when ``fallback`` (else NaN).
@@ -328,24 +353,85 @@ def w1_sinkhorn(
     eps_final = eps * scale
     spread = float(finite.max()) - cmin
 
-    threads = torch.get_num_threads()
-    small = n1 * n2 * q.size < SINGLE_THREAD_WORK
-    if small and device == "cpu":
-        # small GEMMs gain nothing from threads, and on a busy machine the thread hand-offs cost
-        # ten times the arithmetic; from ~1e7 kernel entries x problems up (one dense 100-wide
-        # layer is 5e7) a second core halves the time on an idle machine (measured: 5.0 -> 2.9 s)
+    before = torch.get_num_threads()  # the caller's policy (the worker sets cores // consumers)
+    threads = before if device == "cpu" else 1
+    if batch is not None:
+        size = max(1, int(batch))
+    elif device == "cpu":  # cache-sized, and small enough that every thread gets a batch
+        size = min(sinkhorn_batch_size(n1, n2), -(-q.size // threads))
+    else:  # an accelerator wants every problem in one launch
+        size = q.size
+    starts = list(range(0, q.size, size))
+
+    def solve_batch(lo: int, check_batch: Callable[[], None] | None) -> tuple[np.ndarray, np.ndarray]:
+        # the problems are independent and every batch gets the same epsilon schedule, so the
+        # batch size changes the timing only, never the values (beyond float rounding)
+        sub = q.subset(np.arange(lo, min(q.size, lo + size))).compact()
+        # per thread (it is the thread's FPU mode): subnormal products slow CPU arithmetic down 100x
+        torch.set_flush_denormal(True)
+        try:
+            return _sinkhorn_batch(
+                sub, eps_final, spread, cmin, tol, max_iter, torch.device(device), dtype, check_batch
+            )
+        finally:
+            torch.set_flush_denormal(False)
+
+    workers = min(threads, len(starts))
+    # several batches: one intra-op thread each, batches side by side; one batch (a GPU, or
+    # ``batch`` forcing it): torch's threads split its ops, which pays only for big batches
+    if device == "cpu" and (workers > 1 or n1 * n2 * min(size, q.size) < SINGLE_THREAD_WORK):
         torch.set_num_threads(1)
-    torch.set_flush_denormal(True)  # subnormal products slow CPU arithmetic down by orders of magnitude
     try:
-        values, ok = _sinkhorn_batch(q, eps_final, spread, cmin, tol, max_iter, torch.device(device), dtype, check)
+        if workers <= 1:
+            parts = [solve_batch(lo, check) for lo in starts]
+        else:
+            parts = _run_threaded(solve_batch, starts, workers, check)
     finally:
-        torch.set_flush_denormal(False)
-        torch.set_num_threads(threads)
+        torch.set_num_threads(before)
+    values = np.concatenate([v for v, _ in parts])
+    ok = np.concatenate([k for _, k in parts])
     if not ok.all():
         bad = np.flatnonzero(~ok)
         values[bad] = w1_exact(q.subset(bad)) if fallback else np.nan
     out[rest] = values
     return out
+
+
+def sinkhorn_batch_size(n1: int, n2: int) -> int:
+    """Problems per Sinkhorn batch on the CPU: ``SINKHORN_THREAD_BYTES`` of hot vectors (see there)."""
+    return max(1, SINKHORN_THREAD_BYTES // (8 * SINKHORN_HOT_ARRAYS * (n1 + n2)))
+
+
+class _Stopped(Exception):
+    """Tells the other batch threads to stop when one failed or the caller cancelled."""
+
+
+def _run_threaded(solve_batch, starts: list[int], workers: int, check: Callable[[], None] | None) -> list:
+    """``[solve_batch(lo, stop_check) for lo in starts]`` on ``workers`` threads (torch releases the
+    GIL inside its ops). The caller's ``check`` runs here, in the calling thread only (it may
+    touch objects bound to that thread, e.g. a database connection); the batch threads poll an event."""
+    stop = threading.Event()
+
+    def stop_check() -> None:
+        if stop.is_set():
+            raise _Stopped()
+
+    with ThreadPoolExecutor(workers, thread_name_prefix="sinkhorn") as pool:
+        futures = [pool.submit(solve_batch, lo, stop_check) for lo in starts]
+        try:
+            pending = set(futures)
+            while pending:
+                done, pending = wait(pending, timeout=SINKHORN_POLL_S, return_when=FIRST_EXCEPTION)
+                for f in done:
+                    f.result()  # a batch's error surfaces here
+                if check is not None:
+                    check()
+        except BaseException:
+            stop.set()
+            for f in futures:
+                f.cancel()
+            raise
+    return [f.result() for f in futures]
 
 
 def _sinkhorn_batch(q: CoreProblems, eps_final, spread, cmin, tol, max_iter, dev, dtype, check):
@@ -450,8 +536,9 @@ def solve(
     device: str = "cpu",
     check: Callable[[], None] | None = None,
     sinkhorn_eps: float = SINKHORN_EPS,
+    sinkhorn_batch: int | None = None,
 ) -> np.ndarray:
-    """W1 of every problem by ``method`` ("exact" or "sinkhorn")."""
+    """W1 of every problem by ``method`` ("exact" or "sinkhorn"); ``sinkhorn_batch``: see ``w1_sinkhorn``."""
     if p.size == 0:
         return np.zeros(0)
     if method == "exact":
@@ -465,6 +552,8 @@ def solve(
         if small.any():
             out[small] = w1_exact_parallel(p.subset(np.flatnonzero(small)), processes, check)
         if not small.all():
-            out[~small] = w1_sinkhorn(p.subset(np.flatnonzero(~small)), eps=sinkhorn_eps, device=device, check=check)
+            out[~small] = w1_sinkhorn(
+                p.subset(np.flatnonzero(~small)), eps=sinkhorn_eps, device=device, check=check, batch=sinkhorn_batch
+            )
         return out
     raise NNGeoError(f"unknown transport method {method!r}; use exact or sinkhorn")

@@ -1,5 +1,7 @@
 """The per-run figures the Compare page can put side by side: which analysis each one reads and
-which pure figure builder draws it."""
+which pure figure builder draws it. ``draw(table, shapes)``: ``shapes`` (the run's weight shapes,
+``results.weight_shapes``) labels the layers; the page gives the figures one common scale
+(``figures.common.share_ranges``)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 import pandas as pd
 import plotly.graph_objects as go
 
+from ..figures.common import Shapes
 from ..figures.curvature import curvature_histogram
 from ..figures.persistence import eta_per_layer, mst_overlap, np_per_layer
 from ..figures.volume import geometry_heatmap, plane_heatmap
@@ -18,27 +21,27 @@ from ..figures.volume import geometry_heatmap, plane_heatmap
 class PerRunFigure:
     method: str  # the analysis whose stored table it draws
     what: str  # words for buttons and messages
-    draw: Callable[[pd.DataFrame], go.Figure]
+    draw: Callable[..., go.Figure]  # (table, shapes=None) -> figure
     params: dict | None = None  # None: accept the newest result whatever its params
 
 
-def _np(df):
-    return np_per_layer(df)
+def _np(df: pd.DataFrame, shapes: Shapes | None = None) -> go.Figure:
+    return np_per_layer(df, shapes=shapes)
 
 
-def _eta(df):
-    return eta_per_layer(df)
+def _eta(df: pd.DataFrame, shapes: Shapes | None = None) -> go.Figure:
+    return eta_per_layer(df, shapes=shapes)
 
 
-def _overlap(df):
-    return mst_overlap(df)
+def _overlap(df: pd.DataFrame, shapes: Shapes | None = None) -> go.Figure:
+    return mst_overlap(df, shapes=shapes)
 
 
-def _curv_hist(df):
-    return curvature_histogram(df)
+def _curv_hist(df: pd.DataFrame, shapes: Shapes | None = None) -> go.Figure:
+    return curvature_histogram(df, shapes=shapes)
 
 
-def _volume(df):
+def _volume(df: pd.DataFrame, shapes: Shapes | None = None) -> go.Figure:
     if "epoch" in df.columns and df["epoch"].nunique() > 1:
         df = df[df["epoch"] == df["epoch"].max()]
     if {"u", "v"} <= set(df.columns):

@@ -1,4 +1,6 @@
-"""The store as the pages show it: the runs table, labels for run pickers, a model's input shape.
+"""The store as the pages show it: the runs table, labels for run pickers, a model's input shape
+and weight shapes (for layer labels), the snapshot choices of a run, and how table columns are
+formatted and explained.
 
 The questions asked of the store (which runs hold a model, which analyses are stored) live in
 ``nngeo_core.store.queries``; this module only adds what is about showing them.
@@ -6,12 +8,17 @@ The questions asked of the store (which runs hold a model, which analyses are st
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..data import dataset_info
+from ..errors import NNGeoError
+from ..figures.curvature import ALIVE_HELP
+from ..runs import read_header
 from ..store import Store
 from ..store.queries import data_spec_of
 
@@ -66,3 +73,64 @@ def input_shape_of(store: Store, key: str) -> tuple[int, ...] | None:
 
 def is_2d(store: Store, key: str) -> bool:
     return input_shape_of(store, key) == (2,)
+
+
+def weight_shapes(store: Store, key: str) -> dict[str, tuple[int, ...]]:
+    """Weight name -> shape of a stored model, from its checkpoint header (the figures label
+    layers 'conv2 (6→16, 5×5)' with it); empty when the header cannot be read."""
+    try:
+        return dict(_weight_shapes(store.root, key))
+    except NNGeoError:  # not cached: a header that cannot be read now may be readable later
+        return {}
+
+
+@functools.lru_cache(maxsize=256)
+def _weight_shapes(root: str, key: str) -> tuple:
+    # a model's key always names the same checkpoint: safe to keep
+    return read_header(key, store=Store(root)).shapes
+
+
+def final_epoch(store: Store, key: str) -> int | None:
+    """The epoch the final model of a training run was saved at (its spec's ``train.epochs``);
+    None for other models."""
+    spec = store.spec(key)
+    train = spec.get("train") if isinstance(spec, dict) else None
+    epochs = train.get("epochs") if isinstance(train, dict) else None
+    return int(epochs) if isinstance(epochs, (int, float)) and not isinstance(epochs, bool) else None
+
+
+def snapshot_choices(epochs: Iterable[int], final: int | None) -> list[int]:
+    """The kept snapshot epochs worth offering next to "final model": a snapshot taken at the final
+    epoch is the final model itself, so it is left out."""
+    return sorted({int(e) for e in epochs if final is None or int(e) != int(final)})
+
+
+# how table columns are explained (st.dataframe's column help); figures use the same words
+COLUMN_HELP = {
+    "alive": ALIVE_HELP,
+    "p_chance": "probability that random α weights overlap the MST at least as much (hypergeometric tail)",
+    "eta_tau": "critical compression ratio: edges / spanning-forest edges; pruning beyond it disconnects the layer",
+    "np_normalized": "neural persistence divided by its maximum (|V| − 1)^(1/p)",
+}
+SCIENTIFIC = "%.3e"
+SMALL, LARGE = 1e-4, 1e7  # beyond these, fixed-point shows a row of zeros or a run of digits
+
+
+def column_formats(df: pd.DataFrame) -> dict[str, dict[str, str]]:
+    """Per column, the ``format`` and ``help`` a table view should use (plain dicts, so this stays
+    free of Streamlit): scientific notation for probabilities (``p_*`` columns) and for float
+    columns with nonzero values below ``SMALL`` or from ``LARGE`` up (a p-value of 1e-164 would
+    print as a row of zeros spilling out of its cell); known columns get their explanation."""
+    out: dict[str, dict[str, str]] = {}
+    for col in df.columns:
+        spec: dict[str, str] = {}
+        if pd.api.types.is_float_dtype(df[col].dtype):
+            v = np.abs(df[col].to_numpy(dtype=float))
+            v = v[np.isfinite(v) & (v > 0)]
+            if str(col).startswith("p_") or (v.size and (v.min() < SMALL or v.max() >= LARGE)):
+                spec["format"] = SCIENTIFIC
+        if str(col) in COLUMN_HELP:
+            spec["help"] = COLUMN_HELP[str(col)]
+        if spec:
+            out[str(col)] = spec
+    return out

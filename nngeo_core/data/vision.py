@@ -10,7 +10,8 @@ Layout (the one torchvision uses, so a torchvision download can be pointed at di
 MNIST-style IDX files are read by torchvision's own loaders; ``.gz`` files are decompressed in
 place when the plain file is missing. Missing files are downloaded only when
 ``get_settings().download`` is true (NNGEO_DOWNLOAD); every failure becomes one ``NNGeoError``
-line that says which files to put where.
+line that starts with what to do (which files to put where), whole, and ends with the underlying
+error, cut at a word to fit the one line the app shows (``errors.MAX_LINE``).
 
 CIFAR batches are read here rather than through torchvision, because torchvision refuses any
 file whose md5 differs from the official release (so a subset or a re-packed copy would not
@@ -31,20 +32,33 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import NNGeoError, one_line
+from ..errors import MAX_LINE, NNGeoError, one_line
 from ..settings import get_settings
 from .base import Dataset
 from .common import as_optional_int, as_seed, dataset, make_dataset, subsample
 
-MAX_REASON = 200  # at most this many characters of an underlying error in our one-line message
-ALLOW_DOWNLOAD = "allow downloads with NNGEO_DOWNLOAD=1 and network access"
+MIN_REASON = 60  # characters of an underlying error kept even when the hint before it is long
+ALLOW_DOWNLOAD = "or set NNGEO_DOWNLOAD=1 to download (needs network access)"
 
 
-def _reason(exc: BaseException) -> str:
-    """``Type: message`` of an underlying error, its lines joined (torchvision's span several)."""
+def _reason(exc: BaseException, room: int = MAX_LINE, *, last: bool = False) -> str:
+    """``Type: message`` of an underlying error, its lines joined (``last``: only its last line,
+    where torchvision's download errors put the cause), cut at a word to at most ``room`` characters."""
     if not str(exc).strip():
         return f"{type(exc).__name__}: no details"
-    return one_line(exc, typed=True, join=True, limit=MAX_REASON)
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    text = (
+        f"{type(exc).__name__}: {one_line(lines[-1])}" if last else one_line(exc, typed=True, join=True, limit=10_000)
+    )
+    if len(text) <= room:
+        return text
+    return text[: room - 1].rsplit(" ", 1)[0].rstrip(" ,;:(") + "…"
+
+
+def _failed(hint: str, what: str, exc: BaseException, *, last: bool = False) -> NNGeoError:
+    """``HINT; WHAT: REASON``: what to do first and whole, then the underlying error in the room left."""
+    head = f"{hint}; {what}: "
+    return NNGeoError(head + _reason(exc, max(MAX_LINE - len(head), MIN_REASON), last=last))
 
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST
@@ -65,9 +79,7 @@ def _gunzip_missing(raw: Path, names: tuple[str, ...]) -> None:
             partial.replace(target)  # atomic: never leave a half-written file behind
         except (OSError, EOFError) as exc:
             partial.unlink(missing_ok=True)
-            raise NNGeoError(
-                f"could not decompress {archive} ({_reason(exc)}); replace it with the original file"
-            ) from None
+            raise _failed(f"replace {archive} with the original file", "it could not be decompressed", exc) from None
 
 
 def _load_idx_dataset(name: str, tv_name: str, seed: int, n_train, n_test) -> Dataset:
@@ -87,21 +99,19 @@ def _load_idx_dataset(name: str, tv_name: str, seed: int, n_train, n_test) -> Da
     legacy = (processed / "training.pt").is_file() and (processed / "test.pt").is_file()
 
     if missing and not legacy:
-        where = f"put {', '.join(missing)} (or the same names with .gz) there"
+        put = f"{name}: put {', '.join(missing)} (or .gz) in {raw}"
         if not settings.download:
-            raise NNGeoError(f"{name} not found in {raw}: {where}, or {ALLOW_DOWNLOAD}")
+            raise NNGeoError(f"{put}, {ALLOW_DOWNLOAD}")
         try:
             cls(str(root), train=True, download=True)  # fetches all four files
         except Exception as exc:  # torchvision raises RuntimeError, URLError, OSError, ...
-            raise NNGeoError(f"{name} not found in {raw} and the download failed ({_reason(exc)}): {where}") from None
+            raise _failed(put, "the download failed", exc, last=True) from None
 
     try:
         train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)
     except Exception as exc:  # malformed files trip asserts and TypeErrors deep in the reader
-        raise NNGeoError(
-            f"{name} files in {raw} could not be read ({_reason(exc)}); replace them with the original files"
-        ) from None
+        raise _failed(f"{name}: replace the files in {raw} with the originals", "they could not be read", exc) from None
     for part, images, labels in (("train", train.data, train.targets), ("t10k", test.data, test.targets)):
         if tuple(images.shape[1:]) != (28, 28) or len(images) != len(labels) or len(labels) == 0:
             raise NNGeoError(
@@ -213,9 +223,7 @@ def _read_pickle(path: Path) -> dict:
         with open(path, "rb") as f:
             obj = _ArrayOnlyUnpickler(f, encoding="latin1").load()
     except Exception as exc:
-        raise NNGeoError(
-            f"{path} is not a readable CIFAR batch ({_reason(exc)}); replace it with the original file"
-        ) from None
+        raise _failed(f"replace {path} with the original CIFAR batch", "it could not be read", exc) from None
     if not isinstance(obj, dict):
         raise NNGeoError(f"{path} is not a CIFAR batch (holds a {type(obj).__name__}, not a dict)")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
@@ -270,18 +278,16 @@ def _load_cifar(name: str, seed: int, n_train, n_test) -> Dataset:
     folder = root / folder_name
     missing = [f for f in train_files + test_files if not (folder / f).is_file()]
     if missing:
-        where = f"put {', '.join(missing)} there (extract {archive} into {root})"
+        put = f"{name}: put {', '.join(missing)} in {folder} (extract {archive} in the folder above it)"
         if not settings.download:
-            raise NNGeoError(f"{name} not found in {folder}: {where}, or {ALLOW_DOWNLOAD}")
+            raise NNGeoError(f"{put}, {ALLOW_DOWNLOAD}")
         try:
             import torchvision.datasets as tvd  # only here: importing it takes seconds
 
             # torchvision downloads the archive, checks its md5 and extracts it into root
             getattr(tvd, tv_name)(str(root), train=True, download=True)
         except Exception as exc:
-            raise NNGeoError(
-                f"{name} not found in {folder} and the download failed ({_reason(exc)}): {where}"
-            ) from None
+            raise _failed(put, "the download failed", exc, last=True) from None
 
     x_train, y_train = _read_cifar_batches(folder, train_files, label_key, num_classes)
     x_test, y_test = _read_cifar_batches(folder, test_files, label_key, num_classes)

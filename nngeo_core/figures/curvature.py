@@ -2,9 +2,13 @@
 centred at 0, neurons coloured by node curvature, and per-layer curvature histograms.
 
 Edge tables are ``nngeo_core.curvature``'s: ``layer``, ``curvature``, the endpoints ``src``/``dst``
-(unit indices in the layer's flattened input and output), optionally ``weight`` and the node
-layers ``src_level``/``dst_level``. Node layers are drawn left to right as columns (by level when
-the table has levels, else layer k joins column k to column k+1).
+(unit indices in the layer's flattened input and output), optionally ``weight``, ``alive`` and
+the node layers ``src_level``/``dst_level``. Node layers are drawn left to right as columns (by
+level when the table has levels, else layer k joins column k to column k+1).
+
+``alive`` (``curvature.neural``) counts the calibration inputs on which both end neurons of an edge
+fire: 0 is a dead edge, whose curvature is the analysis's ``dead_value`` (1 by default) by
+definition, not a measurement; the weight-only analysis uses no data and sets it to 1 everywhere.
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
 from ..errors import NNGeoError
-from .common import DIVERGING, empty_figure, finish, require_columns
+from .common import DIVERGING, Shapes, empty_figure, finish, labels_for, require_columns
 from .persistence import layer_color
 
 ENDPOINT_NAMES = (("src", "dst"), ("source", "target"), ("i", "j"), ("in", "out"), ("u", "v"))
 N_COLOR_BINS = 11
+ALIVE_HELP = (
+    "number of calibration inputs on which both end neurons of the edge fire (nonzero activation); "
+    "0 = a dead edge, whose curvature is the analysis's dead_value (1 by default) by definition, "
+    "not a measurement. The weight-only analysis uses no data: 1 for every edge."
+)
 
 
 def endpoint_columns(edges: pd.DataFrame) -> tuple[str, str]:
@@ -60,12 +69,14 @@ def layer_graph(
     nodes: pd.DataFrame | None = None,
     shown: pd.DataFrame | None = None,
     title: str | None = None,
+    shapes: Shapes | None = None,
 ) -> go.Figure:
     """The layered network with edges coloured by curvature (RdBu, white at 0) and neurons by node
     curvature. ``nodes`` has ``level``, ``unit``, ``curvature`` (``curvature.node_curvature``'s
     table; computed from ``edges`` when not given); ``shown`` is the subset of edges to draw
     (e.g. ``top_edges``), all by default. Hovering an edge's midpoint shows layer, endpoints,
-    weight and curvature."""
+    weight and curvature. Weight layers are labelled 'fc2 (6→5)' from ``shapes`` (the checkpoint
+    header's weight shapes; ``common.layer_labels``)."""
     if edges is None or len(edges) == 0:
         return empty_figure("no curvature computed yet", title)
     require_columns(edges, ["layer", "curvature"], "layer_graph")
@@ -114,6 +125,7 @@ def layer_graph(
                 connectgaps=False,
             )
         )
+    labels = labels_for(edges, shapes)
     weight = shown["weight"].to_numpy(dtype=float) if "weight" in shown.columns else np.full(len(shown), np.nan)
     fig.add_trace(
         go.Scatter(
@@ -132,10 +144,16 @@ def layer_graph(
                 colorbar=dict(title=dict(text="edge<br>curvature"), x=1.02, len=0.45, y=0.75),
             ),
             customdata=np.column_stack(
-                [shown["layer"].astype(str).to_numpy(), shown[src].to_numpy(), shown[dst].to_numpy(), weight, curv]
+                [
+                    shown["layer"].astype(str).map(labels).to_numpy(),
+                    shown[src].to_numpy(),
+                    shown[dst].to_numpy(),
+                    weight,
+                    curv,
+                ]
             ),
             hovertemplate=(
-                "layer %{customdata[0]}<br>edge %{customdata[1]} → %{customdata[2]}"
+                "%{customdata[0]}<br>edge %{customdata[1]} → %{customdata[2]}"
                 "<br>weight %{customdata[3]:.4f}<br>curvature %{customdata[4]:.4f}<extra></extra>"
             ),
             showlegend=False,
@@ -171,7 +189,7 @@ def layer_graph(
     ticks_at = (first_src + first_dst) / 2
     fig.update_xaxes(
         tickvals=ticks_at,
-        ticktext=[f"layer {n}" for n in firsts["layer"].astype(str)],
+        ticktext=[labels.get(n, n) for n in firsts["layer"].astype(str)],
         showgrid=False,
         zeroline=False,
         range=[-0.2, n_cols - 1 + 0.2],
@@ -180,22 +198,82 @@ def layer_graph(
     return finish(fig, title, height=560)
 
 
-def curvature_histogram(edges: pd.DataFrame, *, bins: int = 40, title: str | None = None) -> go.Figure:
-    """Distribution of edge curvature per layer (overlaid, one colour per layer), 0 marked."""
+def dead_edges(edges: pd.DataFrame) -> pd.DataFrame:
+    """Per layer (forward order) and for the whole table: edges, dead edges (``alive`` == 0, no
+    calibration input fires both neurons) and their fraction. A table without ``alive`` has none."""
+    layer = edges["layer"].astype(str)
+    dead = (edges["alive"].to_numpy() == 0) if "alive" in edges.columns else np.zeros(len(edges), bool)
+    per = pd.DataFrame({"layer": layer, "dead": dead}).groupby("layer", sort=False)["dead"].agg(["size", "sum"])
+    per = per.reset_index().rename(columns={"size": "edges", "sum": "dead"})
+    per.loc[len(per)] = ["total", len(edges), int(dead.sum())]
+    per["dead"] = per["dead"].astype(int)
+    per["fraction"] = per["dead"] / per["edges"].clip(lower=1)
+    return per
+
+
+def curvature_histogram(
+    edges: pd.DataFrame, *, bins: int = 40, title: str | None = None, shapes: Shapes | None = None
+) -> go.Figure:
+    """Distribution of the curvature of the live edges per layer (overlaid, one colour per layer,
+    each normalised to its layer's live edges), 0 marked.
+
+    Dead edges (``alive`` == 0) are left out of the histogram: their curvature is a convention
+    (``dead_value``), and in a ReLU net they are often half the edges, a spike that would hide
+    the measured distribution. Their count is in each legend entry and, with the value they carry,
+    in a note above the plot. Bins are computed here (not by plotly), shared by all layers.
+    """
     if edges is None or len(edges) == 0:
         return empty_figure("no curvature computed yet", title)
     require_columns(edges, ["layer", "curvature"], "curvature_histogram")
+    labels = labels_for(edges, shapes)
+    counts = dead_edges(edges).set_index("layer")
+    alive = edges["alive"].to_numpy() != 0 if "alive" in edges.columns else np.ones(len(edges), bool)
+    curv = edges["curvature"].to_numpy(dtype=float)
+    live = curv[alive & np.isfinite(curv)]
+    lo, hi = (float(live.min()), float(live.max())) if live.size else (-1.0, 1.0)
+    edges_of_bins = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([lo - 0.5, lo + 0.5])
+    centres, widths = (edges_of_bins[:-1] + edges_of_bins[1:]) / 2, np.diff(edges_of_bins)
     fig = go.Figure()
-    for i, name in enumerate(dict.fromkeys(edges["layer"].astype(str))):
-        v = edges.loc[edges["layer"].astype(str) == name, "curvature"]
-        # each layer normalised to its own edge count, so a wide layer does not hide a narrow one
+    layer = edges["layer"].astype(str).to_numpy()
+    for i, name in enumerate(dict.fromkeys(layer)):
+        v = curv[(layer == name) & alive & np.isfinite(curv)]
+        hist = np.histogram(v, bins=edges_of_bins)[0] / max(len(v), 1)
+        n_dead, n_all = int(counts.loc[name, "dead"]), int(counts.loc[name, "edges"])
+        dead_text = f" · {n_dead} dead ({n_dead / n_all:.0%})" if n_dead else ""
         fig.add_trace(
-            go.Histogram(
-                x=v, name=f"layer {name}", nbinsx=bins, opacity=0.6, histnorm="probability", marker_color=layer_color(i)
+            go.Bar(
+                x=centres,
+                y=hist,
+                width=widths,
+                name=f"{labels.get(name, name)}{dead_text}",
+                opacity=0.6,
+                marker_color=layer_color(i),
+                customdata=np.column_stack([edges_of_bins[:-1], edges_of_bins[1:]]),
+                hovertemplate=f"{labels.get(name, name)}<br>κ in [%{{customdata[0]:.3f}}, %{{customdata[1]:.3f}})"
+                f"<br>%{{y:.1%}} of its {len(v)} live edges<extra></extra>",
             )
         )
+    n_dead = int(counts.loc["total", "dead"])
+    if n_dead:
+        values = np.unique(curv[~alive])
+        value = f"κ ≡ {values[0]:g}" if len(values) == 1 else "κ = dead_value"
+        fig.add_annotation(
+            text=f"dead edges ({value} by definition, not measured; not in the histogram): "
+            f"{n_dead:,} of {len(edges):,} ({n_dead / len(edges):.0%})",
+            xref="paper",
+            yref="paper",
+            x=0,
+            y=1.0,
+            xanchor="left",
+            yanchor="bottom",
+            showarrow=False,
+            font=dict(size=12, color="#555555"),
+        )
     fig.add_vline(x=0, line=dict(color="#000000", width=1, dash="dot"))
-    fig.update_layout(barmode="overlay")
-    fig.update_xaxes(title_text="Ollivier-Ricci curvature")
-    fig.update_yaxes(title_text="fraction of the layer's edges")
-    return finish(fig, title, height=360)
+    fig.update_layout(barmode="overlay", bargap=0)
+    fig.update_xaxes(title_text="Ollivier-Ricci curvature κ" + (" (live edges)" if n_dead else ""))
+    fig.update_yaxes(title_text="fraction of the layer's live edges" if n_dead else "fraction of the layer's edges")
+    finish(fig, title, height=380)
+    if n_dead:
+        fig.update_layout(margin=dict(t=75 if title else 40))
+    return fig

@@ -3,6 +3,8 @@ and the plane / line through chosen inputs of an image model."""
 
 from __future__ import annotations
 
+import textwrap
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
@@ -21,6 +23,13 @@ CLASS_COLORS = (
     "#000000",
     "#882255",
     "#44AA99",
+)
+
+ZERO_FIELD_ATOL = 1e-9  # |R| below this everywhere counts as identically zero (float64 round-off)
+FLAT_NOTE = (
+    "R = 0 at every grid point: the network is piecewise linear (e.g. ReLU), so its pullback "
+    "metric is constant on each linear region and the curvature vanishes almost everywhere "
+    "(it lives only on the region boundaries, a set of measure zero)."
 )
 
 QUANTITY_LABELS = {
@@ -52,7 +61,8 @@ def geometry_heatmap(
 
     ``points`` (columns x, y, label) are drawn on top, coloured by class. The decision boundary is
     the zero contour of ``margin`` for two classes and the class-change lines of ``pred`` otherwise.
-    A signed quantity (the Ricci scalar) uses a diverging scale centred at 0.
+    A signed quantity (the Ricci scalar) uses a diverging scale centred at 0; a Ricci scalar that
+    is zero at every grid point (``is_zero_field``) gets a note saying why, not a blank map.
     """
     if grid is None or len(grid) == 0:
         return empty_figure("no geometry computed yet", title)
@@ -73,6 +83,20 @@ def geometry_heatmap(
         fig.add_trace(go.Heatmap(colorscale=DIVERGING, zmid=0.0, zmin=-lim or -1, zmax=lim or 1, **heat))
     else:
         fig.add_trace(go.Heatmap(colorscale=SEQUENTIAL, **heat))
+    if value == "ricci" and is_zero_field(z):
+        fig.add_annotation(
+            text="<br>".join(textwrap.wrap(FLAT_NOTE, 50)),
+            name="zero-field note",
+            xref="paper",
+            yref="paper",
+            x=0.5,
+            y=0.5,
+            showarrow=False,
+            align="left",
+            bgcolor="rgba(255,255,255,0.85)",
+            bordercolor="#555555",
+            font=dict(size=13, color="#222222"),
+        )
     if boundary:
         _add_boundary(fig, grid)
     if points is not None and len(points):
@@ -97,6 +121,13 @@ def geometry_heatmap(
     fig.update_yaxes(range=[ys.min(), ys.max()], title_text="x₂", scaleanchor="x", scaleratio=1)
     fig.update_layout(legend=dict(orientation="h", y=-0.15))
     return finish(fig, title, height=520)
+
+
+def is_zero_field(z, atol: float = ZERO_FIELD_ATOL) -> bool:
+    """Whether every finite value of a field is zero (within ``atol``); False for no finite value."""
+    v = np.asarray(z, dtype=float)
+    v = v[np.isfinite(v)]
+    return bool(v.size) and bool(np.abs(v).max() <= atol)
 
 
 def _add_boundary(fig: go.Figure, grid: pd.DataFrame) -> None:

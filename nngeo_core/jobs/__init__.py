@@ -3,13 +3,14 @@
 A job is a spec (what to compute) plus its hash. ``submit(spec)`` returns the stored result at
 once when the store already has it (``cached=True``), returns the existing job when an identical
 one is queued or running, and otherwise queues it for a worker (`nngeo worker`, or the embedded
-worker the dashboard starts with ``ensure_worker()``). Workers record state, percent, phase,
+worker the dashboard starts and keeps alive with ``start_supervisor()``). Workers record state, percent, phase,
 metrics, times, device and errors in a job table that ``status``/``list_jobs`` read; ``cancel``
 stops a job at its next progress check and nothing is stored.
 
 The queue comes from ``NNGEO_QUEUE`` (see ``nngeo_core.settings``): a SQLite file on one machine
 (default ``$NNGEO_HOME/queue.db``), ``redis://host:port/db`` for workers on several machines, or
-``memory://`` (this process only, a background thread; for tests and demos).
+``memory://`` (this process only, a background thread; for tests and demos). ``clean(days)``
+deletes finished jobs older than that many days.
 
     from nngeo_core import jobs
     info = jobs.submit(RunSpec(...))      # JobInfo(id, kind, state, progress, ..., cached, result)
@@ -21,9 +22,9 @@ Modules, each importing only those listed before it: ``table/`` (the job table: 
 ``sqlite``, ``redis``), ``registry`` (job kinds), ``runner`` (running one claimed job),
 ``liveness`` (heartbeats, dead workers, recovery), ``backend`` (submit/status/cancel over a
 table), ``inprocess`` and ``huey_backend`` (the transports), ``queues`` (``get_backend``),
-``embedded`` (the dashboard's worker), ``worker`` (one Huey consumer), ``supervisor`` (`nngeo
-worker`: one consumer per GPU); ``kinds`` (built-in kinds, loaded by the registry) and ``cli``
-sit on top.
+``embedded`` (the dashboard's worker and the app's supervisor of it), ``worker`` (one Huey
+consumer), ``supervisor`` (`nngeo worker`: one consumer per GPU); ``kinds`` (built-in kinds,
+loaded by the registry) and ``cli`` sit on top.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..progress import Progress
 from .backend import JobBackend, JobInfo
-from .embedded import WorkerHandle, ensure_worker, worker_status
+from .embedded import WorkerHandle, ensure_worker, start_supervisor, stop_supervisor, worker_status
 from .queues import get_backend
 from .registry import JOB_KINDS, JobKind, get_job_kind, job_kinds, kind_for_spec, register_job_kind
 from .table import ACTIVE_STATES, CANCELLED, DONE, FAILED, FINAL_STATES, QUEUED, RUNNING, STATES
@@ -68,6 +69,11 @@ def wait(job_id: str, timeout: float | None = None) -> JobInfo:
     return get_backend().wait(job_id, timeout=timeout)
 
 
+def clean(older_than_days: float) -> int:
+    """Delete finished jobs older than ``older_than_days`` days (never queued or running ones)."""
+    return get_backend().clean(older_than_days)
+
+
 def run_job(spec: Any, progress: Progress | None = None, *, store: Store | None = None) -> str:
     """Compute ``spec`` here, without a queue (the CLI's direct commands); returns the result key."""
     from ..store import default_store  # lazy: 1.3 s (pandas, fsspec); `nngeo --help` imports this package
@@ -93,6 +99,7 @@ __all__ = [
     "JobKind",
     "WorkerHandle",
     "cancel",
+    "clean",
     "ensure_worker",
     "get_backend",
     "get_job_kind",
@@ -102,7 +109,9 @@ __all__ = [
     "logs",
     "register_job_kind",
     "run_job",
+    "start_supervisor",
     "status",
+    "stop_supervisor",
     "submit",
     "wait",
     "worker_status",

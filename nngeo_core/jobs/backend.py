@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import math
 import os
 import socket
 import time
@@ -29,6 +30,8 @@ from .table import ACTIVE_STATES, DONE, FAILED, FINAL_STATES, QUEUED, JobTable, 
 
 if TYPE_CHECKING:
     from ..store import Store
+
+DAY_SECONDS = 86400.0
 
 
 @dataclass
@@ -210,6 +213,15 @@ class JobBackend(ABC):
 
     def logs(self, job_id: str, start: int = 0) -> builtins.list[str]:
         return self.table.logs(self.table.resolve(job_id), start)
+
+    def clean(self, older_than_days: float) -> int:
+        """Delete finished (done, failed, cancelled) jobs older than ``older_than_days`` days, by
+        when they ended, with their logs; queued and running jobs are never touched. Returns how
+        many were deleted."""
+        days = float(older_than_days)
+        if not math.isfinite(days) or days < 0:
+            raise NNGeoError(f"the age of jobs to delete must be 0 or more days, got {older_than_days!r}")
+        return self.table.delete_finished(time.time() - days * DAY_SECONDS)
 
     def workers(self) -> builtins.list[Row]:
         """Live workers of this queue (recent heartbeat, process alive)."""

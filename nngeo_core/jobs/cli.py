@@ -1,26 +1,30 @@
-"""`nngeo worker` and `nngeo jobs submit|status|list|cancel|logs|workers` for headless use.
+"""`nngeo worker` and `nngeo jobs submit|status|list|cancel|logs|workers|clean` for headless use.
 
 `nngeo jobs submit KIND ...` takes the same flags as the direct command (`nngeo jobs submit train
 --model mlp --data xor` queues what `nngeo train --model mlp --data xor` computes); any kind also
 accepts ``--spec-json '{...}'`` (or ``@file.json``) with a spec as `to_dict` writes it. The kind's
 flags are parsed in a second stage, so kinds registered by plugins get their own flags without
-this module importing them on every `nngeo` call.
+this module importing them on every `nngeo` call. `list` and `status` first fail (or re-queue)
+running jobs whose worker is dead, so they tell the truth with no worker or dashboard running.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 import time
 from typing import Any
 
-from ..cli_args import ProgressBar, print_json, print_table
+from ..cli_args import OneLineParser, ProgressBar, print_json, print_table
 from ..errors import NNGeoError
+from ..settings import get_settings
 from ..specs import spec_from_dict
 from .backend import JobBackend, JobInfo
 from .embedded import worker_status
+from .liveness import recover_dead_jobs
 from .queues import get_backend
 from .registry import JobKind, get_job_kind
 
@@ -46,9 +50,7 @@ def cmd_worker(a: argparse.Namespace) -> int:
 
 # -- submit ------------------------------------------------------------------------------------
 def _submit_parser(kind: JobKind) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"nngeo jobs submit {kind.name}", description=f"Queue a {kind.name} job for a worker."
-    )
+    p = OneLineParser(prog=f"nngeo jobs submit {kind.name}", description=f"Queue a {kind.name} job for a worker.")
     g = p.add_argument_group("job")
     g.add_argument("--json", action="store_true", help="print the job as JSON")
     g.add_argument("--wait", action="store_true", help="wait until it finishes, with a progress bar")
@@ -133,8 +135,18 @@ def _clock(t: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else ""
 
 
-def cmd_status(a: argparse.Namespace) -> int:
+def _reconciled_backend() -> JobBackend:
+    """The backend, once running jobs of dead workers are failed (or re-queued): the same
+    conditional transitions a worker or the dashboard's supervisor makes, here because neither
+    may be running to make them."""
     backend = get_backend()
+    if backend.spawns_workers:
+        recover_dead_jobs(backend.table, me=None, requeue=get_settings().requeue_dead, enqueue=backend.enqueue)
+    return backend
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    backend = _reconciled_backend()
     info = backend.status(a.id)
     if a.wait and not info.finished:
         info = _wait_with_bar(backend, info.id, quiet=a.json, timeout=a.timeout)
@@ -166,7 +178,7 @@ def cmd_status(a: argparse.Namespace) -> int:
 def cmd_list(a: argparse.Namespace) -> int:
     import pandas as pd  # lazy: 1.4 s to import, for this one table (`nngeo --help` imports this module)
 
-    infos = get_backend().list(state=a.state, kind=a.kind, limit=a.limit)
+    infos = _reconciled_backend().list(state=a.state, kind=a.kind, limit=a.limit)
     if a.json:
         print_json([i.to_dict() for i in infos])
         return 0
@@ -241,6 +253,27 @@ def cmd_workers(a: argparse.Namespace) -> int:
     return 0
 
 
+def parse_days(text: str) -> float:
+    """``--older-than``: a number of days, 0 or more."""
+    try:
+        days = float(text)
+    except ValueError:
+        raise NNGeoError(f"--older-than takes a number of days, got {text!r}") from None
+    if not math.isfinite(days) or days < 0:
+        raise NNGeoError(f"--older-than must be 0 or more days, got {text!r}")
+    return days
+
+
+def cmd_clean(a: argparse.Namespace) -> int:
+    days = parse_days(a.older_than)
+    deleted = get_backend().clean(days)
+    if a.json:
+        print_json({"deleted": deleted, "older_than_days": days})
+    else:
+        print(f"deleted {deleted} finished job{'s' if deleted != 1 else ''} older than {days:g} days")
+    return 0
+
+
 def add_commands(sub: Any) -> None:
     w = sub.add_parser(
         "worker",
@@ -261,7 +294,7 @@ def add_commands(sub: Any) -> None:
     w.set_defaults(func=cmd_worker)
 
     j = sub.add_parser("jobs", help="submit, follow and cancel background jobs")
-    js = j.add_subparsers(dest="jobs_command", required=True)
+    js = j.add_subparsers(dest="jobs_command", required=True, metavar="COMMAND")
 
     s = js.add_parser(
         "submit",
@@ -302,3 +335,15 @@ def add_commands(sub: Any) -> None:
     wk = js.add_parser("workers", help="live workers and queue depth")
     wk.add_argument("--json", action="store_true")
     wk.set_defaults(func=cmd_workers)
+
+    cl = js.add_parser(
+        "clean",
+        help="delete finished jobs older than some days",
+        description="Delete done, failed and cancelled jobs (and their logs) that ended more than DAYS days "
+        "ago; queued and running jobs are never touched. The dashboard does this itself for jobs older "
+        "than $NNGEO_JOBS_KEEP_DAYS.",
+    )
+    # a string parsed by parse_days: its message says what a valid age is (days ≥ 0, finite)
+    cl.add_argument("--older-than", metavar="DAYS", required=True, help="age in days (0: every finished job)")
+    cl.add_argument("--json", action="store_true", help="print {deleted, older_than_days} as JSON")
+    cl.set_defaults(func=cmd_clean)

@@ -21,6 +21,7 @@ from ..analyse_cli import add_analysis_arguments, analysis_spec_from_args
 from ..analyses import get_analysis, normalize_params
 from ..cli_args import add_run_arguments, run_spec_from_args
 from ..errors import NNGeoError
+from ..params import changed_text
 from ..progress import Progress
 from ..settings import pick_device
 from ..specs import AnalysisSpec, RunSpec, SpecBase, register_spec
@@ -38,7 +39,10 @@ def train_job(spec: RunSpec, *, store: Store, progress: Progress) -> str:
 
 
 def describe_run(spec: RunSpec) -> str:
-    return f"train {spec.model.name} on {spec.data.name} (seed {spec.train.seed}, {spec.train.epochs} epochs)"
+    """The job's label, with the model and data parameters that differ from their defaults."""
+    base = f"train {spec.model.name} on {spec.data.name} (seed {spec.train.seed}, {spec.train.epochs} epochs)"
+    changed = (changed_text(s.params, s.param_defaults) for s in (spec.model, spec.data))
+    return " ".join([base, *(c for c in changed if c)])
 
 
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
@@ -118,8 +122,9 @@ def analyse_job(spec: AnalysisSpec, *, store: Store, progress: Progress) -> str:
 
 
 def describe_analysis(spec: AnalysisSpec) -> str:
+    """The job's label, with the analysis parameters that differ from their defaults."""
     where = f" epoch {spec.epoch}" if spec.epoch is not None else ""
-    return f"analyse {spec.method} of {spec.run[:8]}{where}"
+    return f"analyse {spec.method} of {spec.run[:8]}{where} {changed_text(spec.params, spec.param_defaults)}".rstrip()
 
 
 def _add_analyse_arguments(p: argparse.ArgumentParser) -> None:
@@ -171,6 +176,7 @@ def health_job(spec: HealthSpec, *, store: Store, progress: Progress) -> str:
         torch=torch.__version__,
         waited=round(time.monotonic() - start, 4),
         cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        torch_threads=torch.get_num_threads(),  # as the job's thread sees it (nngeo_core.threads)
     )
     return store.put(
         "health", spec, pd.DataFrame([row]), attrs=dict(method="health", label=f"health check {spec.tag}".strip())

@@ -1,6 +1,7 @@
 """`nngeo worker`: one consumer per visible GPU (each its own process with
 ``CUDA_VISIBLE_DEVICES`` set to one GPU) under a supervisor that restarts a consumer that dies
-and stops them all on a signal, or one consumer in this process (one GPU, or the CPU).
+and stops them all on a signal, or one consumer in this process (one GPU, or the CPU). Each
+consumer process gets its share of the cores for torch's threads (``nngeo_core.threads``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from .. import threads
 from ..errors import NNGeoError
 from ..settings import get_settings
 from .liveness import SHUTDOWN_WAIT_SECONDS
@@ -87,19 +89,25 @@ def run_worker_command(
             + (["--verbose"] if verbose else [])
             + (["--parent-pid", str(parent_pid)] if parent_pid else [])
         )
-        return supervise([gid for gid in plan if gid is not None], extra)
+        gpu_ids = [gid for gid in plan if gid is not None]
+        # the children share this machine's cores: each gets cores // (its threads x children)
+        per_child = threads.for_consumers(len(gpu_ids) * workers, get_settings().worker_threads)
+        return supervise(gpu_ids, extra, worker_threads=per_child)
     if plan[0] is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = plan[0]
     return Worker(workers=workers, requeue_dead=requeue_dead, parent_pid=parent_pid).run()
 
 
-def supervise(gpu_ids: list[str], extra_args: list[str]) -> int:
-    """One child consumer per GPU; restarts a child that dies, stops them all on a signal."""
+def supervise(gpu_ids: list[str], extra_args: list[str], worker_threads: int | None = None) -> int:
+    """One child consumer per GPU; restarts a child that dies, stops them all on a signal.
+    ``worker_threads``: each child's torch thread count (``NNGEO_WORKER_THREADS`` in its env)."""
     children: dict[str, subprocess.Popen[bytes]] = {}
     stopping = threading.Event()
 
     def spawn(gid: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ, CUDA_VISIBLE_DEVICES=gid)
+        if worker_threads is not None:
+            env["NNGEO_WORKER_THREADS"] = str(worker_threads)
         log.info("starting consumer for GPU %s", gid)
         return subprocess.Popen([sys.executable, "-m", "nngeo_core", "worker", "--gpus", gid, *extra_args], env=env)
 

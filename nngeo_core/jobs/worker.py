@@ -19,6 +19,7 @@ from typing import Any
 
 from huey.consumer import Consumer
 
+from .. import threads
 from ..settings import get_settings
 from .huey_backend import HueyBackend
 from .liveness import SHUTDOWN_WAIT_SECONDS, Heartbeat, recover_dead_jobs, requeue_orphans
@@ -66,6 +67,7 @@ class Worker:
         self.workers = max(1, int(workers))
         self.requeue_dead = requeue_dead
         self.id = new_worker_id()
+        self.threads = 0  # torch intra-op threads, set in run()
         self.ctx = WorkerContext(worker_id=self.id, device="starting", enqueue=self.backend.enqueue)
         self.heartbeat = Heartbeat(
             self.table, self.ctx, queue=self.backend.queue, recover=self.recover, parent_pid=parent_pid
@@ -94,6 +96,10 @@ class Worker:
     def run(self) -> int:
         self.beat("starting")  # before torch is imported, so `ensure_worker` sees us at once
         self.ctx.device = detect_device()
+        # Huey's consumers here are threads of this one process and torch's thread count is
+        # process-wide: set once, to this process's cores // its consumers (a multi-GPU
+        # `nngeo worker` hands each child process its share through NNGEO_WORKER_THREADS)
+        self.threads = threads.set_for_consumers(self.workers)
         kinds = job_kinds()  # import plugin kinds now: a broken one shows at start, not in a job
         self.backend.context = self.ctx
         self.recover()
@@ -110,12 +116,13 @@ class Worker:
             options.update(SQLITE_POLL)
         consumer = StoppingConsumer(self.backend.huey, self._request_stop, **options)
         log.info(
-            "worker %s ready: queue %s (%s), store %s, device %s, kinds %s",
+            "worker %s ready: queue %s (%s), store %s, device %s, torch threads %d, kinds %s",
             self.id,
             redact(self.backend.queue),
             self.backend.name,
             self.settings.store,
             self.ctx.device,
+            self.threads,
             ", ".join(kinds),
         )
         try:

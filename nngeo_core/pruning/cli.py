@@ -1,4 +1,5 @@
-"""`nngeo prune` (run sweeps, one per strategy) and `nngeo compare` (print the comparison table).
+"""`nngeo prune` (run sweeps, one per strategy), `nngeo compare` (print the comparison table) and
+`nngeo strategies` (list the pruning strategies, from the catalogue: no torch).
 
 One rule for image models on the offline digits data: when ``--data digits`` is given without a
 ``resize`` parameter and the model's default input is 28×28 (fcn_mnist, lenet5, cnn_mnist), the
@@ -11,7 +12,16 @@ import argparse
 import json
 import sys
 
-from ..cli_args import add_run_arguments, parse_value, print_json, print_table, progress_for, run_spec_from_args
+from .. import catalogue
+from ..cli_args import (
+    add_run_arguments,
+    check_run_names,
+    parse_value,
+    print_json,
+    print_table,
+    progress_for,
+    run_spec_from_args,
+)
 from ..errors import NNGeoError
 
 MNIST_SIDE = 28
@@ -44,7 +54,7 @@ def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> Non
 
 
 def _levels(a) -> tuple[float, ...]:
-    # lazy: pruning.specs loads torch (~2 s); `nngeo --help` must not pay for it
+    # lazy: pruning.specs loads torch (1.5 s CPU, measured); `nngeo --help` must not pay for it
     from .specs import compression_levels, compression_to_sparsity
 
     def as_list(text):
@@ -63,7 +73,7 @@ def _levels(a) -> tuple[float, ...]:
 
 def strategy_params(items, strategies: list[str]) -> dict[str, dict]:
     """Split --strategy-param values by strategy: 'imp.rate=0.1' for one, 'samples=64' for all that have it."""
-    # lazy: the strategies load torch, gudhi and scipy (~3.5 s); `nngeo --help` must not pay for them
+    # lazy: the strategies load torch, gudhi and scipy (2.2 s CPU, measured); `nngeo --help` must not pay for them
     from .strategies import get_strategy
 
     out: dict[str, dict] = {s: {} for s in strategies}
@@ -88,7 +98,7 @@ def strategy_params(items, strategies: list[str]) -> dict[str, dict]:
 
 def resize_rule(run_spec):
     """digits + a model built for 28×28 inputs -> resize=28 (the one rule; see the module docstring)."""
-    # lazy: the model zoo loads torch (~2 s); `nngeo --help` must not pay for it
+    # lazy: the model zoo loads torch (1.3 s CPU, measured); `nngeo --help` must not pay for it
     from ..models import model_info
 
     if run_spec.data.name != "digits" or "resize" in run_spec.data.params:
@@ -104,10 +114,19 @@ def resize_rule(run_spec):
 
 
 def sweep_specs_from_args(a, *, note=None) -> list:
-    # lazy: the strategies load torch, gudhi and scipy (~3.5 s); `nngeo --help` must not pay for them
+    # misspelt names are told at once, from the catalogue, not after torch has loaded
+    check_run_names(a)
+    strategies = [s.strip() for s in str(a.strategy).split(",") if s.strip()]
+    if not strategies:
+        raise NNGeoError("give at least one --strategy")
+    for s in strategies:
+        catalogue.check_strategy(s)
+    # lazy: the strategies load torch, gudhi and scipy (2.2 s CPU, measured); `nngeo --help` must not pay for them
     from .specs import SweepSpec
     from .strategies import get_strategy
 
+    for s in strategies:
+        get_strategy(s)
     run = run_spec_from_args(a)
     run, resized = resize_rule(run)
     if resized and note is not None:
@@ -115,11 +134,6 @@ def sweep_specs_from_args(a, *, note=None) -> list:
             f"note: digits resized to {MNIST_SIDE}x{MNIST_SIDE} for {run.model.name} "
             "(give --data-param resize=N to choose another size)"
         )
-    strategies = [s.strip() for s in str(a.strategy).split(",") if s.strip()]
-    if not strategies:
-        raise NNGeoError("give at least one --strategy")
-    for s in strategies:
-        get_strategy(s)
     if a.seeds < 1:
         raise NNGeoError("--seeds must be at least 1")
     params = strategy_params(a.strategy_param, strategies)
@@ -155,13 +169,13 @@ ROW_COLUMNS = [
 
 
 def cmd_prune(a) -> int:
-    # lazy: the store and the sweep load pandas and torch (seconds); `nngeo --help` must not pay for them
+    quiet = a.json or a.quiet
+    specs = sweep_specs_from_args(a, note=None if quiet else (lambda m: print(m, file=sys.stderr)))
+    # lazy: the store and the sweep load pandas and torch (2.1 s CPU, measured); `nngeo --help` must not pay
     from ..store import Store, default_store
     from .sweep import run_sweep
 
     store = Store(a.store) if a.store else default_store()
-    quiet = a.json or a.quiet
-    specs = sweep_specs_from_args(a, note=None if quiet else (lambda m: print(m, file=sys.stderr)))
     out_rows, keys = [], []
     for spec in specs:
         cached = store.exists(spec.hash)
@@ -226,6 +240,16 @@ def cmd_compare(a) -> int:
     return 0
 
 
+def cmd_strategies(a) -> int:
+    rows = catalogue.rows(catalogue.STRATEGIES)
+    if a.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['name']:14s} {'needs data  ' if r['needs_data'] else '            '}{r['description']}")
+    return 0
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("prune", help="prune a trained run with one or more strategies over sparsities and seeds")
     add_sweep_arguments(p)
@@ -240,3 +264,7 @@ def add_commands(sub) -> None:
     c.add_argument("--delta", type=float, default=1.0, help="accuracy points below dense still counted (default 1)")
     c.add_argument("--json", action="store_true")
     c.set_defaults(func=cmd_compare)
+
+    q = sub.add_parser("strategies", help="list the pruning strategies")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=cmd_strategies)

@@ -183,7 +183,7 @@ def test_leaves_the_input_model_untouched(name, model_name):
     model.train()
     entry = STRATEGIES[name]
     masks = {n: torch.ones_like(dict(model.named_modules())[n].weight, dtype=torch.bool) for n in layer_names(model)}
-    params = {**entry.params, **FAST_PARAMS.get(name, {})}
+    params = {**entry.defaults, **FAST_PARAMS.get(name, {})}
     settings = PruneSettings(sparsity=0.5, scope="global", layers=tuple(masks), seed=0, params=params)
     entry.fn(model, masks, data_for(model), settings)  # the strategy function itself, with no copy made for it
     after = model.state_dict()

@@ -129,6 +129,30 @@ def test_fifty_jobs_over_two_consumers_each_stored_exactly_once(shared_env, work
         assert sum("started on worker" in line for line in jobs.logs(f.id)) == 1
 
 
+@pytest.mark.timeout(300)
+def test_jobs_run_with_the_workers_share_of_torch_threads(shared_env, workers, tmp_path, monkeypatch):
+    """A job's own thread (a Huey consumer thread) sees the count the worker set for its process:
+    NNGEO_WORKER_THREADS when set, else the process's cores // its consumers."""
+    setting = shared_env.env.get("NNGEO_WORKER_THREADS")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    expected = int(setting) if setting else max(1, cores // 1)  # the shared worker: one consumer
+    final = wait_finished(jobs.submit(HealthSpec(tag="threads")).id)
+    assert final.state == "done" and final.pid == shared_env.proc.pid
+    assert int(shared_env.store.get(final.result)["torch_threads"].iloc[0]) == expected
+
+    # the setting wins over the cores, and it is a change from the inherited OMP_NUM_THREADS=1
+    env = nngeo_env(tmp_path / "home", NNGEO_WORKER_THREADS="3", OMP_NUM_THREADS="1")
+    use_env(monkeypatch, env)  # its own queue: only this worker takes the next job
+    three = workers.start(env, "--workers", "2")
+    Workers.wait_ready(jobs.get_backend().table, [three])
+    final = wait_finished(jobs.submit(HealthSpec(tag="three-threads")).id)
+    assert final.state == "done" and final.pid == three.pid
+    assert int(Store(env["NNGEO_STORE"]).get(final.result)["torch_threads"].iloc[0]) == 3
+    three.send_signal(signal.SIGTERM)
+    three.wait(60)
+    assert "torch threads 3," in workers.procs[-1][1].read_text()
+
+
 # -- SIGKILL ---------------------------------------------------------------------------------
 WRITER_MODULE = '''
 """Test-only job kind: writes many complete results, so a SIGKILL lands during a store write."""
@@ -344,8 +368,12 @@ def test_one_consumer_per_gpu_id_under_a_supervisor(workers, tmp_path, monkeypat
     info = jobs.submit(HealthSpec(tag="gpu-ids"))
     final = wait_finished(info.id)
     assert final.state == "done"
-    visible = Store(env["NNGEO_STORE"]).get(final.result)["cuda_visible_devices"].iloc[0]
-    assert visible in ("0", "1")  # each consumer sees exactly one GPU id
+    health = Store(env["NNGEO_STORE"]).get(final.result)
+    assert health["cuda_visible_devices"].iloc[0] in ("0", "1")  # each consumer sees exactly one GPU id
+    # the two consumer processes share this machine's cores: each gets half for torch's threads
+    setting = env.get("NNGEO_WORKER_THREADS")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert int(health["torch_threads"].iloc[0]) == (int(setting) if setting else max(1, cores // 2))
     supervisor.send_signal(signal.SIGTERM)
     supervisor.wait(60)
     wait_until(lambda: not any(pid_alive(w["pid"]) for w in rows), 30, "the consumers to exit")

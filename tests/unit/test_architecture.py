@@ -25,10 +25,10 @@ PACKAGE = "nngeo_core"
 # the ones below, never above. A name is a module or package under nngeo_core; the longest match
 # decides (``pruning.jobs``, the prune-sweep job kind, sits with the job system, not with pruning).
 LAYERS: list[tuple[str, ...]] = [
-    ("errors", "settings", "registry", "params", "progress", "specs", "analysis_base", "store"),
+    ("errors", "settings", "threads", "registry", "params", "progress", "specs", "analysis_base", "store"),
     ("models", "data", "checkpoint", "train", "runs"),
     ("topology", "curvature", "geometry", "pruning"),
-    ("analyses", "defaults", "figures", "uploads", "cli_args"),
+    ("analyses", "defaults", "figures", "uploads", "cli_args", "catalogue"),
     ("jobs", "pruning.jobs", "pruning.cli", "analyse_cli"),
     ("dashboard", "cli", "jobs.cli", "testing", "__main__"),
 ]

@@ -1,15 +1,21 @@
+import collections
 import io
 import os
 import pickle
+import pickletools
+import struct
+import zipfile
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.utils.prune  # noqa: F401  (registers the submodule)
 from safetensors.torch import save as st_save
+from safetensors.torch import save_file as st_save_file
 from torch import nn
 
 from nngeo_core import checkpoint
-from nngeo_core.errors import NNGeoError
+from nngeo_core.errors import MAX_LINE, NNGeoError
 from nngeo_core.models import build
 from nngeo_core.specs import DataSpec, ModelSpec, RunSpec
 
@@ -22,6 +28,13 @@ def _same_weights(a: nn.Module, b: nn.Module) -> bool:
 def _bytes_of(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _legacy_bytes_of(obj) -> bytes:
+    """torch.save's pre-1.6 format: pickles back to back, no zip archive."""
+    buf = io.BytesIO()
+    torch.save(obj, buf, _use_new_zipfile_serialization=False)
     return buf.getvalue()
 
 
@@ -92,24 +105,187 @@ def test_foreign_linear_stack_is_inferred_and_computes_the_same_function():
     assert ck.model.num_classes == 2
 
 
-def test_hostile_pickle_is_refused_and_never_executed(tmp_path):
-    marker = tmp_path / "pwned"
+# words of torch's own refusal that invite loading the file unsafely; a message must never carry them
+UNSAFE_ADVICE = ("weights_only", "trust", "two options", "can still be loaded", "safe_globals", "\x1b")
 
-    class Evil:
-        def __reduce__(self):
-            return (os.system, (f"touch {marker}",))
 
-    data = pickle.dumps({"weight": Evil()})
+class Evil:
+    """Unpickling this runs ``touch MARKER``: the file must be refused before anything runs."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+class Custom:
+    def __init__(self):
+        self.x = 1
+
+
+def _refusal(data: bytes, **kwargs) -> str:
     with pytest.raises(NNGeoError) as err:
-        checkpoint.load(data)
+        checkpoint.load(data, **kwargs)
+    msg = str(err.value)
+    assert "\n" not in msg and not any(w in msg for w in UNSAFE_ADVICE), msg
+    assert len(msg) <= MAX_LINE, msg  # whole on the one line the app shows (errors.one_line's limit)
+    return msg
+
+
+def _zip_with_data_pkl(pickled: bytes) -> bytes:
+    """A torch.save archive of a real state dict whose data.pkl is replaced by ``pickled``."""
+    src = zipfile.ZipFile(io.BytesIO(_bytes_of({"w": torch.zeros(2)})))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as z:
+        for name in src.namelist():
+            z.writestr(name, pickled if name.endswith("/data.pkl") else src.read(name))
+    return out.getvalue()
+
+
+def test_hostile_pickle_is_refused_named_and_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    # by hand, opcode by opcode: {"w": posix.system("touch MARKER")}, protocol 2 as torch.save writes
+    command = f"touch {marker}".encode()
+    by_hand = (
+        b"\x80\x02}q\x00X\x01\x00\x00\x00w"
+        + b"c" + os.system.__module__.encode() + b"\nsystem\n"
+        + b"X" + struct.pack("<I", len(command)) + command
+        + b"\x85Rs."
+    )  # fmt: skip
+    assert [op.name for op, _, _ in pickletools.genops(by_hand)][-4:] == ["TUPLE1", "REDUCE", "SETITEM", "STOP"]
+    hostile = {
+        "zip, data.pkl by hand": _zip_with_data_pkl(by_hand),
+        "zip, torch.save": _bytes_of({"a": torch.zeros(1), "evil": Evil(marker)}),
+        "legacy torch.save": _legacy_bytes_of({"a": torch.zeros(1), "evil": Evil(marker)}),
+        "bare pickle, protocol 2": pickle.dumps({"weight": Evil(marker)}, protocol=2),
+        "bare pickle, protocol 4 (STACK_GLOBAL)": pickle.dumps({"weight": Evil(marker)}, protocol=4),
+    }
+    for what, data in hostile.items():
+        for name in (None, "model.pt", "model.safetensors"):  # the name never changes what the bytes are
+            msg = _refusal(data, name=name)
+            assert msg.startswith("refusing to load") and f"{os.system.__module__}.system (os.system)" in msg, what
+            assert "only safe formats are accepted" in msg, what
     assert not marker.exists()
-    assert "\n" not in str(err.value)
-    # the same inside a torch.save zip archive
-    buf = io.BytesIO()
-    torch.save({"a": torch.zeros(1), "evil": Evil()}, buf)
-    with pytest.raises(NNGeoError, match="refusing to load"):
-        checkpoint.load(buf.getvalue())
-    assert not marker.exists()
+
+
+def test_a_pickled_class_or_whole_model_is_named():
+    msg = _refusal(_bytes_of({"c": Custom(), "a": torch.zeros(2)}))
+    assert f"{Custom.__module__}.Custom," in msg and "which is not a tensor" in msg
+    msg = _refusal(_bytes_of(build("mlp")))  # torch.save(model) instead of its state_dict
+    assert "torch.nn.modules.linear.Linear" in msg and "which are not tensors" in msg
+
+
+def test_pickle_globals_are_read_from_the_opcodes():
+    # the reference: pickletools' own disassembly, read as text
+    for protocol in (2, 4, 5):
+        data = pickle.dumps({"c": Custom(), "d": collections.OrderedDict(), "s": {1}}, protocol=protocol)
+        listing = io.StringIO()
+        pickletools.dis(data, out=listing)
+        text = listing.getvalue()
+        found = checkpoint.pickle_globals(data)
+        assert f"{Custom.__module__}.Custom" in found and "collections.OrderedDict" in found
+        for g in found:
+            module, name = g.rsplit(".", 1)
+            assert f"'{module} {name}'" in text or (f"'{module}'" in text and f"'{name}'" in text), g
+    assert checkpoint.torch_refuses(f"{os.system.__module__}.system") and checkpoint.torch_refuses("builtins.eval")
+    assert not checkpoint.torch_refuses("collections.OrderedDict")
+    assert not checkpoint.torch_refuses("torch._utils._rebuild_tensor_v2")
+
+
+def test_a_pickle_torch_cannot_read_is_refused_with_its_reason():
+    # INST (opcode 105) is not in torch's safe unpickler; no global of it is refused by name
+    msg = _refusal(b"\x80\x02(ibuiltins\nlist\n.")
+    assert "Unsupported operand 105" in msg and "only safe formats are accepted" in msg
+    # a pickle's first bytes, then garbage: damaged, not hostile
+    msg = _refusal(b"\x80\x04garbage" * 20, name="model.pt")
+    assert msg.startswith("corrupt or truncated PyTorch checkpoint: its pickle is malformed")
+
+
+def _safetensors_with_header(header: bytes, body: bytes = b"") -> bytes:
+    return struct.pack("<Q", len(header)) + header + body
+
+
+@pytest.mark.parametrize(
+    "data,expected",
+    [
+        (b"\x01\x02\x03", "3 bytes long, too short for a safetensors header"),
+        (struct.pack("<Q", 0) + b"{}", "header length (the first 8 bytes) is 0"),
+        (struct.pack("<Q", 500) + b'{"a": 1}', "header length of 500 bytes, beyond the 8 bytes that follow"),
+        (_safetensors_with_header(b"{not json}"), "its header is not JSON"),
+        (_safetensors_with_header(b"{\xff\xfe}"), "its header is not text"),
+        (_safetensors_with_header(b"[1, 2]"), "its header is JSON but a list, not an object"),
+        (_safetensors_with_header(b'{"w": {"dtype": "F32"}}'), "tensor 'w' lacks a valid dtype, shape or data_offsets"),
+        (
+            _safetensors_with_header(b'{"w": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}}', b"\0" * 8),
+            "tensor 'w' ends at byte 16 of the data but the file holds 8",
+        ),
+    ],
+    ids=["short", "zero-length", "length-beyond-file", "not-json", "not-utf8", "not-object", "bad-entry", "cut-data"],
+)
+def test_a_broken_safetensors_header_is_diagnosed(data, expected, tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(data)
+    with pytest.raises(NNGeoError) as err:
+        checkpoint.load(path)
+    msg = str(err.value)
+    assert msg.startswith("not a valid safetensors file: ") and expected in msg and "\n" not in msg
+    assert "Python objects" not in msg and "pickle" not in msg
+
+
+def test_random_bytes_and_a_truncated_header_are_diagnosed(tmp_path):
+    rng = np.random.default_rng(0)
+    for seed in range(20):  # random bytes: never taken for pickled Python objects
+        junk = np.random.default_rng(seed).bytes(300)
+        path = tmp_path / "junk.safetensors"
+        path.write_bytes(junk)
+        n = struct.unpack("<Q", junk[:8])[0]
+        with pytest.raises(NNGeoError, match="^not a valid safetensors file: ") as err:
+            checkpoint.load(path)
+        assert f"header length of {n:,} bytes, beyond the 292 bytes that follow" in str(err.value)
+        with pytest.raises(NNGeoError, match="^not a checkpoint: not safetensors .* and not a PyTorch file"):
+            checkpoint.load(junk)  # no name to go by: both formats are ruled out
+    torch.manual_seed(0)
+    good = checkpoint.to_bytes(build("mlp"))
+    n = struct.unpack("<Q", good[:8])[0]
+    cut = int(rng.integers(9, 8 + n))  # inside the JSON header
+    with pytest.raises(NNGeoError) as err:
+        checkpoint.load(good[:cut], name="model.safetensors")
+    assert f"header length of {n:,} bytes, beyond the {cut - 8:,} bytes that follow" in str(err.value)
+    with pytest.raises(NNGeoError, match="is cut short"):  # read_header sees only what the store returns
+        checkpoint.read_header(lambda start, end: good[:cut][start:end])
+
+
+@pytest.mark.parametrize("num_classes", [10, 3])
+def test_the_container_never_changes_the_model(num_classes, tmp_path):
+    torch.manual_seed(3)
+    model = build("fcn_mnist", num_classes=num_classes).eval()
+    state = model.state_dict()
+    files = {"pt": tmp_path / "m.pt", "safetensors": tmp_path / "m.safetensors", "legacy": tmp_path / "m.pth"}
+    files["pt"].write_bytes(_bytes_of(state))
+    st_save_file(state, str(files["safetensors"]))
+    files["legacy"].write_bytes(_legacy_bytes_of(state))
+    rng_before = torch.get_rng_state()
+    loaded = {what: checkpoint.load(path) for what, path in files.items()}
+    assert torch.equal(torch.get_rng_state(), rng_before)  # recognising builds candidates off the caller's RNG
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        want = model(x)
+    for what, ck in loaded.items():
+        assert ck.source == "zoo-state-dict" and ck.model_spec.name == "fcn_mnist", what
+        assert ck.model.num_classes == num_classes and _same_weights(ck.model, model), what
+        with torch.no_grad():
+            assert torch.equal(ck.model.eval()(x), want), what
+
+
+def test_recognition_orders_layers_naturally():
+    # one function for every container: keys in any order give the same model
+    torch.manual_seed(4)
+    state = build("fcn_mnist", num_classes=3).state_dict()
+    shuffled = dict(sorted(state.items()))  # "11.weight" before "3.weight"
+    ck = checkpoint.recognise(dict(reversed(list(shuffled.items()))))
+    assert ck.model_spec.name == "fcn_mnist" and ck.model.num_classes == 3
+    assert list(ck.model.state_dict()) == list(state)
 
 
 @pytest.mark.parametrize("damage", ["truncate", "garbage", "empty", "flip-header"])

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from nngeo_core import checkpoint
+from nngeo_core import checkpoint, defaults
 from nngeo_core.dashboard import forms, jobs_view
 from nngeo_core.dashboard.downloads import figure_html, safe_filename, table_bytes
 from nngeo_core.dashboard.examples import EXAMPLES, available_examples, example_bytes
@@ -18,6 +18,7 @@ from nngeo_core.dashboard.results import run_label, runs_table
 from nngeo_core.defaults import default_train
 from nngeo_core.errors import NNGeoError
 from nngeo_core.models import build
+from nngeo_core.params import Param
 from nngeo_core.runs import load_run
 from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec
 from nngeo_core.store import Store
@@ -151,14 +152,23 @@ def test_run_spec_from_default_values_equals_the_plain_default_spec():
     )
     assert spec.hash == plain.hash
     changed = forms.run_spec("mlp", "xor", model_params={"widths": (8,)}, train={"epochs": 5})
-    assert changed.model.params == {"widths": (8,)} and changed.train.epochs == 5
+    assert changed.model.params == {"widths": (8,), "activation": "relu", "bias": True}  # defaults filled in
+    assert changed.train.epochs == 5
+    assert (
+        changed.hash
+        == RunSpec(
+            data=DataSpec("xor"),
+            model=ModelSpec("mlp", {"widths": (8,)}),
+            train=default_train("mlp", "xor").replace(epochs=5),
+        ).hash
+    )
 
 
 def test_run_spec_refuses_nonsense():
     with pytest.raises(NNGeoError):
-        forms.run_spec("mlp", "xor", train={"epochs": 0})
-    with pytest.raises(NNGeoError):
         forms.run_spec("mlp", "xor", train={"warp_speed": 9})
+    with pytest.raises(NNGeoError):
+        forms.run_spec("mlp", "xor", train={"epochs": 2, "snapshots": (3,)})
 
 
 def test_lists_and_snapshots():
@@ -173,10 +183,121 @@ def test_lists_and_snapshots():
     assert forms.snapshot_epochs_for(10, "5, 0, 5") == (0, 5)
     with pytest.raises(NNGeoError):
         forms.snapshot_epochs_for(10, "11")
-    assert forms.parse_param("8, 8", (32, 32)) == (8, 8)
-    assert forms.parse_param("8", (32, 32)) == (8,)
-    assert forms.parse_param("", None) is None
-    assert forms.param_text((1, 2)) == "1, 2"
+    assert forms.param_text((1, 2)) == "1, 2" and forms.param_text(None) == "" and forms.param_text(0.5) == "0.5"
+
+
+def one_line_error(widget: forms.WidgetSpec, raw) -> str:
+    with pytest.raises(NNGeoError) as info:
+        widget.read(raw)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+def test_each_declared_type_gets_its_widget():
+    choice = forms.widget_for("method", Param("sinkhorn", choices=("sinkhorn", "exact")))
+    assert (choice.widget, choice.options, choice.value) == ("select", ("sinkhorn", "exact"), "sinkhorn")
+    auto = forms.widget_for("split", Param(None, choices=("train", "test")))
+    assert auto.options == (None, "train", "test") and auto.value is None  # None: the owner's choice
+    assert forms.widget_for("bias", True).widget == "checkbox"
+    assert forms.widget_for("bias", Param(True, choices=(True, False))).widget == "checkbox"
+    count = forms.widget_for("k", Param(1, low=1, high=9.5))
+    assert (count.widget, count.low, count.high, count.nullable) == ("int", 1, 9, False)
+    size = forms.widget_for("resize", Param(None, kind=int, low=1))
+    assert (size.widget, size.value, size.nullable) == ("int", None, True)
+    alpha = forms.widget_for("alpha", Param(0.5, low=0.0, high=1.0), 0.25)
+    assert (alpha.widget, alpha.value, alpha.low, alpha.high) == ("float", 0.25, 0.0, 1.0)
+    widths = forms.widget_for("widths", (32, 32))
+    assert (widths.widget, widths.value) == ("text", "32, 32")
+    assert forms.widget_for("name", "relu").widget == "text"
+    assert forms.widget_for("anything", None).widget == "text"
+
+
+def test_widgets_read_back_checked_values_with_one_line_errors():
+    widths = forms.widget_for("widths", (32, 32), what="model mlp")
+    assert widths.read("8, 8") == (8, 8) and widths.read("8") == (8,) and widths.read(" ") == (32, 32)
+    assert "whole numbers" in one_line_error(widths, "8, x") and "model mlp" in one_line_error(widths, "8, x")
+    positive = forms.widget_for("widths", Param((32,), low=1))
+    assert "at least 1" in one_line_error(positive, "4, 0")
+    floats = forms.widget_for("bounds", Param((0.0, 1.0)))
+    assert floats.read("-1, 2.5") == (-1.0, 2.5)
+    anything = forms.widget_for("indices", Param(None, kind=tuple))
+    assert anything.read("0, 1, 2") == (0, 1, 2) and anything.read("") is None
+    alpha = forms.widget_for("alpha", Param(0.5, low=0.0, high=1.0), what="the curvature strategy")
+    assert alpha.read(1) == 1.0 and isinstance(alpha.read(1), float)
+    assert "at most 1.0" in one_line_error(alpha, 1.5)
+    count = forms.widget_for("k", Param(1, low=1))
+    assert count.read(3.0) == 3 and isinstance(count.read(3.0), int) and count.read(None) is None
+    assert "at least 1" in one_line_error(count, 0)
+    method = forms.widget_for("method", Param("sinkhorn", choices=("sinkhorn", "exact")))
+    assert "one of" in one_line_error(method, "foo")
+    text = forms.widget_for("method", "sinkhorn")
+    assert text.read("exact") == "exact" and text.read("") == "sinkhorn"
+    loose = forms.widget_for("round_epochs", None)
+    assert loose.read("3") == 3 and loose.read("") is None and loose.read("0.5") == 0.5
+    # what a widget may start from (a remembered value is checked so before it is used)
+    assert method.accepts("exact") and not method.accepts("foo")
+    assert count.accepts(4) and not count.accepts(0) and not count.accepts(None) and not count.accepts(True)
+    assert forms.widget_for("resize", Param(None, kind=int)).accepts(None)
+
+
+def every_declaration():
+    from nngeo_core.analyses import ANALYSES
+    from nngeo_core.data import list_datasets
+    from nngeo_core.models import list_models
+    from nngeo_core.pruning import STRATEGIES
+
+    for name in list_models():
+        yield f"model {name}", defaults.model_declaration(name)
+    for name in list_datasets():
+        yield f"dataset {name}", defaults.data_declaration(name)
+    for name, strategy in STRATEGIES.items():
+        yield f"strategy {name}", strategy.params
+    for name, analysis in ANALYSES.items():
+        yield f"analysis {name}", analysis.params
+
+
+def test_every_registered_parameter_gets_a_widget_whose_untouched_value_is_its_default():
+    from nngeo_core.params import declare
+
+    kinds = set()
+    for owner, declaration in every_declaration():
+        for name, param in declare(declaration).items():
+            widget = forms.widget_for(name, param, what=owner)
+            kinds.add(widget.widget)
+            assert widget.accepts(widget.value), (owner, name, widget)
+            assert widget.read(widget.value) == param.default, (owner, name, widget)
+    assert kinds == {"select", "checkbox", "int", "float", "text"}
+
+
+def test_a_model_that_cannot_be_built_for_its_data_is_said_before_anything_is_queued():
+    forms.check_buildable(forms.run_spec("fcn_mnist", "digits"))
+    forms.check_buildable(forms.run_spec("lenet5", "digits"))  # resized to 28×28 for it
+    for model, data, params in (("lenet5", "xor", {}), ("vgg11", "digits", {}), ("mlp", "xor", {"widths": (4, 0)})):
+        with pytest.raises(NNGeoError) as info:
+            forms.check_buildable(forms.run_spec(model, data, model_params=params))
+        assert "\n" not in str(info.value)
+
+
+def test_form_memory_brings_a_form_back_as_it_was_left():
+    session: dict = {}  # what outlives the widgets (Streamlit drops theirs on a page switch)
+    memory = forms.FormMemory(session)
+    assert memory.start("train-model", "mlp") == "mlp"
+    memory.keep("train-model", "fcn_mnist")
+    again = forms.FormMemory(session)  # the next visit to the page
+    assert again.start("train-model", "mlp") == "fcn_mnist"
+    models = ("mlp", "lenet5")  # a choice that is no longer offered falls back to the default
+    assert again.start("train-model", "mlp", lambda v: v in models) == "mlp"
+
+
+def test_model_and_data_declarations_are_typed():
+    decl = defaults.model_declaration("mlp")
+    assert decl["activation"].choices[0] == "relu" and "tanh" in decl["activation"].choices
+    assert forms.widget_for("bias", decl["bias"]).widget == "checkbox"
+    digits = defaults.data_declaration("permuted:digits:1")
+    assert digits["resize"].value_kind is int and digits["test_fraction"].value_kind is float
+    assert forms.widget_for("resize", digits["resize"]).widget == "int"
+    assert defaults.form_defaults("fcn_mnist", "digits")["data_params"]["resize"] == 28
+    assert defaults.form_defaults("mlp", "digits")["data_params"]["resize"] is None
 
 
 # -- store views -----------------------------------------------------------------------------------

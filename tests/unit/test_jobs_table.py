@@ -282,3 +282,24 @@ def test_ensure_worker_respects_the_off_switch(monkeypatch):
     monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "1")
     monkeypatch.setenv("NNGEO_QUEUE", "memory://ensure-test")
     assert jobs.ensure_worker() is None  # the in-process backend needs no worker process
+    assert jobs.start_supervisor() is None  # nor a supervisor
+
+
+def test_jobs_list_and_status_fail_a_dead_workers_job_with_nothing_else_running(capsys):
+    """No worker and no dashboard: the reading commands themselves notice the dead worker."""
+    from nngeo_core import jobs
+
+    table = jobs.get_backend().table
+    dead = _dead_pid()
+    code, out, _ = run_cli(capsys, "jobs", "submit", "health", "--seconds", "5", "--tag", "dead", "--json")
+    job = json.loads(out)["id"]
+    now = time.time()
+    fields = {"state": "running", "worker": "w-gone", "host": socket.gethostname(), "pid": dead, "heartbeat": now}
+    assert table.transition(job, ["queued"], dict(fields, started=now, progress=0.58), count_attempt=True)
+    assert table.get(job)["state"] == "running"  # what `jobs list` said before: running 58%
+    code, out, _ = run_cli(capsys, "jobs", "list", "--json")
+    (listed,) = json.loads(out)
+    assert code == 0 and listed["state"] == "failed" and listed["error"].startswith("worker died (killed?)")
+    assert f"pid {dead}" in listed["error"] and "\n" not in listed["error"]
+    code, out, _ = run_cli(capsys, "jobs", "status", job)
+    assert "state failed" in out and "error: worker died (killed?) while running" in out

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
+import numpy as np
 import torch
 
 from nngeo_core import checkpoint
@@ -81,4 +83,31 @@ def test_a_dataset_that_does_not_fit_and_a_missing_file_are_one_line_errors(tmp_
     assert main(["upload", str(tmp_path / "missing.pt")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("nngeo: error: ") and "missing.pt" in err and err.count("\n") == 1
+    assert default_store().keys() == []
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_hostile_or_random_file_is_named_for_what_it_is(tmp_path, capsys):
+    marker = tmp_path / "pwned"
+    hostile = tmp_path / "model.pt"
+    buf = io.BytesIO()
+    torch.save({"w": torch.zeros(2), "x": _RunsCode(marker)}, buf)
+    hostile.write_bytes(buf.getvalue())
+    assert main(["upload", str(hostile)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nngeo: error: refusing to load: the file's pickle references ") and err.count("\n") == 1
+    assert "(os.system)" in err and "weights_only" not in err and not marker.exists()
+    # random bytes: the file's name says which format it claims, and the message diagnoses that one
+    junk = tmp_path / "model.safetensors"
+    junk.write_bytes(np.random.default_rng(1).bytes(500))
+    assert main(["upload", str(junk)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nngeo: error: not a valid safetensors file: its first 8 bytes give a header length")
     assert default_store().keys() == []

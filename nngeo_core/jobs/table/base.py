@@ -141,6 +141,12 @@ class JobTable(ABC):
     def logs(self, job_id: str, start: int = 0) -> builtins.list[str]: ...
 
     @abstractmethod
+    def delete_finished(self, before: float) -> int:
+        """Delete finished (done, failed, cancelled) jobs that ended before the unix time
+        ``before`` (``submitted`` when ``ended`` is unset), with their logs; never an active job.
+        Returns how many were deleted."""
+
+    @abstractmethod
     def put_worker(self, row: Row) -> None: ...
 
     @abstractmethod

@@ -14,6 +14,7 @@ from ...settings import get_settings
 from .base import (
     ACTIVE_STATES,
     FIELDS,
+    FINAL_STATES,
     MAX_LOG_LINES,
     STATES,
     WORKER_FIELDS,
@@ -66,6 +67,24 @@ elseif new_state then redis.call('SREM', KEYS[2], ARGV[1]) end
 return 1
 """
 
+DELETE_FINISHED_LUA = """
+-- KEYS: job key, log key, index zset, pointer key (latest job of its spec+store)
+-- ARGV: id, cutoff, final states csv
+local st = redis.call('HGET', KEYS[1], 'state')
+if not st then return 0 end
+local final = false
+for s in string.gmatch(ARGV[3], '[^,]+') do if s == st then final = true end end
+if not final then return 0 end
+local t = redis.call('HGET', KEYS[1], 'ended')
+if not t or t == '' then t = redis.call('HGET', KEYS[1], 'submitted') end
+if not t or tonumber(t) >= tonumber(ARGV[2]) then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('ZREM', KEYS[3], ARGV[1])
+if redis.call('GET', KEYS[4]) == ARGV[1] then redis.call('DEL', KEYS[4]) end
+return 1
+"""
+DELETE_BATCH = 500
+
 
 def text(value: bytes | str) -> str:
     """A Redis reply (bytes, as this client is configured) as text."""
@@ -92,6 +111,7 @@ class RedisJobTable(JobTable):
         self.p = f"{prefix}:"
         self._create = self.r.register_script(CREATE_LUA)
         self._transition = self.r.register_script(TRANSITION_LUA)
+        self._delete_finished = self.r.register_script(DELETE_FINISHED_LUA)
 
     def __repr__(self) -> str:
         return f"RedisJobTable({self.url!r})"
@@ -220,6 +240,31 @@ class RedisJobTable(JobTable):
 
     def logs(self, job_id: str, start: int = 0) -> builtins.list[str]:
         return [text(x) for x in self.r.lrange(f"{self.p}log:{job_id}", start, -1)]
+
+    def delete_finished(self, before: float) -> int:
+        # a job ends after it was submitted, so the index (scored by submission) bounds the
+        # candidates; the script re-checks state and age atomically, so a job that changed
+        # since it was read is left alone
+        # without withscores the reply is the members alone
+        found = cast("list[bytes]", self.r.zrangebyscore(self._index, "-inf", f"({float(before)!r}"))
+        ids = [text(i) for i in found]
+        deleted = 0
+        for start in range(0, len(ids), DELETE_BATCH):
+            batch = ids[start : start + DELETE_BATCH]
+            pipe = self.r.pipeline()
+            for job_id in batch:
+                pipe.hmget(self._job(job_id), ["spec_hash", "store"])
+            keys = pipe.execute()
+            pipe = self.r.pipeline()
+            for job_id, (spec_hash, store) in zip(batch, keys, strict=True):
+                pointer = self._pointer(text(spec_hash or b""), text(store or b""))
+                self._delete_finished(
+                    keys=[self._job(job_id), f"{self.p}log:{job_id}", self._index, pointer],
+                    args=[job_id, repr(float(before)), ",".join(FINAL_STATES)],
+                    client=pipe,
+                )
+            deleted += sum(int(x) for x in pipe.execute())
+        return deleted
 
     def put_worker(self, row: Row) -> None:
         key = f"{self.p}worker:{row['id']}"

@@ -14,7 +14,17 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ...errors import NNGeoError
-from .base import FIELDS, MAX_LOG_LINES, WORKER_FIELDS, JobTable, Row, blank_row, check_fields, typed_row
+from .base import (
+    FIELDS,
+    FINAL_STATES,
+    MAX_LOG_LINES,
+    WORKER_FIELDS,
+    JobTable,
+    Row,
+    blank_row,
+    check_fields,
+    typed_row,
+)
 
 R = TypeVar("R")
 
@@ -193,6 +203,25 @@ class SqliteJobTable(JobTable):
     def logs(self, job_id: str, start: int = 0) -> builtins.list[str]:
         rows = self._rows("select line from job_logs where job=? order by seq", (job_id,))
         return [r["line"] for r in rows[start:]]
+
+    def delete_finished(self, before: float) -> int:
+        where = f"state in ({', '.join('?' for _ in FINAL_STATES)}) and coalesce(ended, submitted) < ?"
+        params = (*FINAL_STATES, float(before))
+
+        def delete() -> int:
+            # one transaction: the logs go with exactly the jobs that go
+            self._conn.execute("begin immediate")  # outside the try: a failed begin has nothing to roll back
+            try:
+                self._conn.execute(f"delete from job_logs where job in (select id from jobs where {where})", params)
+                n = self._conn.execute(f"delete from jobs where {where}", params).rowcount
+                self._conn.execute("commit")
+                return n
+            except BaseException:
+                self._conn.execute("rollback")
+                raise
+
+        with self._lock:
+            return self._retry(delete)
 
     def put_worker(self, row: Row) -> None:
         row = {k: row.get(k) for k in WORKER_FIELDS}

@@ -15,7 +15,9 @@ import json
 from collections import OrderedDict
 
 from ...curvature import calibration_set, curvature_scores
+from ...curvature.neural import AGGREGATES, NC_METHODS
 from ...errors import NNGeoError
+from ...params import Param
 from .base import CACHE_CLEARERS, PruneResult, register_strategy, select_masks
 
 # curvature is expensive and the same for every level pruned from one model: keep the last few
@@ -25,11 +27,11 @@ CACHE_SIZE = 4
 CACHE_CLEARERS.append(_SCORES.clear)
 
 CURVATURE_PARAMS = {
-    "calibration_k": 1,
-    "calibration_split": "train",
-    "alpha": 0.5,
-    "method": "sinkhorn",
-    "aggregate": "min",
+    "calibration_k": Param(1, low=1, help="correctly classified calibration inputs per class"),
+    "calibration_split": Param("train", choices=("train", "test")),
+    "alpha": Param(0.5, low=0.0, high=1.0, help="idleness: the mass a neuron keeps on itself"),
+    "method": Param("sinkhorn", choices=NC_METHODS),
+    "aggregate": Param("min", choices=AGGREGATES, help="over calibration inputs"),
 }
 
 

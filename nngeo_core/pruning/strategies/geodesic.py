@@ -17,12 +17,20 @@ from torch import nn
 
 from ...errors import NNGeoError
 from ...geometry.checks import check_fraction
-from ...geometry.geodesic import MAX_RECORD_EVERY, sparsify_path
+from ...geometry.geodesic import MASK_MODES, MAX_RECORD_EVERY, sparsify_path
 from ...geometry.weight_space import ParamSpace, global_magnitude_mask, plain_copy, prunable_vector
+from ...params import Param
 from ..masks import sparsity as mask_sparsity
 from .base import PruneResult, model_device, register_strategy
 
-GEODESIC_PARAMS = {"samples": 256, "steps": 50, "batch_size": 64, "beta": 0.01, "method": "exact", "mask": "frozen"}
+GEODESIC_PARAMS = {
+    "samples": Param(256, low=1),
+    "steps": Param(50, low=1),
+    "batch_size": Param(64, low=1),
+    "beta": Param(0.01, low=0.0),
+    "method": Param("exact", choices=("exact", "gradient")),
+    "mask": Param("frozen", choices=MASK_MODES),
+}
 
 
 def geodesic_prune(

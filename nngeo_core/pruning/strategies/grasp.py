@@ -8,6 +8,7 @@ import copy
 
 import torch
 
+from ...params import Param
 from .base import PruneResult, model_device, register_strategy, select_masks
 from .snip import loss_gradients
 
@@ -15,7 +16,7 @@ from .snip import loss_gradients
 @register_strategy(
     "grasp",
     description="GraSP: prune the weights whose removal preserves gradient flow best (highest -w * Hg).",
-    params={"samples": 256, "temperature": 200.0},
+    params={"samples": Param(256, low=1), "temperature": Param(200.0, low=0.0)},
     needs_data=True,
 )
 def grasp(model, masks, data, settings) -> PruneResult:

@@ -15,10 +15,15 @@ from collections.abc import Callable
 import torch
 
 from ...errors import NNGeoError
+from ...params import Param
 from ..masks import sparsity as mask_sparsity
 from .base import PruneResult, magnitude_scores, register_strategy, select_masks
 
-IMP_PARAMS = {"rate": 0.2, "rewind_epoch": 1, "round_epochs": None}
+IMP_PARAMS = {
+    "rate": Param(0.2, low=0.0, high=1.0, help="fraction of the remaining weights pruned per round, in (0, 1)"),
+    "rewind_epoch": Param(1, low=0),
+    "round_epochs": Param(None, kind=int, low=0, help="epochs per round (default: the run's epochs; 0: no retraining)"),
+}
 
 
 def imp_schedule(start: float, target: float, rate: float) -> list[float]:

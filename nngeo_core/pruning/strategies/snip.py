@@ -7,6 +7,7 @@ import copy
 import torch
 from torch import nn
 
+from ...params import Param
 from .base import PruneResult, model_device, register_strategy, select_masks
 
 
@@ -20,7 +21,7 @@ def loss_gradients(model, names, x, y, *, temperature: float = 1.0, create_graph
 @register_strategy(
     "snip",
     description="SNIP: prune the smallest connection sensitivity |dL/dw * w| on one batch of training data.",
-    params={"samples": 256},
+    params={"samples": Param(256, low=1)},
     needs_data=True,
 )
 def snip(model, masks, data, settings) -> PruneResult:

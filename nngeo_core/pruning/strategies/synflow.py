@@ -13,6 +13,7 @@ import copy
 import torch
 
 from ...errors import NNGeoError
+from ...params import Param
 from ..masks import sparsity as mask_sparsity
 from .base import PruneResult, model_device, register_strategy, select_masks
 
@@ -30,7 +31,7 @@ def input_shape_of(model, data) -> tuple[int, ...]:
     "synflow",
     description="SynFlow: iterative, data-free; prune the least synaptic flow "
     "|w * dR/dw| over 100 rounds on an exponential schedule.",
-    params={"rounds": 100},
+    params={"rounds": Param(100, low=1)},
     iterative=True,
 )
 def synflow(model, masks, data, settings) -> PruneResult:

@@ -15,6 +15,7 @@ from torch import nn
 
 from ...errors import NNGeoError
 from ...models import layer_io
+from ...params import Param
 from .base import PruneResult, model_device, register_strategy, select_masks
 
 
@@ -39,7 +40,7 @@ def input_norms(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @register_strategy(
     "wanda",
     description="Wanda: prune the smallest |w| * ||x|| within each output row (input norms from calibration samples).",
-    params={"samples": 128, "group": "row"},
+    params={"samples": Param(128, low=1), "group": Param("row", choices=("row", "layer"))},
     needs_data=True,
 )
 def wanda(model, masks, data, settings) -> PruneResult:
