@@ -15,6 +15,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from . import user_index
 from .errors import NNGeoError
 from .settings import get_settings
 
@@ -76,6 +77,17 @@ MODELS: dict[str, dict[str, Any]] = {
         "params": {"width": 1.0},
         "choices": {},
         "default_input_shape": (3, 32, 32),
+        "default_num_classes": 10,
+        "image": True,
+    },
+    "torchvision": {
+        "description": (
+            "A torchvision classification architecture by name (arch), e.g. an uploaded state_dict's; its "
+            "stem takes the input's channels."
+        ),
+        "params": {"arch": "resnet18", "aux_logits": True},
+        "choices": {},
+        "default_input_shape": (3, 224, 224),
         "default_num_classes": 10,
         "image": True,
     },
@@ -446,6 +458,8 @@ def check_dataset(name: str) -> None:
         if base:
             check_dataset(base)
         return  # a malformed derived name gets the loader's own message, which says how to write it
+    if name not in DATASETS and user_index.check(name):  # the user's own: their manifests, no torch
+        return
     _check("dataset", name, DATASETS)
 
 

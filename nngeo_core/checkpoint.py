@@ -11,6 +11,14 @@ from its opcodes, never unpickled). Foreign safetensors and torch files go throu
 recognition (``recognise``): a plain state_dict, in its layers' natural order, of a zoo
 architecture (matched by key names and shapes) or of a stack of Linear layers (an MLP is inferred
 from the chain of weight shapes). Which container holds the tensors never changes the model.
+
+Weights do not tell an activation: a Linear-only net (a Linear stack, or a match of ``fcn_mnist``)
+loads only with an explicit ``activation``, else ``AmbiguousArchitecture`` names the choices
+(conv zoo models have ReLU built in and keep it). A state_dict no zoo model or Linear stack fits
+goes to ``models.foreign`` (torchvision, recognised or named by ``arch``), whose error says what
+was found and what came closest. An ONNX file is converted by onnx2torch (``models.foreign``); our
+checkpoint of it keeps the ONNX bytes (tensor ``source.onnx``), from which any process rebuilds
+the module; a torchvision one records ``ModelSpec("torchvision", {arch, ...})``, a registered model.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from .errors import MAX_LINE, NNGeoError, one_line
-from .models import MODELS, build
+from .models import ACTIVATIONS, MODELS, TORCHVISION, FeedForward, build
+from .models.mlp import sequential
 from .specs import DataSpec, ModelSpec, RunSpec, spec_from_dict, to_dict
 
 FORMAT_VERSION = "1"
@@ -45,6 +54,11 @@ MAX_BYTES = 2 * 1024**3
 DETAIL_LIMIT = 200  # characters of an underlying error quoted in our one-line message
 SAFE_FORMATS = "only safe formats are accepted: safetensors, or torch.save of a plain state_dict of tensors"
 TORCH_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt")
+FOREIGN_SUFFIXES = (".onnx", ".pt2")
+ONNX = "onnx"  # the model name an ONNX upload's checkpoint records (rebuilt from its bytes)
+ONNX_TENSOR = "source.onnx"  # the ONNX file's bytes, as uint8, in our checkpoint of it
+ONNX_ATTR = "onnx_source"  # the attribute of a loaded ONNX model holding them (so a pruned copy saves too)
+DEFAULT_SIDE = 224  # the image side torchvision's classifiers are trained at, when none is chosen
 
 
 @dataclass
@@ -55,8 +69,9 @@ class Checkpoint:
     run_spec: RunSpec | None = None
     history: list[dict] = field(default_factory=list)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
-    source: str = "nngeo"  # nngeo | zoo-state-dict | linear-stack
+    source: str = "nngeo"  # nngeo | zoo-state-dict | linear-stack | torchvision | onnx
     meta: dict[str, Any] = field(default_factory=dict)
+    onnx: bytes | None = None  # an ONNX model's file, which rebuilds it
 
 
 # -- saving ------------------------------------------------------------------------------------
@@ -69,9 +84,17 @@ def to_bytes(
     history: list[dict] | None = None,
     masks: Mapping[str, torch.Tensor] | None = None,
     extra: Mapping[str, Any] | None = None,
+    onnx: bytes | None = None,
 ) -> bytes:
+    """``onnx``: the ONNX file an ``onnx`` model was converted from (a fresh process rebuilds the
+    module from it, then loads the state); by default the one the loaded model carries."""
     model_spec = model_spec or _spec_of(model)
+    onnx = onnx if onnx is not None else getattr(model, ONNX_ATTR, None)
+    if (model_spec.name == ONNX) != (onnx is not None):
+        raise NNGeoError("an ONNX model's checkpoint needs its ONNX file (onnx=...), and only it has one")
     tensors = {f"state.{k}": v.detach().to("cpu").contiguous().clone() for k, v in effective_state_dict(model).items()}
+    if onnx is not None:
+        tensors[ONNX_TENSOR] = torch.frombuffer(bytearray(onnx), dtype=torch.uint8)
     for name, m in (masks or {}).items():
         tensors[f"mask.{name}"] = m.detach().to("cpu", torch.bool).contiguous()
     meta = {
@@ -218,23 +241,37 @@ def load(
     source: str | Path | bytes,
     *,
     allow_nonfinite: bool = False,
-    activation: str = "relu",
+    arch: str | None = None,
+    activation: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
     name: str | None = None,
 ) -> Checkpoint:
-    """Load our checkpoint or a foreign state_dict from a path or bytes. Never unpickles objects.
+    """Load our checkpoint, a foreign state_dict or an ONNX file from a path or bytes. Never
+    unpickles objects, never runs code from the file.
 
-    The bytes decide the format; ``name`` (default: the path's) only sharpens the message for a
-    file that is no checkpoint at all (a ``.safetensors`` name gets the header's diagnosis)."""
+    The bytes decide the format; ``name`` (default: the path's) sharpens the message for a file
+    that is no checkpoint at all (a ``.safetensors`` name gets the header's diagnosis) and marks
+    ``.onnx`` / ``.pt2`` files. ``arch``, ``activation`` and ``input_shape`` are the user's
+    choices for a foreign file (see ``recognise``); our own files record theirs and ignore them."""
     data = _read(source)
     if not data:
         raise NNGeoError("the checkpoint file is empty")
     label = name if name is not None else str(source) if isinstance(source, (str, Path)) else ""
     suffix = PurePath(label).suffix.lower()
     kind = _container(data)
+    # a zip may be a torch.export program; bytes that are neither format may be ONNX (protobuf)
+    if suffix in FOREIGN_SUFFIXES or data[:2] == b"PK" or (kind == "unknown" and data[:1] == b"\x08"):
+        converted = _foreign().load_file(data, label)
+        if converted is not None:
+            ckpt = _from_onnx(converted, data, arch, activation, input_shape)
+            if not allow_nonfinite:
+                check_finite(ckpt.model)
+            return ckpt
+    choices = {"arch": arch, "activation": activation, "input_shape": input_shape}
     if kind == "safetensors":
-        ckpt = _load_safetensors(data, activation)
+        ckpt = _load_safetensors(data, choices)
     elif kind == "torch":
-        ckpt = _load_torch(data, activation)
+        ckpt = _load_torch(data, choices)
     else:
         raise _not_a_checkpoint(data, suffix)
     if not allow_nonfinite:
@@ -286,7 +323,15 @@ def _not_a_checkpoint(data: bytes, suffix: str) -> NNGeoError:
     )
 
 
-def _load_safetensors(data: bytes, activation: str) -> Checkpoint:
+def _foreign() -> Any:
+    """``nngeo_core.models.foreign``, imported on first need."""
+    # lazy: torchvision, onnx and onnx2torch (~1.8 s measured); our own checkpoints never need them
+    from .models import foreign
+
+    return foreign
+
+
+def _load_safetensors(data: bytes, choices: Mapping[str, Any]) -> Checkpoint:
     try:
         meta = _safetensors_header(lambda start, end: data[start:end], len(data)).get("__metadata__") or {}
     except NNGeoError as exc:
@@ -299,7 +344,7 @@ def _load_safetensors(data: bytes, activation: str) -> Checkpoint:
     if meta.get("nngeo_format"):
         return _from_ours(tensors, meta)
     # a plain safetensors state_dict from elsewhere
-    return recognise(tensors, activation)
+    return recognise(tensors, **choices)
 
 
 def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkpoint:
@@ -314,7 +359,13 @@ def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkp
     except (KeyError, ValueError, TypeError) as exc:
         detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
         raise NNGeoError(f"the checkpoint's metadata is damaged ({detail})") from None
-    model = build(model_spec.name, input_shape=input_shape, num_classes=num_classes, **dict(model_spec.params))
+    onnx = tensors[ONNX_TENSOR].numpy().tobytes() if ONNX_TENSOR in tensors else None
+    if model_spec.name == ONNX:
+        if onnx is None or input_shape is None or num_classes is None:
+            raise NNGeoError("the checkpoint of an ONNX model lacks its ONNX file or its input shape")
+        model = _onnx_net(_foreign().load_onnx(onnx).model, input_shape, num_classes, model_spec.params, onnx)
+    else:
+        model = build(model_spec.name, input_shape=input_shape, num_classes=num_classes, **dict(model_spec.params))
     state = {k[len("state.") :]: v for k, v in tensors.items() if k.startswith("state.")}
     masks = {k[len("mask.") :]: v.bool() for k, v in tensors.items() if k.startswith("mask.")}
     _load_state(model, state, what=f"zoo model {model_spec.name!r}")
@@ -327,10 +378,11 @@ def _from_ours(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Checkp
         masks=masks,
         source="nngeo",
         meta=extra,
+        onnx=onnx,
     )
 
 
-def _load_torch(data: bytes, activation: str) -> Checkpoint:
+def _load_torch(data: bytes, choices: Mapping[str, Any]) -> Checkpoint:
     pickled = data
     if data[:2] == b"PK":
         try:
@@ -354,7 +406,7 @@ def _load_torch(data: bytes, activation: str) -> Checkpoint:
     except Exception as exc:  # weights_only loading raises a few other types on garbage
         detail = one_line(exc, typed=True, limit=DETAIL_LIMIT)
         raise NNGeoError(f"unreadable checkpoint ({detail})") from None
-    return recognise(_find_state_dict(obj), activation)
+    return recognise(_find_state_dict(obj), **choices)
 
 
 # -- what a refused pickle holds, read from its opcodes (nothing is unpickled) -------------------
@@ -478,17 +530,176 @@ def _find_state_dict(obj: Any) -> dict[str, torch.Tensor]:
     raise NNGeoError("the file holds no state_dict (a mapping of parameter names to tensors)")
 
 
-def recognise(state: Mapping[str, torch.Tensor], activation: str = "relu") -> Checkpoint:
-    """The architecture of a foreign state_dict, whatever file held it: a zoo model first, then a
-    Linear stack. Keys are put in their natural order first (layer 10 after layer 9), since
-    containers disagree on order (safetensors does not keep torch's)."""
+def recognise(
+    state: Mapping[str, torch.Tensor],
+    activation: str | None = None,
+    *,
+    arch: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
+) -> Checkpoint:
+    """The architecture of a foreign state_dict, whatever file held it.
+
+    ``arch`` (a zoo model or a torchvision builder, or ``timm:NAME``) is used when given; else a
+    zoo model, a Linear stack, then a torchvision architecture, in that order. An explicit
+    ``activation`` is always honoured; a Linear-only net without one is ``AmbiguousArchitecture``
+    over the activations (the weights cannot tell). ``input_shape`` (C, H, W) is for a torchvision
+    model, whose input size the weights do not fix (default: its channels at 224×224). Keys are
+    put in their natural order first (layer 10 after layer 9), since containers disagree on order
+    (safetensors does not keep torch's)."""
     state = {_strip_prefix(k): v for k, v in sorted(state.items(), key=lambda kv: _natural_key(_strip_prefix(kv[0])))}
     if not state:
         raise NNGeoError("the state_dict is empty")
+    if arch is not None and arch in MODELS and arch != TORCHVISION:
+        return _honoured(_named_zoo(state, arch), activation)
+    if arch is not None:
+        return _torchvision_checkpoint(_foreign().load_state_dict(state, arch), activation, input_shape)
     zoo = _match_zoo(state)
     if zoo is not None:
-        return zoo
-    return _linear_stack(state, activation)
+        return _honoured(zoo, activation)
+    if all(v.dim() == 2 for k, v in state.items() if k.endswith("weight")) and any(k.endswith("weight") for k in state):
+        return _linear_stack(state, activation)
+    foreign = _foreign()
+    try:
+        found = foreign.load_state_dict(state)
+    except foreign.AmbiguousArchitecture:
+        raise
+    except NNGeoError:
+        raise _unrecognised(state) from None
+    return _torchvision_checkpoint(found, activation, input_shape)
+
+
+SHOWN_CLOSEST = 2  # architectures named when nothing fits
+
+
+def _unrecognised(state: dict[str, torch.Tensor]) -> NNGeoError:
+    """What the state_dict holds and the closest zoo and torchvision architectures, with why each
+    does not fit (a network of our zoo's layout differs in a few shapes; a custom one in keys)."""
+    foreign = _foreign()
+    shapes = {k: tuple(int(d) for d in v.shape) for k, v in state.items()}
+    fits = []
+    with torch.random.fork_rng(devices=[]):
+        for name in (n for n in MODELS if n != TORCHVISION):
+            try:
+                ref = build(name, **_candidate_params(name, state)[0]).state_dict()
+            except Exception:  # the guessed parameters do not build this model: it is not close
+                continue
+            sig = foreign.Signature(name, {}, tuple(ref), tuple(tuple(v.shape) for v in ref.values()), None)
+            fits.append(("zoo", foreign.fit(sig, shapes)))
+    fits += [("torchvision", f) for f in foreign.closest(state)]
+    # fewest differences first; among equals, those whose differing tensors at least have the same rank
+    fits.sort(key=lambda wf: (wf[1].distance, sum(len(a) != len(b) for _, a, b in wf[1].differ)))
+    near = "; ".join(f"{where} {f.why_not()}" for where, f in fits[:SHOWN_CLOSEST]) or "none shares its layer names"
+    return NNGeoError(
+        foreign.fit_line(
+            "unrecognised architecture (a network of your own uploads as an ONNX export): the state_dict holds "
+            f"{foreign.describe_state(state)}; closest: {near}"
+        )
+    )
+
+
+def _honoured(ckpt: Checkpoint, activation: str | None) -> Checkpoint:
+    """A zoo match with the user's activation; a Linear-only one needs it (the weights cannot
+    tell), a conv one keeps its built-in ReLU when none is given."""
+    model = ckpt.model
+    linear_only = not any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if activation is None and not linear_only:
+        return ckpt
+    honoured, spec = _foreign().honour_activation(model, activation)
+    return Checkpoint(model=honoured, model_spec=spec, source=ckpt.source, meta=ckpt.meta)
+
+
+def _named_zoo(state: dict[str, torch.Tensor], name: str) -> Checkpoint:
+    """The zoo model ``name`` with the state loaded, or a one-line error saying why it does not fit."""
+    found = _match_zoo(state, names=(name,))
+    if found is not None:
+        return found
+    with torch.random.fork_rng(devices=[]):
+        model = build(name, **_candidate_params(name, state)[0])
+    _load_state(model, state, what=f"zoo model {name!r}")  # raises: the shapes differ somewhere
+    raise NNGeoError(f"the weights do not fit zoo model {name!r}")
+
+
+def _torchvision_checkpoint(found: Any, activation: str | None, input_shape: tuple[int, ...] | None) -> Checkpoint:
+    """A ``models.foreign`` state_dict match as a registered ``torchvision`` model: a FeedForward
+    [body, head] (the keys ``build("torchvision", ...)`` gives), checked on a zero batch of
+    ``input_shape``."""
+    model, spec = found
+    if spec.get("source") != "torchvision":
+        raise NNGeoError(f"{spec.get('arch')} ({spec.get('source')}) cannot be stored: only torchvision models rebuild")
+    arch, channels, classes = str(spec["arch"]), int(spec["in_channels"]), int(spec["num_classes"])
+    if activation is not None:
+        raise NNGeoError(f"torchvision's {arch} has its activations built in; an activation choice does not apply")
+    assumed = input_shape is None
+    shape = (channels, DEFAULT_SIDE, DEFAULT_SIDE) if input_shape is None else tuple(int(d) for d in input_shape)
+    if len(shape) != 3 or shape[0] != channels or min(shape) < 1:
+        raise NNGeoError(f"{arch}'s weights take {channels}-channel images: give an input shape {channels},H,W")
+    net = sequential(FeedForward, _foreign().feedforward_parts(model))
+    net.input_shape, net.num_classes = shape, classes
+    net.zoo_name = TORCHVISION
+    net.zoo_params = {"arch": arch, "aux_logits": spec.get("kwargs", {}).get("aux_logits", True)}
+    _check_forward(net, shape, classes, what=f"torchvision's {arch}")
+    note = f"torchvision {arch}, {classes} classes, input {'×'.join(map(str, shape))}"
+    return Checkpoint(
+        model=net,
+        model_spec=ModelSpec(TORCHVISION, dict(net.zoo_params)),
+        source="torchvision",
+        meta={"inferred": note + (" (assumed; choose another with --input-shape C,H,W)" if assumed else "")},
+    )
+
+
+def _check_forward(net: nn.Module, shape: tuple[int, ...], classes: int | None, what: str) -> int:
+    """The class count ``net`` gives for one zero input of ``shape`` (eval mode, no gradients); a
+    one-line error when it cannot take that shape or does not give one logit per class."""
+    was = net.training
+    net.eval()
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(1, *shape))
+    except Exception as exc:  # a conv stack too deep for small images raises RuntimeError, others too
+        detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
+        raise NNGeoError(f"{what} cannot take inputs of shape {'×'.join(map(str, shape))} ({detail})") from None
+    finally:
+        net.train(was)
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or (classes is not None and out.shape[1] != classes):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise NNGeoError(f"{what} gives {got} for one input, not one logit per class")
+    return int(out.shape[1])
+
+
+def _onnx_net(
+    module: nn.Module, input_shape: Any, num_classes: int, params: Mapping[str, Any], source: bytes
+) -> FeedForward:
+    net = sequential(FeedForward, [module])
+    net.input_shape, net.num_classes = tuple(int(d) for d in input_shape), int(num_classes)
+    net.zoo_name, net.zoo_params = ONNX, dict(params)
+    setattr(net, ONNX_ATTR, source)
+    return net
+
+
+def _from_onnx(
+    found: Any, data: bytes, arch: str | None, activation: str | None, input_shape: tuple[int, ...] | None
+) -> Checkpoint:
+    """An ONNX file converted by ``models.foreign``: its input shape is the file's (or the
+    user's, where the file leaves it open), its class count what one input gives."""
+    module, spec = found
+    if arch is not None or activation is not None:
+        raise NNGeoError("an ONNX file carries its own architecture and activations; arch and activation do not apply")
+    shape = tuple(int(d) for d in input_shape) if input_shape is not None else spec.get("input_shape")
+    if not shape:
+        dims = [i["shape"] for i in spec.get("inputs", [])]
+        raise NNGeoError(f"the ONNX model's input shape is not fixed (inputs {dims}); give one with --input-shape")
+    shape = tuple(int(d) for d in shape)
+    params = {"sha256": spec["sha256"]}
+    net = _onnx_net(module, shape, int(spec.get("num_classes") or 1), params, data)
+    net.num_classes = _check_forward(net, shape, spec.get("num_classes"), what="the ONNX model")
+    opsets = ", ".join(f"{d} {v}" for d, v in spec.get("opsets", {}).items())
+    return Checkpoint(
+        model=net,
+        model_spec=ModelSpec(ONNX, params),
+        source="onnx",
+        meta={"inferred": f"ONNX graph ({opsets}), input {'×'.join(map(str, shape))}, {net.num_classes} classes"},
+        onnx=data,
+    )
 
 
 def _strip_prefix(k: str) -> str:
@@ -498,11 +709,13 @@ def _strip_prefix(k: str) -> str:
     return k
 
 
-def _match_zoo(state: dict[str, torch.Tensor]) -> Checkpoint | None:
+def _match_zoo(state: dict[str, torch.Tensor], names: tuple[str, ...] | None = None) -> Checkpoint | None:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
+    # torchvision architectures are recognised by models.foreign, from their own keys
+    names = names or tuple(n for n in MODELS if n != TORCHVISION)
     # the candidates' random initialisations (overwritten by the state) must not move the caller's RNG
     with torch.random.fork_rng(devices=[]):
-        for name in MODELS:
+        for name in names:
             for params in _candidate_params(name, state):
                 try:
                     model = build(name, **params)
@@ -541,7 +754,7 @@ def _candidate_params(name: str, state: dict[str, torch.Tensor]) -> list[dict]:
     return cands
 
 
-def _linear_stack(state: dict[str, torch.Tensor], activation: str) -> Checkpoint:
+def _linear_stack(state: dict[str, torch.Tensor], activation: str | None) -> Checkpoint:
     weights = [(k, v) for k, v in state.items() if k.endswith("weight")]
     if not weights or any(v.dim() != 2 for _, v in weights):
         kinds = sorted({f"{v.dim()}-D" for _, v in weights}) or ["no weights"]
@@ -561,6 +774,13 @@ def _linear_stack(state: dict[str, torch.Tensor], activation: str) -> Checkpoint
         raise NNGeoError("wrong architecture: some Linear layers have a bias and some do not")
     widths = [int(w.shape[0]) for _, w in weights[:-1]]
     n_in, n_out = int(weights[0][1].shape[1]), int(weights[-1][1].shape[0])
+    shown = f"{n_in}-{'-'.join(map(str, widths))}{'-' if widths else ''}{n_out}"
+    if activation is None and widths:  # activations have no weights: asked, never assumed
+        foreign = _foreign()
+        raise foreign.AmbiguousArchitecture(
+            f"a Linear stack {shown} (its activation has no weights)", ACTIVATIONS, "activation"
+        )
+    activation = activation or "relu"  # no hidden layer: no activation is applied
     model = build(
         "mlp", input_shape=(n_in,), num_classes=n_out, widths=tuple(widths), activation=activation, bias=has_bias[0]
     )
@@ -575,10 +795,7 @@ def _linear_stack(state: dict[str, torch.Tensor], activation: str) -> Checkpoint
         model=model,
         model_spec=spec,
         source="linear-stack",
-        meta={
-            "inferred": f"Linear stack {n_in}-{'-'.join(map(str, widths))}{'-' if widths else ''}{n_out}, "
-            f"activation assumed {activation}"
-        },
+        meta={"inferred": f"Linear stack {shown}" + (f", activation {activation}" if widths else "")},
     )
 
 

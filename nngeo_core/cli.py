@@ -14,7 +14,7 @@ import json
 import os
 import sys
 
-from . import catalogue
+from . import catalogue, user_index
 from .cli_args import (
     OneLineParser,
     ProgressBar,
@@ -28,6 +28,7 @@ from .cli_args import (
     run_spec_from_args,
 )
 from .errors import NNGeoError
+from .export_cli import add_export_arguments, cmd_export_model, is_model_format
 
 __all__ = [
     "OneLineParser",
@@ -46,7 +47,13 @@ __all__ = [
 
 # modules that add sub-commands: each defines add_commands(subparsers); imported by name so that
 # this list is the one place that says which exist
-COMMAND_MODULES = ["nngeo_core.jobs.cli", "nngeo_core.pruning.cli", "nngeo_core.analyse_cli", "nngeo_core.uploads"]
+COMMAND_MODULES = [
+    "nngeo_core.jobs.cli",
+    "nngeo_core.pruning.cli",
+    "nngeo_core.analyse_cli",
+    "nngeo_core.uploads",
+    "nngeo_core.data_cli",
+]
 
 
 # -- commands ----------------------------------------------------------------------------------
@@ -123,6 +130,8 @@ def cmd_show(a) -> int:
 
 
 def cmd_export(a) -> int:
+    if is_model_format(a):
+        return cmd_export_model(a)
     # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
     from .store import Store, default_store
 
@@ -146,7 +155,7 @@ def cmd_models(a) -> int:
 
 
 def cmd_datasets(a) -> int:
-    rows = catalogue.rows(catalogue.DATASETS)
+    rows = catalogue.rows(catalogue.DATASETS) + user_index.catalogue_rows()
     if a.json:
         print_json(rows)
         return 0
@@ -198,11 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true")
     sh.set_defaults(func=cmd_show)
 
-    ex = sub.add_parser("export", help="export a result table")
-    ex.add_argument("run")
-    ex.add_argument("--format", choices=["csv", "parquet"], default="csv")
-    ex.add_argument("-o", "--output")
-    ex.add_argument("--json", action="store_true")
+    ex = sub.add_parser("export", help="export a result table, or a model / a pruning-sweep level")
+    add_export_arguments(ex, table_formats=("csv", "parquet"))
     ex.set_defaults(func=cmd_export)
 
     for name, fn in (("models", cmd_models), ("datasets", cmd_datasets)):

@@ -16,6 +16,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from . import user_index
 from .analyses import get_analysis
 from .data import derived
 from .data.base import DATASETS
@@ -107,6 +108,7 @@ def run_spec(
     parameters from ``default_data_params``, then every declared default is filled in
     (``complete``). Parameters given as None are left to their owner's default. Unknown names and
     snapshot epochs after the last epoch are one-line errors."""
+    data = user_index.canonical(data)  # an alias of the user's own data: the spec records its hash
     changes = {k: v for k, v in dict(train or {}).items() if v is not None}
     unknown = sorted(set(changes) - set(TRAIN_FIELDS))
     if unknown:
@@ -143,7 +145,10 @@ def complete(spec: Any) -> Any:
         return spec.replace(params=analysis.resolve(spec.params), param_defaults=analysis.defaults)
     if isinstance(spec, SweepSpec):
         strategy = get_strategy(spec.strategy)
-        return spec.replace(run=complete(spec.run), param_defaults=strategy.defaults)
+        # a stored model's spec is what it was stored with (a foreign architecture is no zoo
+        # entry to complete); only the data it is evaluated on gets its defaults
+        run = spec.run.replace(data=complete(spec.run.data)) if spec.source is not None else complete(spec.run)
+        return spec.replace(run=run, param_defaults=strategy.defaults)
     return spec
 
 

@@ -29,11 +29,14 @@ class Registry(Generic[T]):
         modules: Iterable[str] = (),
         loader: Callable[[Registry[T]], None] | None = None,
         unknown_hint: str = "",
+        missing: Callable[[str], T | None] | None = None,
     ) -> None:
         self.what = what
         self.modules: tuple[str, ...] = tuple(modules)
         self.loader = loader  # called once, before the modules: adds the built-in entries
         self.unknown_hint = unknown_hint  # appended to the known names (e.g. name patterns)
+        # asked for a name nobody registered: its entry, or None (datasets stored since this process looked)
+        self.missing = missing
         self._entries: dict[str, T] = {}
         self._loaded = not self.modules and loader is None
         self._loading = False
@@ -101,6 +104,10 @@ class Registry(Generic[T]):
             return None
         if name not in self._entries:
             self.load()
+            if name not in self._entries and self.missing is not None:
+                entry = self.missing(name)
+                if entry is not None:
+                    self._entries[name] = entry
         return self._entries.get(name)
 
     def __contains__(self, name: object) -> bool:

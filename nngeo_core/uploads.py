@@ -1,9 +1,12 @@
 """Checkpoint uploads: validate the bytes, store them as a run under their content hash.
 
 Nothing from an uploaded file is executed: ``checkpoint.load`` reads safetensors, or torch files
-with ``weights_only=True``, and builds the architecture itself from our zoo. The file name is only
-shown (cleaned) as a label; the result is stored under the hash of a spec holding the file's
-sha256, so the same bytes always land on the same key and can never replace another run.
+with ``weights_only=True``, or ONNX (protobuf, converted by onnx2torch), and builds the
+architecture itself (our zoo, torchvision, or the ONNX graph). The file name is only shown
+(cleaned) as a label; the result is stored under the hash of a spec holding the file's sha256 and
+the user's explicit choices (architecture, activation, input shape), so the same bytes with the
+same choices always land on the same key and can never replace another run. A file whose
+architecture or activation the weights leave open is ``AmbiguousArchitecture`` and stores nothing.
 
 The dashboard's Upload page and ``nngeo upload FILE`` both call ``store_upload``. This module is
 imported whenever the ``nngeo`` parser is built, so torch, pandas and the store load lazily.
@@ -15,6 +18,7 @@ import argparse
 import hashlib
 import re
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from math import prod
 from typing import TYPE_CHECKING, Any
@@ -40,10 +44,23 @@ class UploadResult:
     key: str
     created: bool  # False: these bytes were already stored
     model: str
-    source: str  # nngeo | zoo-state-dict | linear-stack
+    source: str  # nngeo | zoo-state-dict | linear-stack | torchvision | onnx
     n_params: int
     layers: pd.DataFrame = field(repr=False)
     note: str = ""
+    input_shape: tuple[int, ...] = ()
+    num_classes: int | None = None
+
+
+def choice_needed(exc: BaseException) -> dict[str, Any] | None:
+    """What an ``AmbiguousArchitecture`` asks the user to choose (``option``: arch or activation,
+    ``candidates``, ``message``); ``None`` for any other error. Read from the error's attributes,
+    so a caller need not import ``models.foreign`` (torchvision, onnx: ~1.8 s) to recognise it."""
+    candidates = getattr(exc, "candidates", None)
+    option = getattr(exc, "option", None)
+    if not isinstance(exc, NNGeoError) or not candidates or option not in ("arch", "activation"):
+        return None
+    return {"option": option, "candidates": list(candidates), "message": one_line(exc)}
 
 
 def content_hash(data: bytes) -> str:
@@ -57,16 +74,32 @@ def display_name(name: str | None) -> str:
     return (base or "checkpoint")[:80]
 
 
-def upload_spec(sha256: str, data_spec: DataSpec | None = None) -> dict[str, Any]:
-    """The spec an upload is stored under: its content hash (and the data it is analysed with)."""
+def upload_spec(
+    sha256: str, data_spec: DataSpec | None = None, choices: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The spec an upload is stored under: its content hash, the data it is analysed with, and the
+    choices the user made (only those given, so an upload without choices keeps its old key)."""
     spec: dict[str, Any] = {"kind": UPLOAD_KIND, "sha256": sha256}
     if data_spec is not None:
         spec["data"] = to_dict(data_spec)
+    made = {k: list(v) if isinstance(v, tuple) else v for k, v in (choices or {}).items() if v is not None}
+    if made:
+        spec["choices"] = made
     return spec
 
 
-def upload_key(data: bytes, data_spec: DataSpec | None = None) -> str:
-    return spec_hash(upload_spec(content_hash(data), data_spec))
+def upload_key(data: bytes, data_spec: DataSpec | None = None, **choices: Any) -> str:
+    return spec_hash(upload_spec(content_hash(data), data_spec, choices))
+
+
+def parse_input_shape(text: str | None) -> tuple[int, ...] | None:
+    """``"3,32,32"`` (or ``3x32x32``) as ``(3, 32, 32)``; ``None`` for nothing; a one-line error else."""
+    if text is None or not str(text).strip():
+        return None
+    parts = re.split(r"\s*[,x×]\s*|\s+", str(text).strip())
+    if not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise NNGeoError(f"input shape {text!r} must be positive whole numbers such as 3,32,32 (C,H,W)")
+    return tuple(int(p) for p in parts)
 
 
 def layer_table(model: nn.Module) -> pd.DataFrame:
@@ -88,9 +121,13 @@ def layer_table(model: nn.Module) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=LAYER_COLUMNS)
 
 
-def validate_checkpoint(data: bytes, max_bytes: int | None = None, name: str | None = None) -> Checkpoint:
-    """Load the bytes as a checkpoint (never unpickling objects); one-line ``NNGeoError`` if bad.
-    ``name`` is the file's name: its suffix sharpens the message for a file that is no checkpoint."""
+def validate_checkpoint(
+    data: bytes, max_bytes: int | None = None, name: str | None = None, **choices: Any
+) -> Checkpoint:
+    """Load the bytes as a checkpoint (never unpickling objects); one-line ``NNGeoError`` if bad
+    (``AmbiguousArchitecture`` when a choice is needed). ``name`` is the file's name: its suffix
+    marks ONNX and sharpens the message for a file that is no checkpoint. ``choices``: ``arch``,
+    ``activation``, ``input_shape`` (see ``checkpoint.recognise``)."""
     from . import checkpoint  # lazy: torch (1.3 s CPU, measured); `nngeo --help` must not pay for it
 
     if data is None or len(data) == 0:
@@ -98,7 +135,7 @@ def validate_checkpoint(data: bytes, max_bytes: int | None = None, name: str | N
     if max_bytes is not None and len(data) > max_bytes:
         raise NNGeoError(f"the file is {len(data) / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB")
     try:
-        return checkpoint.load(bytes(data), name=name)
+        return checkpoint.load(bytes(data), name=name, **choices)
     except NNGeoError:
         raise
     except Exception as exc:  # anything else a hostile or broken file provokes: still one line
@@ -112,11 +149,16 @@ def store_upload(
     store: Store | None = None,
     data_spec: DataSpec | None = None,
     max_bytes: int | None = None,
+    arch: str | None = None,
+    activation: str | None = None,
+    input_shape: tuple[int, ...] | None = None,
 ) -> UploadResult:
     """Validate and store an uploaded checkpoint; returns its key (its content-hash spec's hash).
 
     ``data_spec`` names the dataset the model is analysed with when the file does not say
-    (foreign state_dicts); a file in our format keeps its own unless one is given.
+    (foreign state_dicts); a file in our format keeps its own unless one is given. ``arch``,
+    ``activation`` and ``input_shape`` are the user's choices for a foreign file; they are part
+    of the key. Nothing is stored when anything is wrong (or ambiguous).
     """
     # lazy: checkpoint, runs and the store load torch and pandas (seconds); `nngeo --help` must not pay for them
     from . import checkpoint
@@ -124,10 +166,23 @@ def store_upload(
     from .store import default_store
 
     store = store or default_store()
-    ckpt = validate_checkpoint(data, max_bytes, name=name)
+    # the data's image shape is the default input shape (a torchvision net's, an ONNX file's open
+    # one): the same shape given explicitly is no choice, so the page and the CLI give one key
+    data_shape = _data_shape(data_spec)
+    if input_shape is not None and tuple(input_shape) == data_shape:
+        input_shape = None
+    ckpt = validate_checkpoint(
+        data,
+        max_bytes,
+        name=name,
+        arch=arch,
+        activation=activation,
+        input_shape=input_shape or (data_shape if len(data_shape) == 3 else None),
+    )
+    choices = {"arch": arch, "activation": activation, "input_shape": input_shape}
     data_spec = data_spec or ckpt.data_spec
     _check_data_fits(ckpt.model, data_spec)
-    spec = upload_spec(content_hash(data), data_spec)
+    spec = upload_spec(content_hash(data), data_spec, choices)
     key = spec_hash(spec)
     layers = layer_table(ckpt.model)
     n_params = int(sum(p.numel() for p in ckpt.model.parameters()))
@@ -140,6 +195,8 @@ def store_upload(
         n_params=n_params,
         layers=layers,
         note=note,
+        input_shape=tuple(getattr(ckpt.model, "input_shape", ()) or ()),
+        num_classes=getattr(ckpt.model, "num_classes", None),
     )
     if store.exists(key):
         return result
@@ -151,12 +208,13 @@ def store_upload(
         history=ckpt.history,
         masks=ckpt.masks,
         extra={"uploaded_as": display_name(name), "source": ckpt.source},
+        onnx=ckpt.onnx,
     )
     attrs = dict(
         model=ckpt.model_spec.name,
         data=data_spec.name if data_spec else None,
         method="upload",
-        label=f"{ckpt.model_spec.name} from {display_name(name)}",
+        label=f"{ckpt.model_spec.params.get('arch', ckpt.model_spec.name)} from {display_name(name)}",
         source=ckpt.source,
         n_params=n_params,
         sha256=spec["sha256"],
@@ -164,6 +222,14 @@ def store_upload(
     store.put(UPLOAD_KIND, spec, layers, artifacts={CHECKPOINT: blob}, attrs=attrs, key=key)
     result.created = True
     return result
+
+
+def _data_shape(data_spec: DataSpec | None) -> tuple[int, ...]:
+    if data_spec is None:
+        return ()
+    from .data import dataset_info  # lazy: torch via the data registry (1.4 s CPU); `nngeo --help` must not pay
+
+    return tuple(int(d) for d in dataset_info(data_spec.name, **dict(data_spec.params)).input_shape)
 
 
 def _check_data_fits(model: nn.Module, data_spec: DataSpec | None) -> None:
@@ -193,7 +259,16 @@ def cmd_upload(a: argparse.Namespace) -> int:
     if data_spec is None and a.data_param:
         raise NNGeoError("--data-param needs --data")
     store = Store(a.store) if a.store else default_store()
-    result = store_upload(data, name=a.name or a.file, store=store, data_spec=data_spec, max_bytes=a.max_mb * 2**20)
+    result = store_upload(
+        data,
+        name=a.name or a.file,
+        store=store,
+        data_spec=data_spec,
+        max_bytes=a.max_mb * 2**20,
+        arch=a.arch,
+        activation=a.activation,
+        input_shape=parse_input_shape(a.input_shape),
+    )
     if a.json:
         print_json(
             {
@@ -218,15 +293,27 @@ def cmd_upload(a: argparse.Namespace) -> int:
 
 
 def add_upload_command(sub: Any) -> None:
-    """Add ``nngeo upload FILE [--name NAME] [--data NAME [--data-param K=V]] [--json]``."""
+    """Add ``nngeo upload FILE [--arch NAME] [--activation NAME] [--input-shape C,H,W] [--name NAME]
+    [--data NAME [--data-param K=V]] [--json]``."""
     p = sub.add_parser(
         "upload",
         help="validate a checkpoint file and store it as a run (as the dashboard's Upload page does)",
-        description="Read a checkpoint (an nngeo .safetensors, a zoo model's or a Linear stack's "
-        "state_dict in .pt/.pth/.safetensors) as tensors only, nothing in it executed, and store it "
-        "under its content hash. Prints the stored key.",
+        description="Read a checkpoint (an nngeo .safetensors; a state_dict in .pt/.pth/.safetensors of "
+        "a zoo model, a Linear stack or a torchvision classifier; or an .onnx file) without executing "
+        "anything in it, and store it under its content hash and your choices. Prints the stored key. "
+        "When the weights fit several architectures or activations, the error names them: choose with "
+        "--arch or --activation.",
     )
     p.add_argument("file", help="the checkpoint file")
+    p.add_argument(
+        "--arch", help="the architecture, when the weights fit several: a zoo model or a torchvision builder"
+    )
+    p.add_argument("--activation", help="the activation of a Linear-only net (the weights cannot tell), e.g. tanh")
+    p.add_argument(
+        "--input-shape",
+        metavar="C,H,W",
+        help="input shape for a torchvision net or an ONNX file with open dims (default: C,224,224 / the file's)",
+    )
     p.add_argument("--name", help="the name shown in the run's label (default: the file's name)")
     p.add_argument("--data", help="dataset to analyse it with, when the file does not say (see `nngeo datasets`)")
     p.add_argument("--data-param", action="append", metavar="K=V", help="dataset parameter, e.g. resize=28")

@@ -52,6 +52,9 @@ def sweeps_section() -> None:
         w.show_table(comparison.pareto, "pareto", key="cmp-pareto")
     st.subheader("Mean ± std over seeds")
     w.show_table(comparison.table, "sweep-summary", key="cmp-table")
+    st.subheader("Download a pruned model")
+    sweep = st.selectbox("Sweep", keys, format_func=labels.get, key="cmp-export-sweep")
+    w.model_download(store, sweep, key="cmp-export")
     st.subheader("Settings that differ")
     if len(comparison.settings.columns) > 2:
         w.show_table(comparison.settings, "settings-diff", key="cmp-settings")

@@ -1,4 +1,10 @@
-"""Pruning: choose strategies, sparsities and seeds for a trained run and queue the sweeps.
+"""Pruning: choose strategies, sparsities and seeds for a stored model and queue the sweeps.
+
+A trained run is pruned as the CLI's `nngeo prune --model … --data …` does (one dense run per
+seed, the stored one reused). An upload is pruned as it is (`nngeo prune --run KEY`): a dataset
+picker (starting at the upload's own data) gives the data that evaluates, calibrates and
+fine-tunes it, checked against the model's input shape and classes before anything is queued;
+IMP and T-IMP on an upload, which kept no training snapshots, run without rewinding.
 
 Each strategy's parameters get widgets of their declared types (``widgets.param_inputs``); a value
 that does not fit is an error under its widget and nothing is queued. Every choice is remembered
@@ -12,9 +18,12 @@ from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import parse_float_list, parse_int_list
 from nngeo_core.dashboard.results import runs_table
+from nngeo_core.data import list_datasets
 from nngeo_core.errors import NNGeoError
 from nngeo_core.figures.colors import strategy_color
-from nngeo_core.specs import RunSpec, spec_from_dict
+from nngeo_core.pruning.cli import source_sweeps
+from nngeo_core.runs import read_header
+from nngeo_core.specs import DataSpec, RunSpec, spec_from_dict
 from nngeo_core.store import filter_catalog
 
 SCOPES = ["global", "layer"]
@@ -35,13 +44,31 @@ def is_number(v) -> bool:
 
 st.title("Pruning sweeps")
 store = w.get_store()
-run = w.pick_run(store, label="Trained run to prune", key="prune-run", kinds=["train"])
+run = w.pick_run(store, label="Model to prune (a trained run or an upload)", key="prune-run", kinds=["train", "upload"])
 if run is None:
     st.stop()
-run_spec = spec_from_dict(store.spec(run))
-if not isinstance(run_spec, RunSpec):
-    st.error("this result has no training spec to prune from")
-    st.stop()
+upload_data: DataSpec | None = None  # an upload's evaluation data (None: a trained run)
+if store.entry(run)["kind"] == "upload":
+    own = read_header(run, store=store).data_spec
+    datasets = list_datasets()
+    picked = kept(
+        st.selectbox,
+        "Data to evaluate, calibrate and fine-tune it on",
+        datasets,
+        key=f"prune-data-{run}",
+        default=own.name if own is not None and own.name in datasets else datasets[0],
+        fits=datasets.__contains__,
+        start_as="index",
+    )
+    upload_data = own if own is not None and own.name == picked else DataSpec(picked)
+    st.caption("an upload is pruned as it is; the seeds vary the strategy's draws and the fine-tuning order")
+    model_name, data_name = store.entry(run)["model"], upload_data.name
+else:
+    run_spec = spec_from_dict(store.spec(run))
+    if not isinstance(run_spec, RunSpec):
+        st.error("this result has no training spec to prune from")
+        st.stop()
+    model_name, data_name = run_spec.model.name, run_spec.data.name
 
 names = list(pruning.STRATEGIES)
 chosen = kept(
@@ -124,20 +151,27 @@ specs = []
 if not errors:
     try:
         seeds = parse_int_list(seeds_text, "seeds", low=0) or (0,)
-        specs = [
-            pruning.SweepSpec(
-                run=run_spec,
-                strategy=s,
-                params=params.get(s, {}),
-                sparsities=tuple(sparsities),
-                seeds=seeds,
-                finetune_epochs=finetune,
-                scope=scope,
-                exclude_last=exclude_last,
-                analyses=tuple(analyses),
-            ).validate()
-            for s in chosen
-        ]
+        fields = dict(
+            sparsities=tuple(sparsities),
+            seeds=seeds,
+            finetune_epochs=finetune,
+            scope=scope,
+            exclude_last=exclude_last,
+            analyses=tuple(analyses),
+        )
+        if upload_data is not None:
+            # only the values the user changed count as asked for (a rewind_epoch left at its
+            # default on an upload means IMP without rewinding, one set is refused)
+            changed = {
+                s: {k: v for k, v in params.get(s, {}).items() if v != pruning.STRATEGIES[s].defaults.get(k)}
+                for s in chosen
+            }
+            specs = source_sweeps(store, run, chosen, changed, data=upload_data, **fields)
+        else:
+            specs = [
+                pruning.SweepSpec(run=run_spec, strategy=s, params=params.get(s, {}), **fields).validate()
+                for s in chosen
+            ]
     except NNGeoError as exc:
         w.error_box(exc)
         specs = []
@@ -149,8 +183,8 @@ if st.button(
         w.submit_job(spec, jobs_view.label_for(spec))
     st.info("Queued. Results appear on the **Compare** page when the jobs are done.", icon=":material/schedule:")
 
-st.subheader(f"Stored sweeps of {run_spec.model.name} on {run_spec.data.name}", divider="gray")
-sweeps = filter_catalog(w.catalog(store), kind="prune-sweep", model=run_spec.model.name, data=run_spec.data.name)
+st.subheader(f"Stored sweeps of {model_name} on {data_name}", divider="gray")
+sweeps = filter_catalog(w.catalog(store), kind="prune-sweep", model=model_name, data=data_name)
 if len(sweeps):
     w.show_table(runs_table(sweeps), f"{run}-sweeps", key="prune-sweeps")
 else:

@@ -92,6 +92,9 @@ if st.session_state.get("runs-confirm-delete") == chosen:
         st.session_state.pop("runs-confirm-delete", None)
         st.rerun()
 
+if entry["kind"] in MODEL_KINDS or entry["kind"] == "prune-sweep":
+    st.subheader("Export the model", divider="gray")
+    w.model_download(store, chosen, key="runs-model")
 with st.expander("Spec and artefacts"):
     st.json(store.spec(chosen), expanded=False)
     st.write("artefacts:", ", ".join(store.artifacts(chosen)) or "none")

@@ -28,7 +28,16 @@ def nngeo_home(tmp_path, monkeypatch):
         monkeypatch.setenv(k, v)
     monkeypatch.setenv("NNGEO_DOWNLOAD", "0")
     monkeypatch.setenv("NNGEO_EMBEDDED_WORKER", "0")
-    return home
+    yield home
+    # a user dataset lives in this test's NNGEO_HOME, but the registry that found it is the
+    # process's: forget it, so later tests (which compare the registry with the catalogue) see
+    # the built-ins only
+    from nngeo_core.data.base import DATASETS
+    from nngeo_core.data.common import DESCRIBERS
+
+    for name in [n for n in DATASETS.names() if n.startswith("user:")]:
+        DATASETS.remove(name)
+        DESCRIBERS.pop(name, None)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -1,11 +1,23 @@
 """The curvature analyses for the analysis registry (``nngeo_core.analyses``): ``curvature``
 (per-edge neural curvature on correctly classified test inputs) and ``curvature_weights``
-(weight-only, no data)."""
+(weight-only, no data).
+
+``curvature_weights`` runs on a copy of the model whose batch norms are folded into the convs they
+follow (``models.layers.fold_batchnorm``, the convention of every weight-based analysis); a
+``note`` column names the folded batch norm per layer, and every module with weights that has no
+layer graph (attention, Conv1d, a batch norm that cannot be folded, ...) gets one row with
+``kind = "skipped"``, NaN values and its reason in ``note``. Skip connections are not edges of the
+layer graph (``layer_graph``): a layer's inputs are linked to the previous layer's outputs only
+when their sizes match, so across a residual block the chain is cut or joined by size alone.
+"""
 
 from __future__ import annotations
 
+import pandas as pd
+
 from ..analysis_base import register_analysis
 from ..errors import NNGeoError
+from ..models.layers import fold_batchnorm
 from ..params import Param, defaults_of
 from .neural import neural_curvature, weight_only_curvature
 from .scores import calibration_set
@@ -72,11 +84,17 @@ def curvature_analysis(model, dataset, params, progress):
 )
 def curvature_weights_analysis(model, dataset, params, progress):
     p = _params(params, WEIGHT_PARAMS, "curvature_weights")
-    return weight_only_curvature(
-        model,
+    folded, plan = fold_batchnorm(model)
+    table = weight_only_curvature(
+        folded,
         alpha=float(p["alpha"]),
         method=p["method"],
         normalize_idleness=bool(p["normalize_idleness"]),
         conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
         progress=progress,
     )
+    table["note"] = table["layer"].map(plan.notes).fillna("")
+    if plan.skipped:
+        extra = pd.DataFrame([{"layer": s.name, "kind": "skipped", "note": s.reason} for s in plan.skipped])
+        table = pd.concat([table, extra], ignore_index=True)
+    return table

@@ -18,11 +18,12 @@ import streamlit as st
 
 from ..defaults import complete
 from ..errors import NNGeoError, one_line
+from ..export import SWEEP_KIND, export_bytes, export_formats
 from ..params import declare, format_value
 from ..runs import read_header, snapshot_epochs
 from ..settings import get_settings
 from ..specs import AnalysisSpec, spec_from_dict
-from ..store import Store, default_store
+from ..store import MODEL_KINDS, Store, default_store
 from ..store.queries import find_analysis, model_runs
 from . import datapoints, job_progress, jobs_view
 from .downloads import figure_html, plotly_config, safe_filename, table_bytes
@@ -469,3 +470,42 @@ def _draw_param(col: Any, spec: WidgetSpec, value: Any, key: str) -> Any:
     return col.text_input(
         spec.name, value=str(value), key=key, help=helptext, placeholder=param_text(spec.param.default) or AUTOMATIC
     )
+
+
+def model_download(store: Store, result_key: str, *, key: str) -> None:
+    """Download a stored model, or one level and seed of a pruning sweep, as safetensors, a
+    state_dict, torch's prune-style weight_orig/weight_mask, or ONNX. The file is made on request
+    (a sweep stored before levels were kept is rebuilt from its dense run and checked against its
+    stored row) and kept for this session, so reruns do not make it again."""
+    entry = store.entry(result_key)
+    level: float | None = None
+    seed: int | None = None
+    c_level, c_seed, c_fmt, c_go = st.columns([1, 1, 1, 1], vertical_alignment="bottom")
+    if entry["kind"] == SWEEP_KIND:
+        spec = spec_from_dict(store.spec(result_key))
+        level = c_level.selectbox(
+            "Sparsity level", list(spec.sparsities), format_func=lambda s: f"{s:g}", key=f"{key}-level"
+        )
+        seed = c_seed.selectbox("Seed", list(spec.seeds), key=f"{key}-seed")
+    elif entry["kind"] not in MODEL_KINDS:
+        return
+    fmt = c_fmt.selectbox("Model format", export_formats(), key=f"{key}-format")
+    wanted = (store.root, result_key, level, seed, fmt)
+    if c_go.button("Prepare model file", icon=":material/build:", key=f"{key}-prepare"):
+        try:
+            with st.spinner("Exporting the model…"):
+                st.session_state[f"{key}-file"] = (wanted, *export_bytes(store, result_key, level, seed, fmt))
+        except NNGeoError as exc:
+            error_box(exc)
+    ready = st.session_state.get(f"{key}-file")
+    if ready is not None and ready[0] == wanted:
+        _, data, name, mime = ready
+        st.download_button(
+            f"Download {name}",
+            data=data,
+            file_name=name,
+            mime=mime,
+            key=f"{key}-download",
+            on_click="ignore",
+            icon=":material/download:",
+        )

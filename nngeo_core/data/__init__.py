@@ -15,7 +15,7 @@ import torch
 
 from ..errors import NNGeoError
 from ..specs import DataSpec
-from . import derived, digits, toy2d, vision
+from . import derived, digits, toy2d, user, vision
 from .base import DATASETS, Dataset, register_dataset, unknown_dataset
 from .common import DESCRIBERS, DatasetInfo, as_seed, check_param_names, loader_defaults
 
@@ -23,6 +23,8 @@ DERIVED_FORMS = derived.FORMS
 # the loader modules: each registers its datasets in DATASETS when imported (here, so imports run
 # one way: this package -> loaders -> base)
 LOADER_MODULES = (digits, toy2d, vision)
+# the user's own datasets (``nngeo data add``): registered from their manifests when first asked for
+DATASETS.missing = user.find_missing
 
 __all__ = [
     "DATASETS",
@@ -86,7 +88,8 @@ def _check_loaded(name: str, ds: Dataset) -> None:
 
 
 def list_datasets() -> list[str]:
-    """Registered dataset names (the derived forms are in ``DERIVED_FORMS``)."""
+    """Registered dataset names, the user's own included (the derived forms are in ``DERIVED_FORMS``)."""
+    user.register_user_datasets()
     return sorted(DATASETS)
 
 

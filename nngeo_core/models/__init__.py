@@ -26,7 +26,7 @@ from .base import LayerInfo, get_layer, layer_io, layer_weights, model_input_sha
 from .cnn import build_cnn_mnist
 from .fcn import build_fcn_mnist
 from .lenet import build_lenet5
-from .mlp import ACTIVATIONS, FeedForward, build_mlp, check_positive_int
+from .mlp import ACTIVATIONS, FeedForward, build_mlp, check_positive_int, image_shape, sequential
 from .resnet import build_resnet20
 from .vgg import build_vgg11
 
@@ -211,3 +211,46 @@ register_model(
     default_input_shape=(3, 32, 32),
     image=True,
 )(build_resnet20)
+
+# a torchvision classifier (uploaded as a state_dict, see ``models.foreign``) as a FeedForward of
+# two children, its body (a representation: the pooled features) and its head; the name is what an
+# upload's stored checkpoint records, so a fresh process rebuilds it
+TORCHVISION = "torchvision"
+# builder keyword arguments some torchvision architectures take that change their keys
+_AUX_LOGITS_ARCHS = ("googlenet", "inception_v3")
+
+
+def build_torchvision_net(
+    input_shape: tuple[int, ...], num_classes: int, *, arch: str = "resnet18", aux_logits: bool = True
+) -> tuple[FeedForward, dict[str, Any]]:
+    """torchvision's ``arch`` for ``num_classes`` classes on ``input_shape`` (C, H, W) images (its
+    stem conv takes C channels), fresh weights, as a ``FeedForward`` [body, head]."""
+    # lazy: torchvision and the foreign loaders (~1.8 s measured); only a torchvision model needs them
+    from .foreign.torchvision_zoo import build_torchvision, feedforward_parts
+
+    if not isinstance(arch, str) or not arch:
+        raise NNGeoError(f"{TORCHVISION}: arch must be a torchvision builder name, got {arch!r}")
+    if not isinstance(aux_logits, bool):
+        raise NNGeoError(f"{TORCHVISION}: aux_logits must be true or false, got {aux_logits!r}")
+    if not aux_logits and arch not in _AUX_LOGITS_ARCHS:
+        raise NNGeoError(f"{TORCHVISION}: aux_logits applies to {', '.join(_AUX_LOGITS_ARCHS)} only, not {arch}")
+    shape = image_shape(TORCHVISION, input_shape)
+    kwargs = {} if aux_logits else {"aux_logits": False}
+    spec = {
+        "arch": arch,
+        "num_classes": num_classes,
+        "in_channels": shape[0],
+        "source": "torchvision",
+        "kwargs": kwargs,
+    }
+    net = sequential(FeedForward, feedforward_parts(build_torchvision(spec)))
+    return net, {"arch": arch, "aux_logits": aux_logits}
+
+
+register_model(
+    TORCHVISION,
+    description="A torchvision classification architecture by name (arch), e.g. an uploaded "
+    "state_dict's; its stem takes the input's channels.",
+    default_input_shape=(3, 224, 224),
+    image=True,
+)(build_torchvision_net)

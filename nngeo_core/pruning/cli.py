@@ -1,6 +1,10 @@
 """`nngeo prune` (run sweeps, one per strategy), `nngeo compare` (print the comparison table) and
 `nngeo strategies` (list the pruning strategies, from the catalogue: no torch).
 
+`nngeo prune --run KEY` prunes a stored model (a trained run or an upload) as it is, without
+training: ``source_sweeps`` makes its specs (the Pruning page's too), on the model's own data
+unless ``--data`` names another (checked to fit before anything runs).
+
 One rule for image models on the offline digits data: when ``--data digits`` is given without a
 ``resize`` parameter and the model's default input is 28×28 (fcn_mnist, lenet5, cnn_mnist), the
 CLI adds ``resize=28`` (and says so on stderr), so MNIST architectures run at their own size.
@@ -9,13 +13,17 @@ CLI adds ``resize=28`` (and says so on stderr), so MNIST architectures run at th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Mapping
+from typing import Any
 
 from .. import catalogue
 from ..cli_args import (
     add_run_arguments,
     check_run_names,
+    parse_params,
     parse_value,
     print_json,
     print_table,
@@ -23,13 +31,25 @@ from ..cli_args import (
     run_spec_from_args,
 )
 from ..errors import NNGeoError
+from ..specs import DataSpec, RunSpec, spec_from_dict
+from ..user_index import canonical
 
 MNIST_SIDE = 28
+TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule")
 
 
 def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> None:
     add_run_arguments(p)
+    # --model/--data start unset so --run can tell whether they were given; without --run they
+    # fall back to the run flags' own defaults (kept here)
+    p.set_defaults(model=None, data=None, run_defaults={"model": p.get_default("model"), "data": p.get_default("data")})
     g = p.add_argument_group("pruning")
+    g.add_argument(
+        "--run",
+        metavar="KEY",
+        help="prune this stored model (a trained run or an upload, see `nngeo runs`) as it is, no training; "
+        "--data then names its evaluation/fine-tuning data (default: its own)",
+    )
     g.add_argument(
         "--strategy",
         default="magnitude",
@@ -113,12 +133,91 @@ def resize_rule(run_spec):
     return run_spec.replace(data=data), True
 
 
-def sweep_specs_from_args(a, *, note=None) -> list:
-    # misspelt names are told at once, from the catalogue, not after torch has loaded
-    check_run_names(a)
+def source_sweeps(
+    store: Any,
+    key: str,
+    strategies: list[str],
+    params: Mapping[str, Mapping[str, Any]],
+    *,
+    data: Any = None,
+    train: Mapping[str, Any] | None = None,
+    **fields: Any,
+) -> list:
+    """The sweeps (one per strategy) that prune the stored model ``key`` (a trained run or an
+    upload) as it is. ``data`` (a DataSpec; None: the model's own) evaluates, calibrates and
+    fine-tunes it and must fit its input shape and classes; ``train`` overrides the fine-tuning
+    settings (default: the run's own, or the family preset for an upload without one). A
+    strategy that rewinds (IMP, T-IMP) rewinds only to epochs the model kept: given no
+    ``rewind_epoch`` and none kept, it runs as IMP without rewinding; a ``rewind_epoch`` the model
+    did not keep is a one-line error, before anything is queued. ``params`` holds only the
+    parameters the user set. ``fields``: the other SweepSpec fields."""
+    # lazy: data, defaults and runs load torch (1.5 s CPU, measured); `nngeo --help` must not pay for them
+    from ..data import dataset_info
+    from ..data.user import check_fits
+    from ..defaults import complete, default_data_params, default_train
+
+    # lazy, as above: the model zoo and the runs load torch
+    from ..models import model_input_shape
+    from ..runs import load_run, snapshot_epochs
+
+    # lazy, as above: the strategies load torch, gudhi and scipy (2.2 s CPU, measured)
+    from .specs import SweepSpec
+    from .strategies import get_strategy
+    from .sweep import SOURCE_KINDS, check_source
+
+    entry = store.entry(key)
+    if entry["kind"] not in SOURCE_KINDS:
+        raise NNGeoError(f"result {entry['key']} is a {entry['kind']} result; --run takes a trained run or an upload")
+    ckpt = load_run(entry["key"], store=store)
+    stored = spec_from_dict(entry["spec"]) if entry["kind"] == "train" else ckpt.run_spec
+    stored = stored if isinstance(stored, RunSpec) else None
+    model_name = ckpt.model_spec.name
+    if data is None:
+        data = stored.data if stored is not None else ckpt.data_spec
+        if data is None:
+            raise NNGeoError(
+                f"upload {entry['key'][:12]} names no dataset; choose the data to evaluate and fine-tune it on (--data)"
+            )
+    elif isinstance(data, DataSpec) and (stored is None or data != stored.data):
+        name = canonical(data.name)
+        data = data.replace(name=name, params=default_data_params(model_name, name, dict(data.params)))
+    data = complete(data)
+    info = dataset_info(data.name, **dict(data.params))
+    check_fits(info, model_input_shape(ckpt.model), int(getattr(ckpt.model, "num_classes", info.num_classes)))
+    base = stored.train if stored is not None else default_train(model_name, data.name)
+    changes = {k: v for k, v in dict(train or {}).items() if v is not None}
+    model_spec = ckpt.model_spec
+    with contextlib.suppress(NNGeoError):  # a zoo model's declared defaults, as every run records them
+        model_spec = complete(model_spec)
+    run = RunSpec(data=data, model=model_spec, train=base.replace(snapshots=(), **changes))
+    kept = set(snapshot_epochs(entry["key"], store=store))
+    specs = []
+    for s in strategies:
+        own = dict(params.get(s, {}))
+        default = get_strategy(s).defaults.get("rewind_epoch")
+        if get_strategy(s).trains and "rewind_epoch" not in own and default is not None and default not in kept:
+            own["rewind_epoch"] = None  # nothing to rewind to: IMP without rewinding
+        spec = SweepSpec(run=run, strategy=s, params=own, source=str(entry["key"]), **fields).validate()
+        check_source(spec, store)
+        specs.append(spec)
+    return specs
+
+
+def run_defaults(a) -> argparse.Namespace:
+    """``a`` with --model/--data at the run flags' defaults where not given (see add_sweep_arguments)."""
+    fallback = getattr(a, "run_defaults", None) or {}
+    return argparse.Namespace(**{**vars(a), **{k: v for k, v in fallback.items() if getattr(a, k, None) is None}})
+
+
+def sweep_specs_from_args(a, *, note=None, store=None) -> list:
     strategies = [s.strip() for s in str(a.strategy).split(",") if s.strip()]
     if not strategies:
         raise NNGeoError("give at least one --strategy")
+    if getattr(a, "run", None):
+        return _source_specs_from_args(a, strategies, store)
+    a = run_defaults(a)
+    # misspelt names are told at once, from the catalogue, not after torch has loaded
+    check_run_names(a)
     for s in strategies:
         catalogue.check_strategy(s)
     # lazy: the strategies load torch, gudhi and scipy (2.2 s CPU, measured); `nngeo --help` must not pay for them
@@ -157,6 +256,44 @@ def sweep_specs_from_args(a, *, note=None) -> list:
     return specs
 
 
+def _source_specs_from_args(a, strategies: list[str], store) -> list:
+    """The specs of `nngeo prune --run KEY ...` (see ``source_sweeps``)."""
+    for flag in ("model", "widths", "activation", "param", "snapshots"):
+        if getattr(a, flag, None):
+            raise NNGeoError(f"--run prunes a stored model as it is; drop --{flag.replace('_', '-')}")
+    for s in strategies:
+        catalogue.check_strategy(s)
+    if a.data is not None:
+        catalogue.check_dataset(a.data)
+    if a.seeds < 1:
+        raise NNGeoError("--seeds must be at least 1")
+    # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
+    from ..store import Store, default_store
+
+    if store is None:
+        store = Store(a.store) if getattr(a, "store", None) else default_store()
+    data = None
+    if a.data is not None:
+        data = DataSpec(a.data, seed=a.data_seed, params=parse_params(a.data_param))
+    elif a.data_param:
+        raise NNGeoError("--data-param needs --data")
+    return source_sweeps(
+        store,
+        a.run,
+        strategies,
+        strategy_params(a.strategy_param, strategies),
+        data=data,
+        train={k: getattr(a, k, None) for k in TRAIN_FLAGS},
+        sparsities=_levels(a),
+        seeds=tuple(range(a.seed, a.seed + a.seeds)),
+        finetune_epochs=a.finetune_epochs,
+        scope=a.scope,
+        exclude_last=a.exclude_last,
+        finetune_lr=a.finetune_lr,
+        analyses=tuple(x.strip() for x in (a.analyses or "").split(",") if x.strip()),
+    )
+
+
 ROW_COLUMNS = [
     "strategy",
     "seed",
@@ -170,6 +307,7 @@ ROW_COLUMNS = [
 
 def cmd_prune(a) -> int:
     quiet = a.json or a.quiet
+    # first, so a misspelt name is told before torch loads
     specs = sweep_specs_from_args(a, note=None if quiet else (lambda m: print(m, file=sys.stderr)))
     # lazy: the store and the sweep load pandas and torch (2.1 s CPU, measured); `nngeo --help` must not pay
     from ..store import Store, default_store

@@ -101,8 +101,12 @@ def settings_diff(specs: dict[str, dict]) -> pd.DataFrame:
 
 
 def _labels(rows: pd.DataFrame, diff: pd.DataFrame) -> dict[str, str]:
-    """Label per sweep: its strategy, plus the differing settings when strategies repeat."""
+    """Label per sweep: its strategy (as ``specs.strategy_label`` names it: "IMP without
+    rewinding"), plus the differing settings when strategies repeat."""
     by_sweep = rows.groupby("sweep")["strategy"].first()
+    if "strategy_label" in rows.columns:  # sweeps stored before the column have only the strategy
+        named = rows.groupby("sweep")["strategy_label"].first()
+        by_sweep = named.where(named.notna(), by_sweep).astype(str)
     labels = {}
     for sweep, strategy in by_sweep.items():
         same = [s for s, st in by_sweep.items() if st == strategy]

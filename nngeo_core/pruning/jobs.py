@@ -7,15 +7,16 @@ from ..errors import NNGeoError
 from ..jobs.registry import register_job_kind
 from ..params import changed_text
 from .cli import add_sweep_arguments, sweep_specs_from_args
-from .specs import SweepSpec
+from .specs import SweepSpec, strategy_label
 from .sweep import run_sweep
 
 
 def describe(spec: SweepSpec) -> str:
     """The job's label, with the strategy parameters that differ from their defaults (so two
     sweeps of one strategy can be told apart in the job list)."""
+    source = f" (stored model {spec.source[:12]})" if spec.source else ""
     base = (
-        f"prune {spec.strategy} {spec.run.model.name}/{spec.run.data.name} "
+        f"prune {strategy_label(spec.strategy, spec.params)} {spec.run.model.name}/{spec.run.data.name}{source} "
         f"{len(spec.sparsities)} levels x {len(spec.seeds)} seeds"
     )
     return f"{base} {changed_text(spec.params, spec.param_defaults)}".rstrip()

@@ -1,6 +1,11 @@
-"""The spec of a pruning sweep: one dense training run, one strategy, its settings, a list of
-sparsities and a list of seeds. Its hash names the stored result, so the same request is computed
-once. Budgets (dense training, fine-tuning) are fields of the spec shared by every strategy.
+"""The spec of a pruning sweep: one dense model, one strategy, its settings, a list of sparsities
+and a list of seeds. Its hash names the stored result, so the same request is computed once.
+Budgets (dense training, fine-tuning) are fields of the spec shared by every strategy.
+
+The dense model is either trained from ``run`` (one run per seed, found again by its hash) or,
+with ``source`` set, a stored model (a trained run or an upload) pruned as it is: then ``run``
+only says which data evaluates, calibrates and fine-tunes it and with which training settings,
+and the seeds vary only what is random (the strategy's draws, the fine-tuning data order).
 """
 
 from __future__ import annotations
@@ -38,12 +43,26 @@ def sparsity_to_compression(s: float) -> float:
     return 1.0 / (1.0 - check_sparsity_value(s))
 
 
+# strategies whose label names them when they do not rewind (their ``rewind_epoch`` is None)
+REWINDING = {"imp": "IMP", "timp": "T-IMP"}
+
+
+def strategy_label(strategy: str, params: Mapping[str, Any]) -> str:
+    """The strategy as legends and job lists name it: "IMP without rewinding" when IMP (or T-IMP)
+    keeps training from the weights it pruned instead of rewinding to an early epoch."""
+    if strategy in REWINDING and "rewind_epoch" in params and params["rewind_epoch"] is None:
+        return f"{REWINDING[strategy]} without rewinding"
+    return strategy
+
+
 @register_spec
 @dataclass(frozen=True, eq=True)
 class SweepSpec(SpecBase):
     """Prune the trained ``run`` (one per seed; the run's own seed is replaced by each of ``seeds``)
-    with ``strategy`` at each of ``sparsities``, fine-tune for ``finetune_epochs`` (0 = post-training
-    comparison), evaluate, and optionally compute ``analyses`` (persistence, eta_floor, mst_overlap)."""
+    or, with ``source`` set, that stored model as it is (``run`` then gives its data and training
+    settings), with ``strategy`` at each of ``sparsities``, fine-tune for ``finetune_epochs`` (0 =
+    post-training comparison), evaluate, and optionally compute ``analyses`` (persistence,
+    eta_floor, mst_overlap)."""
 
     run: RunSpec = field(default_factory=RunSpec)
     strategy: str = "magnitude"
@@ -56,6 +75,9 @@ class SweepSpec(SpecBase):
     exclude_last: bool = False
     finetune_lr: float | None = None  # None: the run's learning rate
     analyses: tuple = ()
+    # a stored model's key (train or upload) pruned as it is; None: train ``run`` per seed. Left
+    # out of the hash when None, so sweeps stored before this field keep their keys
+    source: str | None = None
     kind: str = "prune-sweep"
 
     def __post_init__(self):
@@ -101,6 +123,8 @@ class SweepSpec(SpecBase):
         unknown = [a for a in self.analyses if a not in ANALYSES]
         if unknown:
             raise NNGeoError(f"unknown sweep analysis {unknown[0]!r}; choose from {', '.join(ANALYSES)}")
+        if self.source is not None and not (isinstance(self.source, str) and self.source.strip()):
+            raise NNGeoError(f"a sweep's source must be a stored model's key, got {self.source!r}")
         if self.finetune_lr is not None and not (self.finetune_lr > 0 and math.isfinite(self.finetune_lr)):
             raise NNGeoError("finetune_lr must be a positive number")
         return self

@@ -1,11 +1,15 @@
-"""Pruning sweeps: one strategy at several sparsities and seeds on one trained run, stored once.
+"""Pruning sweeps: one strategy at several sparsities and seeds on one dense model, stored once.
 
-For every seed the dense run (the spec's run with that seed) comes from ``runs.train_run``, so it
-is trained once and shared by every strategy and sweep that asks for it. Levels run in increasing
-sparsity. One-shot strategies prune the dense model at every level; iterative ones (IMP, T-IMP,
-SynFlow) continue from the previous level's masks and weights, so their masks are nested. After
-pruning, each level is evaluated, fine-tuned for ``finetune_epochs`` (same budget for every
-strategy; 0 = post-training comparison) and evaluated again. One row per (seed, level).
+For every seed the dense model is either the spec's run with that seed, from ``runs.train_run``
+(trained once and shared by every strategy and sweep that asks for it; a run already trained
+with exactly that spec, e.g. by `nngeo train`, is used as it is), or, with ``spec.source`` set,
+the stored model of that key (a trained run or an upload), pruned as it is for every seed. Levels
+run in increasing sparsity. One-shot strategies prune the dense model at every level; iterative
+ones (IMP, T-IMP, SynFlow) continue from the previous level's masks and weights, so their masks
+are nested. After pruning, each level is evaluated, fine-tuned for ``finetune_epochs`` (same
+budget for every strategy; 0 = post-training comparison) and evaluated again. One row per
+(seed, level), and the level's final model stored as the artefact ``level_artifact(seed, level)``
+(our checkpoint format, masks included), so exporting it needs no recomputation.
 """
 
 from __future__ import annotations
@@ -19,12 +23,13 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .. import checkpoint
 from ..data import load as load_data
 from ..errors import NNGeoError
 from ..models import LayerInfo, get_layer, prunable_layers
 from ..models.base import tensor_attribute
 from ..progress import Progress
-from ..runs import load_run, train_run
+from ..runs import load_run, snapshot_epochs, train_run
 from ..settings import pick_device
 from ..specs import RunSpec
 from ..store import Store, default_store
@@ -32,13 +37,44 @@ from ..topology import critical_compression, mst_mask, mst_overlap, neural_persi
 from ..train import evaluate, fit
 from .masks import Masks, counts, layer_sparsity, plain_copy, pruned_model
 from .masks import sparsity as mask_sparsity
-from .specs import SweepSpec
+from .specs import SweepSpec, strategy_label
 from .strategies import PruneData, get_strategy, prune
 
 # epochs every sweep's dense run keeps, so IMP's default rewind point (epoch 1) and init (0) are
 # always there and all strategies share one dense run per seed
 DEFAULT_SNAPSHOTS = (0, 1)
 TRAIN_SHARE = 0.15  # progress share of the dense training within one seed
+SOURCE_KINDS = ("train", "upload")  # the stored models a sweep can prune as they are
+
+
+def level_artifact(seed: int, index: int) -> str:
+    """The artefact name under which a sweep stores one level's model (export reads it)."""
+    return f"level-{int(seed)}-{int(index)}.safetensors"
+
+
+def needed_snapshots(spec: SweepSpec) -> set[int]:
+    """The dense model's epochs the strategy rewinds to (none unless it trains and rewinds)."""
+    rewind = spec.params.get("rewind_epoch") if get_strategy(spec.strategy).trains else None
+    return set() if rewind is None else {int(rewind)}
+
+
+def check_source(spec: SweepSpec, store: Store) -> str:
+    """The full key of the sweep's stored source model; a one-line error when it is not one, or
+    when the strategy rewinds to an epoch the source kept no weights of."""
+    assert spec.source is not None
+    entry = store.entry(spec.source)
+    if entry["kind"] not in SOURCE_KINDS:
+        raise NNGeoError(
+            f"result {entry['key']} is a {entry['kind']} result; a sweep prunes a trained run or an upload"
+        )
+    missing = needed_snapshots(spec) - set(snapshot_epochs(entry["key"], store=store))
+    if missing:
+        what = "upload" if entry["kind"] == "upload" else "run"
+        raise NNGeoError(
+            f"{spec.strategy} rewinds to epoch {min(missing)} but {what} {entry['key'][:12]} keeps no weights of "
+            "that epoch; set rewind_epoch to none (IMP without rewinding) or prune a run trained with that snapshot"
+        )
+    return str(entry["key"])
 
 
 def dense_run_spec(spec: SweepSpec, seed: int) -> RunSpec:
@@ -102,14 +138,19 @@ def run_sweep(spec: SweepSpec, *, store: Store | None = None, progress: Progress
     key = spec.hash
     if store.exists(key):
         return key
+    if spec.source is not None:
+        check_source(spec, store)
     dataset = load_data(spec.run.data)
     rows: list[dict] = []
+    artifacts: dict[str, bytes] = {}
     timing = {"train": 0.0, "prune": 0.0, "finetune": 0.0, "evaluate": 0.0, "analyses": 0.0}
     run_keys = []
     n = len(spec.seeds)
     for i, seed in enumerate(spec.seeds):
         part = progress.sub(i / n, (i + 1) / n)
-        seed_rows, run_key = sweep_seed(spec, seed, dataset, store=store, progress=part, timing=timing)
+        seed_rows, run_key = sweep_seed(
+            spec, seed, dataset, store=store, progress=part, timing=timing, artifacts=artifacts
+        )
         rows += [{**r, "sweep": key} for r in seed_rows]
         run_keys.append(run_key)
     table = pd.DataFrame(rows)
@@ -122,7 +163,8 @@ def run_sweep(spec: SweepSpec, *, store: Store | None = None, progress: Progress
         sparsity=max(spec.sparsities),
         seed=spec.seeds[0],
         run=run_keys[0],
-        label=f"{spec.strategy} on {spec.run.model.name}/{spec.run.data.name}",
+        label=f"{strategy_label(spec.strategy, spec.params)} on {spec.run.model.name}/{spec.run.data.name}",
+        source=spec.source,
         metric=float(last["accuracy"].mean()),
         seeds=list(spec.seeds),
         runs=run_keys,
@@ -132,18 +174,48 @@ def run_sweep(spec: SweepSpec, *, store: Store | None = None, progress: Progress
         seconds={k: round(v, 3) for k, v in timing.items()},
     )
     progress.update(1.0, "stored", force=True)
-    return store.put("prune-sweep", spec, table, attrs=attrs)
+    return store.put("prune-sweep", spec, table, artifacts=artifacts, attrs=attrs)
+
+
+def dense_model_key(spec: SweepSpec, seed: int, *, store: Store, progress: Progress | None = None) -> str:
+    """The stored dense model a sweep prunes for ``seed``: its source, else the run of
+    ``dense_run_spec`` (trained now unless stored) or, when only that exists, the run of exactly
+    the spec's run with this seed (what `nngeo train` stores) if it keeps the epochs the strategy
+    rewinds to. Training is seeded, so either run holds the same weights."""
+    if spec.source is not None:
+        return check_source(spec, store)
+    run_spec = dense_run_spec(spec, seed)
+    plain = spec.run.replace(train=spec.run.train.replace(seed=int(seed)))
+    if (
+        not store.exists(run_spec.hash)
+        and store.exists(plain.hash)
+        and needed_snapshots(spec) <= set(snapshot_epochs(plain.hash, store=store))
+    ):
+        return plain.hash
+    return train_run(run_spec, store=store, progress=progress)
 
 
 def sweep_seed(
-    spec: SweepSpec, seed: int, dataset, *, store: Store, progress: Progress, timing: dict[str, float]
+    spec: SweepSpec,
+    seed: int,
+    dataset,
+    *,
+    store: Store,
+    progress: Progress,
+    timing: dict[str, float],
+    artifacts: dict[str, bytes] | None = None,
 ) -> tuple[list[dict], str]:
-    """All levels of one seed: rows and the dense run's key."""
+    """All levels of one seed: rows and the dense model's key; each level's final model goes
+    into ``artifacts`` under ``level_artifact(seed, level)``."""
     entry = get_strategy(spec.strategy)
-    run_spec = dense_run_spec(spec, seed)
+    # a source is pruned as stored: the run only gives the data and the training settings
+    run_spec = (
+        spec.run.replace(train=spec.run.train.replace(seed=int(seed))) if spec.source else dense_run_spec(spec, seed)
+    )
     clock = time.perf_counter()
-    run_key = train_run(run_spec, store=store, progress=progress.sub(0.0, TRAIN_SHARE))
-    dense = load_run(run_key, store=store).model
+    run_key = dense_model_key(spec, seed, store=store, progress=progress.sub(0.0, TRAIN_SHARE))
+    dense_ckpt = load_run(run_key, store=store)
+    dense = dense_ckpt.model
     timing["train"] += time.perf_counter() - clock
     device = pick_device(run_spec.train.device)
     dense = dense.to(device).eval()
@@ -201,10 +273,19 @@ def sweep_seed(
         else:
             tuned, loss, acc = pruned, loss_pruned, acc_pruned
         ft_seconds = time.perf_counter() - clock
+        if artifacts is not None:
+            artifacts[level_artifact(seed, j)] = checkpoint.to_bytes(
+                plain_copy(tuned).cpu(),
+                model_spec=dense_ckpt.model_spec,
+                data_spec=spec.run.data,
+                masks=result.masks,
+                extra={"sweep_level": j, "seed": int(seed), "sparsity": float(level), "dense": run_key},
+            )
         cost = cost_of(tuned, infos)
         c = counts(result.masks)
         row = dict(
             strategy=spec.strategy,
+            strategy_label=strategy_label(spec.strategy, spec.params),
             seed=int(seed),
             level=j,
             sparsity_requested=float(level),

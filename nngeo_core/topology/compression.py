@@ -28,7 +28,7 @@ from ..errors import NNGeoError
 from ..models.base import get_layer, tensor_attribute
 from .diagrams import check_choice
 from .graphs import CONV_METHODS, ZERO_MODES, dense_graph, spanning_forest
-from .persistence import model_graphs
+from .persistence import model_graphs, model_layer_graphs, with_skipped
 
 
 def critical_ratio_dense(m: int, n: int) -> float:
@@ -54,8 +54,10 @@ def critical_compression(model: nn.Module, input_shape=None, *, conv: str = "fil
     ``mst_size`` (edges of a spanning tree/forest of the full graph), ``eta_tau`` and
     ``conv_method``. Needs only the layer shapes, so it works for any zoo model or uploaded
     checkpoint given its input shape. ``conv="filter"`` (default) is the paper's per-filter formula.
+    ``note`` says how a layer was prepared (a folded batch norm, a grouped conv); modules with
+    weights but no layer graph get a ``kind = "skipped"`` row (reason in ``note``) before ``total``.
     """
-    graphs = model_graphs(model, conv=conv, input_shape=input_shape)
+    graphs, skipped = model_layer_graphs(model, conv=conv, input_shape=input_shape)
     rows = [
         {
             "layer": g.name,
@@ -67,6 +69,7 @@ def critical_compression(model: nn.Module, input_shape=None, *, conv: str = "fil
             "mst_size": g.structural_mst_size,
             "eta_tau": g.n_edges / g.structural_mst_size if g.structural_mst_size else float("nan"),
             "conv_method": g.method,
+            "note": g.note,
         }
         for g in graphs
     ]
@@ -83,9 +86,10 @@ def critical_compression(model: nn.Module, input_shape=None, *, conv: str = "fil
             "mst_size": total_mst,
             "eta_tau": total_edges / total_mst if total_mst else float("nan"),
             "conv_method": conv,
+            "note": "",
         }
     )
-    return pd.DataFrame(rows)
+    return with_skipped(pd.DataFrame(rows), skipped, before_total=True)
 
 
 def mst_mask_from_weight(W, *, zeros: str = "absent"):
@@ -116,12 +120,13 @@ def mst_mask(
     graph (they usually keep more edges than the tree itself). Conv, ``"filter"``: kernel position
     ``(ky, kx)`` of filter ``co`` is kept for all input channels when the filter graph's tree uses
     it. Masks live on the weight's device. Keeping only these weights preserves every layer's
-    connectivity (and, for dense layers, its finite persistence diagram).
+    connectivity (and, for dense layers, its finite persistence diagram). The masks are for the
+    stored weights, so batch norms are not folded here (``fold_bn=False``).
     """
     check_choice("conv", conv, CONV_METHODS)
     check_choice("zeros", zeros, ZERO_MODES)
     masks = {}
-    for g in model_graphs(model, conv=conv, input_shape=input_shape):
+    for g in model_graphs(model, conv=conv, input_shape=input_shape, fold_bn=False):
         forest = spanning_forest(g, include_zero=zeros == "edge")
         keep: np.ndarray = np.zeros(g.values.size, dtype=bool)
         keep[forest.groups] = True

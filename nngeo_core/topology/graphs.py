@@ -60,6 +60,7 @@ class LayerGraph:
     n_params: int
     # conv geometry (None for dense)
     _conv: dict | None = field(default=None, repr=False)
+    note: str = ""  # how the weight was prepared, e.g. "batch norm bn1 folded" (models.layers)
 
     @property
     def n_vertices(self) -> int:

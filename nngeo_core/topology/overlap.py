@@ -42,7 +42,7 @@ from torch import nn
 
 from .diagrams import check_choice
 from .graphs import CONV_METHODS, LayerGraph, kruskal_blocks, spanning_forest
-from .persistence import model_graphs
+from .persistence import model_layer_graphs, with_skipped
 
 
 def overlap_lower_bound(alpha: int, m: int, n: int) -> int:
@@ -82,11 +82,13 @@ def mst_overlap(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) -
     Columns ``layer``, ``kind``, ``n_in``, ``n_out``, ``n_edges`` (present, i.e. nonzero, edges),
     ``alpha`` (= MST size), ``overlap_count``, ``overlap``, ``bound_count``, ``bound``,
     ``chance_count``, ``chance``, ``p_chance`` and ``conv_method`` (see the module docstring).
-    A layer with no nonzero weight has ``alpha = 0`` and NaN fractions.
+    A layer with no nonzero weight has ``alpha = 0`` and NaN fractions. Per layer, so skip
+    connections do not enter; ``note`` and the ``kind = "skipped"`` rows as in ``neural_persistence``.
     """
     check_choice("conv", conv, CONV_METHODS)
     rows = []
-    for g in model_graphs(model, conv=conv, input_shape=input_shape):
+    graphs, skipped = model_layer_graphs(model, conv=conv, input_shape=input_shape)
+    for g in graphs:
         forest = spanning_forest(g)
         alpha = forest.size
         n_present = int(np.count_nonzero(g.values)) * g.group_size
@@ -108,6 +110,7 @@ def mst_overlap(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) -
                 "chance": alpha / n_present if n_present else float("nan"),
                 "p_chance": float(hypergeom.sf(count - 1, n_present, alpha, alpha)) if alpha else float("nan"),
                 "conv_method": g.method,
+                "note": g.note,
             }
         )
-    return pd.DataFrame(rows)
+    return with_skipped(pd.DataFrame(rows), skipped)

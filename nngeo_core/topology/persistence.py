@@ -9,19 +9,24 @@ Conv layers (``conv=``): ``"toeplitz"`` (exact) uses the unrolled matrix with pa
 positions; ``"filter"`` sums ``|w|`` over input channels and builds one small graph per filter, the
 layer's NP is the sum of the filters' NPs and its normalised NP the mean over filters of
 ``NP_f / (|V_f| - 1)^(1/p)``. Residual blocks need nothing special: each conv is its own layer.
+
+Layers come from ``models.layers.analysis_layers``, so any ``nn.Module`` works: a batch norm right
+after a conv is folded into its weight (the ``note`` column says so) and every module with weights
+that has no layer graph (attention, Conv1d, a conv whose geometry is not representable, ...) gets a
+row with NaN values, ``kind = "skipped"`` and its reason in ``note``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
 from ..errors import NNGeoError, one_line
-from ..models.base import get_layer, prunable_layers, tensor_attribute
+from ..models.layers import SkippedLayer, analysis_layers
 from .diagrams import NORMALIZE_MODES, check_choice, check_p, diagram_points, normalized, pnorm
 from .graphs import CONV_METHODS, ZERO_MODES, Forest, LayerGraph, conv_graph, dense_graph, spanning_forest
 
@@ -71,19 +76,57 @@ def _root(x: int, p: float) -> float:
     return 1.0 if np.isinf(p) else float(x) ** (1.0 / p)
 
 
-def model_graphs(model: nn.Module, *, conv: str = "toeplitz", input_shape=None) -> list[LayerGraph]:
-    """Graphs of the model's prunable layers, in forward order."""
+def model_layer_graphs(
+    model: nn.Module, *, conv: str = "toeplitz", input_shape=None, fold_bn: bool = True
+) -> tuple[list[LayerGraph], list[SkippedLayer]]:
+    """Graphs of the model's weight layers in forward order (batch norms folded, see
+    ``models.layers``), and the modules with weights that have none, each with its reason."""
     check_choice("conv", conv, CONV_METHODS)
     if not isinstance(model, nn.Module):
         raise NNGeoError(f"expected a torch nn.Module, got {type(model).__name__}")
-    graphs = []
-    for info in prunable_layers(model, input_shape):
-        weight = tensor_attribute(get_layer(model, info.name), "weight")
-        if info.kind == "conv":
-            graphs.append(conv_graph(info, weight, conv))
-        else:
-            graphs.append(dense_graph(info.name, weight.reshape(weight.shape[0], -1)))
-    return graphs
+    plan = analysis_layers(model, input_shape, fold_bn=fold_bn)
+    graphs, skipped = [], list(plan.skipped)
+    for layer in plan.layers:
+        info, weight = layer.info, layer.weight
+        try:
+            if info.kind == "conv":
+                graph = conv_graph(info, weight, conv)
+            else:
+                graph = dense_graph(info.name, weight.reshape(weight.shape[0], -1))
+        except NNGeoError as exc:  # e.g. asymmetric padding: one layer without a graph, not the model
+            if not np.isfinite(weight.detach().cpu().numpy()).all() or weight.numel() == 0:
+                raise  # bad weights are an error of the model, not a layer we cannot represent
+            skipped.append(SkippedLayer(info.name, info.kind, str(exc)))
+            continue
+        graphs.append(replace(graph, note=layer.note))
+    order = {name: k for k, (name, _) in enumerate(model.named_modules())}
+    skipped.sort(key=lambda s: order.get(s.name, len(order)))  # module order, however found
+    if not graphs:
+        reason = skipped[0].reason if skipped else "no Linear or Conv2d layer"
+        raise NNGeoError(f"the model has no layer graph to analyse ({reason})")
+    return graphs, skipped
+
+
+def model_graphs(
+    model: nn.Module, *, conv: str = "toeplitz", input_shape=None, fold_bn: bool = True
+) -> list[LayerGraph]:
+    """Graphs of the model's weight layers, in forward order (``model_layer_graphs`` without the skipped)."""
+    return model_layer_graphs(model, conv=conv, input_shape=input_shape, fold_bn=fold_bn)[0]
+
+
+def with_skipped(table: pd.DataFrame, skipped: list[SkippedLayer], before_total: bool = False) -> pd.DataFrame:
+    """``table`` with one row per skipped module (``kind = "skipped"``, reason in ``note``, NaN values)."""
+    if not skipped:
+        return table
+    extra = pd.DataFrame([{"layer": s.name, "kind": "skipped", "note": s.reason} for s in skipped])
+    if "name" in table.columns:
+        extra["name"] = extra["layer"]
+    if before_total and len(table) and table["layer"].iloc[-1] == "total":
+        out = pd.concat([table.iloc[:-1], extra, table.iloc[-1:]], ignore_index=True)
+    else:
+        out = pd.concat([table, extra], ignore_index=True)
+    out.attrs.update(table.attrs)
+    return out
 
 
 def layer_topologies(
@@ -96,9 +139,13 @@ def layer_topologies(
     progress=None,
 ) -> list[LayerTopology]:
     """Spanning forest of every layer with its ``w_max`` (layer's own or the network's)."""
-    check_choice("normalize", normalize, NORMALIZE_MODES)
+    check_choice("normalize", normalize, NORMALIZE_MODES)  # before the (costly) graphs
     check_choice("zeros", zeros, ZERO_MODES)
-    graphs = model_graphs(model, conv=conv, input_shape=input_shape)
+    return _topologies(model_graphs(model, conv=conv, input_shape=input_shape), normalize, zeros, progress)
+
+
+def _topologies(graphs: list[LayerGraph], normalize: str, zeros: str, progress) -> list[LayerTopology]:
+    """``layer_topologies`` on graphs already built (the callers have checked the choices)."""
     network_max = max(float(g.values.max()) for g in graphs)
     out = []
     total_edges = sum(g.n_edges for g in graphs) or 1
@@ -141,10 +188,11 @@ def neural_persistence(
     """
     p = check_p(p)
     essential = bool(essential)
+    check_choice("normalize", normalize, NORMALIZE_MODES)
+    check_choice("zeros", zeros, ZERO_MODES)
+    graphs, skipped = model_layer_graphs(model, conv=conv, input_shape=input_shape)
     rows = []
-    for lt in layer_topologies(
-        model, normalize=normalize, conv=conv, zeros=zeros, input_shape=input_shape, progress=progress
-    ):
+    for lt in _topologies(graphs, normalize, zeros, progress):
         g = lt.graph
         value, value_norm = lt.persistence(p, essential)
         rows.append(
@@ -167,17 +215,20 @@ def neural_persistence(
                 "essential": essential,
                 "conv_method": g.method,
                 "zeros": zeros,
+                "note": g.note,
             }
         )
     table = pd.DataFrame(rows)
     table.attrs.update(network_persistence(table))
-    return table
+    return with_skipped(table, skipped)
 
 
 def network_persistence(table: pd.DataFrame) -> dict:
     """Network NP from a ``neural_persistence`` table: sum of NP, mean of normalised NP."""
     if len(table) == 0:
         raise NNGeoError("the neural persistence table is empty")
+    if "kind" in table.columns:
+        table = table[table["kind"] != "skipped"]
     return {"network_np": float(table["np"].sum()), "network_np_normalized": float(table["np_normalized"].mean())}
 
 
@@ -197,12 +248,17 @@ def persistence_diagrams(
     ``conv="filter"`` also ``filter`` (the output channel whose graph the point belongs to; -1 for
     other layers). Points of one layer are sorted by death.
     """
+    check_choice("normalize", normalize, NORMALIZE_MODES)
+    check_choice("zeros", zeros, ZERO_MODES)
+    graphs, skipped = model_layer_graphs(model, conv=conv, input_shape=input_shape)
     frames = []
-    for lt in layer_topologies(
-        model, normalize=normalize, conv=conv, zeros=zeros, input_shape=input_shape, progress=progress
-    ):
+    for lt in _topologies(graphs, normalize, zeros, progress):
         frames.append(_diagram_frame(lt, bool(essential), conv == "filter"))
-    return pd.concat(frames, ignore_index=True)
+    table = pd.concat(frames, ignore_index=True)
+    # a long table of points has no place for a layer without points: notes and reasons go in attrs
+    table.attrs["notes"] = {g.name: g.note for g in graphs if g.note}
+    table.attrs["skipped"] = {s.name: s.reason for s in skipped}
+    return table
 
 
 def _diagram_frame(lt: LayerTopology, essential: bool, with_filter: bool) -> pd.DataFrame:

@@ -86,6 +86,36 @@ def test_runs_page_lists_the_catalog(with_fixture_store):
     assert list(at.dataframe[0].value["kind"].unique()) == ["upload"]
 
 
+def test_runs_page_exports_a_stored_model_that_plain_torch_loads(with_fixture_store):
+    """The Runs page's model download: the file it offers is a safetensors state_dict that loads
+    into a freshly built architecture and computes what the stored model computes."""
+    import copy
+
+    import torch
+    from safetensors.torch import load as st_load
+
+    from nngeo_core.models import model_input_shape
+    from nngeo_core.runs import load_run
+
+    at = open_page("runs")
+    at.selectbox(key="runs-chosen").set_value(with_fixture_store.run).run()
+    no_exception(at)
+    at.selectbox(key="runs-model-format").set_value("safetensors").run()
+    at.button(key="runs-model-prepare").click().run()
+    no_exception(at)
+    wanted, data, name, mime = at.session_state["runs-model-file"]
+    assert wanted[1] == with_fixture_store.run and name.endswith(".safetensors")
+    stored = load_run(with_fixture_store.run)
+    fresh = copy.deepcopy(stored.model)  # the same architecture, its weights scrambled before loading
+    with torch.no_grad():
+        for p in fresh.parameters():
+            p.normal_()
+    fresh.load_state_dict(st_load(data))
+    x = torch.randn(16, *model_input_shape(stored.model))
+    with torch.no_grad():
+        assert torch.equal(fresh.eval()(x), stored.model.eval()(x))
+
+
 def test_persistence_page_shows_stored_figures_and_submits_missing_epochs(with_fixture_store):
     from nngeo_core import jobs
     from nngeo_core.dashboard.widgets import CURRENT_RUN

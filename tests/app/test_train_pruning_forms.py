@@ -193,9 +193,40 @@ def test_the_chosen_run_carries_over_between_pages(with_fixture_store):
     switch(at, "pruning")
     assert at.selectbox(key="prune-run").value == f.image_run
 
-    # the Pruning page offers trained runs only: an upload stays the current run elsewhere
+    # the Pruning page offers uploads too: the current upload is its model, and stays current elsewhere
     at.session_state[CURRENT_RUN] = f.upload
-    switch(at, "pruning")
-    assert at.selectbox(key="prune-run").value != f.upload and at.session_state[CURRENT_RUN] == f.upload
     switch(at, "curvature")
     assert at.selectbox(key="curv-run").value == f.upload
+    switch(at, "pruning")
+    assert at.selectbox(key="prune-run").value == f.upload and at.session_state[CURRENT_RUN] == f.upload
+
+
+def test_an_upload_is_pruned_as_it_is_on_data_that_fits(with_fixture_store):
+    """An upload's sweep: the data picker starts at the upload's own data, data the model cannot
+    take is an error with nothing queued, IMP runs without rewinding (a rewind asked for is
+    refused), and the queued sweep prunes the upload itself."""
+    from nngeo_core import jobs
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+    from nngeo_core.runs import read_header
+
+    f = with_fixture_store
+    at = open_page("pruning", {CURRENT_RUN: f.upload})
+    picker = at.selectbox(key=f"prune-data-{f.upload}")
+    assert picker.value == read_header(f.upload).data_spec.name == "xor"
+    at.multiselect(key="prune-strategies").set_value(["imp"]).run()
+    picker.set_value("digits").run()
+    assert any("pick a matching dataset" in e.value for e in at.error)
+    assert at.button(key="prune-submit").disabled and queued_specs() == []
+    at.selectbox(key=f"prune-data-{f.upload}").set_value("xor").run()
+    rewind = at.number_input(key="prune-p-imp-rewind_epoch")
+    rewind.set_value(0).run()
+    assert any("IMP without rewinding" in e.value for e in at.error)
+    assert at.button(key="prune-submit").disabled and queued_specs() == []
+    at.number_input(key="prune-p-imp-rewind_epoch").set_value(1).run()  # back to the default: not asked for
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="prune-submit").click().run()
+    (spec,) = queued_specs()
+    assert spec.source == f.upload and spec.strategy == "imp" and spec.params["rewind_epoch"] is None
+    assert spec.run.data.name == "xor"
+    (job,) = jobs.list_jobs()
+    assert job.label.startswith("prune IMP without rewinding mlp/xor (stored model ")

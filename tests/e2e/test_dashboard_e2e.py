@@ -239,7 +239,9 @@ def test_pruning_sweeps(page, shot, scenario):
     # Pruning: magnitude and T-IMP at 3 levels (0.5, 0.75, 0.875: below T-IMP's spanning-tree
     # floor), one seed, no fine-tuning (the page's default)
     go(page, "Pruning")
-    run_key = page.get_by_role("combobox", name="Trained run to prune").input_value()[:8]  # the run trained above
+    run_key = page.get_by_role("combobox", name="Model to prune (a trained run or an upload)").input_value()[
+        :8
+    ]  # trained above
     scenario["run_key"] = run_key
     page.get_by_role("button", name="Remove random").click()
     settle(page)

@@ -26,10 +26,10 @@ PACKAGE = "nngeo_core"
 # decides (``pruning.jobs``, the prune-sweep job kind, sits with the job system, not with pruning).
 LAYERS: list[tuple[str, ...]] = [
     ("errors", "settings", "threads", "registry", "params", "progress", "specs", "analysis_base", "store"),
-    ("models", "data", "checkpoint", "train", "runs"),
+    ("models", "data", "user_index", "checkpoint", "train", "runs"),
     ("topology", "curvature", "geometry", "pruning"),
-    ("analyses", "defaults", "figures", "uploads", "cli_args", "catalogue"),
-    ("jobs", "pruning.jobs", "pruning.cli", "analyse_cli"),
+    ("analyses", "defaults", "figures", "uploads", "export", "cli_args", "catalogue", "data_cli"),
+    ("jobs", "pruning.jobs", "pruning.cli", "analyse_cli", "export_cli"),
     ("dashboard", "cli", "jobs.cli", "testing", "__main__"),
 ]
 

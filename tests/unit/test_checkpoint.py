@@ -71,7 +71,9 @@ def test_round_trip_keeps_weights_specs_history_and_masks(tmp_path):
 def test_foreign_state_dict_of_a_zoo_model_is_recognised(name, params):
     torch.manual_seed(1)
     model = build(name, **params)
-    ck = checkpoint.load(_bytes_of(model.state_dict()))
+    # a Linear-only net's activation is not in its weights: it is given (ReLU, as the zoo model's)
+    linear_only = not any(isinstance(m, nn.Conv2d) for m in model.modules())
+    ck = checkpoint.load(_bytes_of(model.state_dict()), activation="relu" if linear_only else None)
     assert ck.source == "zoo-state-dict" and ck.model_spec.name == name
     assert _same_weights(ck.model, model)
     x = torch.randn(2, *model.input_shape)
@@ -88,7 +90,7 @@ def test_foreign_linear_stack_is_inferred_and_computes_the_same_function():
         {"state_dict": foreign.state_dict()},
         {f"module.{k}": v for k, v in foreign.state_dict().items()},
     ):
-        ck = checkpoint.load(_bytes_of(wrapped))
+        ck = checkpoint.load(_bytes_of(wrapped), activation="relu")
         assert ck.source == "linear-stack" and ck.model.input_shape == (5,) and ck.model.num_classes == 4
         x = torch.randn(6, 5)
         assert torch.allclose(ck.model(x), foreign(x), atol=1e-6)
@@ -101,7 +103,7 @@ def test_foreign_linear_stack_is_inferred_and_computes_the_same_function():
         "fc10.weight": torch.randn(2, 3),
         "fc10.bias": torch.randn(2),
     }
-    ck = checkpoint.load(st_save(named))
+    ck = checkpoint.load(st_save(named), activation="relu")
     assert ck.model.num_classes == 2
 
 
@@ -266,7 +268,7 @@ def test_the_container_never_changes_the_model(num_classes, tmp_path):
     st_save_file(state, str(files["safetensors"]))
     files["legacy"].write_bytes(_legacy_bytes_of(state))
     rng_before = torch.get_rng_state()
-    loaded = {what: checkpoint.load(path) for what, path in files.items()}
+    loaded = {what: checkpoint.load(path, activation="relu") for what, path in files.items()}
     assert torch.equal(torch.get_rng_state(), rng_before)  # recognising builds candidates off the caller's RNG
     x = torch.randn(5, 1, 28, 28)
     with torch.no_grad():
@@ -283,7 +285,7 @@ def test_recognition_orders_layers_naturally():
     torch.manual_seed(4)
     state = build("fcn_mnist", num_classes=3).state_dict()
     shuffled = dict(sorted(state.items()))  # "11.weight" before "3.weight"
-    ck = checkpoint.recognise(dict(reversed(list(shuffled.items()))))
+    ck = checkpoint.recognise(dict(reversed(list(shuffled.items()))), activation="relu")
     assert ck.model_spec.name == "fcn_mnist" and ck.model.num_classes == 3
     assert list(ck.model.state_dict()) == list(state)
 
@@ -309,7 +311,7 @@ def test_corrupt_files_get_a_clear_error(damage, tmp_path):
 def test_wrong_architecture_is_named():
     with pytest.raises(NNGeoError, match="wrong architecture"):
         checkpoint.load(_bytes_of({"a.weight": torch.randn(4, 3), "b.weight": torch.randn(2, 5)}))
-    with pytest.raises(NNGeoError, match="wrong architecture"):
+    with pytest.raises(NNGeoError, match="unrecognised architecture"):
         checkpoint.load(_bytes_of({"conv.weight": torch.randn(4, 3, 3, 3)}))
     with pytest.raises(NNGeoError, match="no state_dict"):
         checkpoint.load(_bytes_of([1, 2, 3]))
@@ -374,3 +376,210 @@ def test_header_gives_shapes_and_dataset_without_loading_tensors():
     for damaged in (data[:5], b"\x08" + b"\x00" * 7 + b"not json", st_save({"w": torch.zeros(2)})):
         with pytest.raises(NNGeoError, match="checkpoint header|not an nngeo checkpoint"):
             checkpoint.read_header(lambda start, end, damaged=damaged: damaged[start:end])
+
+
+# -- the user's choices: activation, architecture, input shape; ONNX ------------------------------
+def _plain_mlp(act: type[nn.Module], sizes=(784, 100, 100, 100, 100, 100, 10), seed=3) -> nn.Sequential:
+    """A plain torch MLP (not from our zoo) whose keys and shapes are fcn_mnist's."""
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Flatten()]
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(act())
+    return nn.Sequential(*layers).eval()
+
+
+def test_a_tanh_mlp_with_fcn_mnist_shapes_is_asked_for_then_loaded_with_its_activation(tmp_path):
+    from nngeo_core.models import ACTIVATIONS
+    from nngeo_core.models.foreign import AmbiguousArchitecture
+
+    reference = _plain_mlp(nn.Tanh)
+    data = _bytes_of(reference.state_dict())
+    with pytest.raises(AmbiguousArchitecture) as err:  # never loaded as fcn_mnist's ReLU
+        checkpoint.load(data)
+    assert err.value.option == "activation" and err.value.candidates == tuple(ACTIVATIONS)
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) <= MAX_LINE and "--activation" in msg and "tanh" in msg
+    ck = checkpoint.load(data, activation="tanh")
+    assert ck.model_spec == ModelSpec("mlp", {"widths": (100,) * 5, "activation": "tanh", "bias": True})
+    x = torch.randn(6, 1, 28, 28)
+    with torch.no_grad():
+        want = reference(x)
+        assert torch.equal(ck.model(x), want)
+        # the same weights under ReLU compute another function: the choice matters
+        assert not torch.allclose(checkpoint.load(data, activation="relu").model(x), want)
+    # our checkpoint records the spec: it reloads with no choice, the same logits
+    again = checkpoint.load(checkpoint.save(tmp_path / "m.safetensors", ck.model, model_spec=ck.model_spec))
+    with torch.no_grad():
+        assert torch.equal(again.model(x), want)
+    with pytest.raises(NNGeoError, match="unknown activation"):
+        checkpoint.load(data, activation="swish")
+
+
+def test_a_linear_stack_with_hidden_layers_is_ambiguous_one_without_is_not():
+    from nngeo_core.models.foreign import AmbiguousArchitecture
+
+    stack = _plain_mlp(nn.GELU, sizes=(5, 7, 3))
+    with pytest.raises(AmbiguousArchitecture, match="Linear stack 5-7-3"):
+        checkpoint.recognise(stack.state_dict())
+    ck = checkpoint.recognise(stack.state_dict(), activation="gelu")
+    x = torch.randn(4, 5)
+    with torch.no_grad():
+        assert torch.allclose(ck.model(x), stack(x), atol=1e-6)
+    single = nn.Linear(5, 3)  # no hidden layer: no activation is applied anywhere
+    ck = checkpoint.recognise(single.state_dict())
+    with torch.no_grad():
+        assert torch.allclose(ck.model(x), single(x), atol=1e-6)
+
+
+def test_a_conv_zoo_model_keeps_relu_and_an_explicit_other_activation_is_refused():
+    torch.manual_seed(0)
+    state = build("lenet5").state_dict()
+    assert checkpoint.recognise(state).model_spec.name == "lenet5"
+    with pytest.raises(NNGeoError, match="fixed to relu"):
+        checkpoint.recognise(state, activation="tanh")
+
+
+def test_an_explicit_zoo_arch_is_used_and_a_misfit_says_why():
+    torch.manual_seed(0)
+    state = build("cnn_mnist").state_dict()
+    assert checkpoint.recognise(state, arch="cnn_mnist").model_spec.name == "cnn_mnist"
+    with pytest.raises(NNGeoError, match="wrong architecture for zoo model 'lenet5'"):
+        checkpoint.recognise(state, arch="lenet5")
+
+
+def _custom_cnn(seed=0) -> nn.Sequential:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 14 * 14, 10),
+    ).eval()
+
+
+def _onnx_of(model: nn.Module, shape, dynamic_batch=True) -> bytes:
+    import warnings
+
+    buf = io.BytesIO()
+    axes = {"x": {0: "n"}, "y": {0: "n"}} if dynamic_batch else None
+    with warnings.catch_warnings():  # the TorchScript exporter is deprecated but needs no onnxscript
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, *shape),),
+            buf,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes=axes,
+        )
+    return buf.getvalue()
+
+
+def test_a_custom_cnn_state_dict_says_what_it_holds_and_what_came_closest():
+    with pytest.raises(NNGeoError) as err:
+        checkpoint.load(_bytes_of(_custom_cnn().state_dict()))
+    msg = str(err.value)
+    assert "\n" not in msg and len(msg) <= MAX_LINE, msg
+    assert msg.startswith("unrecognised architecture") and "ONNX" in msg
+    assert "holds 2 conv, 1 linear (6 tensors)" in msg
+    # cnn_mnist (conv, conv, linear, numbered like an nn.Sequential) is the closest zoo model
+    assert "closest: zoo cnn_mnist: " in msg and "0.weight 4×1×3×3 vs 32×1×3×3" in msg
+
+
+def test_the_same_cnn_as_onnx_loads_reproduces_its_outputs_and_rebuilds_from_our_checkpoint(tmp_path):
+    import onnxruntime
+
+    cnn = _custom_cnn()
+    data = _onnx_of(cnn, (1, 28, 28))
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        want = cnn(x)
+    (runtime,) = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})
+    for ck in (checkpoint.load(data, name="cnn.onnx"), checkpoint.load(data)):  # by name, or by its bytes
+        assert ck.source == "onnx" and ck.model.input_shape == (1, 28, 28) and ck.model.num_classes == 10
+        with torch.no_grad():
+            got = ck.model(x)
+        assert torch.allclose(got, want, atol=1e-5)
+        np.testing.assert_allclose(got.numpy(), runtime, rtol=1e-5, atol=1e-5)
+    path = checkpoint.save(tmp_path / "cnn.safetensors", ck.model, model_spec=ck.model_spec, onnx=ck.onnx)
+    again = checkpoint.load(path)
+    assert again.model_spec == ck.model_spec and again.onnx == data
+    with torch.no_grad():
+        assert torch.equal(again.model(x), got)
+    # the loaded model carries its file, so a copy of it (as pruning makes) saves without being told
+    import copy
+
+    assert checkpoint.load(checkpoint.to_bytes(copy.deepcopy(again.model))).onnx == data
+    with pytest.raises(NNGeoError, match="needs its ONNX file"):
+        checkpoint.to_bytes(ck.model[0], model_spec=ck.model_spec)
+    with pytest.raises(NNGeoError, match="do not apply"):
+        checkpoint.load(data, activation="tanh")
+
+
+def test_an_onnx_file_with_open_dimensions_needs_an_input_shape():
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["x"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", "d"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "d"])],
+    )
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    with pytest.raises(NNGeoError, match="input shape is not fixed"):
+        checkpoint.load(data, name="relu.onnx")
+    ck = checkpoint.load(data, name="relu.onnx", input_shape=(4,))
+    assert ck.model.num_classes == 4 and torch.equal(
+        ck.model(torch.tensor([[-1.0, 2.0, -3.0, 4.0]])), torch.tensor([[0.0, 2.0, 0.0, 4.0]])
+    )
+
+
+def test_an_onnx_operator_without_a_converter_and_a_pt2_are_refused():
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Hardmax", ["x"], ["y"], axis=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    with pytest.raises(NNGeoError, match="no converter for Hardmax"):
+        checkpoint.load(data, name="m.onnx")
+    with pytest.raises(NNGeoError, match="refusing to load a torch.export program"):
+        checkpoint.load(b"PK\x03\x04 whatever", name="model.pt2")
+
+
+def test_a_torchvision_state_dict_loads_with_the_chosen_input_shape_and_rebuilds(tmp_path):
+    import torchvision
+
+    torch.manual_seed(0)
+    original = torchvision.models.resnet18(num_classes=10).eval()
+    data = _bytes_of(original.state_dict())
+    ck = checkpoint.load(data, input_shape=(3, 32, 32))
+    assert ck.source == "torchvision" and ck.model_spec == ModelSpec(
+        "torchvision", {"arch": "resnet18", "aux_logits": True}
+    )
+    assert ck.model.input_shape == (3, 32, 32) and ck.model.num_classes == 10
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        want = original(x)
+        assert torch.equal(ck.model.eval()(x), want)
+    again = checkpoint.load(checkpoint.save(tmp_path / "r.safetensors", ck.model, model_spec=ck.model_spec))
+    with torch.no_grad():
+        assert torch.equal(again.model.eval()(x), want)
+    assert "assumed" in checkpoint.load(data).meta["inferred"]  # no choice: 3×224×224, said so
+    with pytest.raises(NNGeoError, match="3-channel images"):
+        checkpoint.load(data, input_shape=(1, 32, 32))
+    with pytest.raises(NNGeoError, match="activations built in"):
+        checkpoint.load(data, activation="tanh")
+    assert checkpoint.load(data, arch="resnet18", input_shape=(3, 32, 32)).model_spec.params["arch"] == "resnet18"
+    with pytest.raises(NNGeoError, match="do not fit torchvision's resnet34"):
+        checkpoint.load(data, arch="resnet34")

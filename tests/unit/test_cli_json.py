@@ -97,6 +97,8 @@ def test_every_json_command_prints_strict_json(capsys, tmp_path):
     torch.manual_seed(0)
     upload = tmp_path / "m.safetensors"
     upload.write_bytes(checkpoint.to_bytes(build("mlp", widths=(3,))))
+    # a dataset of your own: a tensor file of 2-D points
+    np.savez(tmp_path / "pts.npz", x=np.random.default_rng(0).normal(size=(20, 2)), y=np.arange(20) % 2)
     # a queued job with NaN among its metrics (no worker runs it)
     job = run_json(capsys, "jobs", "submit", "train", *TINY, "--seed", "1", "--json")["id"]
     get_backend().table.update(job, {"metrics": metrics_json({"loss": float("nan"), "accuracy": 0.5})})
@@ -112,6 +114,8 @@ def test_every_json_command_prints_strict_json(capsys, tmp_path):
         ("strategies",): ["strategies", "--json"],
         ("store", "migrate"): ["store", "migrate", "--dry-run", "--json"],
         ("upload",): ["upload", str(upload), "--data", "xor", "--json"],
+        ("data", "add"): ["data", "add", str(tmp_path / "pts.npz"), "--json"],
+        ("data", "list"): ["data", "list", "--json"],
         ("analyse",): ["analyse", run, "--method", "mst_overlap", "--json"],
         ("prune",): ["prune", *TINY, "--sparsity", "0.5", "--quiet", "--json"],
         ("compare",): ["compare", "--json"],

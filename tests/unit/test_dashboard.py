@@ -115,7 +115,10 @@ def test_plain_linear_state_dict_is_inferred(store):
     net = torch.nn.Sequential(torch.nn.Linear(2, 7), torch.nn.ReLU(), torch.nn.Linear(7, 2))
     buf = io.BytesIO()
     torch.save(net.state_dict(), buf)
-    result = store_upload(buf.getvalue(), name="net.pt", store=store, data_spec=DataSpec("xor"))
+    with pytest.raises(NNGeoError, match="choose one with --activation"):  # weights carry no activation
+        store_upload(buf.getvalue(), name="net.pt", store=store, data_spec=DataSpec("xor"))
+    assert not store.keys()
+    result = store_upload(buf.getvalue(), name="net.pt", store=store, data_spec=DataSpec("xor"), activation="relu")
     assert result.source in ("linear-stack", "zoo-state-dict")
     model = load_run(result.key, store=store).model
     x = torch.randn(5, 2)

@@ -312,3 +312,123 @@ def test_prune_sweep_runs_as_a_job(store):
     assert done.result == spec.hash and store.entry(spec.hash)["kind"] == "prune-sweep"
     again = backend.submit(spec, store=store)  # served from the store
     assert again.cached and again.result == spec.hash
+
+
+# -- sweeps of a stored model (a trained run or an upload) -----------------------------------------
+def uploaded(store, run=RUN):
+    """A small model trained here (not through the store) and stored as an upload; with its test
+    accuracy computed by hand."""
+    from nngeo_core import checkpoint
+    from nngeo_core.data import load as load_data
+    from nngeo_core.train import train
+    from nngeo_core.uploads import store_upload
+
+    model = train(run).model.cpu().eval()
+    data = load_data(run.data)
+    with torch.no_grad():
+        acc = float((model(data.x_test).argmax(1) == data.y_test).double().mean())
+    blob = checkpoint.to_bytes(model, model_spec=run.model, data_spec=run.data)
+    return store_upload(blob, name="mine.safetensors", store=store).key, acc
+
+
+def test_a_sweep_of_an_upload_prunes_it_as_it_is(store):
+    from nngeo_core.pruning.cli import source_sweeps
+
+    key, acc = uploaded(store)
+    (spec,) = source_sweeps(store, key, ["random"], {}, sparsities=(0.0, 0.5), seeds=(0, 1), finetune_epochs=1)
+    assert spec.source == key and spec.run.data == complete_data(RUN.data)
+    sweep = run_sweep(spec, store=store)
+    assert len(store.catalog(kind="train")) == 0  # no dense model was trained
+    rows = store.get(sweep)
+    assert set(rows["run"]) == {key}  # every seed prunes the upload itself
+    assert rows["dense_accuracy"].tolist() == pytest.approx([acc] * 4, abs=1e-12)
+    level0 = rows[rows["sparsity_requested"] == 0.0]
+    assert level0["accuracy_pruned"].tolist() == pytest.approx([acc, acc], abs=1e-12)
+    # the seeds vary only what is random: the random strategy's masks (read from the stored levels)
+    from nngeo_core import checkpoint
+    from nngeo_core.export import level_artifact
+
+    masks = [checkpoint.load(store.read_artifact(sweep, level_artifact(seed, 1))).masks for seed in (0, 1)]
+    assert masks[0].keys() == masks[1].keys()
+    assert any(not torch.equal(masks[0][n], masks[1][n]) for n in masks[0])
+    assert all(
+        int((~m).sum()) == 0 for m in checkpoint.load(store.read_artifact(sweep, level_artifact(0, 0))).masks.values()
+    )
+
+
+def complete_data(data):
+    from nngeo_core.defaults import complete
+
+    return complete(data)
+
+
+def test_imp_on_an_upload_runs_without_rewinding_and_refuses_a_rewind(store):
+    from nngeo_core.pruning.cli import source_sweeps
+    from nngeo_core.pruning.jobs import describe
+
+    key, _ = uploaded(store)
+    n = len(store.catalog())
+    (spec,) = source_sweeps(store, key, ["imp"], {"imp": {"round_epochs": 1}}, sparsities=(0.5,), seeds=(0,))
+    assert spec.params["rewind_epoch"] is None
+    assert describe(spec).startswith("prune IMP without rewinding mlp/xor")
+    (timp,) = source_sweeps(store, key, ["timp"], {}, sparsities=(0.5,))
+    assert timp.params["rewind_epoch"] is None and describe(timp).startswith("prune T-IMP without rewinding")
+    with pytest.raises(NNGeoError, match="keeps no weights of that epoch") as err:
+        source_sweeps(store, key, ["imp"], {"imp": {"rewind_epoch": 0}}, sparsities=(0.5,), seeds=(0,))
+    assert "\n" not in str(err.value)
+    # a spec asking for the default rewind, submitted as is, is refused before anything runs
+    asked = SweepSpec(run=spec.run, strategy="imp", sparsities=(0.5,), source=key)
+    with pytest.raises(NNGeoError, match="IMP without rewinding"):
+        run_sweep(asked, store=store)
+    assert len(store.catalog()) == n
+    sweep = run_sweep(spec, store=store)
+    assert store.entry(sweep)["label"].startswith("IMP without rewinding")
+    other = run_sweep(SweepSpec(run=RUN, strategy="imp", sparsities=(0.5,), params={"round_epochs": 1}), store=store)
+    labels = compare([sweep, other], store=store).labels
+    assert labels[sweep] == "IMP without rewinding" and labels[other] == "imp"
+
+
+def test_a_source_field_left_unset_keeps_the_key():
+    spec = SweepSpec(run=RUN, strategy="magnitude")
+    assert spec.replace(source=None).hash == spec.hash
+    assert spec.replace(source="abc").hash != spec.hash
+    with pytest.raises(NNGeoError, match="source"):
+        spec.replace(source="  ").validate()
+
+
+def test_cli_prune_run_key_reuses_the_stored_model(capsys, nngeo_home):
+    from nngeo_core.cli import main
+    from nngeo_core.store import default_store
+
+    store = default_store()
+    key, acc = uploaded(store)
+    args = ["prune", "--run", key[:12], "--strategy", "magnitude", "--sparsity", "0.5", "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 1 and rows[0]["run"] == key and rows[0]["dense_accuracy"] == pytest.approx(acc, abs=1e-12)
+    assert len(store.catalog(kind="train")) == 0
+    # another dataset must fit the model's inputs and classes; the run flags do not apply
+    assert main(["prune", "--run", key, "--data", "digits", "--sparsity", "0.5"]) == 2
+    assert "pick a matching dataset" in capsys.readouterr().err
+    assert main(["prune", "--run", key, "--model", "lenet5"]) == 2
+    assert "drop --model" in capsys.readouterr().err
+    assert main(["prune", "--run", "feedbeef", "--sparsity", "0.5"]) == 2
+
+
+def test_cli_prune_finds_the_run_nngeo_train_stored(capsys, nngeo_home):
+    from nngeo_core.cli import main
+    from nngeo_core.store import default_store
+
+    run = ["--model", "fcn_mnist", "--data", "digits", "--epochs", "1"]
+    assert main(["train", *run]) == 0
+    capsys.readouterr()
+    store = default_store()
+    (trained,) = store.catalog(kind="train")["key"]
+    assert main(["prune", *run, "--strategy", "magnitude", "--sparsity", "0.5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert list(store.catalog(kind="train")["key"]) == [trained]  # nothing trained again
+    assert rows[0]["run"] == trained
+    # and the same run named by its key: pruned as it is
+    assert main(["prune", "--run", trained, "--strategy", "random", "--sparsity", "0.5", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["run"] == trained
+    assert list(store.catalog(kind="train")["key"]) == [trained]

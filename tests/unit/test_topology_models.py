@@ -5,6 +5,7 @@ force and Monte Carlo."""
 
 from __future__ import annotations
 
+import copy
 import math
 
 import gudhi
@@ -41,16 +42,34 @@ from nngeo_core.topology import (
 # ---------------------------------------------------------------- references
 
 
-def toeplitz(conv: nn.Conv2d, input_size, weight=None) -> np.ndarray:
+def toeplitz(conv: nn.Conv2d, input_size, weight=None, bn: nn.BatchNorm2d | None = None) -> np.ndarray:
     """Unrolled matrix (C_out*Ho*Wo, C_in*Hp*Wp) of ``conv`` with padded input positions as columns,
-    by applying the conv (no padding, no bias) to every one-hot padded input."""
+    by applying the conv (no padding, no bias) to every one-hot padded input. With ``bn``, of the
+    linear part of conv followed by the eval-mode batch norm: ``bn(conv(e)) - bn(conv(0))``."""
     w = (conv.weight if weight is None else weight).detach().double()
     ph, pw = conv.padding
     c_in = conv.in_channels
     hp, wp = input_size[0] + 2 * ph, input_size[1] + 2 * pw
     eye = torch.eye(c_in * hp * wp, dtype=torch.float64).reshape(-1, c_in, hp, wp)
     out = F.conv2d(eye, w, stride=conv.stride, dilation=conv.dilation, groups=conv.groups)
+    if bn is not None:
+        norm = copy.deepcopy(bn).double().eval()
+        with torch.no_grad():
+            out = norm(out) - norm(torch.zeros_like(out[:1]))
     return out.reshape(out.shape[0], -1).T.numpy()
+
+
+def randomise_batch_norms(model: nn.Module, seed: int = 1) -> None:
+    """Trained-looking batch norm statistics and affine parameters, different per channel."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                c = m.num_features
+                m.running_mean.copy_(torch.randn(c, generator=gen))
+                m.running_var.copy_(torch.rand(c, generator=gen) * 3 + 0.1)
+                m.weight.copy_(torch.randn(c, generator=gen))
+                m.bias.copy_(torch.randn(c, generator=gen))
 
 
 def bipartite_components(T: np.ndarray) -> int:
@@ -150,18 +169,61 @@ def test_residual_network_has_one_row_per_conv():
 
 
 def test_small_vgg11_toeplitz_layers_match_unrolled_matrices():
+    """Each conv is followed by a batch norm, which is folded: the reference is the unrolled matrix
+    of conv + eval-mode batch norm, built by running both on one-hot inputs."""
     torch.manual_seed(0)
     model = build("vgg11", width=0.0625)
+    randomise_batch_norms(model)
     table = neural_persistence(model).set_index("layer")
     modules = dict(model.named_modules())
+    names = list(modules)
     checked = 0
     for info in prunable_layers(model):
         if info.kind != "conv" or info.input_size[0] > 8:
             continue
-        T = toeplitz(modules[info.name], info.input_size)
-        assert table.loc[info.name, "np"] == pytest.approx(diagram_norm(persistence_diagram(T), 2), abs=1e-9)
+        bn = modules[names[names.index(info.name) + 1]]
+        assert isinstance(bn, nn.BatchNorm2d)
+        T = toeplitz(modules[info.name], info.input_size, bn=bn)
+        # float32 weights scaled by float32 factors: agreement to float32 precision
+        assert table.loc[info.name, "np"] == pytest.approx(diagram_norm(persistence_diagram(T), 2), rel=1e-5)
+        assert "folded" in table.loc[info.name, "note"]
         checked += 1
     assert checked >= 3
+
+
+def gudhi_zero_dim_persistence(T: np.ndarray) -> np.ndarray:
+    """Finite 0-dim persistences of the bipartite graph of ``T`` (edge filtration 1 - |t|/max|t|,
+    the sub-level picture of the super-level filtration), computed by gudhi."""
+    n_out, n_in = T.shape
+    st = gudhi.SimplexTree()
+    for v in range(n_in + n_out):
+        st.insert([v], filtration=0.0)
+    o, i = np.nonzero(T)
+    w = np.abs(T[o, i]) / np.abs(T).max()
+    for a, b, f in zip(i, n_in + o, 1.0 - w, strict=True):
+        st.insert([int(a), int(b)], filtration=float(f))
+    st.compute_persistence(persistence_dim_max=False)
+    pairs = st.persistence_intervals_in_dimension(0)
+    finite = pairs[np.isfinite(pairs[:, 1])]
+    return np.sort(finite[:, 1] - finite[:, 0])
+
+
+def test_folded_conv_persistence_equals_gudhi_on_conv_plus_batch_norm():
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(3, 4, 3, stride=2)
+    )
+    model.input_shape = (2, 6, 6)
+    randomise_batch_norms(model)
+    row = neural_persistence(model).iloc[0]
+    assert row["note"] == "batch norm 1 folded"
+    T = toeplitz(model[0], (6, 6), bn=model[1])
+    pers = gudhi_zero_dim_persistence(T)
+    assert row["np"] == pytest.approx(np.sqrt((pers**2).sum()), rel=1e-5)
+    ours = np.sort(persistence_diagrams(model).query("layer == '0'")["persistence"].to_numpy())
+    np.testing.assert_allclose(ours, pers, atol=1e-6)
+    # the unfolded weights give another diagram: folding is not a no-op here
+    assert row["np"] != pytest.approx(diagram_norm(persistence_diagram(toeplitz(model[0], (6, 6))), 2), rel=1e-3)
 
 
 # ---------------------------------------------------------------- critical compression

@@ -54,12 +54,12 @@ def test_upload_stores_what_the_upload_page_stores(tmp_path, capsys):
     torch.save(net.state_dict(), buf)
     path = tmp_path / "net.pt"
     path.write_bytes(buf.getvalue())
-    assert main(["upload", str(path), "--data", "xor", "--json"]) == 0
+    assert main(["upload", str(path), "--data", "xor", "--activation", "relu", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     store = default_store()
     assert info["created"] is True and info["store"] == store.root
     assert data_spec_of(store, info["key"]) == DataSpec("xor")
-    page = store_upload(buf.getvalue(), name="net.pt", store=store, data_spec=DataSpec("xor"))
+    page = store_upload(buf.getvalue(), name="net.pt", store=store, data_spec=DataSpec("xor"), activation="relu")
     assert page.key == info["key"] and not page.created and page.source == info["source"]
 
 
@@ -111,3 +111,189 @@ def test_a_hostile_or_random_file_is_named_for_what_it_is(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith("nngeo: error: not a valid safetensors file: its first 8 bytes give a header length")
     assert default_store().keys() == []
+
+
+# -- foreign networks: the user's choices, torchvision, ONNX, and what stores nothing ----------------
+def _torch_file(tmp_path, state, name="net.pt"):
+    path = tmp_path / name
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def _tanh_mlp() -> torch.nn.Sequential:
+    """A plain torch MLP whose keys and shapes are fcn_mnist's, with tanh between its layers."""
+    torch.manual_seed(5)
+    sizes = [784, 100, 100, 100, 100, 100, 10]
+    layers: list[torch.nn.Module] = [torch.nn.Flatten()]
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.Tanh())
+    return torch.nn.Sequential(*layers).eval()
+
+
+def test_an_ambiguous_activation_is_one_line_exit_2_and_each_choice_its_own_key(tmp_path, capsys):
+    net = _tanh_mlp()
+    path = _torch_file(tmp_path, net.state_dict())
+    assert main(["upload", str(path)]) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.count("\n") == 1
+    assert out.err.startswith("nngeo: error: ambiguous: ") and "--activation NAME" in out.err
+    assert "relu, tanh, gelu, erf, sigmoid, softplus" in out.err
+    assert default_store().keys() == []
+    keys: dict[str, set[str]] = {}
+    for act in ("tanh", "tanh", "relu"):
+        assert main(["upload", str(path), "--activation", act]) == 0
+        keys.setdefault(act, set()).add(capsys.readouterr().out.strip())
+    assert len(keys["tanh"]) == 1 and keys["tanh"] != keys["relu"]  # same choice, same key; another, another
+    (key,) = keys["tanh"]
+    assert key == upload_key(path.read_bytes(), activation="tanh")
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(load_run(key).model(x), net(x))
+    assert len(default_store().keys()) == 2
+
+
+# a fresh process (as a worker is) rebuilds each stored upload from the store alone
+FRESH = """
+import sys, torch
+from nngeo_core.runs import load_run
+x = torch.load(sys.argv[1])
+outs = {}
+for key in sys.argv[2:]:
+    model = load_run(key).model.eval()
+    with torch.no_grad():
+        outs[key] = model(x[key])
+torch.save(outs, sys.argv[1])
+"""
+
+
+def test_torchvision_and_onnx_uploads_rebuild_in_a_fresh_process(tmp_path, capsys):
+    import subprocess
+    import sys
+    import warnings
+
+    import torchvision
+
+    torch.manual_seed(0)
+    resnet = torchvision.models.resnet18(num_classes=10).eval()
+    with torch.no_grad():  # non-trivial running statistics: a model that ignored them would differ
+        for m in resnet.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    rpath = _torch_file(tmp_path, resnet.state_dict(), "resnet18.pt")
+    assert main(["upload", str(rpath), "--input-shape", "3,32,32", "--json"]) == 0
+    rinfo = json.loads(capsys.readouterr().out)
+    assert rinfo["model"] == "torchvision" and rinfo["source"] == "torchvision" and rinfo["created"]
+    assert rinfo["key"] == upload_key(rpath.read_bytes(), input_shape=(3, 32, 32))
+    assert default_store().entry(rinfo["key"])["label"] == "resnet18 from resnet18.pt"
+
+    cnn = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(4, 8, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(8 * 14 * 14, 10),
+    ).eval()
+    # its state_dict fits no architecture: named, nothing stored
+    assert main(["upload", str(_torch_file(tmp_path, cnn.state_dict(), "cnn.pt"))]) == 2
+    err = capsys.readouterr().err
+    assert "unrecognised architecture" in err and "closest: zoo cnn_mnist" in err and err.count("\n") == 1
+    # its ONNX export is the route for it
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(cnn, (torch.zeros(1, 1, 28, 28),), buf, dynamo=False, input_names=["x"], output_names=["y"])
+    opath = tmp_path / "cnn.onnx"
+    opath.write_bytes(buf.getvalue())
+    assert main(["upload", str(opath), "--json"]) == 0
+    oinfo = json.loads(capsys.readouterr().out)
+    assert oinfo["model"] == "onnx" and oinfo["source"] == "onnx"
+    assert set(default_store().keys()) == {rinfo["key"], oinfo["key"]}
+
+    inputs = {rinfo["key"]: torch.randn(1, 3, 32, 32), oinfo["key"]: torch.randn(1, 1, 28, 28)}
+    io_path = tmp_path / "io.pt"
+    torch.save(inputs, io_path)
+    subprocess.run([sys.executable, "-c", FRESH, str(io_path), *inputs], check=True, timeout=300)
+    outs = torch.load(io_path)
+    with torch.no_grad():
+        assert torch.equal(outs[rinfo["key"]], resnet(inputs[rinfo["key"]]))
+        assert torch.allclose(outs[oinfo["key"]], cnn(inputs[oinfo["key"]]), atol=1e-5)
+
+
+def test_bad_foreign_files_store_nothing(tmp_path, capsys):
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Hardmax", ["x"], ["y"], axis=1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    unsupported = tmp_path / "hardmax.onnx"
+    unsupported.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString())
+    big = _torch_file(tmp_path, {"w.weight": torch.zeros(600, 600)}, "big.pt")  # 1.4 MB
+    pt2 = tmp_path / "model.pt2"
+    pt2.write_bytes(b"PK\x03\x04 not even a zip")
+    tanh = _torch_file(tmp_path, _tanh_mlp().state_dict(), "tanh.pt")
+    cases = [
+        ([str(unsupported)], "no converter for Hardmax (opset 13)"),
+        ([str(big), "--max-mb", "1"], "the file is 1.4 MB; the limit is 1 MB"),
+        ([str(pt2)], "refusing to load a torch.export program"),
+        ([str(tanh)], "--activation NAME"),
+        ([str(tanh), "--activation", "tanh", "--input-shape", "3,x"], "input shape '3,x'"),
+    ]
+    for args, expected in cases:
+        assert main(["upload", *args]) == 2
+        out = capsys.readouterr()
+        assert out.out == "" and out.err.count("\n") == 1 and expected in out.err, out.err
+    assert default_store().keys() == []
+
+
+def test_the_datasets_image_shape_is_the_default_input_shape_of_an_onnx_file_with_open_sizes(tmp_path, capsys):
+    import warnings
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 3, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(3, 10),
+    ).eval()
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            net,
+            (torch.zeros(1, 1, 8, 8),),
+            buf,
+            dynamo=False,
+            input_names=["x"],
+            output_names=["y"],
+            dynamic_axes={"x": {0: "n", 2: "h", 3: "w"}, "y": {0: "n"}},
+        )
+    path = tmp_path / "open.onnx"
+    path.write_bytes(buf.getvalue())
+    assert main(["upload", str(path)]) == 2
+    assert "input shape is not fixed" in capsys.readouterr().err
+    digits = DataSpec("digits")  # 1×8×8 images, 10 classes
+    assert main(["upload", str(path), "--data", "digits"]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key == upload_key(path.read_bytes(), digits)  # the data's shape is no choice of the user's
+    # the same shape typed in is the same upload; another shape is another
+    assert main(["upload", str(path), "--data", "digits", "--input-shape", "1,8,8"]) == 0
+    assert capsys.readouterr().out.strip() == key
+    model = load_run(key).model
+    assert model.input_shape == (1, 8, 8)
+    x = torch.randn(3, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(model(x), net(x), atol=1e-6)
+    assert main(["upload", str(path), "--input-shape", "1,12,12"]) == 0
+    other = capsys.readouterr().out.strip()
+    assert other != key and load_run(other).model.input_shape == (1, 12, 12)
