@@ -362,16 +362,36 @@ def check_rebuilt(rebuilt: RebuiltLevel, row: Mapping[str, Any], key: str) -> No
 
 
 # -- formats -----------------------------------------------------------------------------------
+def original_keys(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``state`` under the keys the architecture's own builder uses: a module that wraps part of
+    a foreign network (a torchvision net is held as body and head) declares ``original_names``
+    = (its prefix, the builder's), so the file loads into ``torchvision.models.<arch>()``."""
+    renames = [
+        (f"{name}.{ours}", theirs)
+        for name, module in model.named_modules()
+        if name and (names := getattr(module, "original_names", None)) is not None
+        for ours, theirs in [names]
+    ]
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        for ours, theirs in renames:
+            if key.startswith(ours):
+                key = theirs + key[len(ours) :]
+                break
+        out[key] = value
+    return out
+
+
 def plain_state(ex: Exportable) -> dict[str, torch.Tensor]:
     """The model's own state_dict keys, masks folded in (pruned weights are zeros), on the CPU."""
     model = apply_masks(plain_copy(ex.model), ex.masks)
-    return {k: v.contiguous() for k, v in export_state_dict(model).items()}
+    return original_keys(model, {k: v.contiguous() for k, v in export_state_dict(model).items()})
 
 
 def pruned_state(ex: Exportable) -> dict[str, torch.Tensor]:
     """The ``torch.nn.utils.prune`` form: ``weight_orig``/``weight_mask`` for every dense/conv layer."""
     model = apply_masks(copy.deepcopy(ex.model).cpu(), ex.masks)
-    return {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+    return original_keys(model, {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()})
 
 
 def metadata(ex: Exportable) -> dict[str, str]:
@@ -477,7 +497,7 @@ def check_format(fmt: str) -> str:
 def filename(ex: Exportable, fmt: str) -> str:
     """A default file name: model, strategy, level and seed for a sweep level, then the key."""
     src = ex.source
-    parts = [ex.model_spec.name]
+    parts = [str(ex.model_spec.params.get("arch", ex.model_spec.name))]  # resnet18, not "torchvision"
     if src["kind"] == SWEEP_KIND:
         parts += [src["strategy"], f"s{ex.sparsity['requested']:g}", f"seed{src['seed']}"]
     parts.append(str(src["key"])[:12])

@@ -50,6 +50,7 @@ class UploadResult:
     note: str = ""
     input_shape: tuple[int, ...] = ()
     num_classes: int | None = None
+    arch: str = ""  # the architecture within a family model (torchvision: resnet18, …)
 
 
 def choice_needed(exc: BaseException) -> dict[str, Any] | None:
@@ -197,6 +198,7 @@ def store_upload(
         note=note,
         input_shape=tuple(getattr(ckpt.model, "input_shape", ()) or ()),
         num_classes=getattr(ckpt.model, "num_classes", None),
+        arch=str(ckpt.model_spec.params.get("arch", "")),
     )
     if store.exists(key):
         return result

@@ -13,6 +13,7 @@ from nngeo_core.uploads import choice_needed, parse_input_shape, store_upload
 PENDING = "upload-pending"  # what an ambiguous file asks: {file, option, candidates, message, choices}
 LAST = "upload-last"  # the network stored last: {key, model, input_shape, num_classes}
 DATASET = "upload-dataset-added"  # the manifest of the dataset added last
+DATASET_SAID = "upload-dataset-said"  # what adding it gave: a message, or the error
 OPTION_LABEL = {"arch": "Architecture", "activation": "Activation"}
 
 st.title("Upload a checkpoint")
@@ -29,7 +30,7 @@ max_mb = int(st.get_option("server.maxUploadSize"))
 def report(result) -> None:
     verb = "Stored" if result.created else "Already stored"
     st.success(
-        f"{verb} as `{result.key}`: {result.model} ({result.source}), {result.n_params:,} parameters.",
+        f"{verb} as `{result.key}`: {result.arch or result.model} ({result.source}), {result.n_params:,} parameters.",
         icon=":material/check_circle:",
     )
     if result.note:
@@ -69,12 +70,27 @@ def attempt(file, data_spec, shape_text: str, choices: dict) -> None:
     report(result)
 
 
+def shape_of(choice: str | None) -> str:
+    """The C,H,W text of a dataset's image shape (empty for none, or for flat inputs)."""
+    if not choice or choice.startswith("("):
+        return ""
+    params = {"resize": int(st.session_state.get("upload-resize", 28))} if choice == "digits" else {}
+    shape = tuple(dataset_info(choice, **params).input_shape)
+    return ",".join(map(str, shape)) if len(shape) == 3 else ""
+
+
+def follow_dataset() -> None:
+    """A keyed text box keeps what it holds: a new dataset choice writes its shape there itself."""
+    st.session_state["upload-input-shape"] = shape_of(st.session_state.get("upload-data"))
+
+
 st.subheader("Your network", divider="gray")
 datasets = ["(from the file, or none)", *list_datasets()]
 data_choice = st.selectbox(
     "Dataset to analyse it with",
     datasets,
     key="upload-data",
+    on_change=follow_dataset,
     help="Needed by analyses that use data (volume element, geodesics) when the file "
     "does not say which data the model was trained on.",
 )
@@ -87,12 +103,13 @@ if data_choice == "digits":
 data_spec = None if data_choice.startswith("(") else DataSpec(data_choice, params=data_params)
 # the weights of a torchvision conv net do not fix its input size: the chosen data's, else asked
 data_shape = tuple(dataset_info(data_spec.name, **data_params).input_shape) if data_spec else ()
+st.session_state.setdefault("upload-input-shape", ",".join(map(str, data_shape)) if len(data_shape) == 3 else "")
 shape_text = st.text_input(
     "Input shape C,H,W (torchvision nets; ONNX files whose sizes are open)",
-    value=",".join(map(str, data_shape)) if len(data_shape) == 3 else "",
     placeholder="3,224,224 (ImageNet size) or 3,32,32 (CIFAR size)",
     key="upload-input-shape",
-    help="Empty: the file's own shape, or 3,224,224 for a torchvision net. Part of the stored key.",
+    help="Filled from the chosen dataset's images. Empty: the file's own shape, or 3,224,224 for a "
+    "torchvision net. Part of the stored key unless it is the dataset's own shape.",
 )
 
 uploaded = st.file_uploader(
@@ -135,15 +152,34 @@ data_file = (
     if wanted
     else None
 )
-if data_file is not None and st.button("Add dataset", key="upload-dataset-add", icon=":material/dataset:"):
+
+
+def add_dataset_file() -> None:
+    """The Add button's callback, run before the page is drawn again, so the new dataset is in
+    the dataset list above and chosen there (with its input shape)."""
     st.session_state.pop(DATASET, None)  # what is shown below is always the file just given
+    st.session_state.pop(DATASET_SAID, None)
+    file = st.session_state.get("upload-dataset-file")
+    if file is None:
+        return
     try:
-        with st.spinner("reading…"):
-            added = add_bytes(data_file.getvalue(), data_file.name, max_bytes=max_mb * 2**20)
-        st.session_state[DATASET] = added.manifest
-        st.success(f"{'Added' if added.created else 'Already added'}: `{added.name}`.", icon=":material/check_circle:")
+        added = add_bytes(file.getvalue(), file.name, max_bytes=max_mb * 2**20)
     except Exception as exc:  # an untrusted file: one line, never a traceback
-        w.error_box(exc)
+        st.session_state[DATASET_SAID] = exc
+        return
+    st.session_state[DATASET] = added.manifest
+    st.session_state["upload-data"] = added.name
+    follow_dataset()
+    st.session_state[DATASET_SAID] = f"{'Added' if added.created else 'Already added'}: `{added.name}`."
+
+
+if data_file is not None:
+    st.button("Add dataset", key="upload-dataset-add", icon=":material/dataset:", on_click=add_dataset_file)
+said = st.session_state.get(DATASET_SAID)
+if wanted and isinstance(said, BaseException):
+    w.error_box(said)
+elif wanted and said:
+    st.success(said, icon=":material/check_circle:")
 manifest = st.session_state.get(DATASET)
 if wanted and manifest:
     shape = "×".join(map(str, manifest["input_shape"]))

@@ -95,6 +95,10 @@ def test_an_ambiguous_file_is_asked_about_and_stored_with_the_choice_then_data_i
     # a stratified split: one of each class's 4 examples is held out
     assert "inputs 1×28×28, 10 classes" in shown and "30 train / 10 test examples" in shown
     assert any("It fits the network stored last" in s.value for s in at.success)
+    # the new dataset is at once in the list above, chosen, and its image shape is the input shape
+    added = at.session_state["upload-dataset-added"]["id"]
+    assert added in at.selectbox(key="upload-data").options and at.selectbox(key="upload-data").value == added
+    assert at.text_input(key="upload-input-shape").value == "1,28,28"
     at.file_uploader(key="upload-dataset-file").set_value(("three.npz", npz_bytes(3), "application/zip")).run()
     at.button(key="upload-dataset-add").click().run()
     no_exception(at)

@@ -388,9 +388,11 @@ class TorchvisionBody(ResidualBlock):
     representation the head reads (the pooled features), so the FeedForward that holds it has
     one hidden representation, as every zoo model has."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, original_prefix: str = "") -> None:
         super().__init__()
         self.net = net
+        # (our key prefix, the builder's): exports name the weights as torchvision's model does
+        self.original_names = ("net.", original_prefix)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -400,9 +402,10 @@ class TorchvisionHead(nn.Module):
     """The head taken out of a torchvision classifier; flat logits even where the head ends in a
     pooled conv (SqueezeNet's, whose model flattens after it)."""
 
-    def __init__(self, head: nn.Module) -> None:
+    def __init__(self, head: nn.Module, original_name: str = "fc") -> None:
         super().__init__()
         self.head = head
+        self.original_names = ("head.", f"{original_name}.")  # see TorchvisionBody
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.head(x)
@@ -415,13 +418,13 @@ def feedforward_parts(model: nn.Module) -> list[nn.Module]:
     the model's own forward then calls as an identity (SqueezeNet: its features, then its head).
     ``model`` is changed in place."""
     if isinstance(model, tvm.SqueezeNet):  # its forward flattens the head's output, not its input
-        return [TorchvisionBody(model.features), TorchvisionHead(model.classifier)]
+        return [TorchvisionBody(model.features, "features."), TorchvisionHead(model.classifier, "classifier")]
     named = [(n, c) for n, c in model.named_children() if any(True for _ in c.parameters())]
     if not named:
         raise NNGeoError(f"{type(model).__name__} has no head with weights to split off")
     name, head = named[-1]
     setattr(model, name, nn.Identity())
-    return [TorchvisionBody(model), TorchvisionHead(head)]
+    return [TorchvisionBody(model), TorchvisionHead(head, name)]
 
 
 def tv_version() -> str:
