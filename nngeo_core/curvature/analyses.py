@@ -17,7 +17,8 @@ import pandas as pd
 
 from ..analysis_base import register_analysis
 from ..errors import NNGeoError
-from ..models.layers import fold_batchnorm
+from ..models import TORCHVISION
+from ..models.layers import fold_batchnorm, residual_additions
 from ..params import Param, defaults_of
 from .neural import neural_curvature, weight_only_curvature
 from .scores import calibration_set
@@ -40,6 +41,23 @@ WEIGHT_PARAMS = {
 }
 
 
+def refuse_unmodelled(model, analysis: str) -> None:
+    """Refuse, before any heavy work, a network whose skip connections the layer graph cannot
+    represent: a torchvision (or any non-zoo) network with residual additions. The zoo's own
+    residual nets (resnet20) keep the documented size-linked chain convention."""
+    zoo = getattr(model, "zoo_name", None)
+    if zoo is not None and zoo != TORCHVISION:
+        return
+    skips = residual_additions(model)
+    if skips:
+        arch = getattr(model, "zoo_params", {}).get("arch") or type(model).__name__
+        raise NNGeoError(
+            f"{analysis} does not model residual connections yet: {arch} adds {skips} skip "
+            f"connection{'s' if skips != 1 else ''}; analyse an MLP/CNN without skips, or use "
+            "persistence / critical_compression / mst_overlap"
+        )
+
+
 def _params(given: dict | None, defaults: dict, analysis: str) -> dict:
     given = dict(given or {})
     unknown = sorted(set(given) - set(defaults))
@@ -58,6 +76,7 @@ def _params(given: dict | None, defaults: dict, analysis: str) -> dict:
 )
 def curvature_analysis(model, dataset, params, progress):
     p = _params(params, NC_PARAMS, "curvature")
+    refuse_unmodelled(model, "neural curvature")
     if dataset is None:
         raise NNGeoError("the curvature analysis needs a dataset for its calibration inputs")
     progress.update(0.0, "calibration inputs")
@@ -84,6 +103,7 @@ def curvature_analysis(model, dataset, params, progress):
 )
 def curvature_weights_analysis(model, dataset, params, progress):
     p = _params(params, WEIGHT_PARAMS, "curvature_weights")
+    refuse_unmodelled(model, "weight curvature")
     folded, plan = fold_batchnorm(model)
     table = weight_only_curvature(
         folded,
