@@ -160,7 +160,7 @@ def test_an_ambiguous_activation_is_one_line_exit_2_and_each_choice_its_own_key(
 FRESH = """
 import sys, torch
 from nngeo_core.runs import load_run
-x = torch.load(sys.argv[1])
+x = torch.load(sys.argv[1], weights_only=True)  # a dict of tensors: nothing else is unpickled
 outs = {}
 for key in sys.argv[2:]:
     model = load_run(key).model.eval()
@@ -220,7 +220,7 @@ def test_torchvision_and_onnx_uploads_rebuild_in_a_fresh_process(tmp_path, capsy
     io_path = tmp_path / "io.pt"
     torch.save(inputs, io_path)
     subprocess.run([sys.executable, "-c", FRESH, str(io_path), *inputs], check=True, timeout=300)
-    outs = torch.load(io_path)
+    outs = torch.load(io_path, weights_only=True)
     with torch.no_grad():
         assert torch.equal(outs[rinfo["key"]], resnet(inputs[rinfo["key"]]))
         assert torch.allclose(outs[oinfo["key"]], cnn(inputs[oinfo["key"]]), atol=1e-5)
