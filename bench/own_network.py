@@ -8,10 +8,10 @@ subprocess in a fresh nngeo home (``settings.home_env``), so each pays interpret
 start-up as a user would. Reference for the upload stage: building torchvision's resnet18 and
 ``load_state_dict`` in-process (what a user who knows the architecture would do).
 
-timp is opt-in (``--timp``) and swept in its own ``nngeo prune`` call, timed on its own line: it
-retrains every IMP round (20% of the survivors each; about 11 rounds to reach 0.9) for the run's
-default epochs, so it dominates the loop: 403 s on 2 shared cores against 29 s for
-magnitude+random (Dec 2026); ``--timp-param round_epochs=0`` times the spanning-tree rounds alone (35 s).
+timp is opt-in (``--timp``) and swept in its own ``nngeo prune`` call, timed on its own line. On an
+upload its rounds retrain for the sweep's fine-tune epochs (0 here: they only prune, and the masks
+are selected once per level): about 34 s on 2 loaded cores, where retraining every round for a
+run's default epochs took 403 s (Dec 2026); ``--timp-param round_epochs=N`` retrains N epochs a round.
 
     python bench/own_network.py [--n 200] [--threads 2] [--timp [--timp-param K=V ...]]
 

@@ -56,16 +56,15 @@ from .data import load as load_data
 from .errors import NNGeoError, one_line
 from .models import model_input_shape, prunable_layers
 from .progress import Progress
-from .pruning.masks import Masks, apply_masks, export_state_dict, full_masks, plain_copy, pruned_model
+from .pruning.masks import Masks, apply_masks, export_state_dict, full_masks, plain_copy
 from .pruning.masks import sparsity as mask_sparsity
 from .pruning.specs import SweepSpec
-from .pruning.strategies import PruneData, get_strategy, prune
-from .pruning.sweep import cost_of, dense_run_spec, level_artifact
+from .pruning.sweep import Level, cost_of, level_artifact, seed_run_spec
+from .pruning.sweep import iter_levels as sweep_levels
 from .runs import load_run
 from .settings import pick_device
 from .specs import ModelSpec, spec_from_dict, to_dict
 from .store import MODEL_KINDS, Store, default_store
-from .train import evaluate, fit
 
 EXPORT_VERSION = "1"
 ONNX_OPSET = 17  # fixed, so a file does not change with torch's default; onnxruntime >= 1.14 runs it
@@ -236,20 +235,7 @@ def _zero_fraction(cost: Mapping[str, Any]) -> float:
 
 
 # -- rebuilding a sweep level ------------------------------------------------------------------
-@dataclass
-class RebuiltLevel:
-    """One level of a sweep for one seed as the sweep computed it (``sweep.sweep_seed``'s loop)."""
-
-    index: int
-    sparsity: float
-    result: Any  # PruneResult
-    pruned: nn.Module  # right after pruning
-    tuned: nn.Module  # after fine-tuning (``pruned`` when finetune_epochs is 0): the reported model
-    loss_pruned: float
-    accuracy_pruned: float
-    loss: float
-    accuracy: float
-    cost: dict[str, Any]
+RebuiltLevel = Level  # one level of a sweep for one seed, as ``sweep.iter_levels`` computes it
 
 
 def iter_levels(
@@ -261,15 +247,10 @@ def iter_levels(
     upto: int | None = None,
     progress: Progress | None = None,
 ) -> Iterator[RebuiltLevel]:
-    """The sweep's levels for one seed, recomputed from its stored dense run with the steps of
-    ``sweep.sweep_seed`` (same inputs, same order); one-shot strategies skip the levels below
-    ``upto``, iterative ones need them (each continues from the previous level)."""
-    progress = progress or Progress()
-    entry = get_strategy(spec.strategy)
-    # a sweep of a stored model pruned that model; its run gives the data and training settings
-    run_spec = (
-        spec.run.replace(train=spec.run.train.replace(seed=int(seed))) if spec.source else dense_run_spec(spec, seed)
-    )
+    """The sweep's levels for one seed, recomputed from its stored dense model by the sweep's own
+    level loop (``sweep.iter_levels``: same inputs, same order); one-shot strategies skip the
+    levels below ``upto``, iterative ones need them (each continues from the previous level)."""
+    run_spec = seed_run_spec(spec, seed)
     run_key = run_key or spec.source or run_spec.hash
     if not store.exists(run_key):
         raise NNGeoError(
@@ -277,55 +258,8 @@ def iter_levels(
             "the level cannot be rebuilt"
         )
     dataset = load_data(spec.run.data)
-    device = pick_device(run_spec.train.device)
-    dense = load_run(run_key, store=store).model.to(device).eval()
-    rewind = {}
-    if entry.trains and spec.params.get("rewind_epoch") is not None:
-        epoch = int(spec.params["rewind_epoch"])
-        rewind[epoch] = {
-            k: v.to(device) for k, v in load_run(run_key, store=store, epoch=epoch).model.state_dict().items()
-        }
-    infos = prunable_layers(dense)
-    ft_train = run_spec.train.replace(
-        epochs=int(spec.finetune_epochs),
-        snapshots=(),
-        seed=int(seed) + 7,
-        **({"lr": spec.finetune_lr} if spec.finetune_lr is not None else {}),
-    )
-    last = len(spec.sparsities) - 1 if upto is None else int(upto)
-    prev_model, prev_masks = dense, None
-    for j, level in enumerate(spec.sparsities[: last + 1]):
-        progress.check()
-        if not entry.iterative and j < last:
-            continue
-        step = progress.sub(j / (last + 1), (j + 1) / (last + 1))
-        base_model, base_masks = (prev_model, prev_masks) if entry.iterative else (dense, None)
-        data = PruneData(dataset=dataset, train=run_spec.train, rewind=rewind, progress=step.sub(0.0, 0.7))
-        result = prune(
-            base_model,
-            spec.strategy,
-            level,
-            masks=base_masks,
-            data=data,
-            scope=spec.scope,
-            exclude_last=spec.exclude_last,
-            seed=seed,
-            params=spec.params,
-        )
-        pruned = pruned_model(base_model, result.masks, result.state_dict)
-        loss_pruned, acc_pruned = evaluate(pruned, dataset.x_test, dataset.y_test)
-        if spec.finetune_epochs > 0:
-            tuned = plain_copy(pruned)
-            fit(tuned, dataset, ft_train, masks=result.masks, progress=step.sub(0.7, 0.95))
-            loss, acc = evaluate(tuned, dataset.x_test, dataset.y_test)
-        else:
-            tuned, loss, acc = pruned, loss_pruned, acc_pruned
-        step.update(1.0, f"rebuilt {spec.strategy} seed {seed} sparsity {level:.4g}", force=True)
-        yield RebuiltLevel(
-            j, float(level), result, pruned, tuned, loss_pruned, acc_pruned, loss, acc, cost_of(tuned, infos)
-        )
-        if entry.iterative:
-            prev_model, prev_masks = pruned, result.masks
+    dense = load_run(run_key, store=store).model.to(pick_device(run_spec.train.device)).eval()
+    yield from sweep_levels(spec, seed, dataset, dense, run_key=run_key, store=store, upto=upto, progress=progress)
 
 
 def rebuild_level(

@@ -4,7 +4,8 @@ and neurons by node curvature; top-k edges for wide layers; per-layer histograms
 import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
-from nngeo_core.dashboard.results import weight_shapes
+from nngeo_core.dashboard.results import curvature_layers, weight_shapes
+from nngeo_core.figures.common import layer_labels
 from nngeo_core.figures.curvature import curvature_histogram, dead_edges, layer_graph, top_edges
 
 st.title("Curvature")
@@ -24,7 +25,29 @@ method = st.radio(
         "curvature": "the network on data (neural curvature)",
     }.get,
 )
-edges = w.analysis_result(store, run, method, what="curvature", epoch=epoch, key="curv-go", any_params=True)
+with st.expander("Layers and conv positions", expanded=False):
+    positions = int(
+        st.number_input("output positions per conv layer", 1, 1024, 4, key="curv-positions", help="spread evenly")
+    )
+    layers, default, total = curvature_layers(shapes, positions)
+    chosen = st.multiselect(
+        "layers to compute (the whole graph is their neighbourhood)",
+        layers,
+        default=default,
+        key=f"curv-layers-{run}",
+        format_func=layer_labels(layers, shapes).get,
+    )
+if layers and default != layers:
+    st.caption(
+        f"All {len(layers)} layers would be about {total:,} edges, each a transport problem: the first and "
+        "last layers are chosen; add others under *Layers and conv positions*."
+    )
+params: dict = {} if not layers or chosen == layers else {"layers": ",".join(chosen)}
+if positions != 4:
+    params["conv_positions"] = positions
+edges = w.analysis_result(
+    store, run, method, what="curvature", epoch=epoch, key="curv-go", params=params, any_params=not params
+)
 if edges is not None and len(edges):
     c1, c2 = st.columns(2)
     by = c1.radio(

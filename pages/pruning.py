@@ -4,7 +4,10 @@ A trained run is pruned as the CLI's `nngeo prune --model … --data …` does (
 seed, the stored one reused). An upload is pruned as it is (`nngeo prune --run KEY`): a dataset
 picker (starting at the upload's own data) gives the data that evaluates, calibrates and
 fine-tunes it, checked against the model's input shape and classes before anything is queued;
-IMP and T-IMP on an upload, which kept no training snapshots, run without rewinding.
+IMP and T-IMP on an upload, which kept no training snapshots, run without rewinding, and their
+rounds retrain for the fine-tune epochs unless ``round_epochs`` is set (an upload has no training
+run whose epochs they could repeat; 0, the default, prunes in rounds without retraining); the
+strategy's panel says which budget its rounds get.
 
 Each strategy's parameters get widgets of their declared types (``widgets.param_inputs``); a value
 that does not fit is an error under its widget and nothing is queued. Every choice is remembered
@@ -82,6 +85,7 @@ chosen = kept(
 )
 params = {}
 errors: list[str] = []
+round_notes = {}  # strategy -> where its panel says how long its rounds retrain (filled below)
 for name in chosen:
     entry = pruning.STRATEGIES[name]
     with st.expander(f"{name} — {entry.description}", expanded=False):
@@ -91,6 +95,8 @@ for name in chosen:
         values = w.param_inputs(entry.params, key=f"prune-p-{name}", what=f"the {name} strategy")
         params[name] = dict(values)
         errors += values.errors
+        if entry.trains and "round_epochs" in entry.defaults:
+            round_notes[name] = st.empty()
 
 c1, c2, c3 = st.columns(3)
 mode = kept(
@@ -136,6 +142,18 @@ scope = kept(
 exclude_last = kept(
     c4.checkbox, "keep the output layer dense", key="prune-excl", default=False, fits=lambda v: isinstance(v, bool)
 )
+for name, note in round_notes.items():
+    set_to = params[name].get("round_epochs")
+    if set_to is not None:
+        note.caption(f"each round retrains for {set_to} epoch(s) (round_epochs)")
+    elif upload_data is not None:
+        note.caption(
+            f"round_epochs empty: each round retrains for the fine-tune epochs ({finetune}"
+            + ("; the rounds only prune" if finetune == 0 else "")
+            + "), since an upload has no training run"
+        )
+    else:
+        note.caption(f"round_epochs empty: each round retrains for the run's {run_spec.train.epochs} epoch(s)")
 sweep_analyses = list(getattr(pruning.specs, "ANALYSES", ()))
 analyses = kept(
     st.multiselect,

@@ -2,13 +2,15 @@
 (per-edge neural curvature on correctly classified test inputs) and ``curvature_weights``
 (weight-only, no data).
 
-``curvature_weights`` runs on a copy of the model whose batch norms are folded into the convs they
-follow (``models.layers.fold_batchnorm``, the convention of every weight-based analysis); a
-``note`` column names the folded batch norm per layer, and every module with weights that has no
-layer graph (attention, Conv1d, a batch norm that cannot be folded, ...) gets one row with
-``kind = "skipped"``, NaN values and its reason in ``note``. Skip connections are not edges of the
-layer graph (``layer_graph``): a layer's inputs are linked to the previous layer's outputs only
-when their sizes match, so across a residual block the chain is cut or joined by size alone.
+Both run on a copy of the model whose batch norms are folded into the convs they follow
+(``models.layers.fold_batchnorm``, the convention of every weight-based analysis), on the neuron
+DAG of one traced forward pass (``trace``): pooling, skip connections, subsampling, padding and
+concatenation are edges, so every weight layer has neighbours on both sides. A ``note`` column
+says per layer what was folded and what the graph could not draw next to it (an op named with its
+module), and every module with weights that has no layer graph (attention, Conv1d, a batch norm
+that cannot be folded, ...) gets one row with ``kind = "skipped"``, NaN values and its reason.
+``layers`` (comma-separated names) computes only those layers' edges, on the whole graph: for
+big networks, where every edge of every layer would take hours on a CPU.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ import pandas as pd
 
 from ..analysis_base import register_analysis
 from ..errors import NNGeoError
-from ..models import TORCHVISION
-from ..models.layers import fold_batchnorm, residual_additions
+from ..models.layers import analysis_layers
 from ..params import Param, defaults_of
 from .neural import neural_curvature, weight_only_curvature
 from .scores import calibration_set
@@ -32,30 +33,24 @@ NC_PARAMS = {
     "normalize_idleness": True,
     "dead_value": 1.0,
     "conv_positions": Param(4, low=1),  # None: every output position
+    "layers": Param(None, kind=str, help="comma-separated weight layers to compute (default: all)"),
 }
 WEIGHT_PARAMS = {
     "alpha": Param(0.5, low=0.0, high=1.0),
     "method": Param("sinkhorn", choices=METHODS),
     "normalize_idleness": False,
     "conv_positions": Param(4, low=1),
+    "layers": Param(None, kind=str, help="comma-separated weight layers to compute (default: all)"),
 }
 
 
-def refuse_unmodelled(model, analysis: str) -> None:
-    """Refuse, before any heavy work, a network whose skip connections the layer graph cannot
-    represent: a torchvision (or any non-zoo) network with residual additions. The zoo's own
-    residual nets (resnet20) keep the documented size-linked chain convention."""
-    zoo = getattr(model, "zoo_name", None)
-    if zoo is not None and zoo != TORCHVISION:
-        return
-    skips = residual_additions(model)
-    if skips:
-        arch = getattr(model, "zoo_params", {}).get("arch") or type(model).__name__
-        raise NNGeoError(
-            f"{analysis} does not model residual connections yet: {arch} adds {skips} skip "
-            f"connection{'s' if skips != 1 else ''}; analyse an MLP/CNN without skips, or use "
-            "persistence / critical_compression / mst_overlap"
-        )
+def _with_skipped(model, table: pd.DataFrame) -> pd.DataFrame:
+    """The table plus one ``kind = "skipped"`` row per module with weights but no layer graph."""
+    skipped = analysis_layers(model).skipped
+    if not skipped:
+        return table
+    extra = pd.DataFrame([{"layer": s.name, "kind": "skipped", "note": s.reason} for s in skipped])
+    return pd.concat([table, extra], ignore_index=True)
 
 
 def _params(given: dict | None, defaults: dict, analysis: str) -> dict:
@@ -76,12 +71,11 @@ def _params(given: dict | None, defaults: dict, analysis: str) -> dict:
 )
 def curvature_analysis(model, dataset, params, progress):
     p = _params(params, NC_PARAMS, "curvature")
-    refuse_unmodelled(model, "neural curvature")
     if dataset is None:
         raise NNGeoError("the curvature analysis needs a dataset for its calibration inputs")
     progress.update(0.0, "calibration inputs")
     inputs = calibration_set(model, dataset, k=int(p["k_per_class"]))
-    return neural_curvature(
+    table = neural_curvature(
         model,
         inputs,
         alpha=float(p["alpha"]),
@@ -90,8 +84,10 @@ def curvature_analysis(model, dataset, params, progress):
         normalize_idleness=bool(p["normalize_idleness"]),
         dead_value=float(p["dead_value"]),
         conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
+        layers=p["layers"],
         progress=progress,
     )
+    return _with_skipped(model, table)
 
 
 @register_analysis(
@@ -103,18 +99,13 @@ def curvature_analysis(model, dataset, params, progress):
 )
 def curvature_weights_analysis(model, dataset, params, progress):
     p = _params(params, WEIGHT_PARAMS, "curvature_weights")
-    refuse_unmodelled(model, "weight curvature")
-    folded, plan = fold_batchnorm(model)
     table = weight_only_curvature(
-        folded,
+        model,
         alpha=float(p["alpha"]),
         method=p["method"],
         normalize_idleness=bool(p["normalize_idleness"]),
         conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
+        layers=p["layers"],
         progress=progress,
     )
-    table["note"] = table["layer"].map(plan.notes).fillna("")
-    if plan.skipped:
-        extra = pd.DataFrame([{"layer": s.name, "kind": "skipped", "note": s.reason} for s in plan.skipped])
-        table = pd.concat([table, extra], ignore_index=True)
-    return table
+    return _with_skipped(model, table)

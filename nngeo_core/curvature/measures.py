@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from ..errors import NNGeoError
-from ..models.base import layer_io
 from .edge_groups import EdgeGroup
 from .layer_graph import Network
 from .orc import GRC_EPSILON
@@ -75,27 +73,19 @@ class ActivationLevels:
     n: int
 
 
-def activation_levels(model: nn.Module, net: Network, inputs: torch.Tensor) -> ActivationLevels:
-    """Run ``model`` (in eval mode) on ``inputs`` and record every node level's activations."""
-    param = next(model.parameters())
-    x = inputs.to(device=param.device, dtype=param.dtype)
-    was = model.training
-    model.eval()
-    try:
-        io = layer_io(model, x, [lay.name for lay in net.layers])
-    finally:
-        model.train(was)
-    raw: dict[int, np.ndarray] = {}
-    for k, lay in enumerate(net.layers):  # outputs first, then inputs overwrite linked levels
-        raw[net.level_out[k]] = io[lay.name][1].reshape(len(x), -1).to("cpu", torch.float64).numpy()
-    for k, lay in enumerate(net.layers):
-        raw[net.level_in[k]] = io[lay.name][0].reshape(len(x), -1).to("cpu", torch.float64).numpy()
+def activation_levels(values: dict[int, torch.Tensor]) -> ActivationLevels:
+    """Normalise the traced activations of every node level (``layer_graph.build_network``); a
+    level's activation is the last value its neurons took in the forward pass (after the
+    activation function, after a residual sum)."""
     norm, dead = {}, {}
-    for level, act in raw.items():
+    n = 0
+    for level, t in values.items():
+        act = t.to("cpu", torch.float64).numpy()
         if not np.isfinite(act).all():
             raise NNGeoError("the network's activations on the calibration inputs are not finite")
         norm[level], dead[level] = normalised_activations(act)
-    return ActivationLevels(norm, dead, len(x))
+        n = len(act)
+    return ActivationLevels(norm, dead, n)
 
 
 @dataclass
@@ -115,6 +105,15 @@ class GroupMeasures:
     alive: np.ndarray
 
 
+def _gather(per_level: dict[int, np.ndarray], level_of: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """(N, len(units)) values of units that may lie on several levels."""
+    out = np.empty((next(iter(per_level.values())).shape[0], len(units)))
+    for level in np.unique(level_of):
+        at = level_of == level
+        out[:, at] = per_level[int(level)][:, units[at]]
+    return out
+
+
 def group_measures(g: EdgeGroup, net: Network, levels: ActivationLevels | None, alpha: float) -> GroupMeasures:
     """The measures of ``g``'s edges: from ``levels`` (neural curvature), or the lengths when None."""
     k = g.k
@@ -127,17 +126,18 @@ def group_measures(g: EdgeGroup, net: Network, levels: ActivationLevels | None, 
     else:
         n_inputs = levels.n
         pred = (
-            activation_masses(pred_support, levels.norm[net.level_in[k - 1]][:, g.R])
+            activation_masses(pred_support, _gather(levels.norm, g.R_level, g.R))
             if len(g.R)
             else np.zeros((n_inputs, len(g.Us), 0))
         )
         succ = (
-            activation_masses(succ_support, levels.norm[net.level_out[k + 1]][:, g.P])
+            activation_masses(succ_support, _gather(levels.norm, g.P_level, g.P))
             if len(g.P)
             else np.zeros((n_inputs, len(g.Vs), 0))
         )
-        dead_u = levels.dead[net.level_in[k]][:, g.Us]
-        dead_v = levels.dead[net.level_out[k]][:, g.Vs]
+        lay = net.layers[k]
+        dead_u = levels.dead[lay.src][:, g.Us]
+        dead_v = levels.dead[lay.dst][:, g.Vs]
         alive = ~dead_u[:, g.ui] & ~dead_v[:, g.vi]
     self_u = np.where(pred_support.any(axis=1), alpha, 1.0)
     self_v = np.where(succ_support.any(axis=1), alpha, 1.0)

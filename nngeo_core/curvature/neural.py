@@ -25,6 +25,8 @@ import torch
 from torch import nn
 
 from ..errors import NNGeoError
+from ..models.base import model_input_shape
+from ..models.layers import fold_batchnorm
 from ..progress import Progress
 from ..settings import float64_device
 from . import transport
@@ -53,10 +55,26 @@ def _check_nc_params(alpha, method, aggregate, dead_value, conv_positions):
         raise NNGeoError("conv_positions must be at least 1 (or None for every position)")
 
 
+def _selected(net: Network, layers) -> set[int]:
+    """Indices of the weight layers to compute (all when ``layers`` is None); unknown names are an error."""
+    if layers is None:
+        return set(range(len(net.layers)))
+    wanted = [layers] if isinstance(layers, str) else list(layers)
+    wanted = [str(w).strip() for item in wanted for w in str(item).split(",") if str(w).strip()]
+    names = [lay.name for lay in net.layers]
+    unknown = [w for w in wanted if w not in names]
+    if unknown or not wanted:
+        raise NNGeoError(
+            f"no weight layer named {unknown[0] if unknown else '(none given)'!r}; the layers are {', '.join(names)}"
+        )
+    return {names.index(w) for w in wanted}
+
+
 def _network_curvature(
     model,
     inputs,
     *,
+    layers=None,
     alpha,
     method,
     aggregate,
@@ -68,12 +86,20 @@ def _network_curvature(
     progress,
 ) -> pd.DataFrame:
     progress = progress or Progress()
-    net = build_network(model)
-    levels = activation_levels(model, net, inputs) if inputs is not None else None
+    shape = tuple(inputs.shape[1:]) if inputs is not None else model_input_shape(model)
+    folded, plan = fold_batchnorm(model, shape)  # lengths are those of the function the network computes
+    net, values = build_network(folded, shape, inputs=inputs)
+    levels = activation_levels(values) if inputs is not None else None
+    chosen = _selected(net, layers)
+    notes = {name: note for name, note in plan.notes.items() if note}
+    for name, note in net.notes().items():
+        notes[name] = f"{notes[name]}; {note}" if name in notes else note
     dev = float64_device(device)
     frames = []
     n_layers = len(net.layers)
     for k, lay in enumerate(net.layers):
+        if k not in chosen:
+            continue
         progress.check()
         sub = progress.sub(k / n_layers, (k + 1) / n_layers)
         sub.update(0.0, f"layer {lay.name}")
@@ -89,8 +115,9 @@ def _network_curvature(
         df.insert(0, "layer", lay.name)
         df.insert(1, "layer_index", k)
         df.insert(2, "kind", lay.kind)
-        df["src_level"] = net.level_in[k]
-        df["dst_level"] = net.level_out[k]
+        df["src_level"] = lay.src
+        df["dst_level"] = lay.dst
+        df["note"] = notes.get(lay.name, "")
         frames.append(df.sort_values(["src", "dst"], kind="stable"))
         progress.update((k + 1) / n_layers, f"layer {lay.name} done", force=True)
     cols = [
@@ -105,9 +132,11 @@ def _network_curvature(
         "alive",
         "src_level",
         "dst_level",
+        "note",
     ]
     if not frames:
-        return pd.DataFrame({c: [] for c in cols})
+        df = pd.DataFrame({c: [] for c in cols})
+        return df.astype({"note": str})
     return pd.concat(frames, ignore_index=True)[cols]
 
 
@@ -166,7 +195,7 @@ def _group_curvature(
         "src": g.Us[g.ui],
         "dst": g.Vs[g.vi],
         "kernel": g.kernel,
-        "weight": lay.W.ravel()[g.kernel],
+        "weight": lay.flat[g.kernel].astype(np.float64),
         "curvature": curv,
         "alive": alive.sum(axis=0),
     }
@@ -200,6 +229,7 @@ def neural_curvature(
     normalize_idleness: bool = True,
     dead_value: float = 1.0,
     conv_positions: int | None = DEFAULT_CONV_POSITIONS,
+    layers=None,
     processes: int | None = None,
     device: str = "auto",
     progress: Progress | None = None,
@@ -225,6 +255,7 @@ def neural_curvature(
         normalize_idleness=normalize_idleness,
         dead_value=dead_value,
         conv_positions=conv_positions,
+        layers=layers,
         processes=processes,
         device=device,
         progress=progress,
@@ -238,6 +269,7 @@ def weight_only_curvature(
     method: str = "sinkhorn",
     normalize_idleness: bool = False,
     conv_positions: int | None = DEFAULT_CONV_POSITIONS,
+    layers=None,
     processes: int | None = None,
     device: str = "auto",
     progress: Progress | None = None,
@@ -258,6 +290,7 @@ def weight_only_curvature(
         normalize_idleness=normalize_idleness,
         dead_value=0.0,
         conv_positions=conv_positions,
+        layers=layers,
         processes=processes,
         device=device,
         progress=progress,

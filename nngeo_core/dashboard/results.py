@@ -134,3 +134,24 @@ def column_formats(df: pd.DataFrame) -> dict[str, dict[str, str]]:
         if spec:
             out[str(col)] = spec
     return out
+
+
+CURVATURE_EDGE_BUDGET = 300_000  # edges computed by default; above it, the first and last layers only
+
+
+def curvature_layers(shapes: Mapping[str, tuple[int, ...]], conv_positions: int) -> tuple[list[str], list[str], int]:
+    """The weight layers of a model's header (Linear: 2-D, Conv2d: 4-D weights, in file order), the
+    ones the Curvature page computes by default (all, or the first and last when every layer
+    would be more than ``CURVATURE_EDGE_BUDGET`` edges), and the edge count of all of them. A conv
+    layer has at most ``conv_positions`` output positions x taps x input channels x filters edges."""
+    layers, edges = [], {}
+    for name, shape in shapes.items():
+        if not name.endswith(".weight") or len(shape) not in (2, 4):
+            continue
+        layer = name[: -len(".weight")]
+        layers.append(layer)
+        edges[layer] = int(np.prod(shape)) * (int(conv_positions) if len(shape) == 4 else 1)
+    total = sum(edges.values())
+    if total <= CURVATURE_EDGE_BUDGET or len(layers) <= 2:
+        return layers, layers, total
+    return layers, [layers[0], layers[-1]], total

@@ -23,7 +23,7 @@ from .features import FeatureMap, count_hidden_layers, feature_map
 from .geodesic import PathResult, forgetting_path, sparsify_path
 from .heatmaps import grid_heatmap, heatmaps_over_training
 from .image_plane import image_line, image_plane, plane_frame
-from .pullback import log_volume_of_features, volume_element
+from .pullback import log_volume_of_features, plane_volume_element, volume_element
 from .ricci import CONVENTIONS, pullback_metric, ricci_from_derivatives, ricci_scalar, ricci_scalar_of_metric
 from .weight_space import ParamSpace, StepResult, functional_jacobian, solve_step
 
@@ -43,6 +43,7 @@ __all__ = [
     "image_plane",
     "log_volume_of_features",
     "plane_frame",
+    "plane_volume_element",
     "pullback_metric",
     "ricci_from_derivatives",
     "ricci_scalar",

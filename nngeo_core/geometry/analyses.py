@@ -105,7 +105,9 @@ def volume_analysis(model: nn.Module, dataset, params: dict, progress: Progress)
             f"indices must be three test-set positions from 0 to {len(dataset.x_test) - 1}, got {indices!r}"
         )
     x1, x2, x3 = (dataset.x_test[int(i)] for i in indices)
-    # default 20×20: each point costs min(n, d) backward passes (seconds for a wide conv layer on CPU)
+    # default 20×20; the pseudo-volume only where the full Jacobian is cheap (image_plane's
+    # pseudo_volume=None): a torchvision net gets the plane's volume element (log_area) by two
+    # forward-mode passes per point, of its pooled features (the input of its final Linear)
     frame = image_plane(
         model,
         x1,

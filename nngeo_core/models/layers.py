@@ -25,7 +25,6 @@ changes nothing there.
 from __future__ import annotations
 
 import copy
-import operator
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -232,30 +231,3 @@ def fold_batchnorm(model: nn.Module, input_shape: Iterable[int] | None = None) -
             parent, _, leaf = bn_name.rpartition(".")
             setattr(get_layer(clone, parent) if parent else clone, leaf, nn.Identity())
     return clone, plan
-
-
-_ADDS = (operator.add, operator.iadd, torch.add)
-
-
-def _traced_additions(module: nn.Module) -> int | None:
-    try:
-        graph = torch.fx.symbolic_trace(module).graph
-    except Exception:  # noqa: BLE001 - fx raises many types on data-dependent control flow
-        return None
-    return sum(
-        1
-        for node in graph.nodes
-        if (node.target in _ADDS or (node.op == "call_method" and node.target in ("add", "add_")))
-        and sum(isinstance(a, torch.fx.Node) for a in node.args[:2]) == 2
-    )
-
-
-def residual_additions(model: nn.Module) -> int:
-    """How many additions of two computed tensors (skip connections) the forward pass makes, by
-    ``torch.fx``. A child fx cannot trace (a head that branches on its input's rank) is traced
-    child by child below it, so one untraceable module does not hide the others' skips; a leaf
-    that still cannot be traced counts none."""
-    count = _traced_additions(model)
-    if count is not None:
-        return count
-    return sum(residual_additions(child) for child in model.children())

@@ -9,7 +9,10 @@ ones (IMP, T-IMP, SynFlow) continue from the previous level's masks and weights,
 are nested. After pruning, each level is evaluated, fine-tuned for ``finetune_epochs`` (same
 budget for every strategy; 0 = post-training comparison) and evaluated again. One row per
 (seed, level), and the level's final model stored as the artefact ``level_artifact(seed, level)``
-(our checkpoint format, masks included), so exporting it needs no recomputation.
+(our checkpoint format, masks included), so exporting it needs no recomputation. The level loop
+is ``iter_levels``; the export of a sweep stored without its levels' models rebuilds a level with
+it. IMP and T-IMP rounds on an upload retrain for ``finetune_epochs`` unless ``round_epochs`` is
+set (``level_params``).
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -35,7 +40,7 @@ from ..specs import RunSpec
 from ..store import Store, default_store
 from ..topology import critical_compression, mst_mask, mst_overlap, neural_persistence
 from ..train import evaluate, fit
-from .masks import Masks, counts, layer_sparsity, plain_copy, pruned_model
+from .masks import counts, layer_sparsity, plain_copy, pruned_model
 from .masks import sparsity as mask_sparsity
 from .specs import SweepSpec, strategy_label
 from .strategies import PruneData, get_strategy, prune
@@ -195,56 +200,98 @@ def dense_model_key(spec: SweepSpec, seed: int, *, store: Store, progress: Progr
     return train_run(run_spec, store=store, progress=progress)
 
 
-def sweep_seed(
+def seed_run_spec(spec: SweepSpec, seed: int) -> RunSpec:
+    """The run that gives one seed's data and training settings: a source is pruned as stored, so
+    its run only changes seed; else the dense run of ``dense_run_spec``."""
+    if spec.source:
+        return spec.run.replace(train=spec.run.train.replace(seed=int(seed)))
+    return dense_run_spec(spec, seed)
+
+
+def prunes_an_upload(spec: SweepSpec, store: Store) -> bool:
+    return spec.source is not None and store.entry(spec.source)["kind"] == "upload"
+
+
+def level_params(spec: SweepSpec, store: Store) -> dict[str, Any]:
+    """The strategy's parameters as every level runs them. IMP and T-IMP retrain each round for
+    ``round_epochs``; left at None it means the run's epochs, but an upload has no training run,
+    so there it is the sweep's ``finetune_epochs`` (0: the rounds only prune), the one training
+    budget the user set for that sweep. The spec (and its key) keeps the value as given."""
+    params = dict(spec.params)
+    entry = get_strategy(spec.strategy)
+    if (
+        entry.trains
+        and "round_epochs" in entry.defaults
+        and params.get("round_epochs") is None
+        and prunes_an_upload(spec, store)
+    ):
+        params["round_epochs"] = int(spec.finetune_epochs)
+    return params
+
+
+def rewind_states(spec: SweepSpec, run_key: str, store: Store, device) -> dict[int, dict[str, torch.Tensor]]:
+    """The dense model's weights at the epoch the strategy rewinds to (none unless it does)."""
+    if not (get_strategy(spec.strategy).trains and spec.params.get("rewind_epoch") is not None):
+        return {}
+    epoch = int(spec.params["rewind_epoch"])
+    state = load_run(run_key, store=store, epoch=epoch).model.state_dict()
+    return {epoch: {k: v.to(device) for k, v in state.items()}}
+
+
+@dataclass
+class Level:
+    """One level of a sweep for one seed, as ``iter_levels`` computed it."""
+
+    index: int
+    sparsity: float
+    result: Any  # PruneResult
+    pruned: nn.Module  # right after pruning
+    tuned: nn.Module  # after fine-tuning (``pruned`` when finetune_epochs is 0): the reported model
+    loss_pruned: float
+    accuracy_pruned: float
+    loss: float
+    accuracy: float
+    cost: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)  # prune, evaluate, finetune
+
+
+def iter_levels(
     spec: SweepSpec,
     seed: int,
     dataset,
+    dense: nn.Module,
     *,
+    run_key: str,
     store: Store,
-    progress: Progress,
-    timing: dict[str, float],
-    artifacts: dict[str, bytes] | None = None,
-) -> tuple[list[dict], str]:
-    """All levels of one seed: rows and the dense model's key; each level's final model goes
-    into ``artifacts`` under ``level_artifact(seed, level)``."""
+    upto: int | None = None,
+    progress: Progress | None = None,
+) -> Iterator[Level]:
+    """The levels of one seed in increasing sparsity, up to index ``upto`` (default: all): prune
+    (one-shot strategies the dense model, iterative ones the previous level), evaluate, fine-tune
+    for ``finetune_epochs`` and evaluate again. ``dense`` is the stored model ``run_key`` on the
+    run's device, in eval mode. One-shot strategies skip the levels below ``upto``. The sweep and
+    the export of a level stored without its model (which rebuilds it) both run this."""
+    progress = progress or Progress()
     entry = get_strategy(spec.strategy)
-    # a source is pruned as stored: the run only gives the data and the training settings
-    run_spec = (
-        spec.run.replace(train=spec.run.train.replace(seed=int(seed))) if spec.source else dense_run_spec(spec, seed)
-    )
-    clock = time.perf_counter()
-    run_key = dense_model_key(spec, seed, store=store, progress=progress.sub(0.0, TRAIN_SHARE))
-    dense_ckpt = load_run(run_key, store=store)
-    dense = dense_ckpt.model
-    timing["train"] += time.perf_counter() - clock
+    run_spec = seed_run_spec(spec, seed)
     device = pick_device(run_spec.train.device)
-    dense = dense.to(device).eval()
-    rewind = {}
-    if entry.trains and spec.params.get("rewind_epoch") is not None:
-        epoch = int(spec.params["rewind_epoch"])
-        rewind[epoch] = {
-            k: v.to(device) for k, v in load_run(run_key, store=store, epoch=epoch).model.state_dict().items()
-        }
+    rewind = rewind_states(spec, run_key, store, device)
+    params = level_params(spec, store)
     x_test, y_test = dataset.x_test, dataset.y_test
-    dense_loss, dense_acc = evaluate(dense, x_test, y_test)
     infos = prunable_layers(dense)
-    dense_cost = cost_of(dense, infos)
     ft_train = run_spec.train.replace(
         epochs=int(spec.finetune_epochs),
         snapshots=(),
         seed=int(seed) + 7,
         **({"lr": spec.finetune_lr} if spec.finetune_lr is not None else {}),
     )
-    analysis_ctx = AnalysisContext(spec.analyses, dense) if spec.analyses else None
-    prev_model = dense
-    prev_masks: Masks | None = None
-    rows = []
-    levels = spec.sparsities
-    for j, level in enumerate(levels):
+    last = len(spec.sparsities) - 1 if upto is None else int(upto)
+    todo = [j for j in range(last + 1) if entry.iterative or j == last or upto is None]
+    prev_model, prev_masks = dense, None
+    for k, j in enumerate(todo):
+        level = spec.sparsities[j]
         progress.check()
-        lo = TRAIN_SHARE + (1 - TRAIN_SHARE) * j / len(levels)
-        hi = TRAIN_SHARE + (1 - TRAIN_SHARE) * (j + 1) / len(levels)
-        step = progress.sub(lo, hi)
+        step = progress.sub(k / len(todo), (k + 1) / len(todo))
         base_model, base_masks = (prev_model, prev_masks) if entry.iterative else (dense, None)
         data = PruneData(dataset=dataset, train=run_spec.train, rewind=rewind, progress=step.sub(0.0, 0.7))
         clock = time.perf_counter()
@@ -257,13 +304,13 @@ def sweep_seed(
             scope=spec.scope,
             exclude_last=spec.exclude_last,
             seed=seed,
-            params=spec.params,
+            params=params,
         )
         pruned = pruned_model(base_model, result.masks, result.state_dict)
-        prune_seconds = time.perf_counter() - clock
+        seconds = {"prune": time.perf_counter() - clock}
         clock = time.perf_counter()
         loss_pruned, acc_pruned = evaluate(pruned, x_test, y_test)
-        eval_seconds = time.perf_counter() - clock
+        seconds["evaluate"] = time.perf_counter() - clock
         clock = time.perf_counter()
         if spec.finetune_epochs > 0:
             # fine-tune a plain copy (pruned weights stored as zeros, held there by fit's masks)
@@ -272,55 +319,96 @@ def sweep_seed(
             loss, acc = evaluate(tuned, x_test, y_test)
         else:
             tuned, loss, acc = pruned, loss_pruned, acc_pruned
-        ft_seconds = time.perf_counter() - clock
+        seconds["finetune"] = time.perf_counter() - clock
+        yield Level(
+            j,
+            float(level),
+            result,
+            pruned,
+            tuned,
+            loss_pruned,
+            acc_pruned,
+            loss,
+            acc,
+            cost_of(tuned, infos),
+            seconds,
+        )
+        step.update(1.0, f"{spec.strategy} seed {seed} sparsity {level:.4g}", force=True, sparsity=level, accuracy=acc)
+        if entry.iterative:
+            prev_model, prev_masks = pruned, result.masks
+
+
+def sweep_seed(
+    spec: SweepSpec,
+    seed: int,
+    dataset,
+    *,
+    store: Store,
+    progress: Progress,
+    timing: dict[str, float],
+    artifacts: dict[str, bytes] | None = None,
+) -> tuple[list[dict], str]:
+    """All levels of one seed (``iter_levels``): rows and the dense model's key; each level's
+    final model goes into ``artifacts`` under ``level_artifact(seed, level)``."""
+    run_spec = seed_run_spec(spec, seed)
+    clock = time.perf_counter()
+    run_key = dense_model_key(spec, seed, store=store, progress=progress.sub(0.0, TRAIN_SHARE))
+    dense_ckpt = load_run(run_key, store=store)
+    timing["train"] += time.perf_counter() - clock
+    dense = dense_ckpt.model.to(pick_device(run_spec.train.device)).eval()
+    dense_loss, dense_acc = evaluate(dense, dataset.x_test, dataset.y_test)
+    dense_cost = cost_of(dense, prunable_layers(dense))
+    analysis_ctx = AnalysisContext(spec.analyses, dense) if spec.analyses else None
+    rows = []
+    levels = iter_levels(
+        spec, seed, dataset, dense, run_key=run_key, store=store, progress=progress.sub(TRAIN_SHARE, 1.0)
+    )
+    for lv in levels:
         if artifacts is not None:
-            artifacts[level_artifact(seed, j)] = checkpoint.to_bytes(
-                plain_copy(tuned).cpu(),
+            artifacts[level_artifact(seed, lv.index)] = checkpoint.to_bytes(
+                plain_copy(lv.tuned).cpu(),
                 model_spec=dense_ckpt.model_spec,
                 data_spec=spec.run.data,
-                masks=result.masks,
-                extra={"sweep_level": j, "seed": int(seed), "sparsity": float(level), "dense": run_key},
+                masks=lv.result.masks,
+                extra={"sweep_level": lv.index, "seed": int(seed), "sparsity": lv.sparsity, "dense": run_key},
             )
-        cost = cost_of(tuned, infos)
-        c = counts(result.masks)
+        cost = lv.cost
+        c = counts(lv.result.masks)
         row = dict(
             strategy=spec.strategy,
             strategy_label=strategy_label(spec.strategy, spec.params),
             seed=int(seed),
-            level=j,
-            sparsity_requested=float(level),
-            sparsity_achieved=mask_sparsity(result.masks),
+            level=lv.index,
+            sparsity_requested=lv.sparsity,
+            sparsity_achieved=mask_sparsity(lv.result.masks),
             sparsity_overall=1 - cost["nonzero_weights"] / cost["total_weights"],
             compression=cost["total_weights"] / max(cost["nonzero_weights"], 1),
-            accuracy_pruned=acc_pruned,
-            loss_pruned=loss_pruned,
-            accuracy=acc,
-            loss=loss,
+            accuracy_pruned=lv.accuracy_pruned,
+            loss_pruned=lv.loss_pruned,
+            accuracy=lv.accuracy,
+            loss=lv.loss,
             dense_accuracy=dense_acc,
             dense_loss=dense_loss,
             **cost,
             dense_flops=dense_cost["flops"],
             flops_fraction=cost["flops"] / max(dense_cost["flops"], 1),
             pruned_weights=sum(p for p, _ in c.values()),
-            layer_sparsity=json.dumps(layer_sparsity(result.masks), sort_keys=True),
+            layer_sparsity=json.dumps(layer_sparsity(lv.result.masks), sort_keys=True),
             finetune_epochs=int(spec.finetune_epochs),
             scope=spec.scope,
             run=run_key,
-            prune_seconds=prune_seconds,
-            finetune_seconds=ft_seconds,
-            eval_seconds=eval_seconds,
+            prune_seconds=lv.seconds["prune"],
+            finetune_seconds=lv.seconds["finetune"],
+            eval_seconds=lv.seconds["evaluate"],
         )
-        timing["prune"] += prune_seconds
-        timing["finetune"] += ft_seconds
-        timing["evaluate"] += eval_seconds
+        timing["prune"] += lv.seconds["prune"]
+        timing["finetune"] += lv.seconds["finetune"]
+        timing["evaluate"] += lv.seconds["evaluate"]
         if analysis_ctx is not None:
             clock = time.perf_counter()
-            row.update(analysis_ctx.level(tuned, result.masks, sparsity_overall=row["sparsity_overall"]))
+            row.update(analysis_ctx.level(lv.tuned, lv.result.masks, sparsity_overall=row["sparsity_overall"]))
             timing["analyses"] += time.perf_counter() - clock
         rows.append(row)
-        step.update(1.0, f"{spec.strategy} seed {seed} sparsity {level:.4g}", force=True, sparsity=level, accuracy=acc)
-        if entry.iterative:
-            prev_model, prev_masks = pruned, result.masks
     return rows, run_key
 
 

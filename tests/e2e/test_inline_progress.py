@@ -1,10 +1,11 @@
 """An analysis page shows its job's progress inline, in a real headless Chromium against a real
-`streamlit run app.py` with its embedded worker (see test_dashboard_e2e.py for the set-up).
+`streamlit run app.py` with its embedded worker.
 
 The store starts with one trained mlp on xor; the Geodesics page computes a 1000-step exact
 sparsification path of it (several seconds of steady progress). While the job runs, the page
 shows a progress bar whose fraction grows from one poll to the next and a disabled Compute
 button; when it ends, the page reruns and draws the path, and the sidebar lists the job as done.
+The server, browser, page and helpers come from conftest.py.
 """
 
 from __future__ import annotations
@@ -14,21 +15,10 @@ import time
 from unittest import mock
 
 import pytest
-from playwright.sync_api import sync_playwright
 
-from nngeo_core.dashboard.server import serve
 from nngeo_core.runs import train_run
-from nngeo_core.settings import home_env
 from nngeo_core.specs import DataSpec, ModelSpec, RunSpec, TrainSpec
 from nngeo_core.store import default_store
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
-
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
 
 POLL_S = 0.5  # the page polls its job this often; the worker writes progress every 0.5 s
 BAR = "[data-testid='stMain'] [data-testid='stProgress']"
@@ -46,32 +36,17 @@ def train_xor_run(env: dict[str, str]) -> str:
         return train_run(spec, store=default_store())
 
 
-def settle(page, seconds: float = 0.5) -> None:
-    """Wait until the script run ends (Streamlit's running indicator goes away)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=120_000)
-    page.wait_for_timeout(int(seconds * 1000))
-
-
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory):
+def app(tmp_path_factory, app_env, serve_app):
+    """The app's URL and the key of the run trained into its store before it starts."""
     home = tmp_path_factory.mktemp("nngeo-e2e-progress")
-    env = {**home_env(home), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "1", "NNGEO_POLL_S": str(POLL_S)}
-    run = train_xor_run(env)
-    with serve(env, log_path=home / "streamlit.log") as url:
-        yield url, run
+    run = train_xor_run(app_env(home, NNGEO_POLL_S=str(POLL_S)))
+    return serve_app(home, NNGEO_POLL_S=str(POLL_S)), run
 
 
 @pytest.fixture(scope="module")
-def page(app_url):
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 1000})
-        pg.set_default_timeout(60_000)
-        pg.goto(app_url[0])
-        pg.wait_for_selector("h1", timeout=120_000)  # the first load starts the worker
-        yield pg
-        browser.close()
+def app_url(app) -> str:
+    return app[0]
 
 
 def bar_and_button(page) -> tuple[float | None, str, bool | None]:
@@ -92,14 +67,12 @@ def bar_and_button(page) -> tuple[float | None, str, bool | None]:
     return (None if value is None else float(value) / 100), text, disabled
 
 
-def test_a_long_analysis_shows_growing_inline_progress_then_its_result(page, app_url):
-    page.get_by_role("link", name="Geodesics", exact=True).click()
-    page.wait_for_selector("h1:has-text('Geodesics')")
-    settle(page)
+def test_a_long_analysis_shows_growing_inline_progress_then_its_result(page, ui, app):
+    ui.go("Geodesics")
     tab = page.get_by_role("tabpanel", name="Sparsification path")
     tab.get_by_label("steps", exact=True).fill("1000")
     tab.get_by_label("steps", exact=True).press("Enter")
-    settle(page)
+    ui.settle()
     compute = tab.get_by_role("button", name=COMPUTE)
     assert compute.is_enabled()
     compute.click()
@@ -124,10 +97,10 @@ def test_a_long_analysis_shows_growing_inline_progress_then_its_result(page, app
     assert any(t.startswith("computing sparsification path of the final model · running · ") for t in texts), texts
     assert all(t.startswith("computing sparsification path of the final model · ") for t in texts), texts
 
-    settle(page, 1.0)
+    ui.settle(1.0)
     assert page.locator(BAR).count() == 0 and compute.count() == 0  # the result replaced both
     done = page.locator("[data-testid='stSidebar'] [data-testid='stAlertContentSuccess']").filter(
-        has_text=f"analyse geodesic of {app_url[1][:8]}"
+        has_text=f"analyse geodesic of {app[1][:8]}"
     )
     assert done.count() == 1  # the sidebar shows the finished job's state, from the same rerun
     assert page.locator("[data-testid='stException']").count() == 0

@@ -1,34 +1,20 @@
 """What the browser draws is what the data says: the Persistence page's η_τ figure of a trained run,
 read back from plotly's own layout in a real headless Chromium (issue #13: a reference line on the
-log axis once stretched it from 10^-1.5 to 10^48)."""
+log axis once stretched it from 10^-1.5 to 10^48). Server and browser from conftest.py."""
 
 from __future__ import annotations
 
 import math
-import os
 
-import pytest
-
-from nngeo_core.dashboard.server import serve
 from nngeo_core.defaults import default_train
 from nngeo_core.jobs.kinds import analyse_job
 from nngeo_core.progress import Progress
 from nngeo_core.runs import train_run
-from nngeo_core.settings import home_env
 from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec
 from nngeo_core.store import Store
 
-CHROMIUM = "/usr/bin/chromium"
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
-]
-
-
-def test_eta_axis_in_the_browser_spans_the_data(nngeo_home):
-    from playwright.sync_api import sync_playwright
-
+def test_eta_axis_in_the_browser_spans_the_data(nngeo_home, serve_app, browser):
     # a trained run and its critical compression, stored before the app starts (no worker needed)
     store = Store(str(nngeo_home / "store"))
     spec = RunSpec(
@@ -41,20 +27,18 @@ def test_eta_axis_in_the_browser_spans_the_data(nngeo_home):
     eta = store.get(key)
     values = eta["eta_tau"].to_numpy(dtype=float)  # every layer's bar and the whole model's line
 
-    env = {**home_env(nngeo_home), "NNGEO_EMBEDDED_WORKER": "0", "NNGEO_DOWNLOAD": "0"}
-    with serve(env, log_path=nngeo_home / "streamlit.log") as url, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--headless", "--no-sandbox", "--disable-gpu"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.set_default_timeout(90_000)
-            page.goto(f"{url}/persistence")
-            page.wait_for_selector("h1:has-text('Neural persistence')")
-            page.get_by_role("tab", name="η_τ (critical compression)").click()
-            plot = page.locator("[data-testid='stTabs'] .js-plotly-plot").filter(visible=True)
-            plot.wait_for()
-            axis = plot.evaluate("el => ({type: el._fullLayout.yaxis.type, range: el._fullLayout.yaxis.range})")
-        finally:
-            browser.close()
+    url = serve_app(nngeo_home, NNGEO_EMBEDDED_WORKER="0")
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.set_default_timeout(90_000)
+        page.goto(f"{url}/persistence")
+        page.wait_for_selector("h1:has-text('Neural persistence')")
+        page.get_by_role("tab", name="η_τ (critical compression)").click()
+        plot = page.locator("[data-testid='stTabs'] .js-plotly-plot").filter(visible=True)
+        plot.wait_for()
+        axis = plot.evaluate("el => ({type: el._fullLayout.yaxis.type, range: el._fullLayout.yaxis.range})")
+    finally:
+        page.close()
     lo, hi = axis["range"]
     logs = [math.log10(v) for v in values]
     assert axis["type"] == "log"

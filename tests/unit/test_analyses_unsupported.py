@@ -1,98 +1,124 @@
-"""Analyses that cannot represent a network refuse it at once, with one line naming the reason;
-the zoo's own models (residual ones included) are not refused."""
+"""The neuron graph of real architectures: skip connections, pooling, gates and concatenations
+are drawn from one traced forward pass, checked against the torchvision modules' own structure;
+what cannot be drawn is named, in one line, on the layers it touches."""
 
 from __future__ import annotations
 
-import pandas as pd
 import pytest
 import torch
+from torch import nn
 from torchvision.models.mobilenetv3 import InvertedResidual
 from torchvision.models.resnet import BasicBlock
 
 from nngeo_core.curvature import analyses as curvature_analyses
-from nngeo_core.data.base import Dataset
+from nngeo_core.curvature.layer_graph import build_network
 from nngeo_core.errors import NNGeoError
 from nngeo_core.models import build
-from nngeo_core.models.layers import residual_additions
 from nngeo_core.progress import Progress
 
-HEAVY = ("neural_curvature", "weight_only_curvature", "calibration_set", "fold_batchnorm")
+
+def _torchvision(arch: str):
+    return build("torchvision", arch=arch, input_shape=(3, 32, 32), num_classes=10)
 
 
-def _tiny_images(n: int = 20) -> Dataset:
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(n, 3, 32, 32, generator=g)
-    y = torch.arange(n) % 10
-    return Dataset("synthetic", x, y, x.clone(), y.clone(), (3, 32, 32), 10)
+def test_resnet18_blocks_are_identity_skips_or_downsample_convs_into_the_sum():
+    model = _torchvision("resnet18")
+    net, _ = build_network(model)
+    blocks = [(n, m) for n, m in model.named_modules() if isinstance(m, BasicBlock)]
+    by_name = {lay.name: lay for lay in net.layers}
+    assert len(by_name) == 21 and not net.cut and not net.lost
+    identity = [lk for lk in net.links if lk.name.startswith("identity")]
+    assert len(identity) == sum(m.downsample is None for _, m in blocks) == 5
+    for name, m in blocks:
+        conv1, conv2 = by_name[f"{name}.conv1"], by_name[f"{name}.conv2"]
+        if m.downsample is None:  # the block's input joins its sum by identity edges of weight 1
+            skip = [lk for lk in identity if lk.src == conv1.src and lk.dst == conv2.dst]
+            assert len(skip) == 1 and skip[0].M.nnz == skip[0].n_in == skip[0].n_out
+            assert (abs(skip[0].M.data) == 1).all()
+        else:  # the shortcut conv's outputs are the sum's neurons, like conv2's
+            down = by_name[f"{name}.downsample.0"]
+            assert (down.src, down.dst) == (conv1.src, conv2.dst)
+    pools = sorted(lk.name.split(" ")[0] for lk in net.links if "pool" in lk.name)
+    assert pools == ["avg_pool", "max_pool"]
 
 
-def _expected_skips(model: torch.nn.Module) -> int:
-    """Independent count: torchvision's residual blocks that add their input back."""
-    blocks = [m for m in model.modules() if isinstance(m, BasicBlock)]
-    blocks += [m for m in model.modules() if isinstance(m, InvertedResidual) and m.use_res_connect]
-    return len(blocks)
+def test_mobilenet_gates_and_skips_are_drawn_and_what_is_not_is_named():
+    model = _torchvision("mobilenet_v3_small")
+    net, _ = build_network(model)
+    skips = sum(isinstance(m, InvertedResidual) and m.use_res_connect for m in model.modules())
+    assert sum(lk.name.startswith("identity") for lk in net.links) == skips
+    notes = net.notes()
+    gates = [n for n, note in notes.items() if "gate" in note]
+    assert gates and all(n.endswith("fc2") for n in gates)  # each squeeze-excitation's last conv
+    assert all("\n" not in note for note in notes.values())
 
 
-@pytest.fixture
-def no_heavy_work(monkeypatch):
-    def boom(*args, **kwargs):
-        raise AssertionError("heavy work started before the refusal")
+def test_an_op_between_layers_that_cannot_be_drawn_is_named_on_both_sides():
+    class Softmaxed(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.fc2 = nn.Linear(4, 3), nn.Linear(3, 2)
+            self.input_shape, self.num_classes = (4,), 2
 
-    for name in HEAVY:
-        monkeypatch.setattr(curvature_analyses, name, boom)
+        def forward(self, x):
+            return self.fc2(torch.softmax(self.fc1(x), dim=1))
 
-
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
-def test_residual_additions_match_the_blocks_that_add_their_input(arch):
-    model = build("torchvision", arch=arch, input_shape=(3, 32, 32), num_classes=10)
-    expected = _expected_skips(model)
-    assert expected > 0
-    assert residual_additions(model) == expected
-
-
-def test_residual_additions_of_a_plain_mlp_is_zero():
-    assert residual_additions(build("mlp")) == 0
+    net, _ = build_network(Softmaxed())
+    notes = net.notes()
+    assert "`softmax`" in notes["fc2"] and "no predecessors" in notes["fc2"]
+    assert "`softmax`" in notes["fc1"] and "no successors" in notes["fc1"]
 
 
-@pytest.mark.parametrize("arch", ["resnet18", "mobilenet_v3_small"])
-@pytest.mark.parametrize(
-    ("analysis", "label", "needs_data"),
-    [("curvature_analysis", "neural curvature", True), ("curvature_weights_analysis", "weight curvature", False)],
-)
-def test_torchvision_residual_net_is_refused_before_heavy_work(no_heavy_work, arch, analysis, label, needs_data):
-    model = build("torchvision", arch=arch, input_shape=(3, 32, 32), num_classes=10)
-    fn = getattr(curvature_analyses, analysis)
-    with pytest.raises(NNGeoError) as info:
-        fn(model, _tiny_images() if needs_data else None, {}, Progress())
-    message = str(info.value)
-    assert "\n" not in message
-    assert message.startswith(f"{label} does not model residual connections yet: {arch} adds")
-    assert f"adds {_expected_skips(model)} skip connections" in message
-    assert "persistence" in message
+def test_a_layer_on_part_of_a_level_is_refused_in_one_line():
+    class Tokens(nn.Module):  # a Linear over the last axis of a (N, T, d) tensor
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(3, 2)
+            self.input_shape, self.num_classes = (4, 3), 2
+
+        def forward(self, x):
+            return self.fc(x).mean(1)
+
+    with pytest.raises(NNGeoError, match=r"^layer fc does not act on whole neuron levels \(12 units") as info:
+        build_network(Tokens())
+    assert "\n" not in str(info.value)
 
 
-def test_zoo_residual_net_still_reaches_the_computation(monkeypatch):
-    """resnet20 keeps the documented convention (size-linked chain): not refused."""
-    reached = []
-
-    def fake(model, **kwargs):
-        reached.append(type(model).__name__)
-        return pd.DataFrame({"layer": ["x"], "src": [0], "dst": [0], "weight": [1.0], "curvature": [0.0]})
-
-    monkeypatch.setattr(curvature_analyses, "weight_only_curvature", fake)
-    model = build("resnet20")
-    assert residual_additions(model) > 0
-    table = curvature_analyses.curvature_weights_analysis(model, None, {}, Progress())
-    assert reached and len(table) >= 1
+def test_weight_curvature_runs_on_a_torchvision_resnet_for_chosen_layers():
+    model = _torchvision("resnet18")
+    table = curvature_analyses.curvature_weights_analysis(
+        model, None, {"layers": "0.net.conv1,1.head", "conv_positions": 1}, Progress()
+    )
+    assert set(table["layer"]) == {"0.net.conv1", "1.head"}
+    assert table["curvature"].notna().all() and len(table[table["layer"] == "1.head"]) == 512 * 10
+    assert table.loc[table["layer"] == "0.net.conv1", "note"].str.contains("batch norm 0.net.bn1 folded").all()
 
 
-def test_zoo_mlp_neural_curvature_not_refused(monkeypatch):
-    reached = []
-    monkeypatch.setattr(curvature_analyses, "calibration_set", lambda model, dataset, k: reached.append(k) or "x")
-    monkeypatch.setattr(curvature_analyses, "neural_curvature", lambda model, inputs, **kw: pd.DataFrame())
-    model = build("mlp")
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(10, 2, generator=g)
-    data = Dataset("toy", x, torch.arange(10) % 2, x, torch.arange(10) % 2, (2,), 2)
-    curvature_analyses.curvature_analysis(model, data, {}, Progress())
-    assert reached == [1]
+def test_an_onnx_conversion_has_the_neuron_graph_and_curvature_of_the_original():
+    import io
+
+    import onnx
+    import onnx2torch
+
+    from nngeo_core.curvature import weight_only_curvature
+
+    torch.manual_seed(0)
+    cnn = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Conv2d(4, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(6 * 4 * 4, 3),
+    ).eval()
+    buf = io.BytesIO()
+    torch.onnx.export(cnn, torch.zeros(1, 3, 8, 8), buf, dynamo=False)
+    converted = onnx2torch.convert(onnx.load_from_string(buf.getvalue())).eval()
+    cnn.input_shape = converted.input_shape = (3, 8, 8)
+    net, _ = build_network(converted)
+    assert [(lay.src, lay.dst) for lay in net.layers] == [(0, 1), (2, 3), (3, 4)]
+    assert [(lk.src, lk.dst) for lk in net.links] == [(1, 2)] and net.links[0].name.startswith("max_pool")
+    a = weight_only_curvature(cnn, conv_positions=2, method="exact")
+    b = weight_only_curvature(converted, conv_positions=2, method="exact")
+    assert len(a) == len(b) and (a["curvature"].to_numpy() == b["curvature"].to_numpy()).all()

@@ -47,7 +47,7 @@ def small_cnn(seed=0, pool=False, groups=1):
     torch.manual_seed(seed)
     layers = [nn.Conv2d(2, 4, 3, padding=1, groups=groups), nn.ReLU()]
     if pool:
-        layers.append(nn.MaxPool2d(2))  # 5x5 -> 2x2: cuts the chain
+        layers.append(nn.MaxPool2d(2))  # 5x5 -> 2x2: a level of its own, joined by window edges
         layers += [nn.Conv2d(4, 3, 2, dilation=1), nn.ReLU(), nn.Flatten(), nn.Linear(3, 2)]
     else:
         layers += [nn.Conv2d(4, 3, 3, stride=2, dilation=1), nn.ReLU(), nn.Flatten(), nn.Linear(12, 2)]
@@ -117,36 +117,53 @@ def explicit_network(model, input_shape):
             layer_levels.append((idx, level, level + 1))
             level += 1
             shape = out_shape
-        elif isinstance(mod, nn.MaxPool2d):
-            level += 1  # a new, unconnected node layer
+        elif isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
+            # a pool is a level of its own, joined to its windows: weight 1 (max) or 1/k^2 (average)
+            k = int(mod.kernel_size) if isinstance(mod.kernel_size, int) else int(mod.kernel_size[0])
+            coef = 1.0 if isinstance(mod, nn.MaxPool2d) else 1.0 / (k * k)
             c, h, w = shape
-            shape = (c, h // 2, w // 2)
+            ho, wo = h // k, w // k
+            for ch in range(c):
+                for oy in range(ho):
+                    for ox in range(wo):
+                        for dy in range(k):
+                            for dx in range(k):
+                                i = ch * h * w + (oy * k + dy) * w + ox * k + dx
+                                G.add_edge((level, i), (level + 1, ch * ho * wo + oy * wo + ox), weight=1.0 / coef)
+            layer_levels.append((idx, level, level + 1))
+            level += 1
+            shape = (c, ho, wo)
         elif isinstance(mod, nn.Flatten):
             shape = (int(np.prod(shape)),)
     return G, edges, layer_levels
 
 
 def level_activations(model, x, layer_levels):
-    """Activations of each node level, by running the children one at a time (float64 models)."""
-    acts = {}
+    """Activations of each node level, by running the children one at a time (float64 models): a
+    level's activation is the last value its neurons take (after the activation function)."""
+    level = 0
+    acts = {0: x.reshape(len(x), -1).numpy()}
     h = x
-    children = list(model)
-    lv_of_input = {idx: lin for idx, lin, _ in layer_levels}
-    lv_of_output = {idx: lout for idx, _, lout in layer_levels}
+    new_level = {idx: lout for idx, _, lout in layer_levels}
     with torch.no_grad():
-        for idx, mod in enumerate(children):
-            if idx in lv_of_input:
-                acts[lv_of_input[idx]] = h.reshape(len(x), -1).numpy()
+        for idx, mod in enumerate(model):
             h = mod(h)
-            if idx in lv_of_output:
-                acts.setdefault(lv_of_output[idx], h.reshape(len(x), -1).numpy())
+            level = new_level.get(idx, level)
+            acts[level] = h.reshape(len(x), -1).numpy()
     return acts
 
 
 def brute_force_nc(model, x, *, alpha=0.5, normalize=True, dead_value=1.0, aggregate="min", weight_only=False):
     G, edges, layer_levels = explicit_network(model, model.input_shape)
     acts = level_activations(model, x, layer_levels) if not weight_only else None
-    n_in = 1 if weight_only else len(x)
+    return brute_force_on(G, edges, acts, alpha=alpha, normalize=normalize, dead_value=dead_value, aggregate=aggregate)
+
+
+def brute_force_on(G, edges, acts, *, alpha=0.5, normalize=True, dead_value=1.0, aggregate="min"):
+    """Neural curvature (``acts``: level -> (N, units) activations) or weight-only curvature
+    (``acts`` None) of the weight ``edges`` of the DiGraph ``G``, from the definition."""
+    weight_only = acts is None
+    n_in = 1 if weight_only else len(next(iter(acts.values())))
     dist = {}
 
     def d(a, b):
@@ -166,7 +183,7 @@ def brute_force_nc(model, x, *, alpha=0.5, normalize=True, dead_value=1.0, aggre
             w = np.exp(-(np.asarray(lengths) ** 2))
             w = w / w.sum() if w.sum() > 1e-7 else np.full(len(w), 1 / len(w))
         else:
-            at = norm(nbrs[0][0], n)[[u for _, u in nbrs]]
+            at = [norm(lvl, n)[u] for lvl, u in nbrs]
             w = np.array([math.exp(-1.0 / t**2) if t > 0 else 0.0 for t in at])
             w = w / w.sum() if w.sum() > 0 else np.full(len(w), 1 / len(w))
         m = {z: (1 - alpha) * wi for z, wi in zip(nbrs, w, strict=False)}
@@ -174,7 +191,7 @@ def brute_force_nc(model, x, *, alpha=0.5, normalize=True, dead_value=1.0, aggre
         return m
 
     rows = []
-    for layer, lu, i, lv, j, _w, kern in edges:
+    for layer, lu, i, lv, j, _w, kern in edges:  # weight edges only: pool edges carry no curvature
         u, v = (lu, i), (lv, j)
         vals = []
         for n in range(n_in):
@@ -228,11 +245,12 @@ def test_weight_only_equals_graphricci_on_the_mlp_digraph():
 @pytest.mark.parametrize("pool,groups", [(False, 1), (True, 2)])
 def test_weight_only_equals_graphricci_on_conv_digraphs(pool, groups):
     m = small_cnn(pool=pool, groups=groups)
-    G, _, _ = explicit_network(m, m.input_shape)
-    ref = grc_on(G)
+    G, edges, _ = explicit_network(m, m.input_shape)
+    ref = grc_on(G)  # GRC also gives the pool edges a curvature; only weight edges carry one here
+    weight_edges = {((lu, i), (lv, j)) for _, lu, i, lv, j, _, _ in edges}
     ours = table_as_graph_dict(weight_only_curvature(m, method="exact", conv_positions=None))
-    assert set(ours) == set(ref)
-    assert max(abs(ours[e] - ref[e]) for e in ref) < 1e-6
+    assert set(ours) == weight_edges and weight_edges < set(ref) if pool else set(ours) == set(ref)
+    assert max(abs(ours[e] - ref[e]) for e in ours) < 1e-6
 
 
 # ---------------------------------------------------------------- neural curvature vs brute force
@@ -416,3 +434,179 @@ def test_bad_inputs_and_settings_are_refused():
 def test_cancel_stops_neural_curvature():
     with pytest.raises(Cancelled):
         neural_curvature(mlp(), torch.randn(2, 5), progress=Progress(is_cancelled=lambda: True))
+
+
+# ---------------------------------------------------------------- skip connections and pooling as edges
+
+
+class TinyResNet(nn.Module):
+    """A stem, an identity block, a block with a strided 1x1 conv shortcut, an option-A block
+    (subsample and zero-pad channels), global average pooling and a linear head; on (2, 6, 6)."""
+
+    def __init__(self):
+        super().__init__()
+        g = torch.Generator().manual_seed(3)
+        self.stem = nn.Conv2d(2, 3, 3, padding=1)
+        self.a1, self.a2 = nn.Conv2d(3, 3, 3, padding=1), nn.Conv2d(3, 3, 3, padding=1)
+        self.b1, self.b2 = nn.Conv2d(3, 4, 3, stride=2, padding=1), nn.Conv2d(4, 4, 3, padding=1)
+        self.down = nn.Conv2d(3, 4, 1, stride=2)
+        self.c1, self.c2 = nn.Conv2d(4, 6, 3, stride=2, padding=1), nn.Conv2d(6, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 2)
+        with torch.no_grad():
+            for p in self.parameters():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.6)
+            self.a1.weight[0, 1, 0, 0] = 0.0  # a pruned weight: no edge
+        self.input_shape, self.num_classes = (2, 6, 6), 2
+        self.double()
+
+    def stages(self, x):
+        """Every node level's activation (the last value its neurons take), in level order."""
+        s = torch.relu(self.stem(x))
+        a = torch.relu(self.a1(s))
+        A = torch.relu(self.a2(a) + s)
+        b = torch.relu(self.b1(A))
+        B = torch.relu(self.b2(b) + self.down(A))
+        c = torch.relu(self.c1(B))
+        shortcut = torch.nn.functional.pad(B[:, :, ::2, ::2], (0, 0, 0, 0, 0, 2))
+        C = torch.relu(self.c2(c) + shortcut)
+        pooled = torch.flatten(torch.nn.functional.adaptive_avg_pool2d(C, 1), 1)
+        return [x, s, a, A, b, B, c, C, pooled, self.fc(pooled)]
+
+    def forward(self, x):
+        return self.stages(x)[-1]
+
+
+def tiny_resnet_graph(m: TinyResNet):
+    """The DiGraph of the definition, built by hand: conv/linear edges, identity skip edges of
+    weight 1, the option-A shortcut's subsample-and-pad edges of weight 1, average pooling 1/4."""
+    G = nx.DiGraph()
+    edges = []
+    wiring = [  # (layer, module, source level, target level, source shape)
+        ("stem", m.stem, 0, 1, (2, 6, 6)),
+        ("a1", m.a1, 1, 2, (3, 6, 6)),
+        ("a2", m.a2, 2, 3, (3, 6, 6)),
+        ("b1", m.b1, 3, 4, (3, 6, 6)),
+        ("b2", m.b2, 4, 5, (4, 3, 3)),
+        ("down", m.down, 3, 5, (3, 6, 6)),
+        ("c1", m.c1, 5, 6, (4, 3, 3)),
+        ("c2", m.c2, 6, 7, (6, 2, 2)),
+    ]
+    for name, conv, lu, lv, shape in wiring:
+        es, _ = conv_edges(conv, shape)
+        for i, j, w, kern in es:
+            G.add_edge((lu, i), (lv, j), weight=1.0 / abs(w))
+            edges.append((name, lu, i, lv, j, w, kern))
+    for u in range(3 * 36):  # identity skip of the first block
+        G.add_edge((1, u), (3, u), weight=1.0)
+    for c in range(4):  # option A: B[c, 2y, 2x] -> C[c, y, x] for the 4 existing channels
+        for y in range(2):
+            for x in range(2):
+                G.add_edge((5, c * 9 + 2 * y * 3 + 2 * x), (7, c * 4 + y * 2 + x), weight=1.0)
+    for c in range(6):  # global average pooling of a 2x2 map
+        for p in range(4):
+            G.add_edge((7, c * 4 + p), (8, c), weight=4.0)
+    W = m.fc.weight.detach().numpy()
+    for j in range(2):
+        for i in range(6):
+            G.add_edge((8, i), (9, j), weight=1.0 / abs(W[j, i]))
+            edges.append(("fc", 8, i, 9, j, W[j, i], j * 6 + i))
+    return G, edges
+
+
+def by_layer(df):
+    return {(r.layer, int(r.src), int(r.dst)): float(r.curvature) for r in df.itertuples()}
+
+
+def test_the_traced_graph_has_the_skips_pools_and_levels_of_the_definition():
+    from nngeo_core.curvature.layer_graph import build_network
+
+    m = TinyResNet()
+    net, _ = build_network(m)
+    assert [(lay.name, lay.src, lay.dst) for lay in net.layers] == [
+        ("stem", 0, 1),
+        ("a1", 1, 2),
+        ("a2", 2, 3),
+        ("b1", 3, 4),
+        ("b2", 4, 5),
+        ("down", 3, 5),
+        ("c1", 5, 6),
+        ("c2", 6, 7),
+        ("fc", 8, 9),
+    ]
+    G, _ = tiny_resnet_graph(m)
+    ours = {(lk.src, lk.dst): lk.M for lk in net.links}
+    assert set(ours) == {(1, 3), (5, 7), (7, 8)}
+    for (a, b), M in ours.items():
+        rows, cols = M.nonzero()
+        got = {((a, int(i)), (b, int(j))) for j, i in zip(rows, cols, strict=True)}
+        want = {(u, v) for u, v in G.edges if u[0] == a and v[0] == b}
+        assert got == want
+        assert np.allclose(1.0 / np.abs(M.data), [G[(a, i)][(b, j)]["weight"] for j, i in zip(rows, cols, strict=True)])
+    assert not net.cut and net.notes() == {}
+
+
+def test_weight_only_curvature_of_a_residual_net_equals_graphricci():
+    m = TinyResNet()
+    G, edges = tiny_resnet_graph(m)
+    ref = grc_on(G)
+    want = {(layer, i, j): ref[((lu, i), (lv, j))] for layer, lu, i, lv, j, _, _ in edges}
+    ours = by_layer(weight_only_curvature(m, method="exact", conv_positions=None))
+    assert set(ours) == set(want)
+    assert max(abs(ours[e] - want[e]) for e in want) < 1e-6
+
+
+def test_neural_curvature_of_a_residual_net_equals_brute_force():
+    m = TinyResNet()
+    x = torch.randn((3, 2, 6, 6), generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    G, edges = tiny_resnet_graph(m)
+    with torch.no_grad():
+        acts = {level: t.reshape(len(x), -1).numpy() for level, t in enumerate(m.stages(x))}
+    ref = brute_force_on(G, edges, acts, alpha=0.5, dead_value=0.7)
+    ours = neural_curvature(m, x, method="exact", conv_positions=None, dead_value=0.7)
+    a, b = by_layer(ours), by_layer(ref)
+    assert set(a) == set(b)
+    assert max(abs(a[e] - b[e]) for e in b) < 1e-9
+
+
+def test_a_product_of_two_computed_tensors_is_named_and_cuts_the_graph():
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.gate, self.fc2 = nn.Linear(4, 3), nn.Linear(4, 3), nn.Linear(3, 2)
+            self.input_shape, self.num_classes = (4,), 2
+
+        def forward(self, x):
+            return self.fc2(torch.relu(self.fc1(x)) * torch.sigmoid(self.gate(x)))
+
+    df = weight_only_curvature(Gated().double(), method="exact")
+    fc2 = df[df["layer"] == "fc2"]
+    assert len(fc2) and fc2["note"].str.contains("`mul`").all()
+    assert fc2["note"].str.contains("no predecessors").all()
+    assert df[df["layer"] == "fc1"]["note"].str.contains("no successors").all()
+
+
+def test_layers_restricts_the_computation_and_unknown_layers_are_named():
+    m = TinyResNet()
+    full = by_layer(weight_only_curvature(m, method="exact", conv_positions=2))
+    some = weight_only_curvature(m, method="exact", conv_positions=2, layers="down,fc")
+    assert set(some["layer"]) == {"down", "fc"}
+    assert all(abs(full[e] - v) < 1e-12 for e, v in by_layer(some).items())
+    with pytest.raises(NNGeoError, match="no weight layer named 'nope'.*stem"):
+        weight_only_curvature(m, layers=["nope"])
+
+
+def test_conv_layers_between_pools_have_neighbours_and_curvature():
+    """LeNet-5's second conv sits between two max pools: with pools as edges its neurons have
+    predecessors and successors, so its curvature is not the Dirac-to-Dirac 0 of a cut graph."""
+    from nngeo_core.curvature.layer_graph import build_network
+    from nngeo_core.models import build
+
+    m = build("lenet5").eval()
+    net, _ = build_network(m)
+    conv2 = next(lay for lay in net.layers if lay.name == "3")
+    assert net.into[conv2.src][0].name.startswith("max_pool") and net.out_of[conv2.dst][0].name.startswith("max_pool")
+    x = torch.rand((2, 1, 28, 28), generator=torch.Generator().manual_seed(0))
+    df = neural_curvature(m, x, conv_positions=1, layers="0,3")
+    for _, layer in df.groupby("layer"):
+        alive = layer[layer["alive"] > 0]
+        assert len(alive) and (alive["curvature"].abs() > 1e-9).mean() > 0.9

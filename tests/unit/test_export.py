@@ -248,13 +248,15 @@ def test_every_level_of_a_new_sweep_is_read_from_its_artifact(store, sweeps, tmp
     """A sweep stores each (seed, level) model; exporting it recomputes nothing (the rebuild and
     the strategies fail here), and the file reproduces the stored accuracy in plain PyTorch."""
     import nngeo_core.export as export_mod
+    import nngeo_core.pruning.sweep as sweep_mod
 
     def refuse(*a, **k):
         raise AssertionError("rebuilt")
 
     monkeypatch.setattr(export_mod, "rebuild_level", refuse)
-    monkeypatch.setattr(export_mod, "prune", refuse)
-    monkeypatch.setattr(export_mod, "fit", refuse)
+    # a rebuild runs the sweep's own level loop: its pruning and fine-tuning
+    monkeypatch.setattr(sweep_mod, "prune", refuse)
+    monkeypatch.setattr(sweep_mod, "fit", refuse)
     for name in ("xor-imp", "lenet-magnitude-tuned"):
         key, spec = sweeps[name], SWEEPS[name]
         table = store.get(key)

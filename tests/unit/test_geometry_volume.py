@@ -338,3 +338,22 @@ def test_grid_computation_can_be_cancelled():
     model = build("mlp", input_shape=(2,), num_classes=2, widths=(4,), activation="tanh")
     with pytest.raises(Cancelled):
         grid_heatmap(model, (-1, 1, -1, 1), 5, progress=Progress(is_cancelled=lambda: True))
+
+
+def test_plane_area_by_forward_mode_equals_the_full_jacobian_on_zoo_models():
+    # log_area from J_plane = [J e1, J e2] (two jvps per point) equals J @ Eᵀ of the full J
+    # (the former computation), on an MLP and a conv zoo model with its pseudo-volume forced off
+    from nngeo_core.geometry import plane_volume_element
+
+    torch.manual_seed(13)
+    for name, shape in (("fcn_mnist", (1, 28, 28)), ("lenet5", (1, 28, 28))):
+        model = build(name, input_shape=shape, num_classes=10)
+        xs = torch.rand(3, *shape)
+        full = image_plane(model, *xs, 3, line_points=3)
+        fast = image_plane(model, *xs, 3, line_points=3, pseudo_volume=False)
+        assert full.attrs["pseudo_volume"] and not fast.attrs["pseudo_volume"]
+        assert fast.log_volume.isna().all() and "rank" not in fast and "rank" in full
+        np.testing.assert_allclose(fast.log_area, full.log_area, rtol=1e-10, atol=0)
+        _, E, _ = plane_frame(*xs)
+        direct = plane_volume_element(model, xs, E)
+        np.testing.assert_allclose(direct.numpy(), full[full.anchor >= 0].sort_values("anchor").log_area, rtol=1e-10)

@@ -221,3 +221,18 @@ def test_nan_scores_are_refused():
     scores = {"a": torch.tensor([1.0, float("nan"), 2.0])}
     with pytest.raises(NNGeoError, match="NaN"):
         select_masks(scores, {"a": torch.ones(3, dtype=torch.bool)}, 0.5, "layer")
+
+
+def test_lowest_k_is_the_first_k_of_a_stable_sort_ties_and_infinities_included():
+    from nngeo_core.pruning.strategies.base import lowest
+
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        n = int(torch.randint(1, 40, (1,), generator=g))
+        x = torch.randint(-3, 4, (n,), generator=g).double()  # many ties
+        x[torch.rand(n, generator=g) < 0.1] = -torch.inf  # already pruned
+        x[torch.rand(n, generator=g) < 0.1] = torch.inf  # must be kept
+        for k in range(n + 1):
+            ref = torch.zeros(n, dtype=torch.bool)
+            ref[torch.sort(x, stable=True).indices[:k]] = True
+            assert torch.equal(lowest(x, k), ref)

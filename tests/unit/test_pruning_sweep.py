@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+import nngeo_core.pruning.sweep as sweep_mod
 from nngeo_core.errors import NNGeoError
 from nngeo_core.models import prunable_layers
 from nngeo_core.models.mlp import FeedForward, sequential
@@ -59,7 +60,6 @@ def test_sweep_rows_are_complete_and_stored_once(store, monkeypatch):
         assert sum(json.loads(r.layer_sparsity).values()) > 0
         assert r.nonzero_weights == r.total_weights - round(r.sparsity_requested * r.total_weights)
     # the same request is served from the store: nothing is pruned again
-    import nngeo_core.pruning.sweep as sweep_mod
 
     monkeypatch.setattr(sweep_mod, "prune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     assert (
@@ -432,3 +432,108 @@ def test_cli_prune_finds_the_run_nngeo_train_stored(capsys, nngeo_home):
     assert main(["prune", "--run", trained, "--strategy", "random", "--sparsity", "0.5", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["run"] == trained
     assert list(store.catalog(kind="train")["key"]) == [trained]
+
+
+def test_imp_rounds_on_an_upload_train_for_the_sweeps_finetune_epochs(store, monkeypatch):
+    """An upload has no training run, so IMP/T-IMP's round_epochs left unset means the sweep's
+    finetune_epochs there (0: the rounds only prune); a trained run's rounds keep the run's epochs,
+    a value set is kept, and the specs' keys do not change."""
+    import nngeo_core.train as train_mod
+    from nngeo_core.pruning.cli import source_sweeps
+    from nngeo_core.pruning.strategies.imp import imp_schedule
+    from nngeo_core.pruning.sweep import level_params
+
+    key, _ = uploaded(store)
+    fits: list[int] = []  # the epochs of every fit: IMP's rounds and the sweep's fine-tuning
+    real_fit = train_mod.fit
+
+    def spy(model, dataset, spec, **kw):
+        fits.append(int(spec.epochs))
+        return real_fit(model, dataset, spec, **kw)
+
+    monkeypatch.setattr(train_mod, "fit", spy)  # imp.py imports it at call time
+    monkeypatch.setattr(sweep_mod, "fit", spy)
+    rounds = len(imp_schedule(0.0, 0.75, 0.5))
+    for finetune in (0, 1):
+        (spec,) = source_sweeps(
+            store, key, ["imp"], {"imp": {"rate": 0.5}}, sparsities=(0.75,), finetune_epochs=finetune
+        )
+        assert spec.params["round_epochs"] is None and spec.run.train.epochs == 20  # the family preset
+        assert level_params(spec, store)["round_epochs"] == finetune
+        fits.clear()
+        run_sweep(spec, store=store)
+        # rounds retrain for the fine-tune epochs (none at 0), then the sweep fine-tunes once
+        assert fits == ([finetune] * rounds + [finetune] if finetune else []), fits
+    (asked,) = source_sweeps(store, key, ["timp"], {"timp": {"round_epochs": 3}}, sparsities=(0.5,))
+    assert level_params(asked, store)["round_epochs"] == 3  # a value the user set is kept
+    trained = SweepSpec(run=RUN, strategy="imp", sparsities=(0.5,))
+    assert level_params(trained, store)["round_epochs"] is None  # the run's epochs (RUN: 4)
+    (of_a_run,) = source_sweeps(store, run_sweep_dense(store), ["imp"], {}, sparsities=(0.5,))
+    assert level_params(of_a_run, store)["round_epochs"] is None  # a stored run has its epochs
+
+
+def run_sweep_dense(store) -> str:
+    from nngeo_core.runs import train_run
+
+    return train_run(RUN, store=store)
+
+
+@pytest.mark.parametrize("strategy", ["imp", "timp"])
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_rounds_without_rewinding_or_retraining_are_one_selection(strategy, scope):
+    """Without rewinding or retraining IMP makes one selection at the target instead of every
+    round's; the masks are exactly those of the rounds done one by one, written out here: each
+    round prunes the smallest surviving |w| (T-IMP: outside the surviving spanning-tree weights,
+    recomputed each round), ties by position, to round(level · n) pruned weights."""
+    from nngeo_core.data import load as load_data
+    from nngeo_core.pruning.masks import target_count
+    from nngeo_core.pruning.strategies import PruneData, prune
+    from nngeo_core.pruning.strategies.imp import imp_schedule
+    from nngeo_core.pruning.strategies.timp import mst_keep
+
+    def net() -> nn.Module:
+        m = sequential(FeedForward, [nn.Linear(2, 12), nn.ReLU(), nn.Linear(12, 10), nn.ReLU(), nn.Linear(10, 2)])
+        m.input_shape, m.num_classes = (2,), 2
+        return m
+
+    torch.manual_seed(3)
+    model = net()
+    names = [info.name for info in prunable_layers(model)]
+    data = PruneData(dataset=load_data(RUN.data), train=RUN.train)
+    target, rate = 0.4, 0.15  # below every layer's spanning-tree floor (T-IMP, layer scope)
+    params = {"round_epochs": 0, "rewind_epoch": None, "rate": rate}
+    result = prune(model, strategy, target, data=data, scope=scope, params=params)
+    schedule = imp_schedule(0.0, target, rate)
+    assert result.info["selections"] == 1 and result.info["rounds"] == len(schedule) > 2
+
+    work = {n: dict(model.named_modules())[n].weight.detach().clone() for n in names}
+    alive = {n: torch.ones_like(w, dtype=torch.bool) for n, w in work.items()}
+    for level in schedule:
+        if strategy == "timp":
+            shadow = net()
+            shadow.load_state_dict(model.state_dict())
+            with torch.no_grad():
+                for n in names:
+                    dict(shadow.named_modules())[n].weight.copy_(work[n])
+            keep = mst_keep(shadow, alive)
+        else:
+            keep = {n: torch.zeros_like(a) for n, a in alive.items()}
+        groups = [names] if scope == "global" else [[n] for n in names]
+        for group in groups:
+            mag = np.concatenate([work[n].abs().double().numpy().ravel() for n in group])
+            dead = np.concatenate([(~alive[n]).numpy().ravel() for n in group])
+            forced = np.concatenate([(keep[n] & alive[n]).numpy().ravel() for n in group])
+            rank = np.where(dead, -np.inf, np.where(forced, np.inf, mag))
+            order = np.lexsort((np.arange(rank.size), rank))  # by score, ties by position
+            flat = np.ones(rank.size, dtype=bool)
+            flat[order[: target_count(level, rank.size)]] = False
+            start = 0
+            for n in group:
+                size = alive[n].numel()
+                alive[n] = torch.from_numpy(flat[start : start + size].reshape(alive[n].shape).copy())
+                start += size
+        for n in names:
+            work[n] = work[n] * alive[n]
+    for n in names:
+        assert torch.equal(result.masks[n].bool().cpu(), alive[n]), n
+        assert torch.equal(result.state_dict[f"{n}.weight"], work[n])

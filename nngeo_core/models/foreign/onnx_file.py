@@ -6,6 +6,11 @@ torch module is then made by onnx2torch from its own fixed table of converters, 
 (domain, operator, opset version); an operator it has no converter for is named in a one-line error
 before any conversion starts. Weights kept in external files (an ONNX option for large models) are
 refused rather than read, since their paths come from the file.
+
+The converted module is one ``fx.GraphModule``; its hidden representation for geometry (the
+volume element, ``nngeo_core.geometry.features``) is the input of its final Gemm / Linear (or
+MatMul) call, named in ``module.meta[REPRESENTATION_ATTR]`` (``representation_module``): the
+pooled features of a converted ResNet, the flattened last ReLU of a small CNN.
 """
 
 from __future__ import annotations
@@ -21,12 +26,34 @@ import onnx2torch
 from google.protobuf.message import DecodeError
 from onnx import defs
 from onnx2torch.node_converters import get_converter
+from torch import fx, nn
 
 from ...errors import NNGeoError, one_line
 from .base import ForeignModel, fit_line
 
 DETAIL_LIMIT = 160  # characters of a library's error quoted in our line
 ONNX_DOMAINS = ("", "ai.onnx")
+# the attribute (in GraphModule.meta) geometry.features reads: the module whose input is the
+# representation (the same string as geometry.features.REPRESENTATION_ATTR; a test checks it)
+REPRESENTATION_ATTR = "nngeo_representation_input"
+# onnx2torch's modules for Gemm / MatMul when it does not make an nn.Linear of them
+_LINEAR_CLASS_NAMES = ("OnnxGemm", "OnnxMatMul")
+
+
+def representation_module(module: nn.Module) -> str | None:
+    """The qualified name of the module of the last Gemm / Linear / MatMul call in ``module``'s
+    fx graph (its input is the representation the classifier reads), or ``None`` without one."""
+    graph = getattr(module, "graph", None)
+    if not isinstance(graph, fx.Graph):
+        return None
+    found = None
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(node.target, str):
+            continue
+        sub = module.get_submodule(node.target)
+        if isinstance(sub, nn.Linear) or type(sub).__name__ in _LINEAR_CLASS_NAMES:
+            found = node.target
+    return found
 
 
 def _nodes(graph: onnx.GraphProto) -> Iterator[onnx.NodeProto]:
@@ -123,6 +150,9 @@ def load_onnx(data: bytes) -> ForeignModel:
     out = spec["outputs"]
     if len(out) == 1 and len(out[0]["shape"]) == 2 and isinstance(out[0]["shape"][1], int):
         spec["num_classes"] = int(out[0]["shape"][1])
+    rep = representation_module(module)
+    if rep is not None:  # meta, not an attribute: copies of a GraphModule keep only their meta
+        module.meta[REPRESENTATION_ATTR] = rep
     return ForeignModel(module.eval(), spec)
 
 

@@ -218,9 +218,7 @@ def select_masks(
     total = flat.numel()
     k = target_count(sparsity, total)
     _check_count(k, flat, strategy, "the selected layers")
-    order = torch.sort(flat, stable=True).indices
-    keep_flat = torch.ones(total, dtype=torch.bool)
-    keep_flat[order[:k]] = False
+    keep_flat = ~lowest(flat, k)
     out, start = {}, 0
     for n in names:
         size = prepared[n].numel()
@@ -247,10 +245,22 @@ def _check_count(k: int, flat: torch.Tensor, strategy: str, where: str) -> None:
 def _prune_lowest(s: torch.Tensor, k: int, cur: torch.Tensor, keep, strategy: str, name: str) -> torch.Tensor:
     flat = s.reshape(-1).to("cpu")
     _check_count(k, flat, strategy, f"layer {name}")
-    order = torch.sort(flat, stable=True).indices
-    out = torch.ones(flat.numel(), dtype=torch.bool)
-    out[order[:k]] = False
-    return out.reshape(cur.shape).to(cur.device)
+    return (~lowest(flat, k)).reshape(cur.shape).to(cur.device)
+
+
+def lowest(flat: torch.Tensor, k: int) -> torch.Tensor:
+    """Mask of the ``k`` lowest entries of a 1-D tensor, ties broken by position: exactly the first
+    ``k`` of a stable sort, found in linear time (the k-th value, then the first tied positions)."""
+    out = torch.zeros(flat.numel(), dtype=torch.bool)
+    if k <= 0:
+        return out
+    if k >= flat.numel():
+        return ~out
+    threshold = torch.kthvalue(flat, k).values
+    out = flat < threshold
+    tied = torch.nonzero(flat == threshold).flatten()[: k - int(out.sum())]
+    out[tied] = True
+    return out
 
 
 def _select_rows(prepared, current, sparsity, scope, keep, strategy) -> Masks:

@@ -5,6 +5,11 @@ their values at epoch ``rewind_epoch`` of the dense run (0 = initialisation; Non
 keep training from the current weights, i.e. the fine-tuning variant) and trains for
 ``round_epochs`` with the pruned weights held at zero. The last round lands exactly on the
 requested sparsity. The returned weights are the trained sparse network.
+
+``round_epochs`` left at None is the training budget's epochs (``PruneData.train``): a sweep of a
+trained run passes the run's, so each round retrains as long as the run trained. An upload has no
+training run: there a sweep makes it the sweep's ``finetune_epochs`` (``sweep.level_params``), so
+``--finetune-epochs 0`` (the Pruning page's default) prunes in rounds without retraining.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ from .base import PruneResult, magnitude_scores, register_strategy, select_masks
 IMP_PARAMS = {
     "rate": Param(0.2, low=0.0, high=1.0, help="fraction of the remaining weights pruned per round, in (0, 1)"),
     "rewind_epoch": Param(1, low=0),
-    "round_epochs": Param(None, kind=int, low=0, help="epochs per round (default: the run's epochs; 0: no retraining)"),
+    "round_epochs": Param(
+        None,
+        kind=int,
+        low=0,
+        help="epochs per round (default: the run's epochs; on an upload, the sweep's fine-tune epochs; "
+        "0: no retraining)",
+    ),
 }
 
 
@@ -40,6 +51,16 @@ def imp_schedule(start: float, target: float, rate: float) -> list[float]:
 
 
 def iterative_magnitude(model, masks, data, settings, *, name: str, keep_fn: Callable | None = None) -> PruneResult:
+    """IMP's rounds; ``keep_fn(model, masks)`` gives per layer the weights a round must not prune
+    (T-IMP: the spanning trees) and must give the same set again when, since its last call, only
+    weights outside that set were pruned (a maximum spanning tree stays one when edges outside it
+    are removed, ties broken by index).
+
+    With neither rewinding nor retraining (``rewind_epoch`` None, 0 epochs per round) the rounds
+    only rank the same weights again: a round's selection is the lowest-magnitude prefix of one
+    stable order of unchanged scores, so every round extends the previous round's prefix and the
+    last one's masks are those of a single selection at the target. That selection is made once
+    (the same masks, exactly; the schedule is still reported in ``info``)."""
     p = settings.params
     rate = float(p["rate"])
     dataset = data.require_dataset(name)
@@ -62,7 +83,9 @@ def iterative_magnitude(model, masks, data, settings, *, name: str, keep_fn: Cal
     work = copy.deepcopy(model)
     current = dict(masks)
     modules = dict(work.named_modules())
-    for i, level in enumerate(levels):
+    # without rewinding or retraining a round only zeroes what it prunes: one selection suffices
+    rounds = levels if rewind is not None or epochs > 0 else levels[-1:]
+    for i, level in enumerate(rounds):
         data.progress.check()
         keep = keep_fn(work, current) if keep_fn is not None else None
         current = select_masks(
@@ -80,11 +103,12 @@ def iterative_magnitude(model, masks, data, settings, *, name: str, keep_fn: Cal
                 dataset,
                 round_spec,
                 masks=current,
-                progress=data.progress.sub(i / len(levels), (i + 1) / len(levels)),
+                progress=data.progress.sub(i / len(rounds), (i + 1) / len(rounds)),
             )
-        data.progress.update((i + 1) / len(levels), f"{name} round {i + 1}/{len(levels)}", sparsity=level)
+        data.progress.update((i + 1) / len(rounds), f"{name} round {i + 1}/{len(rounds)}", sparsity=level)
     state = {k: v.detach().clone() for k, v in work.state_dict().items()}
-    return PruneResult(current, state_dict=state, info={"rounds": len(levels), "levels": levels})
+    info = {"rounds": len(levels), "levels": levels, "selections": len(rounds)}
+    return PruneResult(current, state_dict=state, info=info)
 
 
 @register_strategy(
