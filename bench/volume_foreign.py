@@ -26,24 +26,12 @@ from nngeo_core.geometry.pullback import feature_jacobians, log_volume_from_metr
 from nngeo_core.models import FeedForward
 from nngeo_core.models.foreign import feedforward_parts
 from nngeo_core.models.mlp import sequential
+from nngeo_core.testing.nets import custom_cnn
 
 
 def resnet18() -> nn.Module:
     torch.manual_seed(0)
     return sequential(FeedForward, feedforward_parts(torchvision.models.resnet18(num_classes=10).eval()))
-
-
-def custom_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(6 * 16 * 16, 10),
-    ).eval()
 
 
 def log_area(fmap, J_plane: torch.Tensor) -> torch.Tensor:
@@ -90,9 +78,9 @@ def main() -> None:
     ap.add_argument("--resolution", type=int, default=20, help="the timed image plane's grid")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    device = feature_map(custom_cnn(), input_shape=(3, 32, 32)).device
+    device = feature_map(custom_cnn(32), input_shape=(3, 32, 32)).device
     print(f"torch {torch.__version__}, {args.threads} threads, float64, device {device}")
-    compare("custom CNN", custom_cnn(), args.cnn_points, args.resolution)
+    compare("custom CNN", custom_cnn(32), args.cnn_points, args.resolution)
     compare("resnet18", resnet18(), args.points, args.resolution)
 
 

@@ -199,14 +199,6 @@ class Network:
             self.into.setdefault(e.dst, []).append(e)
             self.out_of.setdefault(e.src, []).append(e)
 
-    @property
-    def level_in(self) -> list[int]:
-        return [lay.src for lay in self.layers]
-
-    @property
-    def level_out(self) -> list[int]:
-        return [lay.dst for lay in self.layers]
-
     def spatial(self, level: int) -> bool:
         """Whether a level is an image with more than one position (its units differ by position)."""
         shape = self.level_shape[level]

@@ -29,7 +29,6 @@ a skip connection is one edge however the code writes it.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -599,9 +598,3 @@ def _levels(rec: _Recorder, input_node: int, output_node: int) -> Trace:
     return Trace(
         sizes, shapes, layers, links, cut, lost, level[rec.find(input_node)], level[rec.find(output_node)], values
     )
-
-
-@functools.cache
-def supported_ops() -> str:
-    """The torch calls the neuron graph draws as edges or keeps as the same neurons (for messages)."""
-    return ", ".join(sorted(_WEIGHT_CALLS | _MAX_POOLS | _AVG_POOLS | _GATHERS | set(_SUMS)))

@@ -21,6 +21,7 @@ from nngeo_core.analyses import get_analysis
 from nngeo_core.curvature import weight_only_curvature
 from nngeo_core.models.layers import analysis_layers, fold_batchnorm
 from nngeo_core.progress import Progress
+from nngeo_core.testing.nets import custom_cnn
 from nngeo_core.topology import critical_ratio_conv, neural_persistence
 
 WEIGHT_ANALYSES = ("persistence", "critical_compression", "mst_overlap")
@@ -36,19 +37,6 @@ def randomise_batch_norms(model: nn.Module, seed: int = 1) -> None:
                 m.running_var.copy_(torch.rand(c, generator=gen) * 3 + 0.1)
                 m.weight.copy_(torch.randn(c, generator=gen))
                 m.bias.copy_(torch.randn(c, generator=gen))
-
-
-def custom_cnn() -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(6 * 8 * 8, 10),
-    )
 
 
 def resnet18() -> nn.Module:
@@ -184,7 +172,7 @@ def test_unsupported_modules_get_a_row_with_their_reason():
 def test_custom_cnn_through_the_registry_matches_the_layers_on_their_own():
     """Each layer's values equal those of the same layer analysed alone at its own input size
     (the pooled size for the second conv, the flattened vector for the linear layer)."""
-    model = custom_cnn()
+    model = custom_cnn(16)
     shape = (3, 16, 16)
     alone = {
         "0": (nn.Sequential(model[0]), (3, 16, 16)),

@@ -101,17 +101,9 @@ def test_an_onnx_conversion_has_the_neuron_graph_and_curvature_of_the_original()
     import onnx2torch
 
     from nngeo_core.curvature import weight_only_curvature
+    from nngeo_core.testing.nets import custom_cnn
 
-    torch.manual_seed(0)
-    cnn = nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(6 * 4 * 4, 3),
-    ).eval()
+    cnn = custom_cnn(8, classes=3)
     buf = io.BytesIO()
     torch.onnx.export(cnn, torch.zeros(1, 3, 8, 8), buf, dynamo=False)
     converted = onnx2torch.convert(onnx.load_from_string(buf.getvalue())).eval()

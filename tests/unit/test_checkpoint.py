@@ -18,6 +18,7 @@ from nngeo_core import checkpoint
 from nngeo_core.errors import MAX_LINE, NNGeoError
 from nngeo_core.models import build
 from nngeo_core.specs import DataSpec, ModelSpec, RunSpec
+from nngeo_core.testing.nets import custom_cnn
 
 
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -449,19 +450,6 @@ def test_an_explicit_zoo_arch_is_used_and_a_misfit_says_why():
         checkpoint.recognise(state, arch="lenet5")
 
 
-def _custom_cnn(seed=0) -> nn.Sequential:
-    torch.manual_seed(seed)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 8, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(8 * 14 * 14, 10),
-    ).eval()
-
-
 def _onnx_of(model: nn.Module, shape, dynamic_batch=True) -> bytes:
     import warnings
 
@@ -483,7 +471,7 @@ def _onnx_of(model: nn.Module, shape, dynamic_batch=True) -> bytes:
 
 def test_a_custom_cnn_state_dict_says_what_it_holds_and_what_came_closest():
     with pytest.raises(NNGeoError) as err:
-        checkpoint.load(_bytes_of(_custom_cnn().state_dict()))
+        checkpoint.load(_bytes_of(custom_cnn(28, channels=1, widths=(4, 8)).state_dict()))
     msg = str(err.value)
     assert "\n" not in msg and len(msg) <= MAX_LINE, msg
     assert msg.startswith("unrecognised architecture") and "ONNX" in msg
@@ -495,7 +483,7 @@ def test_a_custom_cnn_state_dict_says_what_it_holds_and_what_came_closest():
 def test_the_same_cnn_as_onnx_loads_reproduces_its_outputs_and_rebuilds_from_our_checkpoint(tmp_path):
     import onnxruntime
 
-    cnn = _custom_cnn()
+    cnn = custom_cnn(28, channels=1, widths=(4, 8))
     data = _onnx_of(cnn, (1, 28, 28))
     x = torch.randn(3, 1, 28, 28)
     with torch.no_grad():

@@ -28,6 +28,7 @@ from nngeo_core.models import FeedForward
 from nngeo_core.models.foreign import feedforward_parts, load_onnx, onnx_file
 from nngeo_core.models.mlp import sequential
 from nngeo_core.progress import Progress
+from nngeo_core.testing.nets import custom_cnn
 
 
 def _randomise_batch_norms(model: nn.Module) -> None:
@@ -40,19 +41,6 @@ def _randomise_batch_norms(model: nn.Module) -> None:
                 m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
                 m.weight.copy_(torch.rand(c, generator=gen) + 0.5)
                 m.bias.copy_(torch.randn(c, generator=gen) * 0.1)
-
-
-def custom_cnn(size: int = 16) -> nn.Sequential:
-    torch.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(3, 4, 3, padding=1),
-        nn.ReLU(),
-        nn.MaxPool2d(2),
-        nn.Conv2d(4, 6, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(6 * (size // 2) ** 2, 10),
-    ).eval()
 
 
 def _onnx(model: nn.Module, shape: tuple[int, ...]) -> nn.Module:
