@@ -236,6 +236,7 @@ ANALYSES: dict[str, dict[str, Any]] = {
             "normalize_idleness": True,
             "dead_value": 1.0,
             "conv_positions": 4,
+            "layers": None,
         },
     },
     "curvature_weights": {
@@ -244,7 +245,13 @@ ANALYSES: dict[str, dict[str, Any]] = {
         "description": (
             "Ollivier-Ricci curvature of every edge of the layer graph from the weights alone (lengths 1/|w|)."
         ),
-        "params": {"alpha": 0.5, "method": "sinkhorn", "normalize_idleness": False, "conv_positions": 4},
+        "params": {
+            "alpha": 0.5,
+            "method": "sinkhorn",
+            "normalize_idleness": False,
+            "conv_positions": 4,
+            "layers": None,
+        },
     },
     "volume": {
         "needs_data": True,
