@@ -91,6 +91,17 @@ MODELS: dict[str, dict[str, Any]] = {
         "default_num_classes": 10,
         "image": True,
     },
+    "timm": {
+        "description": (
+            "A timm model by name (arch; needs timm installed, never pretrained), e.g. an uploaded "
+            "state_dict's named timm:NAME; its stem takes the input's channels."
+        ),
+        "params": {"arch": "resnet18"},
+        "choices": {},
+        "default_input_shape": (3, 224, 224),
+        "default_num_classes": 10,
+        "image": True,
+    },
 }
 
 # name -> what ``data.dataset_info(name)`` gives (without its "name"), in name order as ``list_datasets``

@@ -18,7 +18,8 @@ loads only with an explicit ``activation``, else ``AmbiguousArchitecture`` names
 goes to ``models.foreign`` (torchvision, recognised or named by ``arch``), whose error says what
 was found and what came closest. An ONNX file is converted by onnx2torch (``models.foreign``); our
 checkpoint of it keeps the ONNX bytes (tensor ``source.onnx``), from which any process rebuilds
-the module; a torchvision one records ``ModelSpec("torchvision", {arch, ...})``, a registered model.
+the module; a torchvision one records ``ModelSpec("torchvision", {arch, ...})``, a registered model,
+and a timm one (named ``arch="timm:NAME"``) ``ModelSpec("timm", {arch})``.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from .errors import MAX_LINE, NNGeoError, one_line
-from .models import ACTIVATIONS, MODELS, TORCHVISION, FeedForward, build
+from .models import ACTIVATIONS, MODELS, TIMM, TORCHVISION, FeedForward, build
 from .models.mlp import sequential
 from .specs import DataSpec, ModelSpec, RunSpec, spec_from_dict, to_dict
 
@@ -59,6 +60,7 @@ ONNX = "onnx"  # the model name an ONNX upload's checkpoint records (rebuilt fro
 ONNX_TENSOR = "source.onnx"  # the ONNX file's bytes, as uint8, in our checkpoint of it
 ONNX_ATTR = "onnx_source"  # the attribute of a loaded ONNX model holding them (so a pruned copy saves too)
 DEFAULT_SIDE = 224  # the image side torchvision's classifiers are trained at, when none is chosen
+FAMILIES = (TORCHVISION, TIMM)  # registered models holding a named foreign architecture: never matched by keys
 
 
 @dataclass
@@ -69,7 +71,7 @@ class Checkpoint:
     run_spec: RunSpec | None = None
     history: list[dict] = field(default_factory=list)
     masks: dict[str, torch.Tensor] = field(default_factory=dict)
-    source: str = "nngeo"  # nngeo | zoo-state-dict | linear-stack | torchvision | onnx
+    source: str = "nngeo"  # nngeo | zoo-state-dict | linear-stack | torchvision | timm | onnx
     meta: dict[str, Any] = field(default_factory=dict)
     onnx: bytes | None = None  # an ONNX model's file, which rebuilds it
 
@@ -152,6 +154,7 @@ class Header:
 
     shapes: tuple[tuple[str, tuple[int, ...]], ...]  # (weight or buffer name, shape), sorted by name
     data_spec: DataSpec | None = None
+    model_spec: ModelSpec | None = None
 
 
 def _safetensors_header(read_range: Callable[[int, int], bytes], size: int | None = None) -> dict:
@@ -228,12 +231,15 @@ def read_header(read_range: Callable[[int, int], bytes]) -> Header:
             )
         )
         data_spec = _data_spec(meta)
+        model_spec = spec_from_dict(json.loads(meta["model_spec"])) if "model_spec" in meta else None
     except (ValueError, TypeError, KeyError, AttributeError) as exc:  # NNGeoError is a ValueError
         detail = one_line(exc, typed=False, limit=DETAIL_LIMIT)
         raise NNGeoError(f"corrupt or truncated checkpoint header: {detail}") from None
     if not meta.get("nngeo_format"):
         raise NNGeoError("not an nngeo checkpoint (its header has no nngeo_format)")
-    return Header(shapes=shapes, data_spec=data_spec)
+    if model_spec is not None and not isinstance(model_spec, ModelSpec):
+        raise NNGeoError("corrupt checkpoint header: its model_spec is not a model spec")
+    return Header(shapes=shapes, data_spec=data_spec, model_spec=model_spec)
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -549,7 +555,9 @@ def recognise(
     state = {_strip_prefix(k): v for k, v in sorted(state.items(), key=lambda kv: _natural_key(_strip_prefix(kv[0])))}
     if not state:
         raise NNGeoError("the state_dict is empty")
-    if arch is not None and arch in MODELS and arch != TORCHVISION:
+    if arch == TIMM:
+        raise NNGeoError("name the timm architecture as timm:NAME, e.g. --arch timm:resnet18")
+    if arch is not None and arch in MODELS and arch not in FAMILIES:
         return _honoured(_named_zoo(state, arch), activation)
     if arch is not None:
         return _torchvision_checkpoint(_foreign().load_state_dict(state, arch), activation, input_shape)
@@ -578,7 +586,7 @@ def _unrecognised(state: dict[str, torch.Tensor]) -> NNGeoError:
     shapes = {k: tuple(int(d) for d in v.shape) for k, v in state.items()}
     fits = []
     with torch.random.fork_rng(devices=[]):
-        for name in (n for n in MODELS if n != TORCHVISION):
+        for name in (n for n in MODELS if n not in FAMILIES):
             try:
                 ref = build(name, **_candidate_params(name, state)[0]).state_dict()
             except Exception:  # the guessed parameters do not build this model: it is not close
@@ -620,29 +628,37 @@ def _named_zoo(state: dict[str, torch.Tensor], name: str) -> Checkpoint:
 
 
 def _torchvision_checkpoint(found: Any, activation: str | None, input_shape: tuple[int, ...] | None) -> Checkpoint:
-    """A ``models.foreign`` state_dict match as a registered ``torchvision`` model: a FeedForward
-    [body, head] (the keys ``build("torchvision", ...)`` gives), checked on a zero batch of
-    ``input_shape``."""
+    """A ``models.foreign`` state_dict match as a registered ``torchvision`` model (or, for a
+    named timm one, the registered ``timm`` model): a FeedForward [body, head] (the keys
+    ``build("torchvision" / "timm", ...)`` gives), checked on a zero batch of ``input_shape``."""
     model, spec = found
-    if spec.get("source") != "torchvision":
-        raise NNGeoError(f"{spec.get('arch')} ({spec.get('source')}) cannot be stored: only torchvision models rebuild")
+    source = spec.get("source")
+    if source not in FAMILIES:
+        raise NNGeoError(f"{spec.get('arch')} ({source}) cannot be stored: only torchvision and timm models rebuild")
     arch, channels, classes = str(spec["arch"]), int(spec["in_channels"]), int(spec["num_classes"])
+    foreign = _foreign()
+    if source == TIMM:
+        arch = arch.removeprefix(f"{TIMM}:")
     if activation is not None:
-        raise NNGeoError(f"torchvision's {arch} has its activations built in; an activation choice does not apply")
+        raise NNGeoError(f"{source}'s {arch} has its activations built in; an activation choice does not apply")
     assumed = input_shape is None
     shape = (channels, DEFAULT_SIDE, DEFAULT_SIDE) if input_shape is None else tuple(int(d) for d in input_shape)
     if len(shape) != 3 or shape[0] != channels or min(shape) < 1:
         raise NNGeoError(f"{arch}'s weights take {channels}-channel images: give an input shape {channels},H,W")
-    net = sequential(FeedForward, _foreign().feedforward_parts(model))
+    if source == TIMM:
+        net = sequential(FeedForward, foreign.timm_feedforward_parts(model))
+        params: dict[str, Any] = {"arch": arch}
+    else:
+        net = sequential(FeedForward, foreign.feedforward_parts(model))
+        params = {"arch": arch, "aux_logits": spec.get("kwargs", {}).get("aux_logits", True)}
     net.input_shape, net.num_classes = shape, classes
-    net.zoo_name = TORCHVISION
-    net.zoo_params = {"arch": arch, "aux_logits": spec.get("kwargs", {}).get("aux_logits", True)}
-    _check_forward(net, shape, classes, what=f"torchvision's {arch}")
-    note = f"torchvision {arch}, {classes} classes, input {'×'.join(map(str, shape))}"
+    net.zoo_name, net.zoo_params = str(source), params
+    _check_forward(net, shape, classes, what=f"{source}'s {arch}")
+    note = f"{source} {arch}, {classes} classes, input {'×'.join(map(str, shape))}"
     return Checkpoint(
         model=net,
-        model_spec=ModelSpec(TORCHVISION, dict(net.zoo_params)),
-        source="torchvision",
+        model_spec=ModelSpec(str(source), dict(params)),
+        source=str(source),
         meta={"inferred": note + (" (assumed; choose another with --input-shape C,H,W)" if assumed else "")},
     )
 
@@ -712,7 +728,7 @@ def _strip_prefix(k: str) -> str:
 def _match_zoo(state: dict[str, torch.Tensor], names: tuple[str, ...] | None = None) -> Checkpoint | None:
     shapes = {k: tuple(v.shape) for k, v in state.items()}
     # torchvision architectures are recognised by models.foreign, from their own keys
-    names = names or tuple(n for n in MODELS if n != TORCHVISION)
+    names = names or tuple(n for n in MODELS if n not in FAMILIES)
     # the candidates' random initialisations (overwritten by the state) must not move the caller's RNG
     with torch.random.fork_rng(devices=[]):
         for name in names:

@@ -54,7 +54,7 @@ from torch import nn
 from . import checkpoint
 from .data import load as load_data
 from .errors import NNGeoError, one_line
-from .models import model_input_shape, prunable_layers
+from .models import builder_name, builder_renames, model_input_shape, prunable_layers
 from .progress import Progress
 from .pruning.masks import Masks, apply_masks, export_state_dict, full_masks, plain_copy
 from .pruning.masks import sparsity as mask_sparsity
@@ -297,23 +297,10 @@ def check_rebuilt(rebuilt: RebuiltLevel, row: Mapping[str, Any], key: str) -> No
 
 # -- formats -----------------------------------------------------------------------------------
 def original_keys(model: nn.Module, state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """``state`` under the keys the architecture's own builder uses: a module that wraps part of
-    a foreign network (a torchvision net is held as body and head) declares ``original_names``
-    = (its prefix, the builder's), so the file loads into ``torchvision.models.<arch>()``."""
-    renames = [
-        (f"{name}.{ours}", theirs)
-        for name, module in model.named_modules()
-        if name and (names := getattr(module, "original_names", None)) is not None
-        for ours, theirs in [names]
-    ]
-    out: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        for ours, theirs in renames:
-            if key.startswith(ours):
-                key = theirs + key[len(ours) :]
-                break
-        out[key] = value
-    return out
+    """``state`` under the keys the architecture's own builder uses (``models.builder_renames``),
+    so the file of a foreign network loads into ``torchvision.models.<arch>()``."""
+    renames = builder_renames(model)
+    return {builder_name(renames, key): value for key, value in state.items()}
 
 
 def plain_state(ex: Exportable) -> dict[str, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 Nothing from an uploaded file is executed: ``checkpoint.load`` reads safetensors, or torch files
 with ``weights_only=True``, or ONNX (protobuf, converted by onnx2torch), and builds the
-architecture itself (our zoo, torchvision, or the ONNX graph). The file name is only shown
+architecture itself (our zoo, torchvision, timm when named, or the ONNX graph). The file name is only shown
 (cleaned) as a label; the result is stored under the hash of a spec holding the file's sha256 and
 the user's explicit choices (architecture, activation, input shape), so the same bytes with the
 same choices always land on the same key and can never replace another run. A file whose
@@ -44,13 +44,13 @@ class UploadResult:
     key: str
     created: bool  # False: these bytes were already stored
     model: str
-    source: str  # nngeo | zoo-state-dict | linear-stack | torchvision | onnx
+    source: str  # nngeo | zoo-state-dict | linear-stack | torchvision | timm | onnx
     n_params: int
     layers: pd.DataFrame = field(repr=False)
     note: str = ""
     input_shape: tuple[int, ...] = ()
     num_classes: int | None = None
-    arch: str = ""  # the architecture within a family model (torchvision: resnet18, …)
+    arch: str = ""  # the architecture within a family model (torchvision or timm: resnet18, …)
 
 
 def choice_needed(exc: BaseException) -> dict[str, Any] | None:
@@ -301,20 +301,24 @@ def add_upload_command(sub: Any) -> None:
         "upload",
         help="validate a checkpoint file and store it as a run (as the dashboard's Upload page does)",
         description="Read a checkpoint (an nngeo .safetensors; a state_dict in .pt/.pth/.safetensors of "
-        "a zoo model, a Linear stack or a torchvision classifier; or an .onnx file) without executing "
+        "a zoo model, a Linear stack, a torchvision classifier or a timm model named with --arch timm:NAME; "
+        "or an .onnx file) without executing "
         "anything in it, and store it under its content hash and your choices. Prints the stored key. "
         "When the weights fit several architectures or activations, the error names them: choose with "
         "--arch or --activation.",
     )
     p.add_argument("file", help="the checkpoint file")
     p.add_argument(
-        "--arch", help="the architecture, when the weights fit several: a zoo model or a torchvision builder"
+        "--arch",
+        help="the architecture, when the weights fit several: a zoo model or a torchvision builder; "
+        "timm:NAME for a timm model (needs timm installed)",
     )
     p.add_argument("--activation", help="the activation of a Linear-only net (the weights cannot tell), e.g. tanh")
     p.add_argument(
         "--input-shape",
         metavar="C,H,W",
-        help="input shape for a torchvision net or an ONNX file with open dims (default: C,224,224 / the file's)",
+        help="input shape for a torchvision or timm net, or an ONNX file with open dims "
+        "(default: the data's, else C,224,224 / the file's)",
     )
     p.add_argument("--name", help="the name shown in the run's label (default: the file's name)")
     p.add_argument("--data", help="dataset to analyse it with, when the file does not say (see `nngeo datasets`)")

@@ -4,7 +4,7 @@ and neurons by node curvature; top-k edges for wide layers; per-layer histograms
 import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
-from nngeo_core.dashboard.results import curvature_layers, weight_shapes
+from nngeo_core.dashboard.results import builder_labels, builder_layer_names, curvature_layers, weight_shapes
 from nngeo_core.figures.common import layer_labels
 from nngeo_core.figures.curvature import curvature_histogram, dead_edges, layer_graph, top_edges
 
@@ -35,7 +35,7 @@ with st.expander("Layers and conv positions", expanded=False):
         layers,
         default=default,
         key=f"curv-layers-{run}",
-        format_func=layer_labels(layers, shapes).get,
+        format_func=builder_labels(layers, layer_labels(layers, shapes), builder_layer_names(store, run, layers)).get,
     )
 if layers and default != layers:
     st.caption(

@@ -19,9 +19,10 @@ OPTION_LABEL = {"arch": "Architecture", "activation": "Activation"}
 st.title("Upload a checkpoint")
 st.markdown(
     "Accepted: an nngeo checkpoint (`.safetensors` written by nngeo); a PyTorch `state_dict` "
-    "(`.pt`/`.pth`, or a safetensors one) of a zoo model, a stack of `Linear` layers or a torchvision "
-    "classifier; or an `.onnx` file (a network of your own design). Files are read as tensors or as "
-    "an ONNX graph only — nothing in them is executed — and stored under their content hash and your choices."
+    "(`.pt`/`.pth`, or a safetensors one) of a zoo model, a stack of `Linear` layers, a torchvision "
+    "classifier or a timm model you name; or an `.onnx` file (a network of your own design). Files are "
+    "read as tensors or as an ONNX graph only — nothing in them is executed — and stored under their "
+    "content hash and your choices."
 )
 store = w.get_store()
 max_mb = int(st.get_option("server.maxUploadSize"))
@@ -112,6 +113,15 @@ shape_text = st.text_input(
     "torchvision net. Part of the stored key unless it is the dataset's own shape.",
 )
 
+arch_text = st.text_input(
+    "Architecture (optional)",
+    placeholder="empty: recognised from the weights; timm:NAME for a timm model",
+    key="upload-arch",
+    help="A torchvision builder (resnet18, …) or a zoo model to load the weights as, or timm:NAME "
+    "(e.g. timm:resnet18, with timm installed): timm models are only built when named. Part of the key.",
+)
+named = {"arch": arch_text.strip()} if arch_text.strip() else {}
+
 uploaded = st.file_uploader(
     "Network file",
     type=["safetensors", "pt", "pth", "bin", "ckpt", "onnx", "pt2"],
@@ -121,7 +131,7 @@ uploaded = st.file_uploader(
 if uploaded is not None and st.button(
     "Validate and store", type="primary", key="upload-store", icon=":material/upload:"
 ):
-    attempt(uploaded, data_spec, shape_text, {})
+    attempt(uploaded, data_spec, shape_text, named)
 
 pending = st.session_state.get(PENDING)
 if pending and uploaded is not None and tuple(pending["file"]) == (uploaded.name, uploaded.size):

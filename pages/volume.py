@@ -120,7 +120,8 @@ else:
     if plane is not None and len(plane):
         quantity = st.radio(
             "Quantity",
-            [q for q in ("log_volume", "log_area") if q in plane.columns],
+            # only what was computed: a foreign net's plane has the plane's area element, no volume
+            [q for q in ("log_volume", "log_area") if q in plane.columns and plane[q].notna().any()],
             format_func=QUANTITY_LABELS.get,
             horizontal=True,
             key="vol-img-quantity",
@@ -152,7 +153,7 @@ else:
             w.show_figure(
                 line_profile(
                     line,
-                    values=tuple(c for c in ("log_volume", "log_area") if c in line.columns),
+                    values=tuple(c for c in ("log_volume", "log_area") if c in line.columns and line[c].notna().any()),
                     title=f"from #{picks[0]} to #{picks[1]}",
                 ),
                 f"{run}-line",

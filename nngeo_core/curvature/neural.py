@@ -24,8 +24,8 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..errors import NNGeoError
-from ..models.base import model_input_shape
+from ..errors import NNGeoError, one_line
+from ..models.base import builder_name, builder_renames, model_input_shape
 from ..models.layers import fold_batchnorm
 from ..progress import Progress
 from ..settings import float64_device
@@ -55,19 +55,24 @@ def _check_nc_params(alpha, method, aggregate, dead_value, conv_positions):
         raise NNGeoError("conv_positions must be at least 1 (or None for every position)")
 
 
-def _selected(net: Network, layers) -> set[int]:
-    """Indices of the weight layers to compute (all when ``layers`` is None); unknown names are an error."""
+def _selected(net: Network, layers, renames: list[tuple[str, str]] | None = None) -> set[int]:
+    """Indices of the weight layers to compute (all when ``layers`` is None), named as ours
+    (``0.net.conv1``) or, on a foreign network, as its builder names them (``conv1``); unknown
+    names are an error."""
     if layers is None:
         return set(range(len(net.layers)))
     wanted = [layers] if isinstance(layers, str) else list(layers)
     wanted = [str(w).strip() for item in wanted for w in str(item).split(",") if str(w).strip()]
     names = [lay.name for lay in net.layers]
-    unknown = [w for w in wanted if w not in names]
+    index = {name: k for k, name in enumerate(names)}
+    index.update({builder_name(renames or [], name): k for k, name in enumerate(names)})
+    unknown = [w for w in wanted if w not in index]
     if unknown or not wanted:
+        shown = ", ".join(builder_name(renames or [], name) for name in names)
         raise NNGeoError(
-            f"no weight layer named {unknown[0] if unknown else '(none given)'!r}; the layers are {', '.join(names)}"
+            one_line(f"no weight layer named {unknown[0] if unknown else '(none given)'!r}; the layers are {shown}")
         )
-    return {names.index(w) for w in wanted}
+    return {index[w] for w in wanted}
 
 
 def _network_curvature(
@@ -90,7 +95,7 @@ def _network_curvature(
     folded, plan = fold_batchnorm(model, shape)  # lengths are those of the function the network computes
     net, values = build_network(folded, shape, inputs=inputs)
     levels = activation_levels(values) if inputs is not None else None
-    chosen = _selected(net, layers)
+    chosen = _selected(net, layers, builder_renames(model))
     notes = {name: note for name, note in plan.notes.items() if note}
     for name, note in net.notes().items():
         notes[name] = f"{notes[name]}; {note}" if name in notes else note

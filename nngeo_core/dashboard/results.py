@@ -14,10 +14,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..data import dataset_info
 from ..errors import NNGeoError
 from ..figures.curvature import ALIVE_HELP
+from ..models import TIMM, TORCHVISION, build, builder_name, builder_renames
 from ..runs import read_header
 from ..store import Store
 from ..store.queries import data_spec_of
@@ -88,6 +90,39 @@ def weight_shapes(store: Store, key: str) -> dict[str, tuple[int, ...]]:
 def _weight_shapes(root: str, key: str) -> tuple:
     # a model's key always names the same checkpoint: safe to keep
     return read_header(key, store=Store(root)).shapes
+
+
+def builder_layer_names(store: Store, key: str, layers: Iterable[str]) -> dict[str, str]:
+    """Our layer names -> the architecture builder's (``0.net.layer1.0.conv1`` -> ``layer1.0.conv1``,
+    ``1.head`` -> ``fc``) for a stored torchvision or timm model; each name maps to itself elsewhere."""
+    renames = _builder_renames(store.root, key)
+    return {name: builder_name(list(renames), name) for name in layers}
+
+
+def builder_labels(layers: Iterable[str], labels: Mapping[str, str], names: Mapping[str, str]) -> dict[str, str]:
+    """``labels`` (``0.net.conv1 (3→64, 7×7)``) with each layer's own name replaced by its builder's
+    (``conv1 (3→64, 7×7)``)."""
+    out = {}
+    for layer in layers:
+        label = labels.get(layer, layer)
+        theirs = names.get(layer, layer)
+        out[layer] = theirs + label[len(layer) :] if label.startswith(layer) else label
+    return out
+
+
+@functools.lru_cache(maxsize=256)
+def _builder_renames(root: str, key: str) -> tuple:
+    try:
+        spec = read_header(key, store=Store(root)).model_spec
+    except NNGeoError:  # no readable header: our names are all there is to show
+        return ()
+    if spec is None or spec.name not in (TORCHVISION, TIMM):
+        return ()
+    try:
+        with torch.device("meta"):  # the module tree only: no memory, no initialisation
+            return tuple(builder_renames(build(spec)))
+    except (NNGeoError, RuntimeError, ImportError):  # e.g. timm no longer installed: our names
+        return ()
 
 
 def final_epoch(store: Store, key: str) -> int | None:

@@ -22,7 +22,16 @@ from torch import nn
 from ..errors import NNGeoError
 from ..registry import Registry
 from ..specs import ModelSpec
-from .base import LayerInfo, get_layer, layer_io, layer_weights, model_input_shape, prunable_layers
+from .base import (
+    LayerInfo,
+    builder_name,
+    builder_renames,
+    get_layer,
+    layer_io,
+    layer_weights,
+    model_input_shape,
+    prunable_layers,
+)
 from .cnn import build_cnn_mnist
 from .fcn import build_fcn_mnist
 from .lenet import build_lenet5
@@ -42,6 +51,8 @@ __all__ = [
     "ACTIVATIONS",
     "LayerInfo",
     "prunable_layers",
+    "builder_name",
+    "builder_renames",
     "get_layer",
     "layer_weights",
     "layer_io",
@@ -254,3 +265,35 @@ register_model(
     default_input_shape=(3, 224, 224),
     image=True,
 )(build_torchvision_net)
+
+# a timm model (optional: timm is imported only to build one), held as the torchvision one is: a
+# FeedForward [body, head], the head being the layer timm's config names its classifier; an upload
+# named ``--arch timm:NAME`` is stored as this model, so a fresh process rebuilds it by name
+TIMM = "timm"
+
+
+def build_timm_net(
+    input_shape: tuple[int, ...], num_classes: int, *, arch: str = "resnet18"
+) -> tuple[FeedForward, dict[str, Any]]:
+    """timm's ``arch`` (``timm.create_model(arch, pretrained=False, num_classes=..., in_chans=C)``,
+    nothing downloaded) on ``input_shape`` (C, H, W) images, fresh weights, as a ``FeedForward``
+    [body, head]."""
+    # lazy: timm and the foreign loaders (torchvision, ~2.5 s measured); only a timm model needs them
+    from .foreign.torchvision_zoo import build_timm, timm_feedforward_parts, timm_name
+
+    if not isinstance(arch, str) or not timm_name(arch):
+        raise NNGeoError(f"{TIMM}: arch must be a timm model name such as resnet18, got {arch!r}")
+    name = timm_name(arch)
+    shape = image_shape(TIMM, input_shape)
+    spec = {"arch": name, "num_classes": num_classes, "in_channels": shape[0], "source": "timm", "kwargs": {}}
+    net = sequential(FeedForward, timm_feedforward_parts(build_timm(spec)))
+    return net, {"arch": name}
+
+
+register_model(
+    TIMM,
+    description="A timm model by name (arch; needs timm installed, never pretrained), e.g. an uploaded "
+    "state_dict's named timm:NAME; its stem takes the input's channels.",
+    default_input_shape=(3, 224, 224),
+    image=True,
+)(build_timm_net)

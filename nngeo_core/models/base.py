@@ -173,3 +173,24 @@ def layer_io(
         for h in handles:
             h.remove()
     return out
+
+
+def builder_renames(model: nn.Module) -> list[tuple[str, str]]:
+    """(our name prefix, the builder's) for every part of a foreign network: a module that wraps
+    part of one (a torchvision or timm net is held as body and head) declares ``original_names`` =
+    (its own prefix, the architecture builder's), e.g. ``("net.", "")`` on ``0`` gives ``("0.net.", "")``."""
+    return [
+        (f"{name}.{ours}", theirs)
+        for name, module in model.named_modules()
+        if name and (names := getattr(module, "original_names", None)) is not None
+        for ours, theirs in [names]
+    ]
+
+
+def builder_name(renames: list[tuple[str, str]], name: str) -> str:
+    """``name`` (a parameter or module of ours) as the architecture's builder names it (``0.net.conv1``
+    -> ``conv1``, ``1.head`` -> ``fc``); unchanged outside a foreign network's parts."""
+    for ours, theirs in renames:
+        if name.startswith(ours) or f"{name}." == ours:
+            return (theirs + name[len(ours) :]) if name.startswith(ours) else theirs.rstrip(".")
+    return name

@@ -153,3 +153,30 @@ def test_a_torchvision_net_is_stored_with_the_input_shape_typed_in_and_an_onnx_f
     upload(at, "prog.pt2", b"PK\x03\x04 anything")
     assert len(at.error) == 1 and "torch.export" in at.error[0].value
     assert set(default_store().keys()) == {key, okey}
+
+
+def test_a_timm_net_named_in_the_architecture_box_is_stored_as_timms_and_unnamed_it_is_refused():
+    import timm
+
+    from nngeo_core.runs import load_run
+    from nngeo_core.store import default_store
+    from nngeo_core.uploads import upload_key
+
+    torch.manual_seed(0)
+    net = timm.create_model("resnet10t", pretrained=False, num_classes=5).eval()
+    data = torch_bytes(net.state_dict())
+    at = open_upload_page()
+    at.text_input(key="upload-input-shape").set_value("3,32,32").run()
+    upload(at, "mine.pth", data)  # unnamed: timm models are never guessed from their keys
+    assert len(at.error) == 1 and not at.success
+    assert default_store().keys() == []
+
+    at.text_input(key="upload-arch").set_value("timm:resnet10t").run()
+    upload(at, "mine.pth", data)
+    assert at.success and "timm" in at.success[0].value, [e.value for e in at.error]
+    key = upload_key(data, arch="timm:resnet10t", input_shape=(3, 32, 32))
+    assert default_store().keys() == [key]
+    model = load_run(key).model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(x), net(x), atol=1e-5)

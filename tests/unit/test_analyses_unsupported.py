@@ -87,11 +87,20 @@ def test_a_layer_on_part_of_a_level_is_refused_in_one_line():
 def test_weight_curvature_runs_on_a_torchvision_resnet_for_chosen_layers():
     model = _torchvision("resnet18")
     table = curvature_analyses.curvature_weights_analysis(
-        model, None, {"layers": "0.net.conv1,1.head", "conv_positions": 1}, Progress()
-    )
+        model, None, {"layers": "conv1,1.head", "conv_positions": 1}, Progress()
+    )  # a layer is named as torchvision's resnet18 names it (conv1) or as ours (1.head, torchvision's fc)
     assert set(table["layer"]) == {"0.net.conv1", "1.head"}
     assert table["curvature"].notna().all() and len(table[table["layer"] == "1.head"]) == 512 * 10
     assert table.loc[table["layer"] == "0.net.conv1", "note"].str.contains("batch norm 0.net.bn1 folded").all()
+
+
+def test_an_unknown_layer_is_one_line_naming_the_layers_as_the_builder_does():
+    model = _torchvision("resnet18")
+    with pytest.raises(NNGeoError) as info:
+        curvature_analyses.curvature_weights_analysis(model, None, {"layers": "conv9", "conv_positions": 1}, Progress())
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("no weight layer named 'conv9'; the layers are conv1, layer1.0.conv1")
+    assert len(text) <= 300
 
 
 def test_an_onnx_conversion_has_the_neuron_graph_and_curvature_of_the_original():

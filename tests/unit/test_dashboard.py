@@ -446,3 +446,30 @@ def test_filter_catalog_matches_the_store_filters_and_the_cached_catalog_follows
     assert extra in set(catalog(store)["key"])  # added: seen at once
     store.delete(keys[0])
     assert keys[0] not in set(catalog(store)["key"])  # deleted: gone at once
+
+
+def test_the_curvature_page_names_an_uploaded_torchvision_nets_layers_as_torchvision_does(tmp_path):
+    import torchvision
+
+    from nngeo_core.dashboard.results import builder_labels, builder_layer_names, curvature_layers, weight_shapes
+    from nngeo_core.figures.common import layer_labels
+
+    store = Store(tmp_path / "store")
+    net = torchvision.models.resnet18(num_classes=10).eval()
+    buf = io.BytesIO()
+    torch.save(net.state_dict(), buf)
+    key = store_upload(buf.getvalue(), name="r18.pth", store=store, input_shape=(3, 32, 32)).key
+    shapes = weight_shapes(store, key)
+    layers, _, _ = curvature_layers(shapes, 1)
+    names = builder_layer_names(store, key, layers)
+    # every name is a module of the plain torchvision net holding a weight of the stored shape
+    plain = dict(net.named_modules())
+    for ours, theirs in names.items():
+        assert tuple(plain[theirs].weight.shape) == shapes[f"{ours}.weight"], (ours, theirs)
+    assert names["0.net.conv1"] == "conv1" and names["1.head"] == "fc" and len(set(names.values())) == len(layers)
+    labels = builder_labels(layers, layer_labels(layers, shapes), names)
+    assert labels["0.net.conv1"] == "conv1 (3→64, 7×7)" and labels["1.head"] == "fc (512→10)"
+    # a zoo model keeps its own names
+    zoo = store_upload(_mlp_bytes(), name="m.safetensors", store=store).key
+    zoo_layers, _, _ = curvature_layers(weight_shapes(store, zoo), 1)
+    assert builder_layer_names(store, zoo, zoo_layers) == {n: n for n in zoo_layers}

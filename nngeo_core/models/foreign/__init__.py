@@ -3,7 +3,9 @@
 * torchvision classification architectures, recognised from a plain state_dict (a mapping of
   names to tensors, already read safely by ``nngeo_core.checkpoint``) by key names and shapes
   (``torchvision_zoo.load_torchvision``); several fits are an ``AmbiguousArchitecture``;
-* timm models, only when named (``arch="timm:resnet18"``; timm is optional);
+* timm models, only when named (``arch="timm:resnet18"``; timm is optional, imported only then,
+  and never asked for pretrained weights): ``load_timm``, and ``timm_feedforward_parts`` to hold
+  one as a registered ``timm`` model;
 * ONNX files, converted by onnx2torch (``onnx_file.load_onnx``); ONNX is protobuf, never code;
 * ``torch.export`` programs (``.pt2``), refused: ``export_pt2`` says why (torch.export.load
   unpickles without restriction);
@@ -37,6 +39,7 @@ from .torchvision_zoo import (
     load_timm,
     load_torchvision,
     matches,
+    timm_feedforward_parts,
 )
 
 __all__ = [
@@ -64,6 +67,7 @@ __all__ = [
     "looks_like_onnx",
     "matches",
     "refuse_pt2",
+    "timm_feedforward_parts",
     "unsupported_ops",
 ]
 

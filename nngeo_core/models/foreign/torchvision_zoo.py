@@ -1,5 +1,9 @@
 """torchvision classification architectures recognised from a plain state_dict, and timm ones by name.
 
+timm (optional) is imported only when a ``timm:NAME`` is named; its models are built with
+``pretrained=False`` (nothing is downloaded), their class count and input channels read from the
+weights at the layers timm's config names (``load_timm``).
+
 Recognition reads key names and shapes only. Every builder of
 ``torchvision.models.list_models(module=torchvision.models)`` (plus the variants in ``VARIANTS``
 whose keys differ, e.g. GoogLeNet without its auxiliary heads) has a *signature*: its state_dict's
@@ -562,28 +566,51 @@ def _unrecognised(state: Mapping[str, torch.Tensor]) -> NNGeoError:
 
 
 # -- timm, by name only --------------------------------------------------------------------------
-def load_timm(state: Mapping[str, torch.Tensor], arch: str) -> ForeignModel:
-    """A timm model named ``timm:NAME``, its class count and input channels read from the weights
-    at the layers timm's own config names (``pretrained_cfg['classifier' / 'first_conv']``)."""
-    name = arch.removeprefix(TIMM_PREFIX)
+def timm_module() -> Any:
+    """timm, imported on first need; a one-line ``NNGeoError`` when it is not installed."""
     try:
-        # lazy: timm is optional (not a dependency); only a user naming a timm: architecture needs it
+        # lazy: timm is optional (not a dependency; ~1 s over torchvision); only a named timm model needs it
         import timm
     except ImportError:
         raise NNGeoError(
-            f"cannot build {arch}: timm is not installed (pip install timm), and timm models are only built when named"
+            "timm is not installed (pip install timm); timm models are only built when named (timm:NAME)"
         ) from None
+    return timm
+
+
+def timm_name(arch: str) -> str:
+    """``timm:resnet18`` or ``resnet18`` as timm's own name, ``resnet18``."""
+    return str(arch).removeprefix(TIMM_PREFIX)
+
+
+def _timm_create(name: str, **kwargs: Any) -> nn.Module:
+    timm = timm_module()
     try:
-        with torch.device("meta"):
-            probe = timm.create_model(name, pretrained=False)
-    except Exception as exc:  # timm raises RuntimeError for unknown names
-        raise NNGeoError(f"timm cannot build {name!r} ({one_line(exc, typed=False)})") from None
+        return timm.create_model(name, pretrained=False, **kwargs)
+    except Exception as exc:  # timm raises RuntimeError for unknown names, others for bad arguments
+        raise NNGeoError(fit_line(f"timm cannot build {name!r} ({one_line(exc, typed=False)})")) from None
+
+
+def _cfg_key(cfg: Mapping[str, Any], what: str) -> str | None:
+    """The layer ``pretrained_cfg[what]`` names (the first, where timm names several)."""
+    value = cfg.get(what)
+    if isinstance(value, (tuple, list)) and value:
+        value = value[0]
+    return value if isinstance(value, str) and value else None
+
+
+def load_timm(state: Mapping[str, torch.Tensor], arch: str) -> ForeignModel:
+    """A timm model named ``timm:NAME``, its class count and input channels read from the weights
+    at the layers timm's own config names (``pretrained_cfg['classifier' / 'first_conv']``), its
+    weights loaded strictly. Never downloads anything (``pretrained=False``)."""
+    name = timm_name(arch)
+    with torch.device("meta"):  # only its config and key layout: no memory, no initialisation
+        probe = _timm_create(name)
     cfg = dict(getattr(probe, "pretrained_cfg", None) or {})
     shapes = _shapes(state)
-    classifier = cfg.get("classifier")
-    first = cfg.get("first_conv")
-    head = shapes.get(f"{classifier}.weight") if isinstance(classifier, str) else None
-    stem = shapes.get(f"{first}.weight") if isinstance(first, str) else None
+    classifier, first = _cfg_key(cfg, "classifier"), _cfg_key(cfg, "first_conv")
+    head = shapes.get(f"{classifier}.weight") if classifier else None
+    stem = shapes.get(f"{first}.weight") if first else None
     num_classes = int(head[0]) if head else int(getattr(probe, "num_classes", 1000))
     in_chans = int(stem[1]) if stem and len(stem) > 1 else DEFAULT_CHANNELS
     spec: dict[str, Any] = {
@@ -593,27 +620,59 @@ def load_timm(state: Mapping[str, torch.Tensor], arch: str) -> ForeignModel:
         "source": "timm",
         "kwargs": {},
     }
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # the initialisation is overwritten: the caller's RNG stays
         model = build_timm(spec)
     ref = model.state_dict()
     missing, unexpected = sorted(set(ref) - set(shapes)), sorted(set(shapes) - set(ref))
     differ = [k for k in ref if k in shapes and tuple(ref[k].shape) != shapes[k]]
     if missing or unexpected or differ:
         parts = [f"{len(missing)} keys missing", f"{len(unexpected)} unexpected", f"{len(differ)} shapes differ"]
-        first_bad = (missing or unexpected or differ)[0]
+        if missing or unexpected:
+            first_bad = (missing or unexpected)[0]
+        else:
+            k = differ[0]
+            first_bad = f"{k} {shape_text(shapes[k])} vs {shape_text(tuple(ref[k].shape))}"
         raise NNGeoError(fit_line(f"the weights do not fit {arch}: {', '.join(parts)} (first: {first_bad})"))
     strict_load(model, state)
     return ForeignModel(model.eval(), spec)
 
 
 def build_timm(spec: Mapping[str, Any]) -> nn.Module:
-    # lazy: timm is optional; load_timm has already said when it is missing
-    import timm
-
-    return timm.create_model(
-        str(spec["arch"]).removeprefix(TIMM_PREFIX),
-        pretrained=False,
+    """A freshly initialised timm model from a timm spec (as ``load_timm`` returns); never pretrained."""
+    return _timm_create(
+        timm_name(spec["arch"]),
         num_classes=int(spec["num_classes"]),
         in_chans=int(spec.get("in_channels", DEFAULT_CHANNELS)),
         **dict(spec.get("kwargs", {})),
     )
+
+
+class TimmHead(TorchvisionHead):
+    """A timm classifier taken out of its model. A 1x1 conv classifier (DLA's, whose model pools
+    without flattening, applies it, then flattens) gets the pooled vector as a 1x1 image."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.head, nn.Conv2d) and x.dim() == 2:
+            x = x[:, :, None, None]
+        return super().forward(x)
+
+
+def timm_feedforward_parts(model: nn.Module) -> list[nn.Module]:
+    """``[body, head]`` of a timm classifier: the head is the layer ``pretrained_cfg['classifier']``
+    names (``fc``, ``classifier``, ``head.fc``, ...), replaced in the model by ``nn.Identity``, so the
+    body's output is what the classifier reads (the pooled, pre-logit features). ``model`` is changed
+    in place."""
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    classifier = cfg.get("classifier")
+    kind = type(model).__name__
+    if not isinstance(classifier, str) or not classifier:
+        raise NNGeoError(f"timm's {kind} has {classifier or 'no'} classifier layers; only one head splits off")
+    try:
+        head = model.get_submodule(classifier)
+    except AttributeError:
+        raise NNGeoError(f"timm's {kind} has no layer {classifier!r} (its config's classifier)") from None
+    if not any(True for _ in head.parameters()):
+        raise NNGeoError(f"timm's {kind} has no weights at its classifier {classifier!r} (no classes?)")
+    parent_path, _, child = classifier.rpartition(".")
+    setattr(model.get_submodule(parent_path) if parent_path else model, child, nn.Identity())
+    return [TorchvisionBody(model), TimmHead(head, classifier)]
