@@ -80,6 +80,29 @@ MODELS: dict[str, dict[str, Any]] = {
         "default_num_classes": 10,
         "image": True,
     },
+    "vgg9": {
+        "description": (
+            "Pool-free CIFAR VGG-9 of the neural-curvature pruning paper (Tan et al., arXiv 2601.16366): "
+            "convs 64@2x2 s2, 128, 128, 128 s2, 256, 256 (3x3, no padding), each with batch norm, then fc "
+            "512, fc 128, output; ReLU. Needs images of at least 30x30."
+        ),
+        "params": {},
+        "choices": {},
+        "default_input_shape": (3, 32, 32),
+        "default_num_classes": 10,
+        "image": True,
+    },
+    "lenet5_s2": {
+        "description": (
+            "Pool-free LeNet-5 of the neural-curvature pruning paper (Tan et al., arXiv 2601.16366): conv "
+            "6@6x6 s2, conv 16@6x6 s2 (no padding), fc 120, fc 84, output; ReLU. Needs images of at least 16x16."
+        ),
+        "params": {},
+        "choices": {},
+        "default_input_shape": (1, 28, 28),
+        "default_num_classes": 10,
+        "image": True,
+    },
     "torchvision": {
         "description": (
             "A torchvision classification architecture by name (arch), e.g. an uploaded state_dict's; its "

@@ -759,7 +759,9 @@ def _candidate_params(name: str, state: dict[str, torch.Tensor]) -> list[dict]:
         width = first.shape[0] / base
         n_cls = dense[-1].shape[0] if dense else 10
         cands = [{"width": width, "input_shape": (first.shape[1], 32, 32), "num_classes": n_cls}]
-    elif name in ("lenet5", "cnn_mnist") and weights and dense:
+    elif name == "vgg9" and weights and dense:  # no width multiplier; the first dense layer fits the image
+        cands = [{"input_shape": (weights[0].shape[1], 32, 32), "num_classes": dense[-1].shape[0]}]
+    elif name in ("lenet5", "lenet5_s2", "cnn_mnist") and weights and dense:
         cands = [{"input_shape": (weights[0].shape[1], 28, 28), "num_classes": dense[-1].shape[0]}]
     elif name == "fcn_mnist" and dense:
         # it flattens its input, so only the first layer's width tells the input size

@@ -28,8 +28,8 @@ from .pruning.specs import SweepSpec
 from .pruning.strategies import get_strategy
 from .specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec
 
-IMAGE_MODELS_SMALL = {"fcn_mnist", "lenet5", "cnn_mnist"}
-IMAGE_MODELS_CIFAR = {"vgg11", "resnet20"}
+IMAGE_MODELS_SMALL = {"fcn_mnist", "lenet5", "lenet5_s2", "cnn_mnist"}
+IMAGE_MODELS_CIFAR = {"vgg11", "vgg9", "resnet20"}
 
 
 def default_train(model: str, data: str) -> TrainSpec:

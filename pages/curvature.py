@@ -1,12 +1,23 @@
 """Curvature: the layer graph with edges coloured by Ollivier-Ricci curvature (diverging, 0 = white)
-and neurons by node curvature; top-k edges for wide layers; per-layer histograms."""
+and neurons by node curvature; top-k edges for wide layers; per-layer histograms; readouts: a
+layer's curvature matrix, curvature vs |w| with Spearman ρ per layer, dead edges per layer."""
 
 import streamlit as st
 
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.results import builder_labels, builder_layer_names, curvature_layers, weight_shapes
-from nngeo_core.figures.common import layer_labels
-from nngeo_core.figures.curvature import curvature_histogram, dead_edges, layer_graph, top_edges
+from nngeo_core.figures.common import labels_for, layer_labels
+from nngeo_core.figures.curvature import (
+    curvature_heatmap,
+    curvature_histogram,
+    curvature_vs_weight,
+    curvature_weight_correlation,
+    dead_edges,
+    dead_share_figure,
+    edge_layers,
+    layer_graph,
+    top_edges,
+)
 
 st.title("Curvature")
 store = w.get_store()
@@ -74,4 +85,39 @@ if edges is not None and len(edges):
             f"`alive` counts the calibration inputs on which both neurons of an edge fire; {dead:,} edges "
             "have `alive` = 0 (dead on every input) and carry `dead_value` as their curvature by definition."
         )
+    st.subheader("Reading the result")
+    drawn = edge_layers(edges)
+    names = builder_labels(drawn, labels_for(edges, shapes), builder_layer_names(store, run, drawn))
+    c1, c2 = st.columns(2)
+    matrix_layer = c1.selectbox("curvature matrix of", drawn, key=f"curv-matrix-layer-{run}", format_func=names.get)
+    pooled = c2.radio(
+        "cell of a conv layer or a block of neurons",
+        ["mean", "min"],
+        horizontal=True,
+        key="curv-matrix-agg",
+        format_func={"mean": "mean κ", "min": "min κ"}.get,
+    )
+    w.show_figure(
+        curvature_heatmap(edges, matrix_layer, aggregate=pooled, shapes=shapes),
+        f"{run}-curvature-matrix",
+        key="curv-matrix",
+    )
+    if dead:
+        st.caption(
+            "Dead edges keep `dead_value` (1 by default) as their κ: a dead neuron is a flat row or column "
+            "of that value in the matrix; the scatter and ρ leave dead edges out."
+        )
+    w.show_figure(curvature_vs_weight(edges, shapes=shapes), f"{run}-curvature-vs-weight", key="curv-scatter")
+    st.caption(
+        "Spearman ρ of κ with |w| over each layer's live edges: near ±1, curvature ranks the edges as "
+        "magnitude does; near 0, it says something magnitude does not."
+    )
+    correlation = curvature_weight_correlation(edges)
+    correlation["layer"] = correlation["layer"].map(lambda n: names.get(n, n))
+    w.show_table(correlation, f"{run}-curvature-vs-weight", key="curv-corr")
+    if "alive" in edges.columns:
+        if dead:
+            w.show_figure(dead_share_figure(edges, shapes=shapes), f"{run}-curvature-dead", key="curv-dead")
+        else:
+            st.caption("Dead edges per layer: no data: no dead edges (every edge is alive on some input).")
     w.show_table(edges, f"{run}-curvature", key="curv-table")

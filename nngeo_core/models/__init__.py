@@ -34,10 +34,10 @@ from .base import (
 )
 from .cnn import build_cnn_mnist
 from .fcn import build_fcn_mnist
-from .lenet import build_lenet5
+from .lenet import build_lenet5, build_lenet5_s2
 from .mlp import ACTIVATIONS, FeedForward, build_mlp, check_positive_int, image_shape, sequential
 from .resnet import build_resnet20
-from .vgg import build_vgg11
+from .vgg import build_vgg9, build_vgg11
 
 __all__ = [
     "MODELS",
@@ -222,6 +222,21 @@ register_model(
     default_input_shape=(3, 32, 32),
     image=True,
 )(build_resnet20)
+register_model(
+    "vgg9",
+    description="Pool-free CIFAR VGG-9 of the neural-curvature pruning paper (Tan et al., arXiv "
+    "2601.16366): convs 64@2x2 s2, 128, 128, 128 s2, 256, 256 (3x3, no padding), each with batch norm, "
+    "then fc 512, fc 128, output; ReLU. Needs images of at least 30x30.",
+    default_input_shape=(3, 32, 32),
+    image=True,
+)(build_vgg9)
+register_model(
+    "lenet5_s2",
+    description="Pool-free LeNet-5 of the neural-curvature pruning paper (Tan et al., arXiv 2601.16366): "
+    "conv 6@6x6 s2, conv 16@6x6 s2 (no padding), fc 120, fc 84, output; ReLU. Needs images of at least 16x16.",
+    default_input_shape=(1, 28, 28),
+    image=True,
+)(build_lenet5_s2)
 
 # a torchvision classifier (uploaded as a state_dict, see ``models.foreign``) as a FeedForward of
 # two children, its body (a representation: the pooled features) and its head; the name is what an

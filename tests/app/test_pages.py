@@ -165,7 +165,7 @@ def test_curvature_page_graph_histogram_and_top_k(with_fixture_store):
 
     at = open_page("curvature", {CURRENT_RUN: with_fixture_store.run})
     no_exception(at)
-    assert len(charts(at)) == 2  # the layer graph and the histogram
+    assert len(charts(at)) == 4  # the layer graph, the histogram, the curvature matrix, curvature vs |w|
     at.slider(key="curv-k").set_value(3).run()
     no_exception(at)
     import json
@@ -343,3 +343,47 @@ def test_delete_asks_for_confirmation():
     at.button(key="runs-delete-yes").click().run()
     no_exception(at)
     assert not default_store().exists(key)
+
+
+def test_curvature_page_readouts_of_a_neural_curvature_result(fixture_store, monkeypatch, tmp_path):
+    """On a copy of the fixture store with a neural-curvature result (the session's store must not
+    have one: test_polling submits it), the page draws the curvature matrix, curvature vs |w| with
+    the Spearman table, and the dead-edge shares, and the table matches its builder."""
+    import json
+    import shutil
+
+    from nngeo_core import jobs
+    from nngeo_core.dashboard.widgets import CURRENT_RUN, read_result
+    from nngeo_core.figures.curvature import curvature_weight_correlation
+    from nngeo_core.settings import home_env
+    from nngeo_core.specs import AnalysisSpec
+    from nngeo_core.store import default_store
+    from nngeo_core.store.queries import find_analysis
+
+    home = tmp_path / "home"
+    shutil.copytree(fixture_store.home / "store", home / "store")
+    for k, v in {**home_env(home), "NNGEO_DOWNLOAD": "0", "NNGEO_EMBEDDED_WORKER": "0"}.items():
+        monkeypatch.setenv(k, v)
+    jobs.run_job(AnalysisSpec(run=fixture_store.run, method="curvature"), store=default_store())
+    at = open_page("curvature", {CURRENT_RUN: fixture_store.run})
+    at.radio(key="curv-method").set_value("curvature").run()
+    no_exception(at)
+    assert not at.error, [e.value for e in at.error]
+    specs = [json.loads(c.proto.spec) for c in charts(at)]
+    titles = [s["layout"].get("title", {}).get("text", "") for s in specs]
+    assert len(specs) == 5, titles  # graph, histogram, matrix, curvature vs |w|, dead edges
+    assert titles[2].startswith("curvature matrix: ") and titles[3] == "curvature vs |w|"
+    assert specs[2]["data"][0]["type"] == "heatmap" and specs[4]["data"][0]["type"] == "bar"
+    table = next(d.value for d in at.dataframe if "spearman" in d.value.columns)
+    store = default_store()
+    key = find_analysis(store, fixture_store.run, "curvature")
+    assert key is not None
+    edges = read_result(store, key)
+    want = curvature_weight_correlation(edges)
+    assert list(table.columns) == ["layer", "spearman", "n_edges", "dead_share"]
+    assert table["n_edges"].tolist() == want["n_edges"].tolist()
+    last = edges.loc[edges["kind"] != "skipped", "layer"].astype(str).iloc[-1]
+    at.selectbox(key=f"curv-matrix-layer-{fixture_store.run}").set_value(last).run()
+    assert json.loads(charts(at)[2].proto.spec)["layout"]["title"]["text"].startswith("curvature matrix: fc3")
+    at.radio(key="curv-matrix-agg").set_value("min").run()
+    no_exception(at)
