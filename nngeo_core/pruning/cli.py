@@ -64,6 +64,13 @@ def add_sweep_arguments(p: argparse.ArgumentParser, *, many: bool = True) -> Non
     g.add_argument("--finetune-lr", type=float, help="fine-tuning learning rate (default: the run's)")
     g.add_argument("--scope", choices=["global", "layer"], default="global")
     g.add_argument("--exclude-last", action="store_true", help="never prune the last (output) layer")
+    chosen = g.add_mutually_exclusive_group()
+    chosen.add_argument("--layers", help="prune only these layers (comma-separated names; default: all)")
+    chosen.add_argument(
+        "--ablate-layers",
+        action="store_true",
+        help="one sweep per prunable layer, pruning that layer alone (the one-layer-at-a-time ablation)",
+    )
     g.add_argument(
         "--strategy-param",
         action="append",
@@ -210,6 +217,42 @@ def run_defaults(a) -> argparse.Namespace:
 
 
 def sweep_specs_from_args(a, *, note=None, store=None) -> list:
+    """The sweeps `nngeo prune` asks for: one per strategy, each once per prunable layer with
+    ``--ablate-layers`` (pruning that layer alone), or over ``--layers`` only."""
+    specs = _strategy_specs_from_args(a, note=note, store=store)
+    if store is None and getattr(a, "store", None):
+        # lazy: the store loads pandas and pyarrow (~0.5 s); `nngeo --help` must not pay for them
+        from ..store import Store
+
+        store = Store(a.store)
+    if getattr(a, "ablate_layers", False):
+        return [spec.replace(layers=(name,)).validate() for spec in specs for name in _layer_names(spec, store)]
+    names = tuple(n.strip() for n in str(getattr(a, "layers", None) or "").split(",") if n.strip())
+    if names:
+        known = set(_layer_names(specs[0], store))
+        unknown = [n for n in names if n not in known]
+        if unknown:  # told now, before anything is queued
+            raise NNGeoError(f"no prunable layer named {unknown[0]!r}; prunable layers: {', '.join(sorted(known))}")
+        return [spec.replace(layers=names).validate() for spec in specs]
+    return specs
+
+
+def _layer_names(spec, store) -> list[str]:
+    """The prunable layers of the model a sweep prunes (its source, or its run's model built fresh)."""
+    # lazy: the data, the zoo and the runs load torch; `nngeo --help` must not pay for them
+    from ..data import dataset_info
+    from ..models import build, prunable_layers
+    from ..runs import load_run
+
+    if spec.source is not None:
+        model = load_run(spec.source, store=store).model
+    else:
+        info = dataset_info(spec.run.data.name, **dict(spec.run.data.params))
+        model = build(spec.run.model, input_shape=info.input_shape, num_classes=info.num_classes)
+    return [info.name for info in prunable_layers(model)]
+
+
+def _strategy_specs_from_args(a, *, note=None, store=None) -> list:
     strategies = [s.strip() for s in str(a.strategy).split(",") if s.strip()]
     if not strategies:
         raise NNGeoError("give at least one --strategy")
@@ -331,7 +374,7 @@ def cmd_prune(a) -> int:
         else:
             word = "found in store" if cached else "computed"
             print(f"{spec.strategy}: sweep {key} ({word})")
-            print_table(table[ROW_COLUMNS].round(4))
+            print_table(table[ROW_COLUMNS + (["layers"] if spec.layers else [])].round(4))
     if a.json:
         print_json(out_rows)
     else:

@@ -62,7 +62,7 @@ class SweepSpec(SpecBase):
     or, with ``source`` set, that stored model as it is (``run`` then gives its data and training
     settings), with ``strategy`` at each of ``sparsities``, fine-tune for ``finetune_epochs`` (0 =
     post-training comparison), evaluate, and optionally compute ``analyses`` (persistence,
-    eta_floor, mst_overlap)."""
+    eta_floor, mst_overlap). ``layers`` prunes only those layers (empty: all)."""
 
     run: RunSpec = field(default_factory=RunSpec)
     strategy: str = "magnitude"
@@ -78,6 +78,10 @@ class SweepSpec(SpecBase):
     # a stored model's key (train or upload) pruned as it is; None: train ``run`` per seed. Left
     # out of the hash when None, so sweeps stored before this field keep their keys
     source: str | None = None
+    # the layers pruned (their sparsity is of these layers' weights; the others stay dense); empty:
+    # every layer. One layer is the neural-curvature paper's one-layer-at-a-time ablation. Empty
+    # is the default, so sweeps stored before this field keep their keys
+    layers: tuple = ()
     kind: str = "prune-sweep"
 
     def __post_init__(self):
@@ -87,6 +91,8 @@ class SweepSpec(SpecBase):
         object.__setattr__(self, "sparsities", tuple(sorted({float(s) for s in self.sparsities})))
         object.__setattr__(self, "seeds", tuple(sorted({int(s) for s in self.seeds})))
         object.__setattr__(self, "analyses", tuple(sorted(set(self.analyses))))
+        layers = (self.layers,) if isinstance(self.layers, str) else tuple(self.layers)
+        object.__setattr__(self, "layers", tuple(sorted({str(n).strip() for n in layers} - {""})))
         if self.run.train.seed != 0:
             object.__setattr__(self, "run", self.run.replace(train=self.run.train.replace(seed=0)))
         try:

@@ -302,6 +302,7 @@ def iter_levels(
             masks=base_masks,
             data=data,
             scope=spec.scope,
+            layers=spec.layers or None,
             exclude_last=spec.exclude_last,
             seed=seed,
             params=params,
@@ -396,6 +397,7 @@ def sweep_seed(
             layer_sparsity=json.dumps(layer_sparsity(lv.result.masks), sort_keys=True),
             finetune_epochs=int(spec.finetune_epochs),
             scope=spec.scope,
+            layers=",".join(spec.layers),  # empty: every layer was pruned
             run=run_key,
             prune_seconds=lv.seconds["prune"],
             finetune_seconds=lv.seconds["finetune"],
