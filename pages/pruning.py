@@ -20,10 +20,11 @@ from nngeo_core import pruning
 from nngeo_core.dashboard import jobs_view
 from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.forms import parse_float_list, parse_int_list
-from nngeo_core.dashboard.results import runs_table
+from nngeo_core.dashboard.results import builder_labels, builder_layer_names, runs_table, weight_layers, weight_shapes
 from nngeo_core.data import list_datasets
 from nngeo_core.errors import NNGeoError
 from nngeo_core.figures.colors import strategy_color
+from nngeo_core.figures.common import layer_labels
 from nngeo_core.pruning.cli import source_sweeps
 from nngeo_core.runs import read_header
 from nngeo_core.specs import DataSpec, RunSpec, spec_from_dict
@@ -154,6 +155,32 @@ for name, note in round_notes.items():
         )
     else:
         note.caption(f"round_epochs empty: each round retrains for the run's {run_spec.train.epochs} epoch(s)")
+shapes = weight_shapes(store, run)
+layer_choices = weight_layers(shapes)
+layer_label = builder_labels(
+    layer_choices, layer_labels(layer_choices, shapes), builder_layer_names(store, run, layer_choices)
+)
+c1, c2 = st.columns([3, 1])
+only = kept(
+    c1.multiselect,
+    "Layers to prune (empty: every layer)",
+    layer_choices,
+    key=f"prune-layers-{run}",
+    default=[],
+    fits=lambda v: isinstance(v, list) and all(n in layer_choices for n in v),
+    start_as="default",
+    format_func=lambda n: layer_label.get(n, n),
+    help="The sparsity is then of these layers' weights; the others stay dense.",
+)
+ablate = kept(
+    c2.checkbox,
+    "one sweep per layer (ablation)",
+    key="prune-ablate",
+    default=False,
+    fits=lambda v: isinstance(v, bool),
+    help="Each chosen layer (or every layer) pruned alone, one sweep each: the one-layer-at-a-time ablation.",
+)
+layer_sets = [(n,) for n in (only or layer_choices)] if ablate else [tuple(only)]
 sweep_analyses = list(getattr(pruning.specs, "ANALYSES", ()))
 analyses = kept(
     st.multiselect,
@@ -184,10 +211,17 @@ if not errors:
                 s: {k: v for k, v in params.get(s, {}).items() if v != pruning.STRATEGIES[s].defaults.get(k)}
                 for s in chosen
             }
-            specs = source_sweeps(store, run, chosen, changed, data=upload_data, **fields)
+            specs = [
+                spec
+                for layers in layer_sets
+                for spec in source_sweeps(store, run, chosen, changed, data=upload_data, layers=layers, **fields)
+            ]
         else:
             specs = [
-                pruning.SweepSpec(run=run_spec, strategy=s, params=params.get(s, {}), **fields).validate()
+                pruning.SweepSpec(
+                    run=run_spec, strategy=s, params=params.get(s, {}), layers=layers, **fields
+                ).validate()
+                for layers in layer_sets
                 for s in chosen
             ]
     except NNGeoError as exc:

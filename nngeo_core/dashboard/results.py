@@ -9,6 +9,7 @@ The questions asked of the store (which runs hold a model, which analyses are st
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -174,18 +175,24 @@ def column_formats(df: pd.DataFrame) -> dict[str, dict[str, str]]:
 CURVATURE_EDGE_BUDGET = 300_000  # edges computed by default; above it, the first and last layers only
 
 
+def weight_layers(shapes: Mapping[str, tuple[int, ...]]) -> list[str]:
+    """The dense and conv layers (2-D and 4-D weights) of a model's header, in forward order as far
+    as names tell: numbers compare as numbers (``9`` before ``11``; a header lists names as text)."""
+    names = [n[: -len(".weight")] for n, shape in shapes.items() if n.endswith(".weight") and len(shape) in (2, 4)]
+    return sorted(names, key=lambda n: [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", n)])
+
+
 def curvature_layers(shapes: Mapping[str, tuple[int, ...]], conv_positions: int) -> tuple[list[str], list[str], int]:
-    """The weight layers of a model's header (Linear: 2-D, Conv2d: 4-D weights, in file order), the
+    """The weight layers of a model's header (Linear: 2-D, Conv2d: 4-D weights, ``weight_layers``), the
     ones the Curvature page computes by default (all, or the first and last when every layer
     would be more than ``CURVATURE_EDGE_BUDGET`` edges), and the edge count of all of them. A conv
     layer has at most ``conv_positions`` output positions x taps x input channels x filters edges."""
-    layers, edges = [], {}
-    for name, shape in shapes.items():
-        if not name.endswith(".weight") or len(shape) not in (2, 4):
-            continue
-        layer = name[: -len(".weight")]
-        layers.append(layer)
-        edges[layer] = int(np.prod(shape)) * (int(conv_positions) if len(shape) == 4 else 1)
+    layers = weight_layers(shapes)
+    edges = {
+        layer: int(np.prod(shape)) * (int(conv_positions) if len(shape) == 4 else 1)
+        for layer in layers
+        for shape in [shapes[f"{layer}.weight"]]
+    }
     total = sum(edges.values())
     if total <= CURVATURE_EDGE_BUDGET or len(layers) <= 2:
         return layers, layers, total

@@ -18,6 +18,7 @@ def describe(spec: SweepSpec) -> str:
     base = (
         f"prune {strategy_label(spec.strategy, spec.params)} {spec.run.model.name}/{spec.run.data.name}{source} "
         f"{len(spec.sparsities)} levels x {len(spec.seeds)} seeds"
+        + (f" layers {','.join(spec.layers)}" if spec.layers else "")
     )
     return f"{base} {changed_text(spec.params, spec.param_defaults)}".rstrip()
 

@@ -111,8 +111,13 @@ class SweepSpec(SpecBase):
         # lazy: the strategies add ~1.3 s (measured: gudhi, networkx, scipy) on top of this module
         from .strategies import get_strategy, resolve_params
 
-        get_strategy(self.strategy)
+        entry = get_strategy(self.strategy)
         resolve_params(self.strategy, self.params)
+        if (self.layers or self.exclude_last) and not entry.any_layers:  # told before anything is queued
+            raise NNGeoError(
+                f"the {entry.name} strategy always prunes every dense/conv layer; "
+                "drop the layer selection (layers, exclude_last)"
+            )
         if not self.sparsities:
             raise NNGeoError("a sweep needs at least one sparsity")
         for s in self.sparsities:

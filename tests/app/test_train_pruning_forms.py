@@ -230,3 +230,27 @@ def test_an_upload_is_pruned_as_it_is_on_data_that_fits(with_fixture_store):
     assert spec.run.data.name == "xor"
     (job,) = jobs.list_jobs()
     assert job.label.startswith("prune IMP without rewinding mlp/xor (stored model ")
+
+
+def test_the_pruning_page_sweeps_chosen_layers_or_each_layer_alone(with_fixture_store):
+    """Layers to prune come from the run's checkpoint in forward order; choosing one queues a sweep
+    of that layer; the ablation box queues one sweep per layer (each pruned alone)."""
+    from nngeo_core.dashboard.widgets import CURRENT_RUN
+    from nngeo_core.models import prunable_layers
+    from nngeo_core.runs import load_run
+
+    run = with_fixture_store.run
+    names = [i.name for i in prunable_layers(load_run(run).model)]
+    at = open_page("pruning", {CURRENT_RUN: run})
+    at.multiselect(key="prune-strategies").set_value(["magnitude"]).run()
+    layers = at.multiselect(key=f"prune-layers-{run}")
+    assert len(layers.options) == len(names)
+    layers.set_value([names[-1]]).run()
+    assert at.button(key="prune-submit").label == "Run 1 sweep(s)"
+    at.checkbox(key="prune-ablate").check().run()
+    at.multiselect(key=f"prune-layers-{run}").set_value([]).run()
+    assert at.button(key="prune-submit").label == f"Run {len(names)} sweep(s)"
+    at.button(key="prune-submit").click().run()
+    queued = queued_specs()
+    assert sorted(s.layers for s in queued) == sorted((n,) for n in names)
+    assert {s.strategy for s in queued} == {"magnitude"}

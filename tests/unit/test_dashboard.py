@@ -17,7 +17,7 @@ from nngeo_core.dashboard.examples import EXAMPLES, available_examples, example_
 from nngeo_core.dashboard.results import run_label, runs_table
 from nngeo_core.defaults import default_train
 from nngeo_core.errors import NNGeoError
-from nngeo_core.models import build
+from nngeo_core.models import build, prunable_layers
 from nngeo_core.params import Param
 from nngeo_core.runs import load_run
 from nngeo_core.specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec
@@ -473,3 +473,19 @@ def test_the_curvature_page_names_an_uploaded_torchvision_nets_layers_as_torchvi
     zoo = store_upload(_mlp_bytes(), name="m.safetensors", store=store).key
     zoo_layers, _, _ = curvature_layers(weight_shapes(store, zoo), 1)
     assert builder_layer_names(store, zoo, zoo_layers) == {n: n for n in zoo_layers}
+
+
+def test_weight_layers_of_a_header_are_in_the_models_forward_order(tmp_path):
+    from nngeo_core.dashboard.results import weight_layers, weight_shapes
+
+    store = Store(tmp_path / "store")
+    for name, params, data_spec in [
+        ("fcn_mnist", {}, DataSpec("digits", params={"resize": 28})),
+        ("vgg11", {"width": 0.125}, DataSpec("cifar10")),
+    ]:
+        torch.manual_seed(0)
+        model = build(name, **params)
+        data = checkpoint.to_bytes(model, model_spec=ModelSpec(name, params), data_spec=data_spec)
+        key = store_upload(data, name=f"{name}.safetensors", store=store).key
+        # a header lists weights sorted as text ('11' before '3'); the layers come back as the model runs them
+        assert weight_layers(weight_shapes(store, key)) == [i.name for i in prunable_layers(model)], name
