@@ -10,7 +10,9 @@ says per layer what was folded and what the graph could not draw next to it (an 
 module), and every module with weights that has no layer graph (attention, Conv1d, a batch norm
 that cannot be folded, ...) gets one row with ``kind = "skipped"``, NaN values and its reason.
 ``layers`` (comma-separated names) computes only those layers' edges, on the whole graph: for
-big networks, where every edge of every layer would take hours on a CPU.
+big networks, where every edge of every layer would take hours on a CPU. ``preset`` ("nngeo" or
+"tan2026", ``neural.PRESETS``) fills every curvature setting left at None; a setting given
+explicitly wins (``conv_positions=0``: every output position).
 """
 
 from __future__ import annotations
@@ -21,18 +23,36 @@ from ..analysis_base import register_analysis
 from ..errors import NNGeoError
 from ..models.layers import analysis_layers
 from ..params import Param, defaults_of
-from .neural import neural_curvature, weight_only_curvature
+from .measures import DEAD_RULES, MASS_RULES
+from .neural import FROM_PRESET, PRESETS, neural_curvature, weight_only_curvature
 from .scores import calibration_set
 
 METHODS = ("sinkhorn", "exact")
+_FROM = "default: the preset's"
 NC_PARAMS = {
-    "alpha": Param(0.5, low=0.0, high=1.0),
-    "method": Param("sinkhorn", choices=METHODS),
+    "preset": Param(
+        "nngeo", choices=tuple(PRESETS), help="nngeo's settings, or tan2026: the authors' code rule by rule"
+    ),
+    "alpha": Param(None, kind=float, low=0.0, high=1.0, help=f"idleness ({_FROM}: nngeo 0.5, tan2026 0.9)"),
+    "method": Param(None, kind=str, choices=METHODS, help=f"transport ({_FROM}: nngeo sinkhorn, tan2026 exact)"),
     "aggregate": Param("min", choices=("min", "mean")),
     "k_per_class": Param(1, low=1),
-    "normalize_idleness": True,
-    "dead_value": 1.0,
-    "conv_positions": Param(4, low=1),  # None: every output position
+    "normalize_idleness": Param(None, kind=bool, help=f"divide by 1 - alpha ({_FROM}: true in both)"),
+    "dead_value": Param(None, kind=float, help=f"curvature of an edge at a dead neuron ({_FROM}: 1.0 in both)"),
+    "conv_positions": Param(
+        None, kind=int, low=0, help=f"output positions per conv layer, 0: every one ({_FROM}: nngeo 4, tan2026 0)"
+    ),
+    "masses": Param(
+        None, kind=str, choices=MASS_RULES, help=f"neighbour mass rule ({_FROM}: nngeo stable, tan2026 float32)"
+    ),
+    "dead_rule": Param(
+        None, kind=str, choices=DEAD_RULES, help=f"what is dead ({_FROM}: nngeo raw, tan2026 normalised)"
+    ),
+    "remap_one": Param(
+        None,
+        kind=float,
+        help=f"curvature ~1 between hidden levels becomes this, 1.0: kept ({_FROM}: nngeo 1, tan2026 2)",
+    ),
     "layers": Param(None, kind=str, help="comma-separated weight layers to compute (default: all)"),
 }
 WEIGHT_PARAMS = {
@@ -42,6 +62,20 @@ WEIGHT_PARAMS = {
     "conv_positions": Param(4, low=1),
     "layers": Param(None, kind=str, help="comma-separated weight layers to compute (default: all)"),
 }
+
+
+def preset_params(p: dict) -> dict:
+    """The preset-governed settings of a resolved parameter dict as ``neural_curvature`` keywords:
+    None leaves the preset's value, ``conv_positions=0`` asks for every position."""
+    out = {name: (FROM_PRESET if p[name] is None else p[name]) for name in PRESETS["nngeo"] if name in p}
+    if out.get("conv_positions") == 0:
+        out["conv_positions"] = None
+    elif out.get("conv_positions") is not FROM_PRESET and "conv_positions" in out:
+        out["conv_positions"] = int(out["conv_positions"])
+    for name in ("alpha", "dead_value", "remap_one"):
+        if name in out and out[name] is not FROM_PRESET:
+            out[name] = float(out[name])
+    return out
 
 
 def _with_skipped(model, table: pd.DataFrame) -> pd.DataFrame:
@@ -78,14 +112,11 @@ def curvature_analysis(model, dataset, params, progress):
     table = neural_curvature(
         model,
         inputs,
-        alpha=float(p["alpha"]),
-        method=p["method"],
+        preset=p["preset"],
         aggregate=p["aggregate"],
-        normalize_idleness=bool(p["normalize_idleness"]),
-        dead_value=float(p["dead_value"]),
-        conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
         layers=p["layers"],
         progress=progress,
+        **preset_params(p),
     )
     return _with_skipped(model, table)
 

@@ -13,11 +13,22 @@ activation on an input gets ``dead_value`` on that input (no information flows, 
 redundant). Per-edge values are aggregated over the calibration inputs by ``aggregate`` ("min" or
 "mean"); a kernel weight's score is the minimum over the spatial edges it labels (``scores``).
 
+Presets (``preset=``, ``PRESETS``): "nngeo" (default) is nngeo's own choices; "tan2026" is the
+authors' code (SH-Tan/Post-Training-NN-Pruning-using-Graph-Curvature) rule by rule: idleness 0.9,
+exact transport (their ``ot.emd2`` per edge and input), every conv output position, float32
+masses with their fallbacks, dead = min-max normalised ã <= 0 at a hidden neuron, and curvature
+within 1e-6 of 1 on an edge between hidden levels remapped to 2.0 per input (so dead edges rank
+first). A preset fills every setting left unset (None, or omitted); a setting given explicitly
+wins over it (``preset_settings``). What stays nngeo's in both: batch norms folded into the
+lengths, a zero weight is no edge, padding/dilation/groups as the layer computes them.
+
 Weight-only curvature uses no data: the neighbour masses come from the edge lengths, exactly as
 GraphRicciCurvature does on the network's DiGraph (and it is tested against it).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -32,7 +43,7 @@ from ..settings import float64_device
 from . import transport
 from .edge_groups import EdgeGroup, edge_groups
 from .layer_graph import Network, build_network
-from .measures import ActivationLevels, activation_levels, group_measures
+from .measures import DEAD_RULES, MASS_RULES, ActivationLevels, activation_levels, group_measures
 from .orc import GRC_EPSILON
 from .transport import CoreProblems
 
@@ -40,9 +51,67 @@ AGGREGATES = ("min", "mean")
 NC_METHODS = ("exact", "sinkhorn")
 DEFAULT_CONV_POSITIONS = 4
 PROBLEM_BUDGET = 8e6  # floats per batch of transport problems
+REMAP_RTOL = 1e-6  # |curvature - 1| below this is remapped by ``remap_one`` (Tan et al.'s test)
+
+# every setting a preset decides; the strategies' ``tie_break`` ranks ties (``position``: by weight
+# position, as every strategy; ``fc_first``: dense edges before conv weights, the authors' list order)
+PRESETS: dict[str, dict] = {
+    "nngeo": {
+        "alpha": 0.5,
+        "method": "sinkhorn",
+        "normalize_idleness": True,
+        "dead_value": 1.0,
+        "conv_positions": DEFAULT_CONV_POSITIONS,
+        "masses": "stable",
+        "dead_rule": "raw",
+        "remap_one": 1.0,
+        "tie_break": "position",
+    },
+    "tan2026": {
+        "alpha": 0.9,
+        "method": "exact",
+        "normalize_idleness": True,
+        "dead_value": 1.0,
+        "conv_positions": None,
+        "masses": "float32",
+        "dead_rule": "normalised",
+        "remap_one": 2.0,
+        "tie_break": "fc_first",
+    },
+}
+TIE_BREAKS = ("position", "fc_first")
 
 
-def _check_nc_params(alpha, method, aggregate, dead_value, conv_positions):
+class _FromPreset:
+    """The default of every preset-governed keyword: take the value from ``preset``."""
+
+    def __repr__(self) -> str:
+        return "FROM_PRESET"
+
+
+FROM_PRESET: Any = _FromPreset()
+
+
+def preset_settings(preset: str = "nngeo", **given) -> dict:
+    """The settings of ``preset`` with the explicitly ``given`` ones put over them: a given value
+    wins; ``FROM_PRESET`` (and None, except for ``conv_positions`` where None means every
+    position) leaves the preset's. Unknown presets or setting names are one-line errors."""
+    if preset not in PRESETS:
+        raise NNGeoError(f"unknown curvature preset {preset!r}; use one of {', '.join(PRESETS)}")
+    out = dict(PRESETS[preset])
+    unknown = sorted(set(given) - set(out))
+    if unknown:
+        raise NNGeoError(f"no curvature setting named {unknown[0]!r}; the settings: {', '.join(out)}")
+    for name, value in given.items():
+        if value is FROM_PRESET or (value is None and name != "conv_positions"):
+            continue
+        out[name] = value
+    return out
+
+
+def _check_nc_params(
+    alpha, method, aggregate, dead_value, conv_positions, masses="stable", dead_rule="raw", remap_one=1.0
+):
     if not (isinstance(alpha, (int, float)) and 0.0 <= float(alpha) < 1.0):
         raise NNGeoError(f"alpha (the idleness) must lie in [0, 1), got {alpha!r}")
     if method not in NC_METHODS:
@@ -53,6 +122,12 @@ def _check_nc_params(alpha, method, aggregate, dead_value, conv_positions):
         raise NNGeoError("dead_value must be a finite number")
     if conv_positions is not None and int(conv_positions) < 1:
         raise NNGeoError("conv_positions must be at least 1 (or None for every position)")
+    if masses not in MASS_RULES:
+        raise NNGeoError(f"unknown mass rule {masses!r}; use one of {', '.join(MASS_RULES)}")
+    if dead_rule not in DEAD_RULES:
+        raise NNGeoError(f"unknown dead rule {dead_rule!r}; use one of {', '.join(DEAD_RULES)}")
+    if isinstance(remap_one, bool) or not isinstance(remap_one, (int, float)) or not np.isfinite(float(remap_one)):
+        raise NNGeoError("remap_one must be a finite number (1.0: no remap)")
 
 
 def _selected(net: Network, layers, renames: list[tuple[str, str]] | None = None) -> set[int]:
@@ -89,12 +164,19 @@ def _network_curvature(
     processes,
     device,
     progress,
+    masses: str = "stable",
+    dead_rule: str = "raw",
+    remap_one: float = 1.0,
 ) -> pd.DataFrame:
     progress = progress or Progress()
     shape = tuple(inputs.shape[1:]) if inputs is not None else model_input_shape(model)
     folded, plan = fold_batchnorm(model, shape)  # lengths are those of the function the network computes
     net, values = build_network(folded, shape, inputs=inputs)
-    levels = activation_levels(values) if inputs is not None else None
+    # hidden levels have predecessors and successors (the input and output levels have not)
+    hidden = {lvl for lvl in range(len(net.level_size)) if net.into.get(lvl) and net.out_of.get(lvl)}
+    levels = (
+        activation_levels(values, masses=masses, dead_rule=dead_rule, hidden=hidden) if inputs is not None else None
+    )
     chosen = _selected(net, layers, builder_renames(model))
     notes = {name: note for name, note in plan.notes.items() if note}
     for name, note in net.notes().items():
@@ -108,9 +190,11 @@ def _network_curvature(
         progress.check()
         sub = progress.sub(k / n_layers, (k + 1) / n_layers)
         sub.update(0.0, f"layer {lay.name}")
+        # Tan et al. remap curvature ~1 only on edges between hidden levels (not the first or last layer)
+        remap = float(remap_one) if lay.src in hidden and lay.dst in hidden and float(remap_one) != 1.0 else None
         parts = [
             _group_curvature(
-                g, net, levels, alpha, method, aggregate, normalize_idleness, dead_value, processes, dev, sub
+                g, net, levels, alpha, method, aggregate, normalize_idleness, dead_value, processes, dev, sub, remap
             )
             for g in edge_groups(net, k, conv_positions)
         ]
@@ -157,9 +241,11 @@ def _group_curvature(
     processes,
     device,
     progress: Progress,
+    remap: float | None = None,
 ) -> dict:
     lay = net.layers[g.k]
     m = group_measures(g, net, levels, alpha)
+    exact_totals = levels is not None and levels.masses == "float32"
     alive = m.alive
     inp, edge = np.nonzero(alive)  # ordered by input: a batch shares one input's dead units
     values = np.full(alive.shape, float(dead_value))
@@ -177,12 +263,19 @@ def _group_curvature(
             progress.check()
             e, n = edge[lo:hi], inp[lo:hi]
             u, v = g.ui[e], g.vi[e]
+            a = m.pred[n if m.pred.shape[0] > 1 else 0 * n, u, :].T
+            b = m.succ[n if m.succ.shape[0] > 1 else 0 * n, v, :].T
+            ax = m.self_u[n if m.self_u.shape[0] > 1 else 0 * n, u].astype(np.float64)
+            by = m.self_v[n if m.self_v.shape[0] > 1 else 0 * n, v].astype(np.float64)
+            if exact_totals:  # float32 masses total 1 only to ~1e-7: scale nu to mu's total, as POT's emd2 does
+                ratio = (a.sum(axis=0) + ax) / (b.sum(axis=0) + by)
+                b, by = b * ratio, by * ratio
             probs = CoreProblems(
                 C=g.core,
-                a=(1.0 - alpha) * m.pred[n if m.pred.shape[0] > 1 else 0 * n, u, :].T,
-                b=(1.0 - alpha) * m.succ[n if m.succ.shape[0] > 1 else 0 * n, v, :].T,
-                ax=m.self_u[u].astype(np.float64),
-                by=m.self_v[v].astype(np.float64),
+                a=a,
+                b=b,
+                ax=ax,
+                by=by,
                 row=np.ascontiguousarray(g.row[u, :].T),
                 col=np.ascontiguousarray(g.col[:, v]),
                 corner=g.corner[e].copy(),
@@ -195,6 +288,8 @@ def _group_curvature(
         if normalize_idleness:
             kappa = kappa / (1.0 - alpha)
         values[inp, edge] = kappa
+    if remap is not None:  # per input, before aggregating: dead edges (and any at ~1) rank first
+        values = np.where(np.abs(values - 1.0) < REMAP_RTOL, remap, values)
     curv = values.min(axis=0) if aggregate == "min" else values.mean(axis=0)
     return {
         "src": g.Us[g.ui],
@@ -228,12 +323,16 @@ def neural_curvature(
     model: nn.Module,
     inputs,
     *,
-    alpha: float = 0.5,
-    method: str = "sinkhorn",
+    preset: str = "nngeo",
+    alpha: float = FROM_PRESET,
+    method: str = FROM_PRESET,
     aggregate: str = "min",
-    normalize_idleness: bool = True,
-    dead_value: float = 1.0,
-    conv_positions: int | None = DEFAULT_CONV_POSITIONS,
+    normalize_idleness: bool = FROM_PRESET,
+    dead_value: float = FROM_PRESET,
+    conv_positions: int | None = FROM_PRESET,
+    masses: str = FROM_PRESET,
+    dead_rule: str = FROM_PRESET,
+    remap_one: float = FROM_PRESET,
     layers=None,
     processes: int | None = None,
     device: str = "auto",
@@ -245,25 +344,53 @@ def neural_curvature(
     in the layer's flattened input/output), ``kernel`` (flat index into the layer's weight tensor;
     for conv layers several rows share it), ``weight``, ``curvature``, ``alive`` (inputs on which
     both neurons fire), ``src_level``/``dst_level`` (node layer ids, shared where layers link).
-    Conv layers are evaluated at ``conv_positions`` output positions spread over the feature map
-    (None: all). ``method``: "sinkhorn" (default: batched entropic OT, within ~1e-2 of exact; tiny
-    problems are still solved exactly) or "exact" (network simplex per problem).
+
+    ``preset`` ("nngeo" or "tan2026", ``PRESETS``) fills every setting not given (see the module
+    docstring); given settings win. Conv layers are evaluated at ``conv_positions`` output
+    positions spread over the feature map (None: all). ``method``: "sinkhorn" (batched entropic OT,
+    within ~1e-2 of exact; tiny problems are still solved exactly) or "exact" (network simplex per
+    problem). ``masses`` ("stable"/"float32") and ``dead_rule`` ("raw"/"normalised"): see
+    ``measures``; ``remap_one``: curvature within 1e-6 of 1 on an edge between hidden levels
+    becomes this value on that input (1.0: unchanged).
     """
-    _check_nc_params(alpha, method, aggregate, dead_value, conv_positions)
+    s = preset_settings(
+        preset,
+        alpha=alpha,
+        method=method,
+        normalize_idleness=normalize_idleness,
+        dead_value=dead_value,
+        conv_positions=conv_positions,
+        masses=masses,
+        dead_rule=dead_rule,
+        remap_one=remap_one,
+    )
+    _check_nc_params(
+        s["alpha"],
+        s["method"],
+        aggregate,
+        s["dead_value"],
+        s["conv_positions"],
+        s["masses"],
+        s["dead_rule"],
+        s["remap_one"],
+    )
     inputs = _as_inputs(model, inputs)
     return _network_curvature(
         model,
         inputs,
-        alpha=float(alpha),
-        method=method,
+        alpha=float(s["alpha"]),
+        method=s["method"],
         aggregate=aggregate,
-        normalize_idleness=normalize_idleness,
-        dead_value=dead_value,
-        conv_positions=conv_positions,
+        normalize_idleness=bool(s["normalize_idleness"]),
+        dead_value=float(s["dead_value"]),
+        conv_positions=s["conv_positions"],
         layers=layers,
         processes=processes,
         device=device,
         progress=progress,
+        masses=s["masses"],
+        dead_rule=s["dead_rule"],
+        remap_one=float(s["remap_one"]),
     )
 
 

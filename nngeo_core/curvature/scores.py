@@ -15,7 +15,7 @@ from torch import nn
 from ..errors import NNGeoError
 from ..models.base import get_layer, prunable_layers, tensor_attribute
 from ..progress import Progress
-from .neural import DEFAULT_CONV_POSITIONS, neural_curvature, weight_only_curvature
+from .neural import FROM_PRESET, neural_curvature, preset_settings, weight_only_curvature
 
 
 def scores_from_table(model: nn.Module, df: pd.DataFrame, fill: float = 1.0) -> dict[str, torch.Tensor]:
@@ -41,12 +41,16 @@ def curvature_scores(
     model: nn.Module,
     inputs=None,
     *,
-    alpha: float = 0.5,
-    method: str = "sinkhorn",
+    preset: str = "nngeo",
+    alpha: float = FROM_PRESET,
+    method: str = FROM_PRESET,
     aggregate: str = "min",
-    normalize_idleness: bool = True,
-    dead_value: float = 1.0,
-    conv_positions: int | None = DEFAULT_CONV_POSITIONS,
+    normalize_idleness: bool = FROM_PRESET,
+    dead_value: float = FROM_PRESET,
+    conv_positions: int | None = FROM_PRESET,
+    masses: str = FROM_PRESET,
+    dead_rule: str = FROM_PRESET,
+    remap_one: float = FROM_PRESET,
     processes: int | None = None,
     device: str = "auto",
     progress: Progress | None = None,
@@ -54,16 +58,29 @@ def curvature_scores(
     """Per-weight neural curvature, ``{layer name: tensor shaped like its weight}``, for pruning.
 
     Positive curvature marks redundant weights (prune highest first); negative marks bottlenecks
-    (pruning lowest first is the ablation). With ``inputs=None`` the weight-only curvature is used.
-    Never NaN: weights without edges get ``dead_value``.
+    (pruning lowest first is the ablation). With ``inputs=None`` the weight-only curvature is used
+    (``preset`` then gives alpha, method, normalize_idleness and conv_positions only). Settings as
+    ``neural_curvature`` (the preset fills those not given). Never NaN: weights without edges get
+    ``dead_value``.
     """
+    s = preset_settings(
+        preset,
+        alpha=alpha,
+        method=method,
+        normalize_idleness=normalize_idleness,
+        dead_value=dead_value,
+        conv_positions=conv_positions,
+        masses=masses,
+        dead_rule=dead_rule,
+        remap_one=remap_one,
+    )
     if inputs is None:
         df = weight_only_curvature(
             model,
-            alpha=alpha,
-            method=method,
-            normalize_idleness=normalize_idleness,
-            conv_positions=conv_positions,
+            alpha=s["alpha"],
+            method=s["method"],
+            normalize_idleness=s["normalize_idleness"],
+            conv_positions=s["conv_positions"],
             processes=processes,
             device=device,
             progress=progress,
@@ -72,17 +89,13 @@ def curvature_scores(
         df = neural_curvature(
             model,
             inputs,
-            alpha=alpha,
-            method=method,
             aggregate=aggregate,
-            normalize_idleness=normalize_idleness,
-            dead_value=dead_value,
-            conv_positions=conv_positions,
+            **{k: v for k, v in s.items() if k != "tie_break"},
             processes=processes,
             device=device,
             progress=progress,
         )
-    return scores_from_table(model, df, fill=float(dead_value))
+    return scores_from_table(model, df, fill=float(s["dead_value"]))
 
 
 def calibration_set(model: nn.Module, dataset, k: int = 1, *, split: str = "test") -> torch.Tensor:
