@@ -293,7 +293,7 @@ def iter_levels(
         progress.check()
         step = progress.sub(k / len(todo), (k + 1) / len(todo))
         base_model, base_masks = (prev_model, prev_masks) if entry.iterative else (dense, None)
-        data = PruneData(dataset=dataset, train=run_spec.train, rewind=rewind, progress=step.sub(0.0, 0.7))
+        data = PruneData(dataset=dataset, train=run_spec.train, rewind=rewind, progress=step.sub(0.0, 0.7), store=store)
         clock = time.perf_counter()
         result = prune(
             base_model,

@@ -7,6 +7,7 @@ right layers and shapes, no pruned weight revived, the requested sparsity reache
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -77,7 +78,7 @@ def prune(
     check_finite_weights(work, names, entry.name)
     data = data if data is not None else PruneData()
     if progress is not None:
-        data = PruneData(dataset=data.dataset, train=data.train, rewind=data.rewind, progress=progress)
+        data = dataclasses.replace(data, progress=progress)
     settings = PruneSettings(sparsity=target, scope=scope, layers=tuple(names), seed=int(seed), params=full_params)
     start = time.perf_counter()
     result = entry.fn(work, {n: m.clone() for n, m in current.items()}, data, settings)

@@ -49,6 +49,7 @@ class PruneData:
     train: TrainSpec | None = None  # budget for strategies that train
     rewind: Mapping[int, Mapping[str, torch.Tensor]] = field(default_factory=dict)  # epoch -> state_dict
     progress: Progress = field(default_factory=Progress)
+    store: Any = None  # a Store where expensive per-weight scores are kept across processes (None: not kept)
 
     def require_dataset(self, strategy: str) -> Dataset:
         if self.dataset is None:

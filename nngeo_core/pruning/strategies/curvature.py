@@ -21,6 +21,8 @@ import hashlib
 import json
 from collections import OrderedDict
 
+import numpy as np
+import pyarrow as pa
 import torch
 
 from ...curvature import calibration_set, curvature_scores
@@ -29,6 +31,7 @@ from ...curvature.neural import AGGREGATES, FROM_PRESET, NC_METHODS, PRESETS, TI
 from ...errors import NNGeoError
 from ...models.base import prunable_layers
 from ...params import Param
+from ...specs import spec_hash
 from .base import CACHE_CLEARERS, PruneResult, register_strategy, select_masks
 
 # curvature is expensive and the same for every level pruned from one model: keep the last few
@@ -36,6 +39,7 @@ from .base import CACHE_CLEARERS, PruneResult, register_strategy, select_masks
 _SCORES: OrderedDict[str, dict] = OrderedDict()
 CACHE_SIZE = 4
 CACHE_CLEARERS.append(_SCORES.clear)
+SCORES_KIND = "curvature-scores"  # the store's result kind for scores kept across processes
 
 _FROM = "default: the preset's"
 CURVATURE_PARAMS = {
@@ -87,6 +91,8 @@ def curvature_of(model, masks, data, settings, name: str) -> dict:
     device = str(next(model.parameters()).device)
     key = _fingerprint(model, inputs, {"preset": p.get("preset") or "nngeo", "aggregate": p["aggregate"], **s}, device)
     scores = _SCORES.get(key)
+    if scores is None and data.store is not None:
+        scores = stored_scores(data.store, key, model)
     if scores is None:
         scores = curvature_scores(
             model,
@@ -96,6 +102,10 @@ def curvature_of(model, masks, data, settings, name: str) -> dict:
             device=device,
             progress=data.progress,
         )
+    # kept in this sweep's store too when they came from memory (another store's sweep computed them)
+    if data.store is not None and not data.store.exists(spec_hash(_scores_spec(key))):
+        store_scores(data.store, key, scores, {"preset": p.get("preset") or "nngeo", **s})
+    if key not in _SCORES:
         _SCORES[key] = {n: s.detach().clone() for n, s in scores.items()}
         while len(_SCORES) > CACHE_SIZE:
             _SCORES.popitem(last=False)
@@ -105,6 +115,56 @@ def curvature_of(model, masks, data, settings, name: str) -> dict:
     if missing:
         raise NNGeoError(f"the curvature capability gave no scores for layer {missing[0]}")
     return {n: scores[n] for n in masks}
+
+
+def _scores_spec(key: str) -> dict:
+    return {"kind": SCORES_KIND, "fingerprint": key}
+
+
+def store_scores(store, key: str, scores: dict, settings: dict) -> str:
+    """Keep per-weight scores in the store under the hash of their fingerprint (the model's
+    weights, the calibration inputs, every setting, the device): one row per weight, ``layer``,
+    ``index`` (flat in the weight), ``score``. Another sweep or process with the same fingerprint
+    reads them instead of computing them again."""
+    layers = list(scores)
+    flat = [scores[n].detach().to("cpu", torch.float32).reshape(-1).numpy() for n in layers]
+    sizes = np.array([f.size for f in flat], dtype=np.int64)
+    table = pa.table(
+        {
+            "layer": pa.DictionaryArray.from_arrays(
+                pa.array(np.repeat(np.arange(len(layers), dtype=np.int32), sizes)), pa.array(layers)
+            ),
+            "index": pa.array(np.concatenate([np.arange(n, dtype=np.int64) for n in sizes])),
+            "score": pa.array(np.concatenate(flat)),
+        }
+    )
+    label = f"curvature scores ({settings.get('preset', 'nngeo')} preset)"
+    return store.put(
+        SCORES_KIND, _scores_spec(key), table, attrs={"method": SCORES_KIND, "label": label, "settings": settings}
+    )
+
+
+def stored_scores(store, key: str, model) -> dict | None:
+    """The scores ``store_scores`` kept for this fingerprint, shaped like ``model``'s weights; None
+    when there are none, or when they do not fit the model (then they are computed again)."""
+    result = spec_hash(_scores_spec(key))
+    if not store.exists(result):
+        return None
+    table = store.get_arrow(result)
+    layer = table.column("layer").combine_chunks()
+    names = [str(n) for n in layer.dictionary.to_pylist()]
+    codes = layer.indices.to_numpy(zero_copy_only=False)
+    score = table.column("score").to_numpy()
+    weights = {info.name: tuple(info.weight_shape) for info in prunable_layers(model)}
+    out = {}
+    starts = np.searchsorted(codes, np.arange(len(names) + 1))  # rows are written layer by layer
+    for i, name in enumerate(names):
+        values = score[starts[i] : starts[i + 1]]
+        shape = weights.get(name)
+        if shape is None or values.size != int(np.prod(shape)):
+            return None
+        out[name] = torch.from_numpy(values.copy()).reshape(shape)
+    return out
 
 
 def fc_first_ranks(model, scores: dict, descending: bool) -> dict:
