@@ -71,3 +71,15 @@ def test_another_preset_is_another_entry_and_a_misfit_entry_is_computed_again(st
     wider.input_shape, wider.num_classes = (2,), 2
     assert curv.stored_scores(store, "fp-test", wider) is None  # does not fit: computed again
     assert curv.stored_scores(store, "fp-other", model) is None
+
+
+def test_a_stored_score_set_names_the_weights_it_was_computed_on(store):
+    import json
+
+    from nngeo_core.runs import load_run
+
+    key = run_sweep(SweepSpec(run=RUN, strategy="curvature", sparsities=(0.5,)), store=store)
+    dense = load_run(store.get(key)["run"].iloc[0], store=store).model
+    (entry,) = scores_entries(store)
+    attrs = json.loads(store.entry(entry)["attrs"])
+    assert attrs["weights"] == curv.weights_digest(dense) and attrs["settings"]["preset"] == "nngeo"

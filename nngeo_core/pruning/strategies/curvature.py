@@ -104,7 +104,7 @@ def curvature_of(model, masks, data, settings, name: str) -> dict:
         )
     # kept in this sweep's store too when they came from memory (another store's sweep computed them)
     if data.store is not None and not data.store.exists(spec_hash(_scores_spec(key))):
-        store_scores(data.store, key, scores, {"preset": p.get("preset") or "nngeo", **s})
+        store_scores(data.store, key, scores, {"preset": p.get("preset") or "nngeo", **s}, weights_digest(model))
     if key not in _SCORES:
         _SCORES[key] = {n: s.detach().clone() for n, s in scores.items()}
         while len(_SCORES) > CACHE_SIZE:
@@ -121,11 +121,21 @@ def _scores_spec(key: str) -> dict:
     return {"kind": SCORES_KIND, "fingerprint": key}
 
 
-def store_scores(store, key: str, scores: dict, settings: dict) -> str:
+def weights_digest(model) -> str:
+    """sha256 of a model's state (names and bytes): which stored model a score set belongs to."""
+    h = hashlib.sha256()
+    for name, v in model.state_dict().items():
+        h.update(name.encode())
+        h.update(v.detach().to("cpu").contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def store_scores(store, key: str, scores: dict, settings: dict, weights: str | None = None) -> str:
     """Keep per-weight scores in the store under the hash of their fingerprint (the model's
     weights, the calibration inputs, every setting, the device): one row per weight, ``layer``,
     ``index`` (flat in the weight), ``score``. Another sweep or process with the same fingerprint
-    reads them instead of computing them again."""
+    reads them instead of computing them again. ``weights`` (``weights_digest``) goes into the
+    catalog row's attrs, so the scores can be matched with the model they were computed on."""
     layers = list(scores)
     flat = [scores[n].detach().to("cpu", torch.float32).reshape(-1).numpy() for n in layers]
     sizes = np.array([f.size for f in flat], dtype=np.int64)
@@ -140,7 +150,10 @@ def store_scores(store, key: str, scores: dict, settings: dict) -> str:
     )
     label = f"curvature scores ({settings.get('preset', 'nngeo')} preset)"
     return store.put(
-        SCORES_KIND, _scores_spec(key), table, attrs={"method": SCORES_KIND, "label": label, "settings": settings}
+        SCORES_KIND,
+        _scores_spec(key),
+        table,
+        attrs={"method": SCORES_KIND, "label": label, "settings": settings, "weights": weights},
     )
 
 
@@ -223,7 +236,7 @@ def _fingerprint(model, inputs, params: dict, device: str) -> str:
         h.update(name.encode())
         h.update(v.detach().to("cpu").contiguous().numpy().tobytes())
     h.update(inputs.detach().to("cpu").contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return h.hexdigest()  # changing this renames every stored score set: they are then computed again
 
 
 @register_strategy(
