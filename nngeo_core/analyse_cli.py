@@ -1,6 +1,7 @@
 """`nngeo analyse RUN --method M`: run an analysis of a stored model here and now (no worker),
 with a progress bar, and store its table; `nngeo analyses` lists the methods. The same flags
-queue it instead: `nngeo jobs submit analyse RUN --method M`."""
+queue it instead: `nngeo jobs submit analyse RUN --method M`. ``--shards N`` splits a curvature
+analysis into N shards (``nngeo_core.jobs.shards``), here or, with ``--submit``, for workers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import argparse
 
 from . import catalogue
 from .cli_args import parse_params, print_json, print_table, progress_for
+from .errors import NNGeoError
 from .jobs import get_job_kind, run_job
 from .specs import AnalysisSpec
 
@@ -34,9 +36,18 @@ def cmd_analyse(a) -> int:
     spec = analysis_spec_from_args(a)
     spec = kind.prepare(spec, store)
     cached = store.exists(spec.hash)
+    if a.submit and a.shards is None:
+        raise NNGeoError("--submit queues shards: give --shards N (`nngeo jobs submit analyse` queues one job)")
+    if a.shards is not None and a.submit:
+        return _submit_shards(a, spec, store)
     progress, bar = progress_for(f"{spec.method} of {spec.run[:8]}", a.json or a.quiet)
     try:
-        key = run_job(spec, progress, store=store)
+        if a.shards is not None:
+            from .jobs.shards import run_sharded  # lazy: only sharded runs need it
+
+            key = run_sharded(spec, a.shards, store=store, progress=progress)
+        else:
+            key = run_job(spec, progress, store=store)
     finally:
         bar.close()
     table = store.get(key)
@@ -60,6 +71,25 @@ def cmd_analyse(a) -> int:
     return 0
 
 
+def _submit_shards(a, spec, store) -> int:
+    """`nngeo analyse ... --shards N --submit`: queue the shards for workers and say where the
+    merged table will be."""
+    from .jobs.shards import submit_sharded  # lazy: only sharded submissions need it
+
+    job = submit_sharded(spec, a.shards, store=store)
+    if a.json:
+        print_json(
+            {"result": job.key, "done": job.done, "groups": list(job.groups), "jobs": [i.to_dict() for i in job.jobs]}
+        )
+        return 0
+    for info, layers in zip(job.jobs, job.groups or ("",), strict=False):
+        state = "found in store" if info.cached else info.state
+        print(f"{state}: job {info.id}  {info.label}" + (f"  layers {layers}" if layers else ""))
+    word = "stored" if job.done else "merged when the last shard finishes"
+    print(f"{word}: analysis {job.key}  {spec.method} of run {spec.run}")
+    return 0
+
+
 def cmd_analyses(a) -> int:
     rows = sorted(catalogue.rows(catalogue.ANALYSES), key=lambda r: r["name"])
     if a.json:
@@ -80,6 +110,20 @@ def add_commands(sub) -> None:
         "`nngeo jobs submit analyse ...` queues the same for a worker.",
     )
     add_analysis_arguments(p)
+    p.add_argument(
+        "--shards",
+        type=int,
+        metavar="N",
+        help="curvature analyses: split the layers into N shards balanced by edge count, each stored "
+        "as it finishes and merged into the table (and key) of the unsharded analysis; stored shards "
+        "are reused, so an interrupted run resumes",
+    )
+    p.add_argument(
+        "--submit",
+        action="store_true",
+        help="with --shards: queue the shards as jobs for workers (`nngeo worker`, several GPUs or "
+        "machines) instead of computing them here; the last shard to finish merges",
+    )
     p.add_argument("--rows", type=int, default=10, help="table rows to print")
     p.add_argument("--json", action="store_true")
     p.add_argument("--quiet", action="store_true")

@@ -29,7 +29,15 @@ def _load_builtin(registry: Registry[Analysis]) -> None:
 
 ANALYSES: Registry[Analysis] = Registry("analysis", loader=_load_builtin)
 
-__all__ = ["ANALYSES", "Analysis", "get_analysis", "normalize_params", "register_analysis", "analysis_info"]
+__all__ = [
+    "ANALYSES",
+    "Analysis",
+    "analysis_attrs",
+    "get_analysis",
+    "normalize_params",
+    "register_analysis",
+    "analysis_info",
+]
 
 
 def get_analysis(name: str) -> Analysis:
@@ -47,3 +55,23 @@ def normalize_params(name: str, run: str, params: Mapping[str, Any], store: Any)
     entry = get_analysis(name)
     full = entry.resolve(params) if entry.params else dict(params)
     return full if entry.normalize is None else entry.normalize(run, full, store)
+
+
+def analysis_attrs(spec: Any, store: Any) -> dict[str, Any]:
+    """The catalog attributes an analysis result (an ``AnalysisSpec``'s table) is stored with: its
+    run's model, data, seed, strategy and sparsity, a label, the epoch and the params."""
+    entry = store.entry(spec.run)
+    where = f" at epoch {spec.epoch}" if spec.epoch is not None else ""
+    attrs = dict(
+        model=entry["model"],
+        data=entry["data"],
+        method=spec.method,
+        run=entry["key"],
+        seed=entry["seed"],
+        strategy=entry["strategy"],
+        sparsity=entry["sparsity"],
+        label=f"{spec.method} of {entry['label'] or entry['key'][:8]}{where}",
+        epoch=spec.epoch,
+        params=dict(spec.params),
+    )
+    return {k: v for k, v in attrs.items() if v is not None}

@@ -456,7 +456,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 # the built-in job kinds, by name (their registration order depends on which module loads first)
-JOB_KINDS: tuple[str, ...] = ("analyse", "health", "prune-sweep", "train")
+JOB_KINDS: tuple[str, ...] = ("analyse", "analyse-shard", "health", "prune-sweep", "train")
 
 
 # -- the registries' one-line errors for an unknown name, word for word --------------------------

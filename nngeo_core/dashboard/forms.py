@@ -205,6 +205,9 @@ def widget_for(name: str, param: Any, start: Any = _DEFAULT, *, what: str = "par
         start = p.default
     kind = p.value_kind
     base = WidgetSpec(name=name, widget="text", value="", param=p, what=what, help=p.help)
+    if kind is bool and p.default is None:  # unset is a choice of its own (e.g. the preset's value)
+        options = (None, True, False)
+        return replace(base, widget="select", value=start if start in options else None, options=options)
     if kind is bool:
         return replace(base, widget="checkbox", value=bool(p.default if start is None else start))
     if p.choices:

@@ -47,7 +47,7 @@ def finish(fig: go.Figure, title: str | None = None, height: int | None = None) 
 Shapes = Mapping[str, Sequence[int]]
 
 
-def _weight_shape(name: str, shapes: Shapes) -> tuple[int, ...] | None:
+def weight_shape(name: str, shapes: Shapes) -> tuple[int, ...] | None:
     for key in (f"{name}.weight", f"{name}.weight_orig", name):
         if key in shapes:
             return tuple(int(s) for s in shapes[key])
@@ -73,7 +73,7 @@ def layer_labels(layers: Sequence[str], shapes: Shapes | None = None, table: pd.
         if name == "total":
             out[name] = "whole model"
             continue
-        shape = _weight_shape(name, shapes)
+        shape = weight_shape(name, shapes)
         row = rows.get(name)
         kind_of_row = str(row["kind"]) if row is not None and "kind" in row.index else None
         if shape is not None:

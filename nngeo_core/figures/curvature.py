@@ -24,7 +24,7 @@ import plotly.graph_objects as go
 from plotly.colors import sample_colorscale
 
 from ..errors import NNGeoError
-from .common import DIVERGING, Shapes, _weight_shape, empty_figure, finish, labels_for, require_columns
+from .common import DIVERGING, Shapes, empty_figure, finish, labels_for, require_columns, weight_shape
 from .persistence import layer_color
 
 ENDPOINT_NAMES = (("src", "dst"), ("source", "target"), ("i", "j"), ("in", "out"), ("u", "v"))
@@ -397,7 +397,7 @@ def curvature_matrix(
     kappa = part["curvature"].to_numpy(dtype=float)
     part, kappa = part[np.isfinite(kappa)], kappa[np.isfinite(kappa)]
     src, dst = endpoint_columns(part)
-    shape = _weight_shape(str(layer), shapes or {})
+    shape = weight_shape(str(layer), shapes or {})
     conv_kind = "kind" in part.columns and bool((part["kind"].astype(str) == "conv").any())
     conv = (shape is not None and len(shape) == 4) or conv_kind
     if conv:

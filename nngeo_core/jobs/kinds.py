@@ -18,13 +18,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..analyse_cli import add_analysis_arguments, analysis_spec_from_args
-from ..analyses import get_analysis, normalize_params
+from ..analyses import analysis_attrs, get_analysis, normalize_params
 from ..cli_args import add_run_arguments, run_spec_from_args
 from ..errors import NNGeoError
 from ..params import changed_text
 from ..progress import Progress
 from ..settings import pick_device
 from ..specs import AnalysisSpec, RunSpec, SpecBase, register_spec
+from . import shards  # noqa: F401  (registers the analyse-shard kind: sharded curvature)
 from .registry import register_job_kind
 
 if TYPE_CHECKING:
@@ -104,21 +105,7 @@ def analyse_job(spec: AnalysisSpec, *, store: Store, progress: Progress) -> str:
     if not isinstance(table, pd.DataFrame):
         raise NNGeoError(f"analysis {spec.method!r} returned a {type(table).__name__}, not a pandas DataFrame")
     progress.check()  # a cancel during the last chunk still writes nothing
-    entry = store.entry(spec.run)
-    where = f" at epoch {spec.epoch}" if spec.epoch is not None else ""
-    attrs = dict(
-        model=entry["model"],
-        data=entry["data"],
-        method=spec.method,
-        run=entry["key"],
-        seed=entry["seed"],
-        strategy=entry["strategy"],
-        sparsity=entry["sparsity"],
-        label=f"{spec.method} of {entry['label'] or entry['key'][:8]}{where}",
-        epoch=spec.epoch,
-        params=dict(spec.params),
-    )
-    return store.put("analyse", spec, table, attrs={k: v for k, v in attrs.items() if v is not None})
+    return store.put("analyse", spec, table, attrs=analysis_attrs(spec, store))
 
 
 def describe_analysis(spec: AnalysisSpec) -> str:

@@ -29,6 +29,7 @@ from ..data import DATASETS, dataset_info, load
 from ..data.base import Dataset
 from ..errors import NNGeoError
 from ..jobs.registry import JobKind, get_job_kind, job_kinds
+from ..jobs.shards import ShardSpec, shard_specs
 from ..models import MODELS, build, prunable_layers
 from ..progress import Cancelled, Progress
 from ..pruning.specs import SweepSpec
@@ -335,6 +336,9 @@ def example_spec(kind: JobKind, store: Store) -> Any:
         return AnalysisSpec(run=train_run(run, store=store), method="persistence")
     if kind.spec_type is SweepSpec:
         return SweepSpec(run=run, strategy="magnitude", sparsities=(0.5,), seeds=(0,))
+    if kind.spec_type is ShardSpec:
+        whole = AnalysisSpec(run=train_run(run, store=store), method="curvature_weights")
+        return shard_specs(whole, 2, store=store)[0]
     return kind.spec_type()
 
 

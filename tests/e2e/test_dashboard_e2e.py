@@ -93,12 +93,14 @@ def test_analyses_persistence_volume_and_curvature(page, ui):
     assert ui.plots() >= 1
     ui.shot("volume")
 
-    # Curvature of the weight graph: the layer graph and the histogram
+    # Curvature of the weight graph: the layer graph, the histogram and the readouts
     ui.go("Curvature")
     page.get_by_role("button", name="Compute curvature (the final model)").click()
     page.wait_for_selector(".js-plotly-plot", timeout=120_000)
     ui.settle(1.0)
-    assert ui.plots() == 2
+    # the layer graph, the histogram, the curvature matrix and curvature vs |w| (no data: no dead-edge chart)
+    page.locator(".js-plotly-plot").nth(3).wait_for(timeout=60_000)
+    assert ui.plots() == 4
     ui.shot("curvature")
 
 

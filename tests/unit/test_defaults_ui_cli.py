@@ -129,8 +129,11 @@ def test_labels_name_the_parameters_that_are_not_defaults():
     wide = defaults.run_spec("mlp", "digits", model_params={"widths": (8, 8)}, data_params={"n_train": 100})
     assert label_for(wide) == "train mlp on digits (seed 0, 15 epochs) widths=8,8 n_train=100"
     assert label_for(run) == "train mlp on xor (seed 0, 1 epochs)"
-    analysis = defaults.complete(AnalysisSpec(run="abcdef0123456789", method="curvature", params={"alpha": 0.5}))
-    assert label_for(analysis) == "analyse curvature of abcdef01"
+    analysis = defaults.complete(AnalysisSpec(run="abcdef0123456789", method="curvature", params={"preset": "nngeo"}))
+    assert label_for(analysis) == "analyse curvature of abcdef01"  # the default preset is no choice
+    # a setting given explicitly is one, even at the preset's value (it would win over another preset)
+    alpha = defaults.complete(AnalysisSpec(run="abcdef0123456789", method="curvature", params={"alpha": 0.5}))
+    assert label_for(alpha) == "analyse curvature of abcdef01 alpha=0.5"
     grid = defaults.complete(AnalysisSpec(run="abcdef0123456789", method="volume", params={"resolution": 20}, epoch=3))
     assert label_for(grid) == "analyse volume of abcdef01 epoch 3 resolution=20"
 
