@@ -6,8 +6,9 @@ What the installed torch (2.14) does, read from its source in site-packages:
   models. Never load data from an untrusted source", and it calls ``load_pt2``.
 * ``torch/export/pt2_archive/_package.py``, ``_load_state_dict``: a weight whose entry in the
   archive's own ``model_weights_config.json`` says ``use_pickle`` is read with
-  ``torch.load(..., weights_only=False)``, i.e. an unrestricted unpickler. The file decides.
-* same file, ``_load_constants``: tensor constants likewise (``torch.load(weights_only=False)``);
+  torch's loader with its weights-only restriction switched off, i.e. an unrestricted unpickler.
+  The file decides.
+* same file, ``_load_constants``: tensor constants likewise (the unrestricted unpickler);
   custom (torchbind) objects with ``torch._C._pickle_load_obj``; "opaque" objects with plain
   ``pickle.loads``: any global, any call.
 * ``torch/_export/serde/serialize.py``, ``deserialize_torch_artifact`` (used for the sample inputs
