@@ -4,6 +4,7 @@
     python bench/curvature.py --size 60      # a smaller dense layer (quicker)
     python bench/curvature.py --nc-exact     # also time exact neural curvature on fcn_mnist
     python bench/curvature.py --threads-study  # Sinkhorn time vs torch threads, quiet and loaded
+    python bench/curvature.py --conv-only    # only 4.: pooled vs per-group problems on lenet5_s2
 
 1. One dense layer as an undirected complete bipartite graph K(n, n), edge lengths 1/|w| with
    w ~ N(0, 1): GraphRicciCurvature (method="OTD", exp_power=2, base=e) with ``--processes``
@@ -13,6 +14,13 @@
 2. The karate club graph (unit lengths): small-graph overhead.
 3. Neural curvature of ``fcn_mnist`` (784-100-100-100-100-100-10, seeded initialisation) on 10
    calibration inputs (one test digit per class, digits resized to 28x28), approximate mode.
+4. Neural curvature of ``lenet5_s2`` (seeded initialisation, eval mode) on the same 10 inputs, for
+   both presets (nngeo: Sinkhorn, 4 positions per conv layer; tan2026: exact, every position): the
+   reference solves each edge group's transport problems alone (``POOL_BY_CORE = False``, the
+   engine before pooling), nngeo pools the groups that share a core cost matrix (a conv layer's
+   interior positions with one tap offset) into one batch. Prints both times, their ratio and the
+   largest difference (exact: identical; Sinkhorn: within its tolerance, as its regularisation is
+   set per batch).
 
 ``--threads-study`` replaces all of that: Sinkhorn curvature of K(n, n) (and with ``--study-nc``
 of fcn_mnist as in 3., ~75 s a run on a busy 2-core box) with torch threads = 1 and 2, on the
@@ -100,6 +108,31 @@ def bench_nc(exact: bool) -> None:
         print(f"exact:    {te:.1f} s; sinkhorn vs exact max |dk| {d.max():.1e}, mean {d.mean():.1e}")
 
 
+def lenet_case():
+    from nngeo_core.models import build
+
+    _, x = fcn_case()
+    torch.manual_seed(0)
+    return build("lenet5_s2").eval(), x
+
+
+def bench_conv_pooling() -> None:
+    from nngeo_core.curvature import neural
+
+    model, x = lenet_case()
+    print(f"\n== neural curvature, lenet5_s2 (seeded init), {len(x)} calibration inputs: per group vs pooled cores")
+    for preset in ("nngeo", "tan2026"):
+        neural.POOL_BY_CORE = False
+        ref, t_ref = timed(lambda preset=preset: neural_curvature(model, x, preset=preset))
+        neural.POOL_BY_CORE = True
+        ours, t = timed(lambda preset=preset: neural_curvature(model, x, preset=preset))
+        d = np.abs(ref["curvature"].to_numpy() - ours["curvature"].to_numpy())
+        print(
+            f"{preset:8s} {len(ours):7d} edges: per group {t_ref:6.1f} s, pooled {t:6.1f} s, "
+            f"{t_ref / t:.2f}x; max |dk| {d.max():.1e}"
+        )
+
+
 class BusyCore:
     """A second process spinning on one core for the duration of the ``with`` block."""
 
@@ -165,6 +198,7 @@ def main() -> None:
     ap.add_argument("--processes", type=int, default=2, help="worker processes for both engines (default 2)")
     ap.add_argument("--skip-nc", action="store_true", help="skip the fcn_mnist neural-curvature timing")
     ap.add_argument("--nc-exact", action="store_true", help="also time exact neural curvature (slow)")
+    ap.add_argument("--conv-only", action="store_true", help="only the lenet5_s2 pooling comparison (4.)")
     ap.add_argument("--threads-study", action="store_true", help="only the torch-threads x load study (see above)")
     ap.add_argument("--study-nc", action="store_true", help="threads study: also time fcn_mnist (slow)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per setting in the threads study (default 3)")
@@ -176,12 +210,16 @@ def main() -> None:
     if args.threads_study:
         threads_study(args.size, args.repeats, args.study_nc, args.batch)
         return
+    if args.conv_only:
+        bench_conv_pooling()
+        return
     bench_graph(f"dense layer K({args.size},{args.size}), lengths 1/|w|", random_layer_graph(args.size), args.processes)
     karate = nx.karate_club_graph()
     nx.set_edge_attributes(karate, 1.0, "weight")
     bench_graph("karate club, unit lengths", karate, args.processes)
     if not args.skip_nc:
         bench_nc(args.nc_exact)
+        bench_conv_pooling()
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ GraphRicciCurvature does on the network's DiGraph (and it is tested against it).
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,6 +54,9 @@ AGGREGATES = ("min", "mean")
 NC_METHODS = ("exact", "sinkhorn")
 DEFAULT_CONV_POSITIONS = 4
 PROBLEM_BUDGET = 8e6  # floats per batch of transport problems
+# solve the problems of every group sharing a core cost matrix together (False: each group alone,
+# the behaviour before pooling; ``bench/curvature.py`` times both)
+POOL_BY_CORE = True
 REMAP_RTOL = 1e-6  # |curvature - 1| below this is remapped by ``remap_one`` (Tan et al.'s test)
 
 # every setting a preset decides; the strategies' ``tie_break`` ranks ties (``position``: by weight
@@ -192,12 +198,20 @@ def _network_curvature(
         sub.update(0.0, f"layer {lay.name}")
         # Tan et al. remap curvature ~1 only on edges between hidden levels (not the first or last layer)
         remap = float(remap_one) if lay.src in hidden and lay.dst in hidden and float(remap_one) != 1.0 else None
-        parts = [
-            _group_curvature(
-                g, net, levels, alpha, method, aggregate, normalize_idleness, dead_value, processes, dev, sub, remap
-            )
-            for g in edge_groups(net, k, conv_positions)
-        ]
+        parts = _layer_curvature(
+            edge_groups(net, k, conv_positions),
+            net,
+            levels,
+            alpha,
+            method,
+            aggregate,
+            normalize_idleness,
+            dead_value,
+            processes,
+            dev,
+            sub,
+            remap,
+        )
         if not parts:
             continue
         df = pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in parts[0]})
@@ -229,62 +243,121 @@ def _network_curvature(
     return pd.concat(frames, ignore_index=True)[cols]
 
 
-def _group_curvature(
-    g: EdgeGroup,
-    net: Network,
-    levels: ActivationLevels | None,
-    alpha: float,
-    method,
-    aggregate,
-    normalize_idleness,
-    dead_value,
-    processes,
-    device,
-    progress: Progress,
-    remap: float | None = None,
-) -> dict:
-    lay = net.layers[g.k]
+@dataclass
+class _PendingGroup:
+    """One edge group whose transport problems are queued: its per-input values are filled in
+    as the pool solves them, then ``finish`` aggregates them."""
+
+    g: EdgeGroup
+    alive: np.ndarray
+    inp: np.ndarray  # (input, edge) of every live problem, in queue order
+    edge: np.ndarray
+    w1: np.ndarray
+
+
+class _ProblemPool:
+    """Transport problems queued by their core cost matrix, solved a bucket at a time.
+
+    Edge groups of one conv layer at interior positions with the same tap offset have the same
+    core cost matrix (the layer graph is translation invariant away from the borders), and so do
+    the blocks of a dense layer after a spatial level. Solving their problems as one batch turns
+    Sinkhorn's matrix-vector products into matrix-matrix ones and the exact mode's many small
+    dispatches into a few large ones. Cores are compared by their bytes (a hash of the float64
+    values), so only identical cost matrices merge: the values are those of solving every group
+    alone (exact: identical; Sinkhorn: the same schedule, so equal to float rounding).
+    """
+
+    def __init__(self, method, processes, device, check, budget: float | None = None):
+        self.method, self.processes, self.device, self.check = method, processes, device, check
+        self.budget = PROBLEM_BUDGET if budget is None else budget
+        self.buckets: dict[tuple, list[tuple[CoreProblems, _PendingGroup, int, int]]] = {}
+        self.floats: dict[tuple, float] = {}
+        self.solved = 0
+
+    def add(self, probs: CoreProblems, target: _PendingGroup, lo: int, hi: int) -> None:
+        C = probs.C
+        key = (
+            (C.shape, hashlib.blake2b(np.ascontiguousarray(C).tobytes(), digest_size=16).digest())
+            if POOL_BY_CORE
+            else ("group", id(target))
+        )
+        self.buckets.setdefault(key, []).append((probs, target, lo, hi))
+        self.floats[key] = self.floats.get(key, 0.0) + probs.size * (sum(C.shape) + 2) * 4
+        if self.floats[key] >= self.budget:
+            self.flush(key)
+        elif sum(self.floats.values()) >= 2 * self.budget:  # many partly filled buckets: the largest goes
+            self.flush(max(self.floats, key=self.floats.__getitem__))
+
+    def flush(self, key=None) -> None:
+        for k in [key] if key is not None else list(self.buckets):
+            items = self.buckets.pop(k)
+            self.floats.pop(k)
+            parts = [p for p, *_ in items]
+            merged = (
+                parts[0]
+                if len(parts) == 1
+                else CoreProblems(
+                    C=parts[0].C,
+                    a=np.concatenate([p.a for p in parts], axis=1),
+                    b=np.concatenate([p.b for p in parts], axis=1),
+                    ax=np.concatenate([p.ax for p in parts]),
+                    by=np.concatenate([p.by for p in parts]),
+                    row=np.concatenate([p.row for p in parts], axis=1),
+                    col=np.concatenate([p.col for p in parts], axis=1),
+                    corner=np.concatenate([p.corner for p in parts]),
+                )
+            )
+            w1 = transport.solve(merged, self.method, processes=self.processes, device=self.device, check=self.check)
+            at = 0
+            for p, target, lo, hi in items:
+                target.w1[lo:hi] = w1[at : at + p.size]
+                at += p.size
+            self.solved += merged.size
+
+
+def _queue_group(g: EdgeGroup, net: Network, levels: ActivationLevels | None, alpha: float, pool: _ProblemPool):
+    """The group's measures, its live (input, edge) problems queued in ``pool``."""
     m = group_measures(g, net, levels, alpha)
     exact_totals = levels is not None and levels.masses == "float32"
-    alive = m.alive
-    inp, edge = np.nonzero(alive)  # ordered by input: a batch shares one input's dead units
-    values = np.full(alive.shape, float(dead_value))
+    inp, edge = np.nonzero(m.alive)  # ordered by input: a batch shares one input's dead units
+    pending = _PendingGroup(g, m.alive, inp, edge, np.empty(len(edge)))
+    width = len(g.R) + len(g.P) + 2
+    size = max(1, int(PROBLEM_BUDGET // (4 * width)))
+    for lo in range(0, len(edge), size):
+        hi = min(len(edge), lo + size)
+        e, n = edge[lo:hi], inp[lo:hi]
+        u, v = g.ui[e], g.vi[e]
+        a = m.pred[n if m.pred.shape[0] > 1 else 0 * n, u, :].T
+        b = m.succ[n if m.succ.shape[0] > 1 else 0 * n, v, :].T
+        ax = m.self_u[n if m.self_u.shape[0] > 1 else 0 * n, u].astype(np.float64)
+        by = m.self_v[n if m.self_v.shape[0] > 1 else 0 * n, v].astype(np.float64)
+        if exact_totals:  # float32 masses total 1 only to ~1e-7: scale nu to mu's total, as POT's emd2 does
+            ratio = (a.sum(axis=0) + ax) / (b.sum(axis=0) + by)
+            b, by = b * ratio, by * ratio
+        probs = CoreProblems(
+            C=g.core,
+            a=a,
+            b=b,
+            ax=ax,
+            by=by,
+            row=np.ascontiguousarray(g.row[u, :].T),
+            col=np.ascontiguousarray(g.col[:, v]),
+            corner=g.corner[e].copy(),
+        )
+        pool.add(probs, pending, lo, hi)
+    return pending
+
+
+def _finish_group(
+    pending: _PendingGroup, net: Network, alpha, aggregate, normalize_idleness, dead_value, remap
+) -> dict:
+    g, inp, edge = pending.g, pending.inp, pending.edge
+    lay = net.layers[g.k]
+    values = np.full(pending.alive.shape, float(dead_value))
     if len(edge):
-        w1 = np.empty(len(edge))
-        width = len(g.R) + len(g.P) + 2
-        size = max(1, int(PROBLEM_BUDGET // (4 * width)))
-        starts = np.flatnonzero(np.r_[True, np.diff(inp) != 0])
-        bounds = [
-            (lo, min(end, lo + size))
-            for first, end in zip(starts, np.r_[starts[1:], len(inp)], strict=False)
-            for lo in range(first, end, size)
-        ]
-        for done, (lo, hi) in enumerate(bounds):
-            progress.check()
-            e, n = edge[lo:hi], inp[lo:hi]
-            u, v = g.ui[e], g.vi[e]
-            a = m.pred[n if m.pred.shape[0] > 1 else 0 * n, u, :].T
-            b = m.succ[n if m.succ.shape[0] > 1 else 0 * n, v, :].T
-            ax = m.self_u[n if m.self_u.shape[0] > 1 else 0 * n, u].astype(np.float64)
-            by = m.self_v[n if m.self_v.shape[0] > 1 else 0 * n, v].astype(np.float64)
-            if exact_totals:  # float32 masses total 1 only to ~1e-7: scale nu to mu's total, as POT's emd2 does
-                ratio = (a.sum(axis=0) + ax) / (b.sum(axis=0) + by)
-                b, by = b * ratio, by * ratio
-            probs = CoreProblems(
-                C=g.core,
-                a=a,
-                b=b,
-                ax=ax,
-                by=by,
-                row=np.ascontiguousarray(g.row[u, :].T),
-                col=np.ascontiguousarray(g.col[:, v]),
-                corner=g.corner[e].copy(),
-            )
-            w1[lo:hi] = transport.solve(probs, method, processes=processes, device=device, check=progress.check)
-            progress.update((done + 1) / len(bounds), f"layer {lay.name}", problems=hi)
         d = g.corner[edge]
         with np.errstate(divide="ignore", invalid="ignore"):
-            kappa = np.where(d < GRC_EPSILON, 0.0, 1.0 - w1 / np.where(d < GRC_EPSILON, 1.0, d))
+            kappa = np.where(d < GRC_EPSILON, 0.0, 1.0 - pending.w1 / np.where(d < GRC_EPSILON, 1.0, d))
         if normalize_idleness:
             kappa = kappa / (1.0 - alpha)
         values[inp, edge] = kappa
@@ -297,8 +370,36 @@ def _group_curvature(
         "kernel": g.kernel,
         "weight": lay.flat[g.kernel].astype(np.float64),
         "curvature": curv,
-        "alive": alive.sum(axis=0),
+        "alive": pending.alive.sum(axis=0),
     }
+
+
+def _layer_curvature(
+    groups: Iterable[EdgeGroup],
+    net: Network,
+    levels: ActivationLevels | None,
+    alpha: float,
+    method,
+    aggregate,
+    normalize_idleness,
+    dead_value,
+    processes,
+    device,
+    progress: Progress,
+    remap: float | None = None,
+) -> list[dict]:
+    """Curvature of every edge of one layer's groups; problems sharing a core are solved together."""
+    pool = _ProblemPool(method, processes, device, progress.check)
+    pending = []
+    queued = 0
+    for g in groups:
+        progress.check()
+        pending.append(_queue_group(g, net, levels, alpha, pool))
+        queued += len(pending[-1].edge)
+        # the share solved of what is queued so far (the groups come lazily; their count is unknown)
+        progress.update(0.9 * pool.solved / max(1, queued), f"layer {net.layers[g.k].name}", problems=pool.solved)
+    pool.flush()
+    return [_finish_group(p, net, alpha, aggregate, normalize_idleness, dead_value, remap) for p in pending]
 
 
 def _as_inputs(model: nn.Module, inputs) -> torch.Tensor:

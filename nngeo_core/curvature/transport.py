@@ -44,6 +44,12 @@ SINKHORN_EPS = 0.01
 SINKHORN_TOL = 1e-3
 SINKHORN_MAX_ITER = 100
 SINKHORN_STAGE_ITER = 20  # iterations of each coarser epsilon stage (warm start only)
+# the coarsest epsilon stage, as a multiple of the final epsilon (and at most the cost spread / 20).
+# Scaling down from spread / 20 wasted most iterations where lengths 1/|w| span decades: measured,
+# fcn_mnist on 2 inputs, 8 stages from spread / 20: 2.06 M problem-iterations; from 8x the final
+# epsilon (3 stages) 1.02 M, curvature as close to exact (max 4.1e-2, mean 4.3e-4); K(100,100)
+# unchanged (1.23 M, its spread is small). 4x (2 stages) left some problems at the iteration cap.
+SINKHORN_EPS0_RATIO = 8.0
 SINKHORN_ACCEPT = 5e-2  # marginal error above which a problem is re-solved exactly
 EXACT_BELOW = 400  # in sinkhorn mode, problems with at most this many support pairs are solved exactly
 # Sinkhorn batches and threads. The problems are independent, so batching trades per-op overhead
@@ -454,7 +460,7 @@ def _sinkhorn_batch(q: CoreProblems, eps_final, spread, cmin, tol, max_iter, dev
         # far (and infinite) costs keep a tiny positive weight so no row or column empties out
         return torch.exp(torch.clamp(-(cost - cmin) / e, min=-_EXP_CAP))
 
-    eps0 = max(eps_final, spread / 20.0)
+    eps0 = max(eps_final, min(spread / 20.0, SINKHORN_EPS0_RATIO * eps_final))
     n_stages = max(1, int(math.ceil(math.log(eps0 / eps_final, 4.0))) + 1)
     stages = np.geomspace(eps0, eps_final, n_stages)
     g = torch.zeros_like(prob["b"])  # target log-potentials, carried from stage to stage
