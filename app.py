@@ -52,6 +52,9 @@ PAGES = {
         st.Page("pages/volume.py", title="Volume element", icon=":material/blur_on:"),
         st.Page("pages/geodesics.py", title="Geodesics", icon=":material/route:"),
     ],
+    "Papers": [
+        st.Page("pages/reproduce.py", title="Reproduce", icon=":material/science:"),
+    ],
 }
 page = st.navigation(PAGES)
 

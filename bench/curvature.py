@@ -5,22 +5,30 @@
     python bench/curvature.py --nc-exact     # also time exact neural curvature on fcn_mnist
     python bench/curvature.py --threads-study  # Sinkhorn time vs torch threads, quiet and loaded
     python bench/curvature.py --conv-only    # only 4.: pooled vs per-group problems on lenet5_s2
+    python bench/curvature.py --highs        # only 5.: warm-started HiGHS vs POT per transport problem
 
 1. One dense layer as an undirected complete bipartite graph K(n, n), edge lengths 1/|w| with
    w ~ N(0, 1): GraphRicciCurvature (method="OTD", exp_power=2, base=e) with ``--processes``
    worker processes, this engine's exact mode (network simplex, same number of processes) and its
    approximate mode (batched Sinkhorn in torch). Prints times, speed-up ratios and the largest
    difference of each from GraphRicciCurvature.
-2. The karate club graph (unit lengths): small-graph overhead.
+2. The karate club graph (unit lengths): small-graph overhead; and a sparse graph,
+   ``gnm_random_graph(2000, 10000)`` with lengths U[1, 2] (neighbourhoods of ~10 nodes: all-pairs
+   distances and per-problem overhead, not the LPs, dominate).
 3. Neural curvature of ``fcn_mnist`` (784-100-100-100-100-100-10, seeded initialisation) on 10
    calibration inputs (one test digit per class, digits resized to 28x28), approximate mode.
 4. Neural curvature of ``lenet5_s2`` (seeded initialisation, eval mode) on the same 10 inputs, for
    both presets (nngeo: Sinkhorn, 4 positions per conv layer; tan2026: exact, every position): the
    reference solves each edge group's transport problems alone (``POOL_BY_CORE = False``, the
    engine before pooling), nngeo pools the groups that share a core cost matrix (a conv layer's
-   interior positions with one tap offset) into one batch. Prints both times, their ratio and the
-   largest difference (exact: identical; Sinkhorn: within its tolerance, as its regularisation is
-   set per batch).
+   interior positions with one tap offset) into one batch; only Sinkhorn pools (``POOL_METHODS``),
+   so the tan2026 (exact) line times the same code twice. Prints both times, their ratio and the
+   largest difference (Sinkhorn: within its tolerance, as its regularisation is set per batch).
+
+5. ``--highs``: the exact solver's alternative the issue names, HiGHS's dual simplex warm-started
+   from the previous problem's basis (``highspy``, installed separately: not a dependency), against
+   POT's network simplex on the same 300 problems of 101 x 101 support pairs (a shared 100 x 100
+   core, one row, one column and the masses changed between problems, as in K(100, 100)).
 
 ``--threads-study`` replaces all of that: Sinkhorn curvature of K(n, n) (and with ``--study-nc``
 of fcn_mnist as in 3., ~75 s a run on a busy 2-core box) with torch threads = 1 and 2, on the
@@ -106,6 +114,73 @@ def bench_nc(exact: bool) -> None:
         dfe, te = timed(lambda: neural_curvature(model, x, method="exact"))
         d = np.abs(df["curvature"].to_numpy() - dfe["curvature"].to_numpy())
         print(f"exact:    {te:.1f} s; sinkhorn vs exact max |dk| {d.max():.1e}, mean {d.mean():.1e}")
+
+
+def sparse_graph(n: int = 2000, m: int = 10000, seed: int = 0) -> nx.Graph:
+    G = nx.gnm_random_graph(n, m, seed=seed)
+    rng = np.random.default_rng(seed)
+    for u, v in G.edges:
+        G[u][v]["weight"] = float(rng.uniform(1.0, 2.0))
+    return G
+
+
+def bench_highs(n_problems: int = 300) -> None:
+    from ot.lp.emd_wrap import emd_c
+
+    try:
+        import highspy
+    except ImportError:
+        print("\n== HiGHS: highspy is not installed (pip install highspy); skipped")
+        return
+    rng = np.random.default_rng(0)
+    n = 101
+    core = 1.0 / (np.abs(rng.standard_normal((n - 1, n - 1))) + 1e-3)
+    problems = []
+    for _ in range(n_problems):
+        M = np.empty((n, n))
+        M[:-1, :-1] = core
+        M[-1, :-1] = 1.0 / (np.abs(rng.standard_normal(n - 1)) + 1e-3)
+        M[:-1, -1] = 1.0 / (np.abs(rng.standard_normal(n - 1)) + 1e-3)
+        M[-1, -1] = 1.0
+        a, b = np.exp(-3 * rng.random(n) ** 2), np.exp(-3 * rng.random(n) ** 2)
+        a[-1], b[-1] = a[:-1].sum(), b[:-1].sum()  # the idleness mass of the edge's own node
+        a, b = a / a.sum(), b / b.sum()
+        problems.append((a, b * (a.sum() / b.sum()), M))
+    t = time.perf_counter()
+    ref = [emd_c(a, b, M, 10**7, 1, None, None)[1] for a, b, M in problems]
+    t_pot = time.perf_counter() - t
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    nv = n * n
+    lp = highspy.HighsLp()
+    lp.num_col_, lp.num_row_ = nv, 2 * n
+    lp.col_cost_ = problems[0][2].ravel()
+    lp.col_lower_, lp.col_upper_ = np.zeros(nv), np.full(nv, highspy.kHighsInf)
+    rhs = np.r_[problems[0][0], problems[0][1]]
+    lp.row_lower_, lp.row_upper_ = rhs, rhs
+    i, j = np.divmod(np.arange(nv), n)  # variable i * n + j: one entry in source row i, one in target row n + j
+    lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+    lp.a_matrix_.start_ = np.arange(0, 2 * nv + 1, 2)
+    lp.a_matrix_.index_ = np.stack([i, n + j], axis=1).ravel().astype(np.int32)
+    lp.a_matrix_.value_ = np.ones(2 * nv)
+    h.passModel(lp)
+    changed = np.r_[np.arange(n - 1) * n + n - 1, (n - 1) * n + np.arange(n)].astype(np.int32)
+    rows = np.arange(2 * n, dtype=np.int32)
+    t = time.perf_counter()
+    err = 0.0
+    for (a, b, M), r in zip(problems, ref, strict=True):
+        rhs = np.r_[a, b]
+        h.changeRowsBounds(2 * n, rows, rhs, rhs)  # the basis of the last solve is kept: a warm start
+        h.changeColsCost(len(changed), changed, M.ravel()[changed])
+        h.run()
+        err = max(err, abs(h.getInfo().objective_function_value - r))
+    t_highs = time.perf_counter() - t
+    print(f"\n== exact W1, {n_problems} problems of {n}x{n}")
+    print(f"POT network simplex: {1e3 * t_pot / n_problems:.3f} ms each")
+    print(
+        f"HiGHS dual simplex, warm-started: {1e3 * t_highs / n_problems:.3f} ms each "
+        f"({t_pot / t_highs:.3f}x POT); max |cost difference| {err:.1e}"
+    )
 
 
 def lenet_case():
@@ -199,6 +274,7 @@ def main() -> None:
     ap.add_argument("--skip-nc", action="store_true", help="skip the fcn_mnist neural-curvature timing")
     ap.add_argument("--nc-exact", action="store_true", help="also time exact neural curvature (slow)")
     ap.add_argument("--conv-only", action="store_true", help="only the lenet5_s2 pooling comparison (4.)")
+    ap.add_argument("--highs", action="store_true", help="only warm-started HiGHS vs POT per problem (5.)")
     ap.add_argument("--threads-study", action="store_true", help="only the torch-threads x load study (see above)")
     ap.add_argument("--study-nc", action="store_true", help="threads study: also time fcn_mnist (slow)")
     ap.add_argument("--repeats", type=int, default=3, help="runs per setting in the threads study (default 3)")
@@ -213,10 +289,14 @@ def main() -> None:
     if args.conv_only:
         bench_conv_pooling()
         return
+    if args.highs:
+        bench_highs()
+        return
     bench_graph(f"dense layer K({args.size},{args.size}), lengths 1/|w|", random_layer_graph(args.size), args.processes)
     karate = nx.karate_club_graph()
     nx.set_edge_attributes(karate, 1.0, "weight")
     bench_graph("karate club, unit lengths", karate, args.processes)
+    bench_graph("gnm_random_graph(2000, 10000), lengths U[1, 2]", sparse_graph(), args.processes)
     if not args.skip_nc:
         bench_nc(args.nc_exact)
         bench_conv_pooling()

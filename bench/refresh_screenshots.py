@@ -3,8 +3,8 @@
     python bench/refresh_screenshots.py            # needs Debian's chromium (/usr/bin/chromium)
     python bench/refresh_screenshots.py --out DIR  # somewhere else than assets/screenshots/
 
-Runs ``tests/e2e/test_dashboard_e2e.py`` (a few minutes) with $E2E_SCREENSHOTS pointing at a
-temporary folder, and only when every stage passed copies the screenshots into
+Runs ``tests/e2e/test_dashboard_e2e.py`` and ``test_reproduce_page.py`` (a few minutes) with
+$E2E_SCREENSHOTS pointing at a temporary folder, and only when every stage passed copies the screenshots into
 ``assets/screenshots/``: a failed run never leaves a mix of old and new pictures. Exits with
 pytest's status.
 """
@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCENARIO = ROOT / "tests" / "e2e" / "test_dashboard_e2e.py"
+# the dashboard scenario, and the Reproduce page's (its own server: a claim run in the worker)
+SCENARIOS = [ROOT / "tests" / "e2e" / "test_dashboard_e2e.py", ROOT / "tests" / "e2e" / "test_reproduce_page.py"]
 SCREENSHOTS_ENV = "E2E_SCREENSHOTS"  # read by the scenario's `shots` fixture
 
 
@@ -30,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="nngeo-screenshots-") as tmp:
         env = {**os.environ, SCREENSHOTS_ENV: tmp}
-        code = subprocess.call([sys.executable, "-m", "pytest", str(SCENARIO), "-q", "-x", "-rxXs"], cwd=ROOT, env=env)
+        code = subprocess.call(
+            [sys.executable, "-m", "pytest", *map(str, SCENARIOS), "-q", "-x", "-rxXs"], cwd=ROOT, env=env
+        )
         made = sorted(Path(tmp).glob("*.png"))
         if code != 0:
             print(f"the scenario failed (pytest exit {code}); {a.out} left as it was", file=sys.stderr)

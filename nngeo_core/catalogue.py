@@ -220,6 +220,8 @@ ANALYSES: dict[str, dict[str, Any]] = {
             "conv": "toeplitz",
             "zeros": "absent",
             "input_shape": None,
+            "null_models": None,
+            "null_seeds": 3,
         },
     },
     "persistence_diagrams": {
@@ -253,7 +255,7 @@ ANALYSES: dict[str, dict[str, Any]] = {
             "Fraction of each layer's maximum spanning tree among its largest weights, with a lower bound"
             " and the random-chance value."
         ),
-        "params": {"conv": "toeplitz", "input_shape": None},
+        "params": {"conv": "toeplitz", "input_shape": None, "null_models": None, "null_seeds": 3},
     },
     "curvature": {
         "needs_data": True,
@@ -289,6 +291,8 @@ ANALYSES: dict[str, dict[str, Any]] = {
             "normalize_idleness": False,
             "conv_positions": 4,
             "layers": None,
+            "null_models": None,
+            "null_seeds": 3,
         },
     },
     "volume": {
@@ -456,7 +460,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 
 # the built-in job kinds, by name (their registration order depends on which module loads first)
-JOB_KINDS: tuple[str, ...] = ("analyse", "analyse-shard", "health", "prune-sweep", "train")
+JOB_KINDS: tuple[str, ...] = ("analyse", "analyse-shard", "health", "prune-sweep", "reproduce", "train")
 
 
 # -- the registries' one-line errors for an unknown name, word for word --------------------------

@@ -53,6 +53,7 @@ COMMAND_MODULES = [
     "nngeo_core.analyse_cli",
     "nngeo_core.uploads",
     "nngeo_core.data_cli",
+    "nngeo_core.reproduce.cli",
 ]
 
 

@@ -8,8 +8,10 @@ from nngeo_core.dashboard import widgets as w
 from nngeo_core.dashboard.results import builder_labels, builder_layer_names, curvature_layers, weight_shapes
 from nngeo_core.figures.common import labels_for, layer_labels
 from nngeo_core.figures.curvature import (
+    NULL_STATISTICS,
     curvature_heatmap,
     curvature_histogram,
+    curvature_vs_nulls,
     curvature_vs_weight,
     curvature_weight_correlation,
     dead_edges,
@@ -18,6 +20,8 @@ from nngeo_core.figures.curvature import (
     layer_graph,
     top_edges,
 )
+from nngeo_core.figures.persistence import has_nulls
+from nngeo_core.models.nulls import NULL_KINDS, trained_rows
 
 st.title("Curvature")
 store = w.get_store()
@@ -56,9 +60,28 @@ if layers and default != layers:
 params: dict = {} if not layers or chosen == layers else {"layers": ",".join(chosen)}
 if positions != 4:
     params["conv_positions"] = positions
-edges = w.analysis_result(
+if method == "curvature_weights" and st.checkbox(
+    "Compare with null models",
+    key="curv-nulls",
+    help="the same curvature of the network at initialisation, with each layer's weights shuffled, and of "
+    "Gaussian weights of the same shape and RMS (3 seeds each): what an untrained network already does",
+):
+    params["null_models"] = NULL_KINDS
+full = w.analysis_result(
     store, run, method, what="curvature", epoch=epoch, key="curv-go", params=params, any_params=not params
 )
+edges = trained_rows(full)  # a result with null models: the network's own edges
+if full is not None and has_nulls(full):
+    statistic = st.radio(
+        "per layer, against the null models",
+        list(NULL_STATISTICS),
+        horizontal=True,
+        key="curv-null-stat",
+        format_func=NULL_STATISTICS.get,
+    )
+    w.show_figure(
+        curvature_vs_nulls(full, statistic=statistic, shapes=shapes), f"{run}-curvature-nulls", key="curv-nulls-fig"
+    )
 if edges is not None and len(edges):
     c1, c2 = st.columns(2)
     by = c1.radio(

@@ -8,6 +8,7 @@ from nngeo_core.dashboard.results import weight_shapes
 from nngeo_core.defaults import complete
 from nngeo_core.figures import persistence as pf
 from nngeo_core.figures.common import labels_for
+from nngeo_core.models.nulls import NULL_KINDS, trained_rows
 from nngeo_core.runs import snapshot_epochs
 from nngeo_core.specs import AnalysisSpec
 from nngeo_core.store.queries import analyses_over_epochs
@@ -19,13 +20,23 @@ if run is None:
     st.stop()
 epoch = w.pick_epoch(store, run, key="pers-epoch")
 shapes = weight_shapes(store, run)  # layers are labelled 'fc2 (6→5)' from the checkpoint's weight shapes
+nulls = st.checkbox(
+    "Compare with null models",
+    key="pers-nulls",
+    help="the same statistics of the network at initialisation, with each layer's weights shuffled, and "
+    "of Gaussian weights of the same shape and RMS (3 seeds each): what an untrained network already does",
+)
+null_params = {"null_models": NULL_KINDS} if nulls else {}
 
 tab_np, tab_diag, tab_train, tab_eta, tab_mst = st.tabs(
     ["NP per layer", "Diagrams & barcodes", "NP over training", "η_τ (critical compression)", "MST overlap"]
 )
 
 with tab_np:
-    np_table = w.analysis_result(store, run, "persistence", what="neural persistence", epoch=epoch, key="pers-np-go")
+    np_full = w.analysis_result(
+        store, run, "persistence", what="neural persistence", epoch=epoch, key="pers-np-go", params=null_params
+    )
+    np_table = trained_rows(np_full)
     if np_table is not None:
         st.caption(
             "NP = p-norm of each layer's 0-dim persistence diagram; normalised NP divides by "
@@ -33,7 +44,9 @@ with tab_np:
             f"**{np_table['np'].sum():.4f}**, mean normalised NP: **{np_table['np_normalized'].mean():.4f}**"
         )
         w.show_figure(pf.np_per_layer(np_table, shapes=shapes), f"{run}-np", key="pers-np")
-        w.show_table(np_table, f"{run}-np", key="pers-np-table")
+        if pf.has_nulls(np_full):
+            w.show_figure(pf.np_vs_nulls(np_full, shapes=shapes), f"{run}-np-nulls", key="pers-np-nulls")
+        w.show_table(np_full, f"{run}-np", key="pers-np-table")
 
 with tab_diag:
     diagrams = w.analysis_result(
@@ -93,7 +106,11 @@ with tab_eta:
         w.show_table(eta, f"{run}-eta", key="pers-eta-table")
 
 with tab_mst:
-    overlap = w.analysis_result(store, run, "mst_overlap", what="MST overlap", epoch=epoch, key="pers-mst-go")
+    overlap = w.analysis_result(
+        store, run, "mst_overlap", what="MST overlap", epoch=epoch, key="pers-mst-go", params=null_params
+    )
     if overlap is not None:
-        w.show_figure(pf.mst_overlap(overlap, shapes=shapes), f"{run}-mst-overlap", key="pers-mst")
+        w.show_figure(pf.mst_overlap(trained_rows(overlap), shapes=shapes), f"{run}-mst-overlap", key="pers-mst")
+        if pf.has_nulls(overlap):
+            w.show_figure(pf.mst_overlap_vs_nulls(overlap, shapes=shapes), f"{run}-mst-nulls", key="pers-mst-nulls")
         w.show_table(overlap, f"{run}-mst-overlap", key="pers-mst-table")

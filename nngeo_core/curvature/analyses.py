@@ -13,6 +13,11 @@ that cannot be folded, ...) gets one row with ``kind = "skipped"``, NaN values a
 big networks, where every edge of every layer would take hours on a CPU. ``preset`` ("nngeo" or
 "tan2026", ``neural.PRESETS``) fills every curvature setting left at None; a setting given
 explicitly wins (``conv_positions=0``: every output position).
+
+``curvature_weights`` also takes ``null_models`` / ``null_seeds`` (``models.nulls.NULL_PARAMS``):
+when null models are named, the edge table stacks the network's own edges (``model = "trained"``)
+and each null kind × seed's (``model`` = the kind, ``seed``), each computed from scratch; without
+them the table is what it always was (no ``model`` / ``seed`` columns).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import pandas as pd
 from ..analysis_base import register_analysis
 from ..errors import NNGeoError
 from ..models.layers import analysis_layers
+from ..models.nulls import NULL_PARAMS, null_normalizer, null_rows
 from ..params import Param, defaults_of
 from .measures import DEAD_RULES, MASS_RULES
 from .neural import FROM_PRESET, PRESETS, neural_curvature, weight_only_curvature
@@ -61,6 +67,7 @@ WEIGHT_PARAMS = {
     "normalize_idleness": False,
     "conv_positions": Param(4, low=1),
     "layers": Param(None, kind=str, help="comma-separated weight layers to compute (default: all)"),
+    **NULL_PARAMS,
 }
 
 
@@ -125,18 +132,23 @@ def curvature_analysis(model, dataset, params, progress):
     "curvature_weights",
     needs_data=False,
     params=WEIGHT_PARAMS,
+    normalize=null_normalizer,
     columns=("layer", "src", "dst", "weight", "curvature", "alive"),
     description="Ollivier-Ricci curvature of every edge of the layer graph from the weights alone (lengths 1/|w|).",
 )
 def curvature_weights_analysis(model, dataset, params, progress):
     p = _params(params, WEIGHT_PARAMS, "curvature_weights")
-    table = weight_only_curvature(
-        model,
-        alpha=float(p["alpha"]),
-        method=p["method"],
-        normalize_idleness=bool(p["normalize_idleness"]),
-        conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
-        layers=p["layers"],
-        progress=progress,
-    )
-    return _with_skipped(model, table)
+
+    def compute(net, pr):
+        table = weight_only_curvature(
+            net,
+            alpha=float(p["alpha"]),
+            method=p["method"],
+            normalize_idleness=bool(p["normalize_idleness"]),
+            conv_positions=None if p["conv_positions"] is None else int(p["conv_positions"]),
+            layers=p["layers"],
+            progress=pr,
+        )
+        return _with_skipped(net, table)
+
+    return null_rows(model, compute, {k: p[k] for k in NULL_PARAMS}, progress)

@@ -54,9 +54,12 @@ AGGREGATES = ("min", "mean")
 NC_METHODS = ("exact", "sinkhorn")
 DEFAULT_CONV_POSITIONS = 4
 PROBLEM_BUDGET = 8e6  # floats per batch of transport problems
-# solve the problems of every group sharing a core cost matrix together (False: each group alone,
-# the behaviour before pooling; ``bench/curvature.py`` times both)
+# solve the problems of every group sharing a core cost matrix together, for these transport
+# methods (False: each group alone, the behaviour before pooling; ``bench/curvature.py`` times both).
+# Sinkhorn only: on 2 idle cores pooling took lenet5_s2 (nngeo preset) from 16.4 s to 14.0 s, while
+# the exact mode's bigger batches went to worker processes and paid for it (30.9 s -> 35.0 s)
 POOL_BY_CORE = True
+POOL_METHODS: tuple[str, ...] = ("sinkhorn",)
 REMAP_RTOL = 1e-6  # |curvature - 1| below this is remapped by ``remap_one`` (Tan et al.'s test)
 
 # every setting a preset decides; the strategies' ``tie_break`` ranks ties (``position``: by weight
@@ -278,7 +281,7 @@ class _ProblemPool:
         C = probs.C
         key = (
             (C.shape, hashlib.blake2b(np.ascontiguousarray(C).tobytes(), digest_size=16).digest())
-            if POOL_BY_CORE
+            if POOL_BY_CORE and self.method in POOL_METHODS
             else ("group", id(target))
         )
         self.buckets.setdefault(key, []).append((probs, target, lo, hi))

@@ -25,7 +25,7 @@ from plotly.colors import sample_colorscale
 
 from ..errors import NNGeoError
 from .common import DIVERGING, Shapes, empty_figure, finish, labels_for, require_columns, weight_shape
-from .persistence import layer_color
+from .persistence import against_nulls, has_nulls, layer_color, null_summary
 
 ENDPOINT_NAMES = (("src", "dst"), ("source", "target"), ("i", "j"), ("in", "out"), ("u", "v"))
 N_COLOR_BINS = 11
@@ -596,3 +596,46 @@ def dead_share_figure(edges: pd.DataFrame, *, title: str | None = None, shapes: 
     fig.update_xaxes(type="category")
     fig.update_yaxes(title_text="share of dead edges (alive = 0)", tickformat=".0%", range=[0, 1])
     return finish(fig, title or "dead edges per layer", height=340)
+
+
+# -- against null models ------------------------------------------------------------------------------
+NULL_STATISTICS = {
+    "mean": "mean κ of the live edges",
+    "median": "median κ of the live edges",
+    "negative_share": "share of live edges with κ < 0",
+}
+
+
+def curvature_layer_statistic(edges: pd.DataFrame, statistic: str = "mean") -> pd.DataFrame:
+    """Per model (``model`` column of a result with null models; "trained" for any other table),
+    seed and layer: ``statistic`` (``NULL_STATISTICS``) of the curvature of the layer's live edges
+    with finite κ. Columns ``model, seed, layer, value, n_edges``."""
+    if statistic not in NULL_STATISTICS:
+        raise NNGeoError(f"unknown curvature statistic {statistic!r}; the statistics: {', '.join(NULL_STATISTICS)}")
+    require_columns(edges, ["layer", "curvature"], "curvature_layer_statistic")
+    rows = _edge_rows(edges)
+    kappa = rows["curvature"].to_numpy(dtype=float)
+    used = _live(rows) & np.isfinite(kappa)
+    t = pd.DataFrame(
+        {
+            "model": rows["model"].astype(str).to_numpy() if "model" in rows.columns else "trained",
+            "seed": rows["seed"].to_numpy() if "seed" in rows.columns else pd.NA,
+            "layer": rows["layer"].astype(str).to_numpy(),
+            "kappa": kappa,
+        }
+    )[used]
+    funcs = {"mean": "mean", "median": "median", "negative_share": lambda v: float((v < 0).mean())}
+    g = t.groupby(["model", "seed", "layer"], sort=False, dropna=False)["kappa"]
+    out = g.agg(value=funcs[statistic], n_edges="size").reset_index()
+    return out[["model", "seed", "layer", "value", "n_edges"]]
+
+
+def curvature_vs_nulls(
+    edges: pd.DataFrame, *, statistic: str = "mean", title: str | None = None, shapes: Shapes | None = None
+) -> go.Figure:
+    """Per layer: ``statistic`` of the network's edge curvature beside its null models' (mean ± std
+    over seeds); from a ``curvature_weights`` result with null models."""
+    if not has_nulls(edges):
+        return empty_figure("no null models in this result: compute the curvature with null models", title)
+    per = curvature_layer_statistic(edges, statistic)
+    return against_nulls(null_summary(per, "value"), y_title=NULL_STATISTICS[statistic], title=title, shapes=shapes)

@@ -6,6 +6,12 @@ Column names follow ``nngeo_core.topology``: diagrams have ``layer``, ``birth``,
 ``total`` row for the whole model; overlap tables ``layer``, ``overlap``, ``bound``, ``chance``.
 Layers are labelled 'fc2 (6→5)' (``common.layer_labels``) from ``shapes``, the weight shapes of the
 model's checkpoint header, or from the table's own columns.
+
+Against null models (a result computed with ``null_models``: its rows carry ``model`` = "trained"
+or the null kind, and ``seed``; ``nngeo_core.models.nulls``): ``null_summary`` (per layer and
+model: mean ± std over seeds), ``against_nulls`` (the network's bar beside each null's mean ± std),
+``mst_overlap_vs_nulls`` and ``np_vs_nulls``. The other builders expect the network's rows alone
+(``models.nulls.trained_rows``).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from .common import Shapes, empty_figure, finish, labels_for, require_columns
+from .common import Shapes, empty_figure, finish, labels_for, layer_labels, require_columns
 
 LAYER_COLORS = (
     "#0072B2",
@@ -299,3 +305,147 @@ def mst_overlap(table: pd.DataFrame, *, title: str | None = None, shapes: Shapes
     fig.update_xaxes(title_text="layer")
     fig.update_layout(legend=dict(orientation="h", y=1.12))
     return finish(fig, title, height=380)
+
+
+# -- against null models: the network's per-layer statistic beside the same of untrained networks --
+# an analysis run with ``null_models`` stacks its rows with ``model`` ("trained" or the null kind)
+# and ``seed`` (``nngeo_core.models.nulls``); these builders read that long table
+NULL_COLORS = {"init": "#E69F00", "shuffled": "#009E73", "gaussian": "#CC79A7"}
+NULL_NAMES = {
+    "init": "at initialisation",
+    "shuffled": "weights shuffled in each layer",
+    "gaussian": "Gaussian, same shape and RMS",
+}
+
+
+def has_nulls(table: pd.DataFrame | None) -> bool:
+    """Whether a result table holds null-model rows besides the network's own (``model`` column)."""
+    return table is not None and "model" in table.columns and bool((table["model"].astype(str) != "trained").any())
+
+
+def null_summary(table: pd.DataFrame, value: str) -> pd.DataFrame:
+    """Per layer (the network's forward order) and model: ``value`` of the network (``model`` =
+    "trained") and the mean, std (ddof 1; NaN for one seed), min, max and number of seeds of each
+    null kind. Rows of modules without a graph (``kind = "skipped"``) and the ``total`` row are
+    left out. Columns ``layer, model, mean, std, min, max, n``."""
+    require_columns(table, ["layer", "model", value], "null_summary")
+    t = table[table["layer"].astype(str) != "total"]
+    if "kind" in t.columns:
+        t = t[t["kind"].astype(str) != "skipped"]
+    t = t.assign(layer=t["layer"].astype(str), model=t["model"].astype(str), _v=t[value].astype(float))
+    order = list(dict.fromkeys(t.loc[t["model"] == "trained", "layer"])) or list(dict.fromkeys(t["layer"]))
+    models = list(dict.fromkeys(t["model"]))
+    g = t.groupby(["layer", "model"], sort=False)["_v"]
+    out = g.agg(["mean", "std", "min", "max", "size"]).reset_index().rename(columns={"size": "n"})
+    out["layer"] = pd.Categorical(out["layer"], categories=order, ordered=True)
+    out["model"] = pd.Categorical(out["model"], categories=models, ordered=True)
+    out = out.dropna(subset=["layer"]).sort_values(["layer", "model"]).reset_index(drop=True)
+    out["layer"] = out["layer"].astype(str)
+    out["model"] = out["model"].astype(str)
+    return out[["layer", "model", "mean", "std", "min", "max", "n"]]
+
+
+def against_nulls(
+    summary: pd.DataFrame,
+    *,
+    y_title: str,
+    title: str | None = None,
+    shapes: Shapes | None = None,
+    reference: pd.DataFrame | None = None,
+    reference_name: str = "",
+    y_range: list[float] | None = None,
+) -> go.Figure:
+    """``null_summary``'s table drawn per layer: the network as a bar, each null kind as its mean ±
+    std over seeds (a marker with error bars, the spread of seeds as hover text) beside it;
+    ``reference`` (``layer``, ``value``), if given, as a dotted line (e.g. random chance)."""
+    if summary is None or len(summary) == 0:
+        return empty_figure("no null models in this result: compute it with null models", title)
+    require_columns(summary, ["layer", "model", "mean", "std", "n"], "against_nulls")
+    layers = list(dict.fromkeys(summary["layer"].astype(str)))
+    labels = layer_labels(layers, shapes)
+    fig = go.Figure()
+    trained = summary[summary["model"] == "trained"]
+    if len(trained):
+        fig.add_trace(
+            go.Bar(
+                x=trained["layer"].map(labels),
+                y=trained["mean"],
+                name="trained network",
+                marker_color="#0072B2",
+                opacity=0.8,
+                hovertemplate="%{x}<br>trained %{y:.4f}<extra></extra>",
+            )
+        )
+    kinds = [m for m in dict.fromkeys(summary["model"]) if m != "trained"]
+    for i, kind in enumerate(kinds):
+        d = summary[summary["model"] == kind]
+        std = d["std"].fillna(0.0)
+        fig.add_trace(
+            go.Scatter(
+                x=d["layer"].map(labels),
+                y=d["mean"],
+                mode="markers",
+                name=f"{NULL_NAMES.get(kind, kind)} (mean ± std, {int(d['n'].max())} seeds)",
+                marker=dict(color=NULL_COLORS.get(kind, layer_color(i)), size=10, symbol="diamond"),
+                error_y=dict(type="data", array=std, visible=True, thickness=1.5, width=6),
+                customdata=np.column_stack([std, d["min"], d["max"], d["n"]]),
+                hovertemplate=f"%{{x}}<br>{kind}: %{{y:.4f}} ± %{{customdata[0]:.4f}}"
+                "<br>seeds from %{customdata[1]:.4f} to %{customdata[2]:.4f} (n=%{customdata[3]})<extra></extra>",
+            )
+        )
+    if reference is not None and len(reference):
+        r = reference.assign(layer=reference["layer"].astype(str))
+        r = r[r["layer"].isin(layers)].drop_duplicates("layer").set_index("layer").reindex(layers).reset_index()
+        fig.add_trace(
+            go.Scatter(
+                x=r["layer"].map(labels),
+                y=r["value"],
+                mode="markers+lines",
+                name=reference_name or "reference",
+                line=dict(color="#777777", dash="dot"),
+                marker=dict(symbol="x", size=9),
+                hovertemplate=f"%{{x}}<br>{reference_name or 'reference'} %{{y:.4f}}<extra></extra>",
+            )
+        )
+    fig.update_layout(scattermode="group", barmode="group", legend=dict(orientation="h", y=1.02, yanchor="bottom"))
+    fig.update_yaxes(title_text=y_title)
+    if y_range is not None:
+        fig.update_yaxes(range=y_range)
+    fig.update_xaxes(title_text="layer")
+    finish(fig, title, height=420)
+    fig.update_layout(margin=dict(t=90 if title else 60))
+    return fig
+
+
+def mst_overlap_vs_nulls(table: pd.DataFrame, *, title: str | None = None, shapes: Shapes | None = None) -> go.Figure:
+    """MST ∩ top-α overlap per layer of the network beside its null models (mean ± std over seeds)
+    and random chance (α / edges, the network's); from an ``mst_overlap`` result with null models."""
+    if not has_nulls(table):
+        return empty_figure("no null models in this result: compute the MST overlap with null models", title)
+    summary = null_summary(table, "overlap")
+    trained = table[table["model"].astype(str) == "trained"]
+    chance = trained.rename(columns={"chance": "value"})[["layer", "value"]] if "chance" in trained else None
+    return against_nulls(
+        summary,
+        y_title="overlap |MST ∩ top-α| / α",
+        title=title,
+        shapes=shapes,
+        reference=chance,
+        reference_name="chance (random α weights)",
+        y_range=[0, 1.05],
+    )
+
+
+def np_vs_nulls(
+    table: pd.DataFrame, *, value: str = "np_normalized", title: str | None = None, shapes: Shapes | None = None
+) -> go.Figure:
+    """Neural persistence (``value``: ``np_normalized`` or ``np``) per layer of the network beside
+    its null models (mean ± std over seeds); from a ``persistence`` result with null models."""
+    if not has_nulls(table):
+        return empty_figure("no null models in this result: compute neural persistence with null models", title)
+    return against_nulls(
+        null_summary(table, value),
+        y_title="normalised NP" if value == "np_normalized" else "NP",
+        title=title,
+        shapes=shapes,
+    )

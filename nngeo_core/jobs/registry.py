@@ -5,9 +5,10 @@
 so it runs the same from a worker, from the CLI and from Python. The kind name is the spec's
 ``kind`` field (``RunSpec.kind == "train"``, ``AnalysisSpec.kind == "analyse"``). Built-in kinds
 (train, analyse, health) live in ``nngeo_core.jobs.kinds``; other capabilities register theirs
-with ``register_job_kind`` when imported (``nngeo_core.pruning.jobs`` is imported on demand, so
-the ``prune-sweep`` kind is found without anyone importing it first). ``NNGEO_JOB_MODULES`` (comma
-separated module names) adds modules of your own that register kinds, in workers and submitters.
+with ``register_job_kind`` when imported (``nngeo_core.pruning.jobs`` and
+``nngeo_core.reproduce.jobs`` are imported on demand, so the ``prune-sweep`` and ``reproduce``
+kinds are found without anyone importing them first). ``NNGEO_JOB_MODULES`` (comma separated
+module names) adds modules of your own that register kinds, in workers and submitters.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..settings import get_settings
 from ..specs import add_spec_loader
 
 # modules imported on first lookup; each registers kinds at import time
-KIND_MODULES = ("nngeo_core.jobs.kinds", "nngeo_core.pruning.jobs")
+KIND_MODULES = ("nngeo_core.jobs.kinds", "nngeo_core.pruning.jobs", "nngeo_core.reproduce.jobs")
 
 
 @dataclass(frozen=True)

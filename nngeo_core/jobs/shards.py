@@ -75,6 +75,9 @@ def _check(spec: AnalysisSpec, n: Any) -> int:
         raise NNGeoError(f"only the {' and '.join(SHARDABLE)} analyses split into shards, not {what!r}")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise NNGeoError(f"the number of shards must be a whole number >= 1, got {n!r}")
+    if dict(spec.params or {}).get("null_models"):
+        # a shard holds some layers of every model; merged, the null rows would come out of order
+        raise NNGeoError("null models are not split into shards; run the analysis with them unsharded")
     return n
 
 

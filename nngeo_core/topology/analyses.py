@@ -1,10 +1,16 @@
 """The topology analyses for the analysis registry (``nngeo_core.analyses``): ``persistence``,
-``persistence_diagrams``, ``critical_compression`` and ``mst_overlap``."""
+``persistence_diagrams``, ``critical_compression`` and ``mst_overlap``.
+
+``persistence`` and ``mst_overlap`` also take ``null_models`` / ``null_seeds``
+(``models.nulls.NULL_PARAMS``): when null models are named, the table stacks the network's own rows
+(``model = "trained"``) and each null kind × seed's (``model`` = the kind, ``seed``), each computed
+from scratch; without them the table is what it always was (no ``model`` / ``seed`` columns)."""
 
 from __future__ import annotations
 
 from ..analysis_base import register_analysis
 from ..errors import NNGeoError
+from ..models.nulls import NULL_PARAMS, null_normalizer, null_rows
 from ..params import Param, signature_defaults
 from .compression import critical_compression
 from .overlap import mst_overlap
@@ -14,6 +20,7 @@ from .persistence import neural_persistence, persistence_diagrams
 PERSISTENCE_PARAMS = {
     **signature_defaults(neural_persistence, ("p", "normalize", "essential", "conv", "zeros")),
     "input_shape": Param(None, kind=tuple),
+    **NULL_PARAMS,
 }
 DIAGRAM_PARAMS = {
     **signature_defaults(persistence_diagrams, ("normalize", "essential", "conv", "zeros")),
@@ -22,6 +29,8 @@ DIAGRAM_PARAMS = {
 COMPRESSION_PARAMS = {**signature_defaults(critical_compression, ("conv",)), "input_shape": Param(None, kind=tuple)}
 OVERLAP_PARAMS = {**signature_defaults(mst_overlap, ("conv", "input_shape"))}
 OVERLAP_PARAMS["input_shape"] = Param(None, kind=tuple)
+OVERLAP_PARAMS.update(NULL_PARAMS)
+NULLS = tuple(NULL_PARAMS)
 
 
 def _params(method: str, params: dict | None, allowed: tuple[str, ...]) -> dict:
@@ -37,12 +46,20 @@ def _params(method: str, params: dict | None, allowed: tuple[str, ...]) -> dict:
 @register_analysis(
     "persistence",
     params=PERSISTENCE_PARAMS,
+    normalize=null_normalizer,
     columns=("layer", "np"),
     description="Neural persistence per layer (Rieck et al. 2019): p-norm of each layer's 0-dim persistence diagram.",
 )
 def persistence_analysis(model, dataset, params, progress):
-    params = _params("persistence", params, ("p", "normalize", "essential", "conv", "zeros", "input_shape"))
-    return neural_persistence(model, progress=progress, **params)
+    params = _params("persistence", params, ("p", "normalize", "essential", "conv", "zeros", "input_shape", *NULLS))
+    nulls = {k: params.pop(k) for k in NULLS if k in params}
+    return null_rows(
+        model,
+        lambda net, pr: neural_persistence(net, progress=pr, **params),
+        nulls,
+        progress,
+        input_shape=params.get("input_shape"),
+    )
 
 
 @register_analysis(
@@ -76,12 +93,18 @@ def critical_compression_analysis(model, dataset, params, progress):
 @register_analysis(
     "mst_overlap",
     params=OVERLAP_PARAMS,
+    normalize=null_normalizer,
     columns=("layer", "alpha", "overlap", "bound", "chance", "p_chance"),
     description="Fraction of each layer's maximum spanning tree among its "
     "largest weights, with a lower bound and the random-chance value.",
 )
 def mst_overlap_analysis(model, dataset, params, progress):
-    params = _params("mst_overlap", params, ("conv", "input_shape"))
-    if progress is not None:
-        progress.check()
-    return mst_overlap(model, **params)
+    params = _params("mst_overlap", params, ("conv", "input_shape", *NULLS))
+    nulls = {k: params.pop(k) for k in NULLS if k in params}
+
+    def compute(net, pr):
+        if pr is not None:
+            pr.check()
+        return mst_overlap(net, **params)
+
+    return null_rows(model, compute, nulls, progress, input_shape=params.get("input_shape"))

@@ -11,7 +11,18 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 
-PAGES = ["runs", "train", "persistence", "curvature", "volume", "pruning", "compare", "geodesics", "upload"]
+PAGES = [
+    "runs",
+    "train",
+    "persistence",
+    "curvature",
+    "volume",
+    "pruning",
+    "compare",
+    "geodesics",
+    "upload",
+    "reproduce",
+]
 
 
 def open_page(page: str, session: dict | None = None) -> AppTest:

@@ -29,8 +29,8 @@ LAYERS: list[tuple[str, ...]] = [
     ("models", "data", "user_index", "checkpoint", "train", "runs"),
     ("topology", "curvature", "geometry", "pruning"),
     ("analyses", "defaults", "figures", "uploads", "export", "cli_args", "catalogue", "data_cli"),
-    ("jobs", "pruning.jobs", "pruning.cli", "analyse_cli", "export_cli"),
-    ("dashboard", "cli", "jobs.cli", "testing", "__main__"),
+    ("jobs", "pruning.jobs", "pruning.cli", "analyse_cli", "export_cli", "reproduce"),
+    ("dashboard", "cli", "jobs.cli", "reproduce.cli", "testing", "__main__"),
 ]
 
 

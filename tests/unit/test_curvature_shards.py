@@ -209,6 +209,10 @@ def test_bad_requests_are_one_line_errors_and_store_nothing(fresh, backend):
         sh.submit_sharded(spec.replace(params={**dict(spec.params), "layers": "nope"}), 2, store=store, backend=backend)
     with pytest.raises(NNGeoError, match="does not exist"):
         backend.submit(sh.ShardSpec(analysis=spec, groups=("0", "2"), index=2), store=store)
+    weights = AnalysisSpec(run=spec.run, method="curvature_weights", params={"null_models": ("shuffled",)})
+    with pytest.raises(NNGeoError, match="null models are not split into shards") as err:
+        sh.submit_sharded(weights, 2, store=store, backend=backend)
+    assert "\n" not in str(err.value)
     assert set(store.keys()) == before and backend.list() == []
 
 
