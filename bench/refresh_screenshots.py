@@ -3,7 +3,7 @@
     python bench/refresh_screenshots.py            # needs Debian's chromium (/usr/bin/chromium)
     python bench/refresh_screenshots.py --out DIR  # somewhere else than assets/screenshots/
 
-Runs ``tests/e2e/test_dashboard_e2e.py`` and ``test_reproduce_page.py`` (a few minutes) with
+Runs ``tests/e2e/test_dashboard_e2e.py`` and ``test_reproduce_browser.py`` (a few minutes) with
 $E2E_SCREENSHOTS pointing at a temporary folder, and only when every stage passed copies the screenshots into
 ``assets/screenshots/``: a failed run never leaves a mix of old and new pictures. Exits with
 pytest's status.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # the dashboard scenario, and the Reproduce page's (its own server: a claim run in the worker)
-SCENARIOS = [ROOT / "tests" / "e2e" / "test_dashboard_e2e.py", ROOT / "tests" / "e2e" / "test_reproduce_page.py"]
+SCENARIOS = [ROOT / "tests" / "e2e" / "test_dashboard_e2e.py", ROOT / "tests" / "e2e" / "test_reproduce_browser.py"]
 SCREENSHOTS_ENV = "E2E_SCREENSHOTS"  # read by the scenario's `shots` fixture
 
 
