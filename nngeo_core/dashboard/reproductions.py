@@ -7,7 +7,7 @@ import math
 
 import pandas as pd
 
-from ..reproduce.verdicts import SIGN_RULE_PREFIX
+from ..reproduce.verdicts import paper_text
 from .downloads import safe_filename
 
 SHOWN_COLUMNS = ["claim", "paper", "measured", "n_seeds", "verdict", "rule"]
@@ -20,16 +20,6 @@ def measured_text(mean: float, std: float, n: int) -> str:
     if n == 1 or not math.isfinite(std):
         return f"{mean:.6g}"
     return f"{mean:.6g} ± {std:.2g}"
-
-
-def paper_text(paper: float, rule: str) -> str:
-    """The paper's value as its rule reads it: a sign rule's +1 / -1 is "> 0" / "< 0", a number is
-    shown to 6 significant digits like the measured one, no value (a reference row) is '—'."""
-    if not math.isfinite(paper):
-        return "—"
-    if rule.startswith(SIGN_RULE_PREFIX):
-        return "> 0" if paper > 0 else "< 0"
-    return f"{paper:.6g}"
 
 
 def claim_table(rows: pd.DataFrame) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from ..progress import Progress
 from ..store import Store, parquet_bytes
 from .base import Claim, FigureRef, Measurement, ReproduceSpec
 from .registry import CLAIMS
-from .verdicts import finite
+from .verdicts import finite, paper_text
 
 KIND = "reproduction"
 ROW_COLUMNS = ["claim", "paper", "measured_mean", "measured_std", "n_seeds", "verdict", "rule", "per_seed"]
@@ -96,7 +96,11 @@ class Report:
             f"<p>claim <code>{html.escape(self.claim)}</code>, nngeo {html.escape(self.version)}, "
             f"{self.seconds:.1f} s</p>",
             "<h2>Claims</h2>",
-            self.rows.drop(columns="per_seed").to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.6g}"),
+            self.rows.drop(columns="per_seed")
+            .assign(
+                paper=[paper_text(float(p), str(r)) for p, r in zip(self.rows["paper"], self.rows["rule"], strict=True)]
+            )
+            .to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.6g}"),
             "<h2>Figures</h2>",
         ]
         for i, fig in enumerate(self.figures()):

@@ -61,6 +61,16 @@ class Within:
 SIGN_RULE_PREFIX = "sign agrees"
 
 
+def paper_text(paper: float, rule: str) -> str:
+    """The paper's value as its rule reads it: a sign rule's +1 / -1 is "> 0" / "< 0", a number is
+    shown to 6 significant digits like the measured one, no value (a reference row) is '—'."""
+    if not math.isfinite(paper):
+        return "—"
+    if rule.startswith(SIGN_RULE_PREFIX):
+        return "> 0" if paper > 0 else "< 0"
+    return f"{paper:.6g}"
+
+
 @dataclass(frozen=True)
 class SignAgrees:
     """The sign of the measured value equals the sign of the paper's in at least ``k`` of ``of``

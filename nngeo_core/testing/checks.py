@@ -34,6 +34,7 @@ from ..models import MODELS, build, prunable_layers
 from ..progress import Cancelled, Progress
 from ..pruning.specs import SweepSpec
 from ..pruning.strategies import STRATEGIES, PruneData, Strategy, prune, reset_caches
+from ..reproduce.jobs import ReproduceJobSpec
 from ..runs import load_run, train_run
 from ..settings import get_settings
 from ..specs import AnalysisSpec, DataSpec, ModelSpec, RunSpec, TrainSpec, spec_from_dict, to_dict
@@ -339,6 +340,8 @@ def example_spec(kind: JobKind, store: Store) -> Any:
     if kind.spec_type is ShardSpec:
         whole = AnalysisSpec(run=train_run(run, store=store), method="curvature_weights")
         return shard_specs(whole, 2, store=store)[0]
+    if kind.spec_type is ReproduceJobSpec:
+        return ReproduceJobSpec(claim="balwani2022_eta_tau", size="test")  # needs no data, takes seconds
     return kind.spec_type()
 
 

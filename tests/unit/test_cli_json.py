@@ -125,6 +125,8 @@ def test_every_json_command_prints_strict_json(capsys, tmp_path):
         ("jobs", "workers"): ["jobs", "workers", "--json"],
         ("jobs", "cancel"): ["jobs", "cancel", job, "--json"],
         ("jobs", "clean"): ["jobs", "clean", "--older-than", "1", "--json"],
+        ("reproduce",): ["reproduce", "balwani2022_eta_tau", "--size", "test", "--json"],
+        ("reproductions",): ["reproductions", "--json"],
     }
     discovered = json_commands(build_parser())
     assert discovered == set(cases), f"--json commands without a case here: {sorted(discovered - set(cases))}"

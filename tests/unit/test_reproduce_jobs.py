@@ -15,7 +15,7 @@ from nngeo_core.errors import NNGeoError
 from nngeo_core.jobs.inprocess import InProcessBackend
 from nngeo_core.reproduce import CLAIMS
 from nngeo_core.reproduce.jobs import ReproduceJobSpec, job_spec, report_key
-from nngeo_core.reproduce.report import reproduce, spec_for
+from nngeo_core.reproduce.report import build_report, reproduce, spec_for
 from nngeo_core.store import default_store
 
 CLAIM = "tan2026_curvature_pruning"
@@ -122,3 +122,11 @@ def test_a_store_holding_a_report_migrates_in_a_fresh_process(tmp_path):
     assert proc.returncode == 0, proc.stderr
     done = json.loads(proc.stdout)
     assert done["renamed"] == {} and store.exists(key)
+
+
+def test_the_html_report_reads_a_sign_rule_as_a_sign():
+    report = build_report(CLAIMS.get("zavatone_veth2023_boundary"), "test")
+    html = report.to_html()
+    signs = report.rows["rule"].str.startswith("sign agrees").sum()
+    assert signs > 0
+    assert html.count("<td>&gt; 0</td>") == signs  # every sign row's paper value, none printed as 1.0
