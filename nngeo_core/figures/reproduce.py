@@ -192,3 +192,52 @@ def accuracy_vs_sparsity(acc: pd.DataFrame, title: str | None = None) -> go.Figu
 
 
 BUILDERS["accuracy_vs_sparsity"] = accuracy_vs_sparsity
+
+
+def sparsify_path_trace(path: pd.DataFrame, title: str | None = None, seed: int | None = None) -> go.Figure:
+    """Along a sparsification path (``geometry.sparsify_path``'s table, one ``seed``; default the
+    first): the accuracy of the current and of the projected net (top) and the Euclidean distance
+    to the sparse hyperplane (bottom) per step (columns seed, step, accuracy, accuracy_projected,
+    distance)."""
+    require_columns(path, ["seed", "step", "accuracy", "accuracy_projected", "distance"], "sparsify_path_trace")
+    if path.empty:
+        return empty_figure("no path steps", title)
+    chosen = path["seed"].iloc[0] if seed is None else seed
+    sel = path[path["seed"] == chosen].sort_values("step", kind="stable")
+    if sel.empty:
+        return empty_figure(f"no path steps for seed {chosen}", title)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08)
+    fig.add_trace(
+        go.Scatter(x=sel["step"], y=sel["accuracy"], mode="lines+markers", name="accuracy (current net)"),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=sel["step"],
+            y=sel["accuracy_projected"],
+            mode="lines+markers",
+            name="accuracy (projected onto the hyperplane)",
+            line=dict(dash="dash"),
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=sel["step"],
+            y=sel["distance"],
+            mode="lines+markers",
+            name="distance to the sparse hyperplane",
+            line=dict(color=PAPER_COLOR),
+        ),
+        row=2,
+        col=1,
+    )
+    fig.update_yaxes(title_text="test accuracy", range=[0, 1.02], row=1, col=1)
+    fig.update_yaxes(title_text="‖w − P(w)‖", row=2, col=1)
+    fig.update_xaxes(title_text="path step", row=2, col=1)
+    return finish(fig, title, height=560)
+
+
+BUILDERS["sparsify_path_trace"] = sparsify_path_trace

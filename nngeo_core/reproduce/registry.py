@@ -14,6 +14,7 @@ CLAIM_MODULES = (
     "nngeo_core.reproduce.balwani2022",
     "nngeo_core.reproduce.zavatone2023",
     "nngeo_core.reproduce.tan2026",
+    "nngeo_core.reproduce.raghavan2020",
 )
 
 CLAIMS: Registry[Claim] = Registry("claim", modules=CLAIM_MODULES)
