@@ -241,3 +241,60 @@ def sparsify_path_trace(path: pd.DataFrame, title: str | None = None, seed: int 
 
 
 BUILDERS["sparsify_path_trace"] = sparsify_path_trace
+
+
+NULL_SYMBOLS = {"init": "circle-open", "shuffled": "x", "gaussian": "diamond-open"}
+
+
+def mst_overlap_epochs(overlap: pd.DataFrame, title: str | None = None) -> go.Figure:
+    """MST ∩ top-α overlap per layer over the training epochs (``model = "trained"`` rows, mean over
+    seeds, one line per layer), the final net's null models (every other ``model``: mean over seeds
+    and null seeds, one marker per kind at its epoch) and the chance level α/N per layer (dotted)
+    (columns model, seed, epoch, layer, overlap, chance)."""
+    require_columns(overlap, ["model", "seed", "epoch", "layer", "overlap", "chance"], "mst_overlap_epochs")
+    if overlap.empty:
+        return empty_figure("no overlap rows", title)
+    fig = go.Figure()
+    palette = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000")
+    table = overlap.assign(layer=overlap["layer"].astype(str))
+    trained = table[table["model"] == "trained"]
+    nulls = table[table["model"] != "trained"]
+    epochs = sorted(trained["epoch"].unique())
+    for i, (layer, part) in enumerate(trained.groupby("layer", sort=False)):
+        color = palette[i % len(palette)]
+        mean = part.groupby("epoch")["overlap"].mean()
+        fig.add_trace(
+            go.Scatter(
+                x=mean.index, y=mean.to_numpy(), mode="lines+markers", name=f"layer {layer}", line=dict(color=color)
+            )
+        )
+        chance = float(part["chance"].mean())
+        fig.add_trace(
+            go.Scatter(
+                x=[epochs[0], epochs[-1]] if epochs else [],
+                y=[chance, chance],
+                mode="lines",
+                name=f"layer {layer} chance α/N",
+                line=dict(color=color, dash="dot"),
+                showlegend=i == 0,
+                legendgroup="chance",
+            )
+        )
+        for kind, npart in nulls[nulls["layer"] == layer].groupby("model", sort=False):
+            fig.add_trace(
+                go.Scatter(
+                    x=[float(npart["epoch"].mean())],
+                    y=[float(npart["overlap"].mean())],
+                    mode="markers",
+                    name=f"{kind} null",
+                    marker=dict(color=color, size=11, symbol=NULL_SYMBOLS.get(str(kind), "square-open")),
+                    legendgroup=f"null {kind}",
+                    showlegend=i == 0,
+                )
+            )
+    fig.update_xaxes(title_text="epoch")
+    fig.update_yaxes(title_text="MST ∩ top-α overlap", range=[0, 1.02])
+    return finish(fig, title, height=460)
+
+
+BUILDERS["mst_overlap_epochs"] = mst_overlap_epochs

@@ -15,6 +15,7 @@ CLAIM_MODULES = (
     "nngeo_core.reproduce.zavatone2023",
     "nngeo_core.reproduce.tan2026",
     "nngeo_core.reproduce.raghavan2020",
+    "nngeo_core.reproduce.balwani2022_overlap",
 )
 
 CLAIMS: Registry[Claim] = Registry("claim", modules=CLAIM_MODULES)
