@@ -19,7 +19,7 @@
    calibration inputs (one test digit per class, digits resized to 28x28), approximate mode.
 4. Neural curvature of ``lenet5_s2`` (seeded initialisation, eval mode) on the same 10 inputs, for
    both presets (nngeo: Sinkhorn, 4 positions per conv layer; tan2026: exact, every position): the
-   reference solves each edge group's transport problems alone (``POOL_BY_CORE = False``, the
+   reference solves each edge group's transport problems alone (``POOL_METHODS = ()``, the
    engine before pooling), nngeo pools the groups that share a core cost matrix (a conv layer's
    interior positions with one tap offset) into one batch; only Sinkhorn pools (``POOL_METHODS``),
    so the tan2026 (exact) line times the same code twice. Prints both times, their ratio and the
@@ -197,9 +197,9 @@ def bench_conv_pooling() -> None:
     model, x = lenet_case()
     print(f"\n== neural curvature, lenet5_s2 (seeded init), {len(x)} calibration inputs: per group vs pooled cores")
     for preset in ("nngeo", "tan2026"):
-        neural.POOL_BY_CORE = False
+        pooled, neural.POOL_METHODS = neural.POOL_METHODS, ()
         ref, t_ref = timed(lambda preset=preset: neural_curvature(model, x, preset=preset))
-        neural.POOL_BY_CORE = True
+        neural.POOL_METHODS = pooled
         ours, t = timed(lambda preset=preset: neural_curvature(model, x, preset=preset))
         d = np.abs(ref["curvature"].to_numpy() - ours["curvature"].to_numpy())
         print(

@@ -32,24 +32,11 @@ def problem_of(claim: str, size: str, data_dir: str) -> str | None:
 
 
 def follow(running: dict, label: str) -> None:
-    """The running job's progress, refreshed every poll_s by a fragment that reruns the page when
-    the job ends (the report, or the failed job's one line), with the button disabled and a Cancel."""
-    job_id, first = running["id"], True
-
-    def live() -> None:
-        nonlocal first
-        inline, first = first, False
-        now = jobs_view.snapshot()
-        row = now.by_id.get(job_id)
-        if not inline and (row is None or not jobs_view.is_active(row)):
-            st.rerun(scope="app")  # done, failed or cancelled: the page shows what came of it
-        row = row or running
-        st.progress(job_progress.fraction(row), text=f"reproducing · {job_progress.status_text(row, now.rows)}")
-
-    st.fragment(live, run_every=get_settings().poll_s)()
+    """The running job's progress inline, with the button disabled and a Cancel."""
+    w.inline_progress(running, "reproducing")
     b1, b2 = st.columns([1, 4])
     b1.button(label, key="repro-go", icon=":material/science:", disabled=True, help="the job is queued or running")
-    b2.button("Cancel", key="repro-cancel", on_click=jobs_view.cancel, args=(job_id,), icon=":material/cancel:")
+    b2.button("Cancel", key="repro-cancel", on_click=jobs_view.cancel, args=(running["id"],), icon=":material/cancel:")
 
 
 st.title("Reproduce a paper's claim")

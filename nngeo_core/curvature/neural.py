@@ -54,11 +54,10 @@ AGGREGATES = ("min", "mean")
 NC_METHODS = ("exact", "sinkhorn")
 DEFAULT_CONV_POSITIONS = 4
 PROBLEM_BUDGET = 8e6  # floats per batch of transport problems
-# solve the problems of every group sharing a core cost matrix together, for these transport
-# methods (False: each group alone, the behaviour before pooling; ``bench/curvature.py`` times both).
+# the transport methods whose problems are pooled by shared core cost matrix (the others solve each
+# chunk of a group as it comes, as before pooling; ``bench/curvature.py`` times both by emptying it).
 # Sinkhorn only: on 2 idle cores pooling took lenet5_s2 (nngeo preset) from 16.4 s to 14.0 s, while
 # the exact mode's bigger batches went to worker processes and paid for it (30.9 s -> 35.0 s)
-POOL_BY_CORE = True
 POOL_METHODS: tuple[str, ...] = ("sinkhorn",)
 REMAP_RTOL = 1e-6  # |curvature - 1| below this is remapped by ``remap_one`` (Tan et al.'s test)
 
@@ -266,35 +265,39 @@ class _ProblemPool:
     the blocks of a dense layer after a spatial level. Solving their problems as one batch turns
     Sinkhorn's matrix-vector products into matrix-matrix ones and the exact mode's many small
     dispatches into a few large ones. Cores are compared by their bytes (a hash of the float64
-    values), so only identical cost matrices merge: the values are those of solving every group
-    alone (exact: identical; Sinkhorn: the same schedule, so equal to float rounding).
+    values), so only identical cost matrices merge. Exact values are those of solving every problem
+    alone; Sinkhorn sets its regularisation per batch, so its values move within its tolerance.
     """
 
     def __init__(self, method, processes, device, check, budget: float | None = None):
         self.method, self.processes, self.device, self.check = method, processes, device, check
         self.budget = PROBLEM_BUDGET if budget is None else budget
+        self.pooled = method in POOL_METHODS
         self.buckets: dict[tuple, list[tuple[CoreProblems, _PendingGroup, int, int]]] = {}
         self.floats: dict[tuple, float] = {}
+        self.queued = 0.0  # floats in every bucket
         self.solved = 0
 
     def add(self, probs: CoreProblems, target: _PendingGroup, lo: int, hi: int) -> None:
         C = probs.C
         key = (
             (C.shape, hashlib.blake2b(np.ascontiguousarray(C).tobytes(), digest_size=16).digest())
-            if POOL_BY_CORE and self.method in POOL_METHODS
-            else ("group", id(target))
+            if self.pooled
+            else ("group", id(target))  # solved at once below: no need to hash the core
         )
         self.buckets.setdefault(key, []).append((probs, target, lo, hi))
-        self.floats[key] = self.floats.get(key, 0.0) + probs.size * (sum(C.shape) + 2) * 4
-        if self.floats[key] >= self.budget:
+        floats = probs.size * (sum(C.shape) + 2) * 4
+        self.floats[key] = self.floats.get(key, 0.0) + floats
+        self.queued += floats
+        if not self.pooled or self.floats[key] >= self.budget:
             self.flush(key)
-        elif sum(self.floats.values()) >= 2 * self.budget:  # many partly filled buckets: the largest goes
+        elif self.queued >= 2 * self.budget:  # many partly filled buckets: the largest goes
             self.flush(max(self.floats, key=self.floats.__getitem__))
 
     def flush(self, key=None) -> None:
         for k in [key] if key is not None else list(self.buckets):
             items = self.buckets.pop(k)
-            self.floats.pop(k)
+            self.queued -= self.floats.pop(k)
             parts = [p for p, *_ in items]
             merged = (
                 parts[0]

@@ -361,6 +361,15 @@ def analysis_result(
         if st.button(label, key=key, icon=":material/calculate:") and submit_job(spec, what, toast=False):
             st.rerun()  # draw the page again: the job's progress in place of an active button
         return None
+    inline_progress(running, f"computing {what} of {when}")
+    st.button(label, key=key, icon=":material/calculate:", disabled=True, help="the job is queued or running")
+    return None
+
+
+def inline_progress(running: dict, doing: str) -> None:
+    """The running job's progress bar ("``doing`` · its status"), refreshed every poll_s by a
+    fragment that lives only as long as the job and reruns the page when it ends (done, failed or
+    cancelled: the page then shows what came of it)."""
     job_id, first = running["id"], True
 
     def live() -> None:
@@ -369,14 +378,11 @@ def analysis_result(
         now = jobs_view.snapshot()
         row = now.by_id.get(job_id)
         if not inline and (row is None or not jobs_view.is_active(row)):
-            st.rerun(scope="app")  # done, failed or cancelled: the page shows what came of it
+            st.rerun(scope="app")
         row = row or running
-        text = f"computing {what} of {when} · {job_progress.status_text(row, now.rows)}"
-        st.progress(job_progress.fraction(row), text=text)
+        st.progress(job_progress.fraction(row), text=f"{doing} · {job_progress.status_text(row, now.rows)}")
 
     st.fragment(live, run_every=get_settings().poll_s)()
-    st.button(label, key=key, icon=":material/calculate:", disabled=True, help="the job is queued or running")
-    return None
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
